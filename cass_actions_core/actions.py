@@ -1,0 +1,166 @@
+"""What an action handler receives and returns.
+
+A handler is ``async def handler(ctx: ActionContext) -> ActionResult | dict``. It does its
+work through the context: parameters, the unit's focus, the metered LLM client, its
+pack's data folder and key-value area, the clock, events and artifacts. It never
+reaches for globals; everything it may touch is here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from cass_actions_core.clock import Clock
+    from cass_actions_core.llm.metered import MeteredLLM
+
+
+class KeyValue(Protocol):
+    """A pack's private key-value area in the store (JSON values)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default``."""
+
+    def set(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable ``value`` under ``key``."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+
+    def items(self) -> dict[str, Any]:
+        """Every key and value of the area."""
+
+
+class HistoryView(Protocol):
+    """Read-only queries over the daemon's work summaries (what happened and why)."""
+
+    def summaries(self, *, local_date: date | None = None, category: str | None = None,
+                  text: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Summaries as mappings (newest last), filtered as asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """Something an action produced that a person may want to open."""
+
+    kind: str
+    title: str
+    path: str | None = None
+    ref: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {"kind": self.kind, "title": self.title, "path": self.path, "ref": self.ref}
+
+
+@dataclass
+class ActionResult:
+    """The outcome of one action run.
+
+    ``summary`` is one or two sentences for the work summary; ``data`` holds structured
+    output; ``insights`` and ``questions`` feed the unit's summary. ``cost_usd`` is filled
+    in by the executor from the metered LLM client (a handler does not report its own
+    cost, so cost bookkeeping has one source).
+    """
+
+    success: bool = True
+    summary: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
+    insights: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+    error: str | None = None
+    cost_usd: float = 0.0
+
+    @classmethod
+    def from_handler(cls, value: Any) -> ActionResult:
+        """Normalise a handler's return value (an ActionResult, a mapping or ``None``)."""
+        if isinstance(value, ActionResult):
+            return value
+        if value is None:
+            return cls(success=True)
+        if isinstance(value, Mapping):
+            known = {k: value[k] for k in ("success", "summary", "data", "insights", "questions", "error") if k in value}
+            arts = [a if isinstance(a, Artifact) else Artifact(**a) for a in value.get("artifacts", [])]
+            return cls(**known, artifacts=arts)
+        raise TypeError(f"a handler must return an ActionResult, a mapping or None, not {type(value).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {
+            "success": self.success, "summary": self.summary, "data": self.data,
+            "artifacts": [a.to_dict() for a in self.artifacts], "insights": self.insights,
+            "questions": self.questions, "error": self.error, "cost_usd": self.cost_usd,
+        }
+
+
+class ActionFailed(Exception):
+    """Raise from a handler to fail the action with a clear message (no traceback is stored)."""
+
+
+@dataclass
+class ActionContext:
+    """Everything a handler may use. Built by the executor for each run.
+
+    - ``params``: validated against the action's params schema.
+    - ``focus`` / ``motivation``: why the unit was chosen (from the planner).
+    - ``llm``: the metered client bound to this run (cost cap, call cap, budget).
+    - ``data_dir``: the pack's own folder in the workspace, for human-readable artifacts.
+    - ``workspace``: the whole workspace (read other packs' published files from here).
+    - ``kv``: the pack's key-value area in the store.
+    - ``history``: read-only queries over work summaries.
+    - ``settings``: the ``[packs.<pack>]`` table from the config.
+    """
+
+    action_id: str
+    pack: str
+    params: dict[str, Any]
+    focus: str | None
+    motivation: str | None
+    unit_id: str | None
+    run_key: str
+    daemon_id: str
+    phase: str | None
+    local_date: date
+    clock: Clock
+    llm: MeteredLLM
+    workspace: Path
+    data_dir: Path
+    kv: KeyValue
+    history: HistoryView
+    settings: dict[str, Any]
+    emit: Callable[[str, dict[str, Any]], None]
+    logger: logging.Logger
+    artifacts: list[Artifact] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        """The daemon's local time (aware)."""
+        return self.clock.now()
+
+    def add_artifact(self, kind: str, title: str, path: Path | str | None = None, ref: str | None = None) -> Artifact:
+        """Record an artifact; a path inside the workspace is stored relative to it."""
+        if path is not None:
+            p = Path(path)
+            try:
+                path = str(p.resolve().relative_to(self.workspace.resolve()))
+            except ValueError:
+                path = str(p)
+        artifact = Artifact(kind, title, path, ref)
+        self.artifacts.append(artifact)
+        return artifact
+
+    def write_text(self, relative: str, text: str) -> Path:
+        """Write ``text`` to ``data_dir/relative`` (folders created), atomically; return the path."""
+        target = (self.data_dir / relative).resolve()
+        if self.data_dir.resolve() not in target.parents:
+            raise ActionFailed(f"refusing to write outside the pack's data folder: {relative!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+        return target

@@ -1,0 +1,1 @@
+"""The core's built-in plugin: registered first, under the name ``core``."""

@@ -1,0 +1,303 @@
+"""The catalogue: every action, handler and template from every pack, checked as a whole.
+
+:func:`build_catalogue` loads the packs, gathers what they register, adds the user's
+own template files and checks everything at once. It never raises for bad input; it
+collects :class:`~cass_actions_core.problems.Problem` objects, and
+:meth:`Catalogue.check` raises one :class:`~cass_actions_core.problems.CatalogueError`
+listing all of them, so a bad catalogue can never start.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from cass_actions_core.config import Config
+from cass_actions_core.models import ActionDefinition, Template
+from cass_actions_core.plugins import PluginRecord, call_per_plugin, load_plugins, new_plugin_manager, one_line
+from cass_actions_core.problems import CatalogueError, Problem
+from cass_actions_core.registrars import ActionRegistrar, Handler, Registered, TemplateRegistrar
+from cass_actions_core import schema_files
+
+
+@dataclass(frozen=True)
+class CatalogueAction:
+    """A registered action: its definition, its handler and where it came from."""
+
+    definition: ActionDefinition
+    handler: Handler | None
+    origin: Registered
+
+    @property
+    def pack(self) -> str:
+        """The pack that registered it."""
+        return self.origin.pack
+
+
+@dataclass(frozen=True)
+class CatalogueTemplate:
+    """A registered template and where it came from."""
+
+    template: Template
+    origin: Registered
+
+
+@dataclass
+class Catalogue:
+    """Actions, templates and packs, plus every problem found while building them."""
+
+    config: Config
+    plugin_manager: pluggy.PluginManager
+    plugins: list[PluginRecord]
+    actions: dict[str, CatalogueAction] = field(default_factory=dict)
+    templates: dict[str, CatalogueTemplate] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    # -- queries -------------------------------------------------------------------
+    def action(self, action_id: str) -> CatalogueAction:
+        """The action ``action_id``; :class:`KeyError` with the closest id if unknown."""
+        try:
+            return self.actions[action_id]
+        except KeyError:
+            hint = closest(action_id, self.actions)
+            raise KeyError(f"unknown action {action_id!r}" + (f" (did you mean {hint!r}?)" if hint else "")) from None
+
+    def template(self, template_id: str) -> CatalogueTemplate:
+        """The template ``template_id``; :class:`KeyError` with the closest id if unknown."""
+        try:
+            return self.templates[template_id]
+        except KeyError:
+            hint = closest(template_id, self.templates)
+            raise KeyError(f"unknown template {template_id!r}" + (f" (did you mean {hint!r}?)" if hint else "")) from None
+
+    def template_cost(self, template: Template) -> float:
+        """Estimated USD of a template: the sum of its steps' estimates (never typed twice)."""
+        return round(sum(self.actions[s.action].definition.estimated_cost_usd for s in template.steps if s.action in self.actions), 6)
+
+    def template_duration(self, template: Template) -> float:
+        """Estimated minutes of a template: the sum of its steps' default durations."""
+        return sum(self.actions[s.action].definition.default_duration_minutes for s in template.steps if s.action in self.actions)
+
+    def categories(self) -> set[str]:
+        """Every budget category used by an action or a template."""
+        return {a.definition.category for a in self.actions.values()} | {t.template.category for t in self.templates.values()}
+
+    @property
+    def load_errors(self) -> list[PluginRecord]:
+        """Packs that failed to import or register."""
+        return [p for p in self.plugins if p.status == "error"]
+
+    def all_problems(self, strict: bool = False) -> list[Problem]:
+        """The catalogue's problems, plus (``strict``) one per pack that failed to load."""
+        extra = [
+            Problem("pack-load", f"pack could not be loaded: {p.error}", pack=p.name,
+                    file=f"{p.distribution or '?'} {p.version or ''} ({p.entry_point or 'registered by hand'})".replace("  ", " "))
+            for p in self.load_errors
+        ] if strict else []
+        return extra + self.problems
+
+    def check(self, strict: bool = True) -> None:
+        """Raise :class:`CatalogueError` listing every problem (and, ``strict``, every broken pack)."""
+        problems = self.all_problems(strict)
+        if problems:
+            raise CatalogueError(problems)
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The registered id nearest to ``name``, if any is reasonably close."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def build_catalogue(
+    config: Config,
+    *,
+    plugins: Sequence[tuple[str, Any]] = (),
+    template_files: Sequence[str | Path] = (),
+    entry_points: bool = True,
+) -> Catalogue:
+    """Load packs, gather their actions and templates, add user template files, check all.
+
+    ``plugins`` registers extra plugin objects by hand as ``(name, plugin)`` pairs;
+    ``template_files`` adds user template files beside those named in the config;
+    ``entry_points=False`` ignores installed packs (tests). Problems are collected on the
+    returned catalogue; call :meth:`Catalogue.check` to refuse a bad one.
+    """
+    pm = new_plugin_manager()
+    records = load_plugins(pm, load=config.plugins.load, disable=config.plugins.disable, extra=plugins, entry_points=entry_points)
+    catalogue = Catalogue(config=config, plugin_manager=pm, plugins=records)
+    by_name = {r.name: r for r in records}
+
+    registrars: dict[str, ActionRegistrar] = {}
+    for name, kwargs, exc in call_per_plugin(pm, "register_actions", lambda n: {"register": registrars.setdefault(n, ActionRegistrar(n))}):
+        if exc is not None:
+            _mark_failed(by_name[name], "register_actions", exc)
+            registrars.pop(name)
+    template_regs: dict[str, TemplateRegistrar] = {}
+    for name, kwargs, exc in call_per_plugin(pm, "register_templates", lambda n: {"register": template_regs.setdefault(n, TemplateRegistrar(n))}):
+        if exc is not None:
+            _mark_failed(by_name[name], "register_templates", exc)
+            template_regs.pop(name)
+    # A pack that failed in one hook is dropped from both, so nothing half-registered remains.
+    failed = {r.name for r in records if r.status == "error"}
+    for name in failed:
+        registrars.pop(name, None)
+        template_regs.pop(name, None)
+
+    for path in [*config.user_template_files(), *map(Path, template_files)]:
+        reg = template_regs.setdefault(f"file:{path}", TemplateRegistrar("user templates"))
+        reg.load(path)
+
+    _collect_actions(catalogue, registrars.values())
+    _collect_templates(catalogue, template_regs.values())
+    _check_categories(catalogue)
+    for name, record in by_name.items():
+        record.actions = sum(1 for a in catalogue.actions.values() if a.pack == name)
+        record.templates = sum(1 for t in catalogue.templates.values() if t.origin.pack == name)
+    return catalogue
+
+
+def _mark_failed(record: PluginRecord, hook: str, exc: BaseException) -> None:
+    record.status = "error"
+    record.error = f"{hook} raised {one_line(exc)}"
+
+
+def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]) -> None:
+    problems = catalogue.problems
+    handlers: dict[str, tuple[Handler, str]] = {}
+    handler_pack: dict[str, str] = {}
+    for reg in registrars:
+        problems.extend(reg.problems)
+        for definition, origin in reg.definitions:
+            existing = catalogue.actions.get(definition.id)
+            if existing is not None:
+                problems.append(Problem(
+                    "duplicate-action",
+                    f"action id registered twice: by pack {existing.pack!r} ({existing.origin.file}) "
+                    f"and by pack {origin.pack!r} ({origin.file})",
+                    file=origin.file, pack=origin.pack, item_id=definition.id, path=f"$.actions[{origin.index}].id",
+                    hint="rename one of them or disable one pack",
+                ))
+                continue
+            problems.extend(_check_definition(definition, origin))
+            catalogue.actions[definition.id] = CatalogueAction(definition, None, origin)
+        for action_id, handler in reg.handlers.items():
+            if action_id in handlers and handler_pack[action_id] != reg.pack:
+                problems.append(Problem(
+                    "duplicate-handler",
+                    f"two packs register a handler for this action: {handler_pack[action_id]!r} and {reg.pack!r}",
+                    pack=reg.pack, item_id=action_id,
+                ))
+                continue
+            handlers[action_id] = handler
+            handler_pack[action_id] = reg.pack
+
+    for action_id, (fn, qualname) in handlers.items():
+        action = catalogue.actions.get(action_id)
+        if action is None:
+            hint = closest(action_id, catalogue.actions)
+            problems.append(Problem(
+                "handler-without-definition",
+                f"handler {qualname} is registered for an action with no definition",
+                pack=handler_pack[action_id], item_id=action_id,
+                hint=f"did you mean {hint!r}?" if hint else "add the action to the pack's metadata file",
+            ))
+            continue
+        if handler_pack[action_id] != action.pack:
+            problems.append(Problem(
+                "foreign-handler",
+                f"pack {handler_pack[action_id]!r} registers a handler for an action defined by pack {action.pack!r}",
+                pack=handler_pack[action_id], item_id=action_id,
+            ))
+            continue
+        catalogue.actions[action_id] = CatalogueAction(action.definition, fn, action.origin)
+    for action in catalogue.actions.values():
+        if action.handler is None and action.definition.id not in handlers:
+            problems.append(Problem(
+                "missing-handler", "action is defined but no handler is registered for it",
+                file=action.origin.file, pack=action.pack, item_id=action.definition.id,
+                path=f"$.actions[{action.origin.index}]",
+            ))
+
+
+def _check_definition(definition: ActionDefinition, origin: Registered) -> list[Problem]:
+    out: list[Problem] = []
+    base = f"$.actions[{origin.index}]"
+
+    def add(code: str, message: str, field_name: str) -> None:
+        out.append(Problem(code, message, file=origin.file, pack=origin.pack, item_id=definition.id, path=f"{base}.{field_name}"))
+
+    why = schema_files.check_schema(definition.params)
+    if why:
+        add("invalid-params-schema", f"params is not a valid JSON Schema: {why}", "params")
+    if not definition.uses_llm and definition.estimated_cost_usd > 0:
+        add("cost-without-llm", "an action that makes no LLM call must estimate 0 USD", "estimated_cost_usd")
+    if definition.tier == 1 and definition.uses_llm:
+        add("tier-mismatch", "tier 1 (system) actions make no LLM call", "uses_llm")
+    if definition.max_cost_usd < definition.estimated_cost_usd:
+        add("cap-below-estimate", f"max_cost_usd {definition.max_cost_usd} is below estimated_cost_usd {definition.estimated_cost_usd}", "max_cost_usd")
+    return out
+
+
+def _collect_templates(catalogue: Catalogue, registrars: Iterable[TemplateRegistrar]) -> None:
+    problems = catalogue.problems
+    for reg in registrars:
+        problems.extend(reg.problems)
+        for template, origin in reg.templates:
+            existing = catalogue.templates.get(template.id)
+            if existing is not None:
+                problems.append(Problem(
+                    "duplicate-template",
+                    f"template id registered twice: by {existing.origin.pack!r} ({existing.origin.file}) and by {origin.pack!r} ({origin.file})",
+                    file=origin.file, pack=origin.pack, item_id=template.id, path=f"$.templates[{origin.index}].id",
+                ))
+                continue
+            problems.extend(_check_template(catalogue, template, origin))
+            catalogue.templates[template.id] = CatalogueTemplate(template, origin)
+
+
+def _check_template(catalogue: Catalogue, template: Template, origin: Registered) -> list[Problem]:
+    out: list[Problem] = []
+    for j, step in enumerate(template.steps):
+        path = f"$.templates[{origin.index}].steps[{j}]"
+        action = catalogue.actions.get(step.action)
+        if action is None:
+            hint = closest(step.action, catalogue.actions)
+            out.append(Problem(
+                "unknown-action", f"step {j + 1} names unregistered action {step.action!r}",
+                file=origin.file, pack=origin.pack, item_id=template.id, path=f"{path}.action",
+                hint=f"closest registered action: {hint!r}" if hint else "no registered action is close; run 'cass-actions list'",
+            ))
+            continue
+        if schema_files.check_schema(action.definition.params) is None:
+            for sub, message in schema_files.validate_instance(action.definition.params, step.params):
+                out.append(Problem(
+                    "invalid-params", f"step {j + 1} params for {step.action!r}: {message}",
+                    file=origin.file, pack=origin.pack, item_id=template.id, path=f"{path}.params{sub[1:]}",
+                ))
+    return out
+
+
+def _check_categories(catalogue: Catalogue) -> None:
+    allocations = catalogue.config.budget.allocations
+    label = str(catalogue.config.source) if catalogue.config.source else "configuration (defaults)"
+    users: dict[str, list[str]] = {}
+    for a in catalogue.actions.values():
+        users.setdefault(a.definition.category, []).append(a.definition.id)
+    for t in catalogue.templates.values():
+        users.setdefault(t.template.category, []).append(t.template.id)
+    for category in sorted(users):
+        if category not in allocations:
+            ids = users[category]
+            catalogue.problems.append(Problem(
+                "unbudgeted-category",
+                f"category {category!r} has no budget allocation but is used by {', '.join(sorted(ids)[:5])}"
+                + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""),
+                file=label, item_id=category, path=f"$.budget.allocations.{category}",
+                hint="add it under [budget.allocations] in the config file",
+            ))

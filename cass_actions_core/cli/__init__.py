@@ -1,0 +1,1 @@
+"""The ``cass-actions`` command line: a thin layer over the Python API."""

@@ -1,0 +1,85 @@
+"""What every command shares: the global options and the lazily built config and catalogue."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from cass_actions_core.config import CONFIG_ENV, DATA_DIR_ENV, Config, load_config
+
+if TYPE_CHECKING:
+    from cass_actions_core.catalogue import Catalogue
+
+
+def default_data_dir() -> Path:
+    """The platform's per-user data folder for cass-actions."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("cass-actions", appauthor=False))
+
+
+@dataclass
+class CLIState:
+    """Global options and cached objects for one CLI invocation (``ctx.obj``)."""
+
+    config_path: str | None = None
+    data_dir_option: str | None = None
+    _config: Config | None = None
+    _catalogues: dict[tuple[str, ...], Catalogue] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        """``--data-dir``, else ``$CASS_ACTIONS_DATA_DIR``, else the platform's user data folder."""
+        chosen = self.data_dir_option or os.environ.get(DATA_DIR_ENV)
+        return Path(chosen).expanduser().resolve() if chosen else default_data_dir()
+
+    def config(self) -> Config:
+        """The configuration: ``--config``, ``$CASS_ACTIONS_CONFIG``, or ``<data-dir>/config.toml`` if present."""
+        if self._config is None:
+            path: str | Path | None = self.config_path or os.environ.get(CONFIG_ENV)
+            if path is None and (self.data_dir / "config.toml").is_file():
+                path = self.data_dir / "config.toml"
+            self._config = load_config(path)
+        return self._config
+
+    def catalogue(self, template_files: tuple[str, ...] = ()) -> Catalogue:
+        """The catalogue built from the installed packs (plus extra template files)."""
+        if template_files not in self._catalogues:
+            from cass_actions_core.catalogue import build_catalogue
+
+            self._catalogues[template_files] = build_catalogue(self.config(), template_files=template_files)
+        return self._catalogues[template_files]
+
+
+def _store(name: str) -> Any:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            state = ctx.ensure_object(CLIState)
+            setattr(state, name, value)
+        return value
+
+    return callback
+
+
+def global_options(func: Any) -> Any:
+    """Add ``--config`` and ``--data-dir`` to a command (they work before or after its name)."""
+    func = click.option(
+        "--data-dir", type=click.Path(file_okay=False), expose_value=False, is_eager=True,
+        callback=_store("data_dir_option"),
+        help=f"Data folder for the store and workspace [env {DATA_DIR_ENV}; default: the user data folder].",
+    )(func)
+    func = click.option(
+        "--config", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
+        callback=_store("config_path"),
+        help=f"TOML config file [env {CONFIG_ENV}; default: <data-dir>/config.toml if present].",
+    )(func)
+    return func
+
+
+def json_option(func: Any) -> Any:
+    """Add ``--json`` (machine-readable output)."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)

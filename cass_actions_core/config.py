@@ -1,0 +1,253 @@
+"""Configuration: a TOML file plus environment overrides, with defaults that need no file.
+
+Order of precedence (last wins): built-in defaults, the TOML file, environment
+variables. The merged document is validated against ``schemas/config.schema.json``
+before it becomes a :class:`Config`, so a typo in the file is reported with its key
+path instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cass_actions_core import schema_files
+from cass_actions_core.models import Effort
+from cass_actions_core.problems import UserError
+
+CONFIG_ENV = "CASS_ACTIONS_CONFIG"
+DATA_DIR_ENV = "CASS_ACTIONS_DATA_DIR"
+LOAD_PLUGINS_ENV = "CASS_ACTIONS_LOAD_PLUGINS"
+DISABLE_PLUGINS_ENV = "CASS_ACTIONS_DISABLE_PLUGINS"
+
+#: Default share of the daily budget per category; covers every category the bundled
+#: packs use (the earlier system left creative, journal, memory and wonderland out: F1).
+DEFAULT_ALLOCATIONS: dict[str, float] = {
+    "system": 0.04,
+    "journal": 0.06,
+    "memory": 0.08,
+    "reflection": 0.18,
+    "growth": 0.10,
+    "curiosity": 0.10,
+    "research": 0.20,
+    "creative": 0.10,
+    "wonderland": 0.04,
+}
+
+#: Scalar environment overrides: variable -> (dotted config key, type).
+ENV_OVERRIDES: dict[str, tuple[str, type]] = {
+    "CASS_ACTIONS_DAEMON_ID": ("daemon_id", str),
+    "CASS_ACTIONS_TIMEZONE": ("timezone", str),
+    "CASS_ACTIONS_DAILY_BUDGET_USD": ("budget.daily_usd", float),
+    "CASS_ACTIONS_LLM_PROVIDER": ("llm.provider", str),
+    "CASS_ACTIONS_LLM_MODEL": ("llm.model", str),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PluginSettings(_Section):
+    """Which packs load, and the user's own template files."""
+
+    load: list[str] | None = None
+    disable: list[str] = Field(default_factory=list)
+    templates: list[str] = Field(default_factory=list)
+
+
+class BudgetSettings(_Section):
+    """Daily USD budget, its split by category and the reserve."""
+
+    daily_usd: float = 5.0
+    reserve_fraction: float = 0.1
+    allocations: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_ALLOCATIONS))
+
+    def category_limit(self, category: str) -> float:
+        """USD a category may spend in one local day (0 for an unknown category)."""
+        return round(self.daily_usd * self.allocations.get(category, 0.0), 6)
+
+    @property
+    def reserve_usd(self) -> float:
+        """USD held back from ordinary work each day."""
+        return round(self.daily_usd * self.reserve_fraction, 6)
+
+
+class PhaseSettings(_Section):
+    """Local start hour of each day phase."""
+
+    morning: int = 6
+    afternoon: int = 12
+    evening: int = 18
+    night: int = 22
+
+
+class SchedulerSettings(_Section):
+    """Loop behaviour: concurrency, catch-up after downtime, idle threshold."""
+
+    max_concurrent_units: int = 1
+    max_units_per_phase: int = 3
+    catch_up: Literal["run_late", "expire"] = "run_late"
+    catch_up_window_minutes: int = 120
+    idle_after_minutes: float = 30
+    tick_seconds: float = 30
+
+
+class ApprovalSettings(_Section):
+    """Which work needs a human yes, and what happens when nobody answers."""
+
+    expire_after_hours: float = 24
+    on_expiry: Literal["reject", "approve"] = "reject"
+    categories: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+
+
+class ModelPrice(_Section):
+    """USD per million tokens for one model."""
+
+    input: float
+    output: float
+    cache_write_5m: float | None = None
+    cache_write_1h: float | None = None
+    cache_read: float | None = None
+
+
+class ActionLLMSettings(_Section):
+    """A per-action override of the LLM settings."""
+
+    provider: str | None = None
+    model: str | None = None
+    max_tokens: int | None = None
+    effort: Effort | None = None
+
+
+class LLMSettings(_Section):
+    """Default provider and model settings for every LLM call."""
+
+    provider: str = "anthropic"
+    model: str = "claude-haiku-5-5"
+    max_tokens: int = 2048
+    effort: Effort = "low"
+    max_retries: int = 2
+    timeout_seconds: float = 120
+    base_url: str | None = None
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    actions: dict[str, ActionLLMSettings] = Field(default_factory=dict)
+
+
+class RetentionSettings(_Section):
+    """How long events and LLM transcripts are kept."""
+
+    events_days: int = 30
+    transcripts_days: int = 30
+
+
+class Config(_Section):
+    """The whole validated configuration."""
+
+    daemon_id: str = "cass"
+    timezone: str = "UTC"
+    workspace: str | None = None
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    phases: PhaseSettings = Field(default_factory=PhaseSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    packs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: The file this came from (None: defaults and environment only); relative paths
+    #: inside the file resolve against its folder.
+    source: Path | None = None
+
+    def pack_settings(self, pack: str) -> dict[str, Any]:
+        """The ``[packs.<pack>]`` table, or an empty mapping."""
+        return dict(self.packs.get(pack, {}))
+
+    def user_template_files(self) -> list[Path]:
+        """The template files named in ``plugins.templates``, resolved against the config file."""
+        base = self.source.parent if self.source else Path.cwd()
+        return [(base / p).resolve() for p in self.plugins.templates]
+
+
+def _split_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        doc = doc.setdefault(key, {})
+    doc[leaf] = value
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Load the configuration from ``path`` (or ``$CASS_ACTIONS_CONFIG``) and the environment.
+
+    With no path and no variable, the defaults apply. Raises :class:`UserError` naming
+    the file and the key for unreadable TOML, schema violations and inconsistent values.
+    """
+    env = dict(os.environ if env is None else env)
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    doc: dict[str, Any] = {}
+    source: Path | None = None
+    if path is not None:
+        source = Path(path).expanduser().resolve()
+        try:
+            doc = tomllib.loads(source.read_text("utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{source}: config file not found.") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{source}: cannot read the config file: {exc}.") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{source}: not valid TOML: {exc}.") from None
+    label = str(source) if source else "configuration"
+
+    for var, (dotted, kind) in ENV_OVERRIDES.items():
+        if var in env:
+            try:
+                _set_dotted(doc, dotted, kind(env[var]))
+            except ValueError:
+                raise UserError(f"environment variable {var}={env[var]!r}: expected a {kind.__name__}.") from None
+    if LOAD_PLUGINS_ENV in env:
+        _set_dotted(doc, "plugins.load", _split_list(env[LOAD_PLUGINS_ENV]))
+    if DISABLE_PLUGINS_ENV in env:
+        existing = doc.get("plugins", {}).get("disable", [])
+        _set_dotted(doc, "plugins.disable", list(existing) + _split_list(env[DISABLE_PLUGINS_ENV]))
+
+    errors = schema_files.validate(schema_files.CONFIG, doc)
+    if errors:
+        lines = "; ".join(f"{p}: {m}" for p, m in errors)
+        raise UserError(f"{label}: invalid configuration: {lines}.")
+    config = Config.model_validate({**doc, "source": source})
+    _check_consistency(config, label)
+    return config
+
+
+def _check_consistency(config: Config, label: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(config.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"{label}: $.timezone: unknown time zone {config.timezone!r} (use an IANA name such as 'Europe/London').") from None
+    total = sum(config.budget.allocations.values()) + config.budget.reserve_fraction
+    if total > 1.0 + 1e-9 and not math.isclose(total, 1.0):
+        raise UserError(
+            f"{label}: $.budget.allocations: category shares plus reserve_fraction add up to {total:.2f}, more than 1.0."
+        )
+    p = config.phases
+    starts = [p.morning, p.afternoon, p.evening, p.night]
+    # Phases must follow each other around the clock in this order, each non-empty.
+    spans = [(starts[(i + 1) % 4] - starts[i]) % 24 for i in range(4)]
+    if 0 in spans or sum(spans) != 24:
+        raise UserError(
+            f"{label}: $.phases: start hours must run morning < afternoon < evening < night around the clock "
+            f"(got {starts})."
+        )

@@ -1,0 +1,57 @@
+"""Problems found while loading packs or checking the catalogue, and the error that carries them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the catalogue, a file or a pack.
+
+    ``code`` is a stable machine-readable kind (``unknown-action``, ``schema``,
+    ``duplicate-action`` ...); ``message`` is the sentence a person reads. ``file``,
+    ``item_id`` (the action or template id) and ``path`` (a JSON path such as
+    ``$.templates[0].steps[1].action``) locate it; ``hint`` says what to do, for
+    example the closest registered action id.
+    """
+
+    code: str
+    message: str
+    file: str | None = None
+    pack: str | None = None
+    item_id: str | None = None
+    path: str | None = None
+    hint: str | None = None
+
+    def render(self) -> str:
+        """One paragraph: where, then what, then the hint."""
+        where = [p for p in (self.file, self.item_id and f"id {self.item_id!r}", self.path) if p]
+        head = ": ".join(where)
+        text = f"{head}: {self.message}" if head else self.message
+        if self.pack and (self.file is None or self.pack not in self.file):
+            text += f" [pack {self.pack}]"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The problem as a JSON-ready mapping."""
+        return asdict(self)
+
+
+@dataclass
+class CatalogueError(Exception):
+    """Raised when the catalogue (or a file given to it) has problems; lists them all."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"the action catalogue has {len(self.problems)} problem(s):"]
+        lines += [f"  - {p.render()}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class UserError(Exception):
+    """A mistake in the user's input (config, arguments, data files); shown without a traceback."""

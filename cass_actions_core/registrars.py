@@ -1,0 +1,179 @@
+"""The objects a pack's ``register_actions`` / ``register_templates`` hooks receive.
+
+Each pack gets its own registrar, so everything it registers is attributed to it and can
+be discarded as a whole if the pack's hook raises.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from cass_actions_core import schema_files
+from cass_actions_core.models import ActionDefinition, Template
+from cass_actions_core.problems import Problem
+
+#: An action handler: ``async def handler(ctx) -> ActionResult | dict``.
+Handler = Callable[[Any], Any]
+
+
+class Readable(Protocol):
+    """Anything with ``read_text`` (a :class:`pathlib.Path` or an importlib.resources traversable)."""
+
+    def read_text(self, encoding: str = ...) -> str: ...
+
+
+Source = Readable | Mapping[str, Any] | str
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """Where a registered item came from: the pack, the file and its index in the file."""
+
+    pack: str
+    file: str
+    index: int
+
+
+def _read_document(source: Source, pack: str, problems: list[Problem]) -> tuple[Any, str] | None:
+    if isinstance(source, Mapping):
+        return dict(source), f"<{pack}: inline metadata>"
+    if isinstance(source, str):
+        from pathlib import Path
+
+        source = Path(source)
+    label = str(source)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem("unreadable-file", f"cannot read the file: {exc}", file=label, pack=pack))
+        return None
+    try:
+        return json.loads(text), label
+    except json.JSONDecodeError as exc:
+        problems.append(
+            Problem("invalid-json", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", file=label, pack=pack)
+        )
+        return None
+
+
+def _schema_problems(name: str, doc: Any, label: str, pack: str, key: str) -> list[Problem]:
+    out = []
+    for path, message in schema_files.validate(name, doc):
+        item_id = None
+        # Name the item the error sits in, when it has a readable id.
+        parts = path.split("]", 1)[0].split("[")
+        if path.startswith(f"$.{key}[") and len(parts) == 2 and parts[1].isdigit():
+            item = doc[key][int(parts[1])]
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                item_id = item["id"]
+        out.append(Problem("schema", message, file=label, pack=pack, item_id=item_id, path=path))
+    return out
+
+
+def check_handler_signature(fn: Any) -> str | None:
+    """Why ``fn`` cannot be an action handler, or ``None`` if it can.
+
+    A handler is a coroutine function taking exactly one positional argument (the
+    action context). Checking at registration removes the earlier system's second
+    calling convention (keyword-spread context, F7).
+    """
+    if not callable(fn):
+        return f"handler {fn!r} is not callable"
+    target = fn.__call__ if not inspect.isfunction(fn) and not inspect.ismethod(fn) and hasattr(fn, "__call__") else fn
+    if not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)):
+        return f"handler {getattr(fn, '__qualname__', fn)!r} must be an 'async def' function"
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    positional = [
+        p for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    extra_required = [
+        p for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY and p.default is p.empty
+    ]
+    if len(positional) != 1 or extra_required:
+        return f"handler {getattr(fn, '__qualname__', fn)!r} must take exactly one argument (the action context), has {sig}"
+    return None
+
+
+@dataclass
+class ActionRegistrar:
+    """Collects one pack's action definitions and handlers (see ``register_actions``)."""
+
+    pack: str
+    definitions: list[tuple[ActionDefinition, Registered]] = field(default_factory=list)
+    handlers: dict[str, tuple[Handler, str]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def load(self, source: Source) -> None:
+        """Read an action metadata file (``{"actions": [...]}``) and register its definitions."""
+        read = _read_document(source, self.pack, self.problems)
+        if read is None:
+            return
+        doc, label = read
+        schema_problems = _schema_problems(schema_files.ACTION_PACK, doc, label, self.pack, "actions")
+        self.problems.extend(schema_problems)
+        if schema_problems:
+            return
+        for index, raw in enumerate(doc["actions"]):
+            try:
+                definition = ActionDefinition.model_validate(raw)
+            except ValidationError as exc:  # the schema and the model disagree: report, don't crash
+                self.problems.append(Problem("schema", str(exc), file=label, pack=self.pack, path=f"$.actions[{index}]"))
+                continue
+            self.definitions.append((definition, Registered(self.pack, label, index)))
+
+    def handler(self, action_id: str, fn: Handler | None = None) -> Any:
+        """Bind ``fn`` as the handler of ``action_id``; without ``fn``, return a decorator."""
+        if fn is None:
+            def decorate(func: Handler) -> Handler:
+                self.handler(action_id, func)
+                return func
+
+            return decorate
+        why = check_handler_signature(fn)
+        if why:
+            self.problems.append(Problem("handler-signature", why, pack=self.pack, item_id=action_id))
+            return fn
+        if action_id in self.handlers:
+            self.problems.append(
+                Problem("duplicate-handler", "the pack registers two handlers for this action", pack=self.pack, item_id=action_id)
+            )
+            return fn
+        self.handlers[action_id] = (fn, getattr(fn, "__qualname__", repr(fn)))
+        return fn
+
+
+@dataclass
+class TemplateRegistrar:
+    """Collects one pack's (or one user file's) templates (see ``register_templates``)."""
+
+    pack: str
+    templates: list[tuple[Template, Registered]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def load(self, source: Source) -> None:
+        """Read a template file (``{"templates": [...]}``) and register its templates."""
+        read = _read_document(source, self.pack, self.problems)
+        if read is None:
+            return
+        doc, label = read
+        schema_problems = _schema_problems(schema_files.TEMPLATE_FILE, doc, label, self.pack, "templates")
+        self.problems.extend(schema_problems)
+        if schema_problems:
+            return
+        for index, raw in enumerate(doc["templates"]):
+            try:
+                template = Template.model_validate(raw)
+            except ValidationError as exc:
+                self.problems.append(Problem("schema", str(exc), file=label, pack=self.pack, path=f"$.templates[{index}]"))
+                continue
+            self.templates.append((template, Registered(self.pack, label, index)))

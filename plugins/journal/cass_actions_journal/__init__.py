@@ -1,0 +1,1 @@
+"""Journal pack for cass-actions: the daily journal entry, the weekly review and the nightly dream."""

@@ -1,0 +1,1 @@
+"""Memory pack for cass-actions: conversations, summaries, titles, consolidation and knowledge notes."""

@@ -1,0 +1,1 @@
+"""Wonderland pack for cass-actions: a small text world the daemon explores, reflects in and changes."""

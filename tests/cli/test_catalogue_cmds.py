@@ -1,0 +1,178 @@
+"""``list``, ``plugins`` and ``validate`` through the real CLI, with packs installed as distributions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from support import action_def, make_dist, run_cli, template_def
+
+ONLY = "CASS_ACTIONS_LOAD_PLUGINS"
+
+
+def test_list_shows_pack_actions_with_filters_and_json(site: Path):
+    make_dist(site, "cass-actions-demo", version="2.3.4", ep_name="demo",
+              actions=[action_def("demo.alpha", tier=2), action_def("demo.beta", tier=1, uses_llm=False,
+                                                                    estimated_cost_usd=0, max_cost_usd=0, category="system")],
+              templates=[template_def("demo_block", ["demo.alpha", "demo.beta"])])
+    env = {ONLY: "demo"}
+    out = run_cli("list", "--json", site=site, env=env)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [(r["id"], r["pack"], r["pack_version"]) for r in rows] == [("demo.beta", "demo", "2.3.4"), ("demo.alpha", "demo", "2.3.4")]
+    table = run_cli("list", "--tier", "2", site=site, env=env)
+    assert "demo.alpha" in table.stdout and "demo.beta" not in table.stdout
+    assert run_cli("list", "--category", "system", "--json", site=site, env=env).stdout.count('"id"') == 1
+    tpl = json.loads(run_cli("list", "--templates", "--json", site=site, env=env).stdout)
+    assert tpl[0]["id"] == "demo_block" and tpl[0]["estimated_cost_usd"] == 0.02
+    assert tpl[0]["estimated_duration_minutes"] == 10
+
+
+def test_unknown_action_in_template_file_exits_1_naming_template_step_and_closest(site: Path, tmp_path: Path):
+    make_dist(site, "cass-actions-journal-test", ep_name="journaltest", actions=[action_def("journal.generate_daily")])
+    bad = tmp_path / "mine.json"
+    bad.write_text(json.dumps({"templates": [template_def("memory_maintenance",
+                                                          ["journal.generate_daily", "journal.generate_dayly"])]}))
+    out = run_cli("validate", str(bad), site=site, env={ONLY: "journaltest"})
+    assert out.returncode == 1
+    assert "memory_maintenance" in out.stdout and "step 2" in out.stdout
+    assert "$.templates[0].steps[1].action" in out.stdout and "'journal.generate_daily'" in out.stdout
+    machine = json.loads(run_cli("validate", "--json", str(bad), site=site, env={ONLY: "journaltest"}).stdout)
+    assert machine["ok"] is False and machine["problems"][0]["hint"].endswith("'journal.generate_daily'")
+
+
+def test_duplicate_action_ids_across_packs_name_both(site: Path):
+    make_dist(site, "cass-actions-one", ep_name="one", actions=[action_def("same.act")])
+    make_dist(site, "cass-actions-two", ep_name="two", actions=[action_def("same.act")])
+    out = run_cli("validate", site=site, env={ONLY: "one,two"})
+    assert out.returncode == 1
+    assert "'one'" in out.stdout and "'two'" in out.stdout and "same.act" in out.stdout
+
+
+def test_missing_handler_and_orphan_handler_are_rejected(site: Path):
+    make_dist(site, "cass-actions-half", ep_name="half", actions=[action_def("half.defined")], handlers=["half.orphan"])
+    out = run_cli("validate", "--json", site=site, env={ONLY: "half"})
+    assert out.returncode == 1
+    found = {(p["code"], p["item_id"]) for p in json.loads(out.stdout)["problems"]}
+    assert found == {("missing-handler", "half.defined"), ("handler-without-definition", "half.orphan")}
+
+
+def test_params_violating_schema_are_rejected(site: Path, tmp_path: Path):
+    params = {"type": "object", "properties": {"days": {"type": "integer"}}, "additionalProperties": False}
+    make_dist(site, "cass-actions-p", ep_name="p", actions=[action_def("p.review", params=params)])
+    f = tmp_path / "t.json"
+    f.write_text(json.dumps({"templates": [template_def("weekly", [{"action": "p.review", "params": {"days": "seven"}}])]}))
+    out = run_cli("validate", str(f), site=site, env={ONLY: "p"})
+    assert out.returncode == 1
+    assert "weekly" in out.stdout and "$.templates[0].steps[0].params.days" in out.stdout and "'seven'" in out.stdout
+
+
+def test_invalid_json_metadata_names_file_and_path(site: Path):
+    make_dist(site, "cass-actions-bad", ep_name="bad", actions=[action_def("bad.one", priority="urgent")])
+    out = run_cli("validate", site=site, env={ONLY: "bad"})
+    assert out.returncode == 1
+    assert "bad_actions.json" in out.stdout and "$.actions[0].priority" in out.stdout and "'urgent'" in out.stdout
+    # `list` still works and points at validate.
+    listing = run_cli("list", site=site, env={ONLY: "bad"})
+    assert listing.returncode == 0 and "cass-actions validate" in listing.stderr
+
+
+def test_pack_raising_importerror_leaves_list_working(site: Path):
+    make_dist(site, "cass-actions-good", ep_name="good", actions=[action_def("good.act")])
+    make_dist(site, "cass-actions-broken", version="0.9.0", ep_name="broken",
+              module_source="import a_module_that_does_not_exist\n")
+    env = {ONLY: "good,broken"}
+    listing = run_cli("list", "--json", site=site, env=env)
+    assert listing.returncode == 0
+    assert [r["id"] for r in json.loads(listing.stdout)] == ["good.act"]
+    assert "broken" in listing.stderr and "No module named 'a_module_that_does_not_exist'" in listing.stderr
+    plugins = {p["name"]: p for p in json.loads(run_cli("plugins", "--json", site=site, env=env).stdout)}
+    assert plugins["broken"]["status"] == "error"
+    assert plugins["broken"]["distribution"] == "cass-actions-broken" and plugins["broken"]["version"] == "0.9.0"
+    assert "ModuleNotFoundError" in plugins["broken"]["error"] and "\n" not in plugins["broken"]["error"]
+    assert plugins["good"]["status"] == "loaded" and plugins["good"]["actions"] == 1
+    assert run_cli("validate", site=site, env=env).returncode == 0
+    strict = run_cli("validate", "--strict", site=site, env=env)
+    assert strict.returncode == 1 and "cass-actions-broken" in strict.stdout
+
+
+def test_load_and_disable_plugins_env_and_disabled_pack_is_never_imported(site: Path, tmp_path: Path):
+    marker = tmp_path / "imported.marker"
+    make_dist(site, "cass-actions-good", ep_name="good", actions=[action_def("good.act")])
+    make_dist(site, "cass-actions-trap", ep_name="trap",
+              module_source=f"open({str(marker)!r}, 'w').close()\nraise ImportError('trap pack was imported')\n")
+    disabled = run_cli("plugins", "--json", "--all", site=site, env={ONLY: "good,trap", "CASS_ACTIONS_DISABLE_PLUGINS": "trap"})
+    status = {p["name"]: p["status"] for p in json.loads(disabled.stdout)}
+    assert status["trap"] == "disabled" and status["good"] == "loaded"
+    assert not marker.exists()
+    # Selecting by distribution name works too, and unselected packs are not imported.
+    only_good = run_cli("plugins", "--json", "--all", site=site, env={ONLY: "cass-actions-good"})
+    status = {p["name"]: p["status"] for p in json.loads(only_good.stdout)}
+    assert status["trap"] == "not-selected" and status["good"] == "loaded" and not marker.exists()
+    # Empty: built-ins only.
+    none = json.loads(run_cli("plugins", "--json", site=site, env={ONLY: ""}).stdout)
+    assert [p["name"] for p in none] == ["core"]
+    # The config file's settings do the same.
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[plugins]\nload = ["good", "trap"]\ndisable = ["trap"]\n')
+    via_config = json.loads(run_cli("plugins", "--json", "--all", "--config", str(cfg), site=site).stdout)
+    assert {p["name"]: p["status"] for p in via_config}["trap"] == "disabled" and not marker.exists()
+    # Enabled, it is imported and reported.
+    enabled = json.loads(run_cli("plugins", "--json", site=site, env={ONLY: "good,trap"}).stdout)
+    assert {p["name"]: p["status"] for p in enabled}["trap"] == "error" and marker.exists()
+
+
+def test_same_distribution_twice_on_the_path_loads_once(site: Path, tmp_path: Path):
+    make_dist(site, "cass-actions-twice", ep_name="twice", actions=[action_def("twice.act")])
+    mirror = tmp_path / "mirror"
+    make_dist(mirror, "cass-actions-twice", ep_name="twice", actions=[action_def("twice.act")])
+    out = run_cli("validate", "--json", site=site, env={ONLY: "twice", "PYTHONPATH": f"{site}:{mirror}"})
+    assert out.returncode == 0, out.stdout
+    plugins = json.loads(run_cli("plugins", "--json", "--all", site=site,
+                                 env={ONLY: "twice", "PYTHONPATH": f"{site}:{mirror}"}).stdout)
+    assert [p["status"] for p in plugins if p["name"] == "twice"] == ["loaded"]
+
+
+def test_load_order_is_deterministic(site: Path):
+    for name in ["zeta", "alpha", "mid"]:
+        make_dist(site, f"cass-actions-{name}", ep_name=name, actions=[action_def(f"{name}.act")])
+    names = [p["name"] for p in json.loads(run_cli("plugins", "--json", site=site, env={ONLY: "zeta,alpha,mid"}).stdout)]
+    assert names == ["core", "alpha", "mid", "zeta"]
+
+
+def test_usage_errors_exit_2_and_bad_config_exits_1_without_traceback(tmp_path: Path):
+    assert run_cli("list", "--tier", "9").returncode == 2
+    assert run_cli("no-such-command").returncode == 2
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[budget]\ndaily_usd = 'lots'\n")
+    out = run_cli("list", "--config", str(cfg))
+    assert out.returncode == 1
+    assert str(cfg) in out.stderr and "$.budget.daily_usd" in out.stderr and "Traceback" not in out.stderr
+    cfg.write_text("[budget\n")
+    out = run_cli("validate", "--config", str(cfg))
+    assert out.returncode == 1 and "not valid TOML" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_global_options_work_before_and_after_the_command(tmp_path: Path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[budget]\ndaily_usd = 'bad'\n")
+    before = run_cli("--config", str(cfg), "list")
+    after = run_cli("list", "--config", str(cfg))
+    assert before.returncode == after.returncode == 1
+
+
+def test_list_does_not_import_the_anthropic_sdk():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cass_actions_core.cli.main import main\n"
+        "try:\n    main(['list', '--json'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "try:\n    main(['validate'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in sys.modules if m == 'anthropic' or m.startswith('anthropic.') or m.startswith('httpx'))\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY=\n" in out.stdout, out.stdout

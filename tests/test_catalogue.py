@@ -1,0 +1,221 @@
+"""The catalogue through the Python API: every check of 'startup rejects a bad catalogue'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import json
+import pytest
+
+from cass_actions_core.catalogue import build_catalogue
+from cass_actions_core.config import Config, load_config
+from cass_actions_core.problems import CatalogueError
+from support import HandPack, action_def, template_def
+
+
+def build(*packs: tuple[str, Any], config: Config | None = None, files: tuple[Path, ...] = ()):
+    return build_catalogue(config or Config(), plugins=packs, template_files=files, entry_points=False)
+
+
+def codes(catalogue) -> list[str]:
+    return [p.code for p in catalogue.problems]
+
+
+def test_clean_catalogue_has_no_problems_and_derives_template_cost():
+    pack = HandPack(
+        [action_def("demo.first", estimated_cost_usd=0.02, default_duration_minutes=5),
+         action_def("demo.second", estimated_cost_usd=0.03, default_duration_minutes=10)],
+        [template_def("demo_block", ["demo.first", "demo.second"])],
+    )
+    cat = build(("demo", pack))
+    cat.check()
+    assert set(cat.actions) == {"demo.first", "demo.second"}
+    tpl = cat.template("demo_block").template
+    assert cat.template_cost(tpl) == pytest.approx(0.05)
+    assert cat.template_duration(tpl) == 15
+    assert cat.actions["demo.first"].pack == "demo"
+    record = next(p for p in cat.plugins if p.name == "demo")
+    assert (record.actions, record.templates) == (2, 1)
+    assert record.hooks == ["register_actions", "register_templates"]
+
+
+def test_b4_template_naming_unregistered_action_is_rejected_with_closest_id():
+    pack = HandPack([action_def("journal.generate_daily")],
+                    [template_def("memory_maintenance", ["journal.generate_daily", "journal.generate_dialy"])])
+    cat = build(("journal", pack))
+    with pytest.raises(CatalogueError) as info:
+        cat.check()
+    (problem,) = info.value.problems
+    assert problem.code == "unknown-action"
+    assert problem.item_id == "memory_maintenance"
+    assert problem.path == "$.templates[0].steps[1].action"
+    assert "step 2" in problem.message and "journal.generate_dialy" in problem.message
+    assert "journal.generate_daily" in (problem.hint or "")
+    assert "memory_maintenance" in str(info.value)
+
+
+def test_duplicate_action_ids_across_two_packs_name_both_packs():
+    cat = build(("alpha", HandPack([action_def("shared.thing")])), ("beta", HandPack([action_def("shared.thing")])))
+    dup = [p for p in cat.problems if p.code == "duplicate-action"]
+    assert len(dup) == 1
+    assert "'alpha'" in dup[0].message and "'beta'" in dup[0].message
+    assert dup[0].item_id == "shared.thing"
+
+
+def test_handler_without_definition_and_definition_without_handler_are_rejected():
+    async def orphan(ctx):
+        return None
+
+    pack = HandPack([action_def("demo.defined")], handlers={"demo.orphan": orphan}, handle_all=False)
+    cat = build(("demo", pack))
+    by_code = {p.code: p for p in cat.problems}
+    assert by_code["missing-handler"].item_id == "demo.defined"
+    assert by_code["handler-without-definition"].item_id == "demo.orphan"
+    assert "orphan" in by_code["handler-without-definition"].message
+    with pytest.raises(CatalogueError):
+        cat.check()
+
+
+def test_f7_handler_signature_is_checked_at_registration():
+    def not_async(ctx):
+        return None
+
+    async def spread(**context):
+        return None
+
+    pack = HandPack([action_def("demo.one"), action_def("demo.two")],
+                    handlers={"demo.one": not_async, "demo.two": spread}, handle_all=False)
+    cat = build(("demo", pack))
+    sig = [p for p in cat.problems if p.code == "handler-signature"]
+    assert {p.item_id for p in sig} == {"demo.one", "demo.two"}
+    assert any("async def" in p.message for p in sig)
+    assert any("exactly one argument" in p.message for p in sig)
+
+
+def test_step_params_violating_the_action_params_schema_are_rejected():
+    params = {"type": "object", "additionalProperties": False, "required": ["days"],
+              "properties": {"days": {"type": "integer", "minimum": 1}}}
+    pack = HandPack([action_def("demo.review", params=params)],
+                    [template_def("weekly", [{"action": "demo.review", "params": {"days": 0}}]),
+                     template_def("weekly_two", [{"action": "demo.review", "params": {"weeks": 2}}])])
+    cat = build(("demo", pack))
+    bad = [p for p in cat.problems if p.code == "invalid-params"]
+    assert [(p.item_id, p.path) for p in bad] == [
+        ("weekly", "$.templates[0].steps[0].params.days"),
+        ("weekly_two", "$.templates[1].steps[0].params"),
+        ("weekly_two", "$.templates[1].steps[0].params"),
+    ]
+    assert "minimum" in bad[0].message
+
+
+def test_invalid_metadata_names_the_file_and_json_path(tmp_path: Path):
+    meta = tmp_path / "demo_actions.json"
+    meta.write_text(json.dumps({"actions": [action_def("demo.ok"), action_def("demo.bad", tier=7)]}))
+    from cass_actions_core import hookimpl
+
+    class FilePack:
+        @hookimpl
+        def register_actions(self, register):
+            register.load(meta)
+
+    cat = build(("demo", FilePack()))
+    (problem,) = cat.problems
+    assert problem.code == "schema"
+    assert problem.file == str(meta)
+    assert problem.path == "$.actions[1].tier"
+    assert problem.item_id == "demo.bad"
+
+
+def test_malformed_json_metadata_names_the_file_and_position(tmp_path: Path):
+    meta = tmp_path / "broken.json"
+    meta.write_text('{"actions": [\n  {"id": "demo.x",}\n]}')
+    from cass_actions_core import hookimpl
+
+    class FilePack:
+        @hookimpl
+        def register_actions(self, register):
+            register.load(meta)
+
+    cat = build(("demo", FilePack()))
+    (problem,) = cat.problems
+    assert problem.code == "invalid-json" and problem.file == str(meta)
+    assert "line 2" in problem.message
+
+
+def test_f10_action_without_llm_must_not_carry_a_cost_estimate():
+    cat = build(("demo", HandPack([action_def("demo.walk", uses_llm=False, tier=1, estimated_cost_usd=0.05, category="system")])))
+    assert "cost-without-llm" in codes(cat)
+
+
+def test_template_cannot_type_its_own_cost_estimate(tmp_path: Path):
+    # F10: cost and duration are derived from the steps; the schema rejects a typed one.
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"templates": [template_def("mine", ["demo.a"], estimated_cost_usd=0.2)]}))
+    cat = build(("demo", HandPack([action_def("demo.a")])), files=(path,))
+    (problem,) = cat.problems
+    assert problem.code == "schema" and problem.path == "$.templates[0]"
+    assert "estimated_cost_usd" in problem.message
+
+
+def test_f1_category_with_no_budget_allocation_is_rejected(tmp_path: Path):
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[budget.allocations]\nreflection = 0.5\n")
+    cat = build(("demo", HandPack([action_def("demo.a"), action_def("demo.b", category="creative")])),
+                config=load_config(config_file))
+    (problem,) = cat.problems
+    assert problem.code == "unbudgeted-category" and problem.item_id == "creative"
+    assert problem.file == str(config_file.resolve())
+    assert "demo.b" in problem.message
+
+
+def test_user_template_files_from_config_are_checked(tmp_path: Path):
+    (tmp_path / "t.json").write_text(json.dumps({"templates": [template_def("mine", ["demo.aa"])]}))
+    config_file = tmp_path / "c.toml"
+    config_file.write_text('[plugins]\ntemplates = ["t.json"]\n')
+    cat = build(("demo", HandPack([action_def("demo.a")])), config=load_config(config_file))
+    (problem,) = cat.problems
+    assert problem.code == "unknown-action" and problem.file == str((tmp_path / "t.json").resolve())
+    assert "demo.a" in (problem.hint or "")
+
+
+def test_pack_raising_inside_a_hook_is_reported_and_rolled_back():
+    from cass_actions_core import hookimpl
+
+    class Exploding:
+        @hookimpl
+        def register_actions(self, register):
+            register.load({"actions": [action_def("boom.half")]})
+            raise RuntimeError("metadata server unreachable")
+
+    cat = build(("boom", Exploding()), ("demo", HandPack([action_def("demo.a")])))
+    record = next(p for p in cat.plugins if p.name == "boom")
+    assert record.status == "error" and "RuntimeError: metadata server unreachable" in (record.error or "")
+    assert "boom.half" not in cat.actions and "demo.a" in cat.actions
+    cat.check(strict=False)
+    with pytest.raises(CatalogueError) as info:
+        cat.check(strict=True)
+    assert info.value.problems[0].code == "pack-load"
+
+
+def test_hook_name_typo_is_reported_not_silently_ignored():
+    from cass_actions_core import hookimpl
+
+    class Typo:
+        @hookimpl
+        def register_action(self, register):  # missing the final "s"
+            pass
+
+    cat = build(("typo", Typo()))
+    record = next(p for p in cat.plugins if p.name == "typo")
+    assert record.status == "error" and "register_action" in (record.error or "")
+
+
+def test_every_problem_is_reported_at_once():
+    pack = HandPack([action_def("demo.a"), action_def("demo.a2", category="nowhere")],
+                    [template_def("t1", ["demo.b"]), template_def("t2", ["demo.a"], category="elsewhere")])
+    cat = build(("demo", pack))
+    assert sorted(codes(cat)) == ["unbudgeted-category", "unbudgeted-category", "unknown-action"]
+    with pytest.raises(CatalogueError) as info:
+        cat.check()
+    assert str(info.value).count("\n  - ") == 3
