@@ -12,6 +12,8 @@ from typing import Any
 ACTION_PACK = "action-pack"
 TEMPLATE_FILE = "template-file"
 CONFIG = "config"
+PLAN = "plan"
+SUMMARY = "work-summary"
 
 
 @cache

@@ -155,7 +155,9 @@ class FakeAnthropic:
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True  # a slow reply must not keep the test process alive
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-anthropic", daemon=True)
+        # A short poll interval: shutdown() waits for one, and tests start many servers.
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="fake-anthropic", daemon=True)
         self._thread.start()
         return self
 

@@ -1,0 +1,529 @@
+"""Commands that drive or query a daemon: run, simulate, status, queue, history, budget,
+pause/resume, trigger, plan, approvals/approve/reject, run-action, init."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from cass_actions_core.cli.output import print_json, print_table, usd
+from cass_actions_core.cli.state import CLIState, global_options, json_option
+
+if TYPE_CHECKING:
+    from cass_actions_core.runtime import Runtime
+
+SIM_MARKER = ".cass-actions-simulation"
+STATUSES = ["planned", "queued", "running", "completed", "failed", "budget_blocked", "awaiting_approval",
+            "expired", "cancelled", "abandoned"]
+
+
+@contextmanager
+def open_runtime(state: CLIState, *, strict: bool = False, **kwargs: Any) -> Iterator[Runtime]:
+    """Build a runtime for a command and close its store afterwards."""
+    from cass_actions_core.runtime import Runtime
+
+    runtime = Runtime(state.config(), data_dir=state.data_dir, strict=strict, **kwargs)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _timeline_printer(runtime: Runtime) -> Any:
+    """Print every event stored since the last call, one line each."""
+    last = {"id": max((e.id for e in runtime.store.list_events()), default=0)}
+    names: dict[str, str] = {}
+
+    def show() -> None:
+        for event in runtime.store.list_events(since_id=last["id"]):
+            last["id"] = event.id
+            line = _event_line(runtime, event, names)
+            if line:
+                click.echo(line)
+
+    return show
+
+
+def _event_line(runtime: Runtime, event: Any, names: dict[str, str]) -> str | None:
+    d = event.data
+    at = event.at.astimezone(runtime.clock.tz).strftime("%Y-%m-%d %H:%M")
+    if event.unit_id and event.unit_id not in names:
+        unit = runtime.store.get_unit(event.unit_id)
+        names[event.unit_id] = unit.template_id if unit else event.unit_id[:8]
+    who = names.get(event.unit_id or "", "")
+    t = event.type
+    if t == "day_phase.changed":
+        return f"{at}  ── {d['phase']} of {d['day']} begins{' (late)' if d.get('late') else ''}"
+    if t == "day.planned":
+        return f"{at}  plan for {d['date']}: {d['units']} unit(s) ({d['source']}: {d['reason']})"
+    if t in ("work_unit.completed", "work_unit.failed", "work_unit.expired", "work_unit.abandoned", "work_unit.cancelled"):
+        reason = f" — {d['reason']}" if d.get("reason") else ""
+        return f"{at}  {t.split('.')[1]:<10} {who}{reason}"
+    if t == "work_unit.parked":
+        return f"{at}  parked     {who} — {d['status']}: {d['reason']}"
+    if t == "action.completed":
+        return f"{at}    ✓ {d['action_id']} ({usd(d.get('cost_usd') or 0)}) {(d.get('summary') or '')[:90]}"
+    if t == "action.failed":
+        return f"{at}    ✗ {d['action_id']}: {d.get('error')}"
+    if t == "approval.requested":
+        return f"{at}  approval   {who}: {d['action_id']} needs a yes (id {d['approval_id']})"
+    return None
+
+
+def _summary_tables(runtime: Runtime, start: date, end: date) -> dict[str, Any]:
+    summaries = [s for s in runtime.history() if start <= s.local_date < end]
+    counts: dict[str, int] = {}
+    cost = 0.0
+    per_category: dict[str, float] = {}
+    artifacts = []
+    for s in summaries:
+        counts[s.status] = counts.get(s.status, 0) + 1
+        cost += s.data["cost_usd"]
+        per_category[s.category] = per_category.get(s.category, 0.0) + s.data["cost_usd"]
+        artifacts += [a for a in s.data["artifacts"]]
+    return {"units": len(summaries), "by_status": counts, "cost_usd": round(cost, 6),
+            "cost_by_category": {k: round(v, 6) for k, v in sorted(per_category.items())},
+            "artifacts": artifacts,
+            "summaries": [{"slug": s.slug, "template_id": s.template_id, "status": s.status, "reason": s.data.get("reason"),
+                           "cost_usd": s.data["cost_usd"]} for s in summaries]}
+
+
+@click.command("simulate")
+@global_options
+@json_option
+@click.option("--days", type=click.IntRange(1, 366), default=1, show_default=True, help="How many days to simulate.")
+@click.option("--start", "start_text", metavar="YYYY-MM-DD", help="First local date (default: today).")
+@click.option("--provider", default="offline", show_default=True, help="LLM provider for every action.")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="A plan file for the first day.")
+@click.option("--fresh", is_flag=True, help="Start from an empty store (only in a folder a simulation created).")
+@click.pass_obj
+def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str | None, provider: str,
+                     plan_file: str | None, fresh: bool) -> None:
+    """Simulate DAYS days on a virtual clock in the data directory (offline LLM by default).
+
+    Runs from the morning boundary of --start to the morning after the last day; work
+    takes no virtual time. Prints a timeline and a closing summary; the store keeps a
+    summary for every unit, including failed, parked and expired ones.
+    """
+    from cass_actions_core.clock import VirtualClock
+    from cass_actions_core.phases import DayPhases
+    from cass_actions_core.planning import load_plan_file
+    from cass_actions_core.runtime import Runtime
+    from cass_actions_core.workspace import seed_demo_workspace
+
+    data_dir = state.data_dir
+    config = state.config()
+    store_file = data_dir / "cass-actions.sqlite"
+    if fresh and data_dir.exists():
+        if store_file.exists() and not (data_dir / SIM_MARKER).exists():
+            raise click.UsageError(f"{data_dir} holds a store that no simulation created; --fresh refuses to delete it. "
+                                   "Use another --data-dir.")
+        for path in data_dir.glob("cass-actions.sqlite*"):
+            path.unlink()
+        shutil.rmtree(data_dir / "workspace", ignore_errors=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not store_file.exists():
+        (data_dir / SIM_MARKER).write_text("created by cass-actions simulate\n")
+    phases = DayPhases(config.phases, config.timezone)
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(config.timezone)
+    start_day = _parse_date(start_text) or datetime.now(tz).date()
+    begin = phases.boundary(start_day, "morning")
+    end = phases.boundary(start_day + timedelta(days=days), "morning")
+    clock = VirtualClock(tz, begin)
+    runtime = Runtime(config, data_dir=data_dir, clock=clock, provider=provider)
+    try:
+        seeded = seed_demo_workspace(runtime.workspace, now=clock.now())
+        if seeded and not as_json:
+            click.echo(f"demo workspace created in {runtime.workspace}: {', '.join(seeded)}")
+        if plan_file:
+            runtime.plan_day(start_day, load_plan_file(plan_file, runtime.catalogue, start_day))
+        show = _timeline_printer(runtime) if not as_json else (lambda: None)
+        if not as_json:
+            click.echo(f"simulating {days} day(s) from {begin:%Y-%m-%d %H:%M} {config.timezone} "
+                       f"with provider {provider!r} in {data_dir}")
+
+        async def drive() -> None:
+            runtime.acquire_lease()
+            try:
+                from rich.progress import BarColumn, Progress, TextColumn
+
+                total = (end - begin).total_seconds()
+                with Progress(TextColumn("[dim]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                              transient=True, disable=as_json or not sys.stderr.isatty(),
+                              console=__import__("rich.console").console.Console(stderr=True)) as progress:
+                    task = progress.add_task("virtual time", total=total)
+
+                    def on_tick(report: Any) -> None:
+                        show()
+                        progress.update(task, completed=(clock.now() - begin).total_seconds(),
+                                        description=f"virtual time {clock.now():%Y-%m-%d %H:%M}")
+
+                    await runtime.simulate_until(end, on_tick=on_tick)
+                show()
+            finally:
+                runtime.store.release_lease(runtime._holder)
+
+        asyncio.run(drive())
+        result = _summary_tables(runtime, start_day, start_day + timedelta(days=days))
+        result["budget"] = runtime.ledger.status(clock.today() - timedelta(days=1))
+        if as_json:
+            print_json(result)
+            return
+        click.echo("")
+        print_table("Work units", ["unit", "status", "cost", "reason"],
+                    [(s["slug"].split("/", 2)[2], s["status"], usd(s["cost_usd"]), (s["reason"] or "")[:70])
+                     for s in result["summaries"]], justify_right=["cost"])
+        print_table("Spend by category", ["category", "spent"],
+                    [(k, usd(v)) for k, v in result["cost_by_category"].items()], justify_right=["spent"])
+        if result["artifacts"]:
+            click.echo("Artifacts (in the workspace):")
+            for a in result["artifacts"]:
+                click.echo(f"  - {a['title']}: {a.get('path') or a.get('ref')}")
+        statuses = ", ".join(f"{v} {k}" for k, v in sorted(result["by_status"].items()))
+        click.echo(f"\n{result['units']} unit(s): {statuses}; total spent {usd(result['cost_usd'])}. "
+                   f"Store: {store_file}")
+    finally:
+        runtime.close()
+
+
+@click.command("run")
+@global_options
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="A plan file for today.")
+@click.pass_obj
+def run_command(state: CLIState, plan_file: str | None) -> None:
+    """Run the daemon: the scheduler loop on the system clock, until SIGINT or SIGTERM.
+
+    Refuses to start if the catalogue has any problem, a pack failed to load, or another
+    process holds this daemon's lease.
+    """
+    from cass_actions_core.planning import load_plan_file
+    from cass_actions_core.runtime import Runtime
+    from cass_actions_core.store import LeaseHeldError
+
+    runtime = Runtime(state.config(), data_dir=state.data_dir, plugins=[("cli-timeline", _TimelinePlugin())])
+    try:
+        if plan_file:
+            today = runtime.phases.instance_at(runtime.clock.now()).day
+            runtime.plan_day(today, load_plan_file(plan_file, runtime.catalogue, today))
+
+        async def serve() -> None:
+            try:
+                await runtime.start()
+            except LeaseHeldError as exc:
+                raise click.ClickException(str(exc)) from None
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            click.echo(f"cass-actions: daemon {runtime.config.daemon_id!r} running "
+                       f"(data dir {state.data_dir}, time zone {runtime.config.timezone}); Ctrl-C stops it.", err=True)
+            waiter = asyncio.create_task(stop.wait())
+            loop_task = runtime._task
+            assert loop_task is not None
+            done, _ = await asyncio.wait({waiter, loop_task}, return_when=asyncio.FIRST_COMPLETED)
+            if loop_task in done:
+                waiter.cancel()
+                loop_task.result()  # re-raise a crash of the loop
+            click.echo("cass-actions: stopping after the current step ...", err=True)
+            await runtime.stop()
+            click.echo("cass-actions: stopped.", err=True)
+
+        asyncio.run(serve())
+    finally:
+        runtime.close()
+
+
+class _TimelinePlugin:
+    """Prints each event as a timeline line (``run``'s console output), via ``on_event``."""
+
+    from cass_actions_core import hookimpl
+
+    @hookimpl
+    def on_event(self, event: Any) -> None:
+        data = json.dumps(event.data, default=str)
+        click.echo(f"{event.at:%Y-%m-%d %H:%M:%S} {event.type} {event.unit_id or ''} {data[:160]}", err=True)
+
+
+@click.command("status")
+@global_options
+@json_option
+@click.pass_obj
+def status_command(state: CLIState, as_json: bool) -> None:
+    """Where things stand: phase, plan, units by status, parked work, budget, lease."""
+    with open_runtime(state) as runtime:
+        info = runtime.status()
+    if as_json:
+        print_json(info)
+        return
+    click.echo(f"daemon {info['daemon_id']}: {info['phase']} of {info['phase_day']} (next phase at {info['next_transition']})")
+    plan = info["plan"]
+    click.echo(f"plan: {plan['source']} — {plan['reason']}" if plan else "plan: none yet for this date")
+    click.echo("units: " + (", ".join(f"{v} {k}" for k, v in sorted(info["units"].items())) or "none"))
+    for p in info["parked"]:
+        click.echo(f"  parked {p['id'][:8]} {p['template_id']}: {p['status']} — {p['reason']}")
+    b = info["budget"]["totals"]
+    click.echo(f"budget {info['budget']['budget_day']}: spent {usd(b['spent'])}, reserved {usd(b['reserved'])}, "
+               f"available {usd(b['available'])}")
+    click.echo(f"pending approvals: {info['pending_approvals']}; paused: {', '.join(info['paused_categories']) or 'nothing'}")
+    lease = info["lease"]
+    click.echo(f"scheduler: {'held by pid %s on %s until %s' % (lease['pid'], lease['host'], lease['expires_at']) if lease else 'not running'}")
+
+
+def _unit_dict(u: Any) -> dict[str, Any]:
+    return {"id": u.id, "date": u.local_date.isoformat(), "phase": u.phase, "template_id": u.template_id,
+            "status": u.status, "reason": u.reason, "category": u.category, "next_step": u.next_step,
+            "steps": [s["action"] for s in u.steps], "estimated_cost_usd": u.estimated_cost_usd,
+            "focus": u.focus, "motivation": u.motivation}
+
+
+@click.command("queue")
+@global_options
+@json_option
+@click.option("--date", "date_text", metavar="YYYY-MM-DD", help="Only this plan date.")
+@click.option("--phase", type=click.Choice(["morning", "afternoon", "evening", "night"]))
+@click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES), help="Only these statuses (repeatable).")
+@click.pass_obj
+def queue_command(state: CLIState, as_json: bool, date_text: str | None, phase: str | None, statuses: tuple[str, ...]) -> None:
+    """List work units (planned, queued, parked and finished) with their reasons."""
+    with open_runtime(state) as runtime:
+        units = runtime.units(local_date=_parse_date(date_text), phase=phase, statuses=list(statuses) or None)
+    rows = [_unit_dict(u) for u in units]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(None, ["id", "date", "phase", "template", "status", "step", "reason"],
+                [(r["id"][:8], r["date"], r["phase"], r["template_id"], r["status"], f"{r['next_step']}/{len(r['steps'])}",
+                  (r["reason"] or "")[:80]) for r in rows])
+
+
+@click.command("history")
+@global_options
+@json_option
+@click.option("--date", "date_text", metavar="YYYY-MM-DD")
+@click.option("--phase", type=click.Choice(["morning", "afternoon", "evening", "night"]))
+@click.option("--category")
+@click.option("--template", "template_id")
+@click.option("--text", help="Only summaries containing this text.")
+@click.option("--limit", type=click.IntRange(1), default=None)
+@click.pass_obj
+def history_command(state: CLIState, as_json: bool, date_text: str | None, phase: str | None, category: str | None,
+                    template_id: str | None, text: str | None, limit: int | None) -> None:
+    """Work summaries: what ran, why, results, costs; every skip, block and expiry with its reason."""
+    with open_runtime(state) as runtime:
+        rows = runtime.history(local_date=_parse_date(date_text), phase=phase, category=category,
+                               template_id=template_id, text=text, limit=limit)
+    if as_json:
+        print_json([r.data for r in rows])
+        return
+    for r in rows:
+        click.echo(f"{r.slug}  [{r.status}]  {usd(r.data['cost_usd'])}")
+        click.echo(f"  {r.text}")
+    click.echo(f"{len(rows)} summary(ies)")
+
+
+@click.command("budget")
+@global_options
+@json_option
+@click.option("--date", "date_text", metavar="YYYY-MM-DD", help="Budget day (default: today, local).")
+@click.pass_obj
+def budget_command(state: CLIState, as_json: bool, date_text: str | None) -> None:
+    """The day's budget per category: limit, spent, reserved, available; and the reserve."""
+    with open_runtime(state) as runtime:
+        info = runtime.ledger.status(_parse_date(date_text) or runtime.clock.today())
+    if as_json:
+        print_json(info)
+        return
+    print_table(f"Budget for {info['budget_day']} (daily {usd(info['daily_usd'])})", ["category", "limit", "spent", "reserved", "available"],
+                [(k, usd(v["limit"]), usd(v["spent"]), usd(v["reserved"]), usd(v["available"])) for k, v in info["categories"].items()],
+                justify_right=["limit", "spent", "reserved", "available"])
+    r = info["reserve"]
+    click.echo(f"reserve: {usd(r['limit'])} ({usd(r['used'])} used; only critical work may draw on it)")
+
+
+@click.command("pause")
+@global_options
+@click.argument("category")
+@click.pass_obj
+def pause_command(state: CLIState, category: str) -> None:
+    """Hold queued work of CATEGORY (it stays queued, with the reason, until resumed or expired)."""
+    with open_runtime(state) as runtime:
+        runtime.pause(category)
+        click.echo(f"paused: {', '.join(sorted(runtime.paused_categories()))}")
+
+
+@click.command("resume")
+@global_options
+@click.argument("category")
+@click.pass_obj
+def resume_command(state: CLIState, category: str) -> None:
+    """Release a paused CATEGORY."""
+    with open_runtime(state) as runtime:
+        runtime.resume(category)
+        click.echo(f"paused: {', '.join(sorted(runtime.paused_categories())) or 'nothing'}")
+
+
+@click.command("trigger")
+@global_options
+@json_option
+@click.argument("template_id")
+@click.option("--focus", help="What the unit should focus on.")
+@click.pass_obj
+def trigger_command(state: CLIState, as_json: bool, template_id: str, focus: str | None) -> None:
+    """Queue a unit of TEMPLATE_ID in the current phase; the running daemon picks it up."""
+    with open_runtime(state) as runtime:
+        try:
+            unit = runtime.trigger(template_id, focus=focus)
+        except KeyError as exc:
+            raise click.ClickException(str(exc.args[0])) from None
+    if as_json:
+        print_json(_unit_dict(unit))
+    else:
+        click.echo(f"queued {unit.template_id} as unit {unit.id} ({unit.phase} of {unit.local_date})")
+
+
+@click.command("plan")
+@global_options
+@json_option
+@click.option("--date", "date_text", metavar="YYYY-MM-DD", help="Plan date (default: the current phase's date).")
+@click.option("--file", "plan_file", type=click.Path(dir_okay=False), help="Replace the date's plan with this plan file.")
+@click.option("--from-templates", is_flag=True, help="Replace the date's plan with one built from the templates in order.")
+@click.pass_obj
+def plan_command(state: CLIState, as_json: bool, date_text: str | None, plan_file: str | None, from_templates: bool) -> None:
+    """Show a date's plan, or replace it (units not yet started are replaced, never stacked)."""
+    from cass_actions_core.planning import load_plan_file
+
+    with open_runtime(state, strict=bool(plan_file or from_templates)) as runtime:
+        day = _parse_date(date_text) or runtime.phases.instance_at(runtime.clock.now()).day
+        if plan_file:
+            runtime.plan_day(day, load_plan_file(plan_file, runtime.catalogue, day))
+        elif from_templates:
+            runtime.plan_day(day)
+        row = runtime.store.get_plan(day)
+        units = runtime.units(local_date=day)
+    if row is None:
+        raise click.ClickException(f"no plan for {day} yet (it is made when the daemon reaches that date).")
+    if as_json:
+        print_json({"date": day.isoformat(), "source": row.source, "reason": row.reason, "intention": row.intention,
+                    "plan": row.data, "units": [_unit_dict(u) for u in units]})
+        return
+    click.echo(f"plan for {day}: {row.source} — {row.reason}")
+    print_table(None, ["phase", "template", "status", "focus"],
+                [(u.phase, u.template_id, u.status, (u.focus or "")[:70]) for u in units])
+
+
+@click.command("approvals")
+@global_options
+@json_option
+@click.option("--all", "show_all", is_flag=True, help="Include answered and expired approvals.")
+@click.pass_obj
+def approvals_command(state: CLIState, as_json: bool, show_all: bool) -> None:
+    """List approvals waiting for a human yes (or all of them)."""
+    with open_runtime(state) as runtime:
+        rows = runtime.store.list_approvals(status=None if show_all else "pending")
+    data = [{"id": a.id, "unit_id": a.unit_id, "action_id": a.action_id, "step": a.step_index, "status": a.status,
+             "reason": a.reason, "requested_at": a.requested_at.isoformat(), "expires_at": a.expires_at.isoformat(),
+             "resolved_by": a.resolved_by, "note": a.note} for a in rows]
+    if as_json:
+        print_json(data)
+        return
+    print_table(None, ["id", "action", "status", "expires", "reason"],
+                [(a["id"], a["action_id"], a["status"], a["expires_at"], (a["reason"] or "")[:70]) for a in data])
+
+
+def _resolve_command(name: str, approve: bool) -> click.Command:
+    @click.command(name)
+    @global_options
+    @click.argument("approval_id")
+    @click.option("--note", help="Why (stored with the answer).")
+    @click.option("--by", default="user", show_default=True, help="Who answers.")
+    @click.pass_obj
+    def command(state: CLIState, approval_id: str, note: str | None, by: str) -> None:
+        from cass_actions_core.store import StoreError
+
+        with open_runtime(state) as runtime:
+            try:
+                row = (runtime.approve if approve else runtime.reject)(approval_id, by=by, note=note)
+            except StoreError as exc:
+                raise click.ClickException(str(exc)) from None
+        click.echo(f"approval {row.id}: {row.status}")
+
+    command.__doc__ = f"{'Approve' if approve else 'Reject'} APPROVAL_ID; the parked unit {'continues' if approve else 'fails with the reason'}."
+    command.help = command.__doc__
+    return command
+
+
+approve_command = _resolve_command("approve", True)
+reject_command = _resolve_command("reject", False)
+
+
+def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--param")
+        key, raw = item.split("=", 1)
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+@click.command("run-action")
+@global_options
+@json_option
+@click.argument("action_id")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (JSON values allowed; repeatable).")
+@click.option("--focus", help="Focus for the run.")
+@click.option("--provider", help="Force an LLM provider (e.g. offline).")
+@click.pass_obj
+def run_action_command(state: CLIState, as_json: bool, action_id: str, params: tuple[str, ...], focus: str | None,
+                       provider: str | None) -> None:
+    """Run one action by hand, through the executor like any unit; exit 1 if it fails."""
+    parsed = _parse_params(params)
+    with open_runtime(state, strict=True, provider=provider) as runtime:
+        try:
+            unit = asyncio.run(runtime.run_action(action_id, parsed, focus=focus))
+        except KeyError as exc:
+            raise click.ClickException(str(exc.args[0])) from None
+        summary = runtime.store.get_summary(unit.id)
+    record = summary.data if summary else _unit_dict(unit)
+    if as_json:
+        print_json(record)
+    else:
+        click.echo(record.get("narrative", unit.reason or unit.status) if summary else unit.reason or unit.status)
+    if unit.status != "completed":
+        click.get_current_context().exit(1)
+
+
+@click.command("init")
+@global_options
+@click.pass_obj
+def init_command(state: CLIState) -> None:
+    """Create a demo workspace in the data directory: a self model, conversations, a feed."""
+    from cass_actions_core.workspace import seed_demo_workspace
+
+    with open_runtime(state) as runtime:
+        created = seed_demo_workspace(runtime.workspace, now=runtime.clock.now())
+    click.echo(f"workspace {runtime.workspace}: " + (f"created {', '.join(created)}" if created else "already set up"))

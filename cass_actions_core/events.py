@@ -1,0 +1,107 @@
+"""Events: stored first, then passed to ``on_event`` hooks without ever stalling the loop.
+
+Event types used by the core: ``day_phase.changed``, ``day.planned``,
+``work_unit.queued``, ``work_unit.started``, ``work_unit.completed``,
+``work_unit.failed``, ``work_unit.parked``, ``work_unit.expired``,
+``work_unit.cancelled``, ``work_unit.abandoned``, ``action.completed``,
+``action.failed``, ``budget.blocked``, ``approval.requested``, ``approval.resolved``,
+``listener.failed``. Packs may emit their own (``journal.entry_created`` ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from cass_actions_core.clock import Clock
+    from cass_actions_core.store import Store
+
+log = logging.getLogger("cass_actions.events")
+
+#: Seconds an ``on_event`` listener may take before it is abandoned.
+LISTENER_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened: a type, when, the unit it concerns, and its data."""
+
+    id: int
+    type: str
+    at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    unit_id: str | None = None
+
+
+class EventBus:
+    """Stores events and fans them out to ``on_event`` hooks in background tasks."""
+
+    def __init__(self, store: Store, plugin_manager: pluggy.PluginManager, clock: Clock) -> None:
+        self._store = store
+        self._pm = plugin_manager
+        self._clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Listener failures seen (plugin name, event type, error) — also stored as events.
+        self.listener_failures: list[tuple[str, str, str]] = []
+
+    def emit(self, type: str, data: dict[str, Any] | None = None, *, unit_id: str | None = None) -> Event:
+        """Store the event now; deliver it to listeners in the background."""
+        now = self._clock.now()
+        data = dict(data or {})
+        event_id = self._store.append_event(type, data, now, unit_id=unit_id)
+        event = Event(event_id, type, now, data, unit_id)
+        if type != "listener.failed":
+            self._dispatch(event)
+        return event
+
+    def _dispatch(self, event: Event) -> None:
+        impls = self._pm.hook.on_event.get_hookimpls()
+        if not impls:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        for impl in impls:
+            if loop is None:
+                # Outside a loop (a synchronous CLI command): call synchronous listeners inline.
+                if not inspect.iscoroutinefunction(impl.function):
+                    self._call_sync(impl, event)
+                continue
+            task = loop.create_task(self._deliver(impl, event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _call_sync(self, impl: Any, event: Event) -> None:
+        try:
+            impl.function(event=event)
+        except Exception as exc:
+            self._failed(impl.plugin_name, event, exc)
+
+    async def _deliver(self, impl: Any, event: Event) -> None:
+        try:
+            if inspect.iscoroutinefunction(impl.function):
+                await asyncio.wait_for(impl.function(event=event), LISTENER_TIMEOUT)
+            else:
+                # A blocking listener runs in a thread so the loop keeps going.
+                await asyncio.wait_for(asyncio.to_thread(impl.function, event=event), LISTENER_TIMEOUT)
+        except Exception as exc:
+            self._failed(impl.plugin_name, event, exc)
+
+    def _failed(self, plugin: str, event: Event, exc: BaseException) -> None:
+        reason = "timed out" if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else f"{type(exc).__name__}: {exc}"
+        log.warning("on_event listener %s failed on %s: %s", plugin, event.type, reason)
+        self.listener_failures.append((plugin, event.type, reason))
+        self.emit("listener.failed", {"plugin": plugin, "event_type": event.type, "event_id": event.id, "error": reason})
+
+    async def drain(self, timeout: float = LISTENER_TIMEOUT + 1) -> None:
+        """Wait (bounded) for listener deliveries in flight; used at shutdown and in tests."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

@@ -1,0 +1,299 @@
+"""The executor: runs a work unit's steps in order through the catalogue — the one path.
+
+For each step, from the unit's first unfinished one:
+
+1. approval: an action (or category) that needs a human yes parks the unit as
+   ``awaiting_approval`` until the approval is answered;
+2. budget: the action's estimate is reserved in its category; a refusal parks the unit
+   as ``budget_blocked`` with the ledger's reason (never dropped: F2);
+3. the run's idempotency key (local date, phase, unit, step index) is written **before**
+   the side effect; a completed step is never run again;
+4. the handler runs with a timeout, its LLM calls metered against the reservation and
+   the action's caps;
+5. the reservation is settled to the actual cost, the run's outcome stored, events
+   emitted. A failing step fails the unit unless the step is optional.
+
+When the unit ends, whatever the outcome, its work summary is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
+from cass_actions_core.catalogue import Catalogue, CatalogueAction
+from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation
+from cass_actions_core.models import Priority
+from cass_actions_core.summaries import build_summary
+
+if TYPE_CHECKING:
+    from cass_actions_core.clock import Clock
+    from cass_actions_core.events import EventBus
+    from cass_actions_core.llm.metered import MeteredLLM
+    from cass_actions_core.store import Store, UnitRow
+
+log = logging.getLogger("cass_actions.executor")
+
+#: Builds the metered LLM client for one action run: (action, run key, gate) -> client.
+LLMFactory = Callable[[CatalogueAction, str, "LedgerGate"], "MeteredLLM"]
+
+
+def run_key(unit: UnitRow, step_index: int) -> str:
+    """The idempotency key of a step: ``<local date>/<phase>/<unit id>/<step index>``."""
+    return f"{unit.local_date.isoformat()}/{unit.phase}/{unit.id}/{step_index}"
+
+
+class LedgerGate:
+    """Connects a metered LLM client to one budget reservation.
+
+    Before each call the client asks for room (the reservation grows, or the call is
+    refused); after each call it reports the running total, which is kept in the store
+    so a crash mid-action still settles what was really spent.
+    """
+
+    def __init__(self, ledger: BudgetLedger, reservation: Reservation, store: Store, clock: Clock) -> None:
+        self.ledger, self.reservation, self.store, self.clock = ledger, reservation, store, clock
+        self.spent = 0.0
+
+    def request(self, total_usd: float) -> bool:
+        """Grow the reservation so the action's total may reach ``total_usd``."""
+        return self.ledger.extend(self.reservation, total_usd, self.clock.now())
+
+    def record(self, total_usd: float) -> None:
+        """The action has actually spent ``total_usd`` so far."""
+        self.spent = total_usd
+        self.store.set_state(spend_key(self.reservation.id), total_usd)
+
+
+def spend_key(reservation_id: str) -> str:
+    """Where a reservation's running spend is kept until it is settled."""
+    return f"spend:{reservation_id}"
+
+
+class StoreKV:
+    """A pack's key-value area (``ActionContext.kv``) over the store."""
+
+    def __init__(self, store: Store, namespace: str) -> None:
+        self._store, self._ns = store, namespace
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value under ``key``, or ``default``."""
+        return self._store.kv_get(self._ns, key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` (JSON) under ``key``."""
+        self._store.kv_set(self._ns, key, value)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``."""
+        self._store.kv_delete(self._ns, key)
+
+    def items(self) -> dict[str, Any]:
+        """Every key and value."""
+        return self._store.kv_items(self._ns)
+
+
+class StoreHistory:
+    """Read-only summary queries (``ActionContext.history``)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def summaries(self, *, local_date: Any = None, category: str | None = None, text: str | None = None,
+                  limit: int | None = None) -> list[dict[str, Any]]:
+        """Summary documents matching the filters."""
+        return [row.data for row in self._store.query_summaries(local_date=local_date, category=category, text=text, limit=limit)]
+
+
+@dataclass
+class UnitOutcome:
+    """What happened to a unit in one pass of the executor."""
+
+    unit: UnitRow
+    ran_steps: int
+
+
+class Executor:
+    """Runs units; everything it needs is passed in (no globals)."""
+
+    def __init__(self, *, catalogue: Catalogue, store: Store, ledger: BudgetLedger, clock: Clock, bus: EventBus,
+                 workspace: Path, llm_factory: LLMFactory, plan_source: Callable[[Any], str | None] | None = None) -> None:
+        self.catalogue, self.store, self.ledger, self.clock, self.bus = catalogue, store, ledger, clock, bus
+        self.config = catalogue.config
+        self.workspace = workspace
+        self.llm_factory = llm_factory
+        self._plan_source = plan_source or (lambda unit: None)
+
+    # -- approvals -------------------------------------------------------------------
+    def needs_approval(self, action: CatalogueAction) -> bool:
+        """Whether a run of ``action`` needs a human yes first."""
+        d = action.definition
+        ap = self.config.approvals
+        return d.requires_approval or d.id in ap.actions or d.category in ap.categories
+
+    # -- running ---------------------------------------------------------------------
+    async def run_unit(self, unit_id: str) -> UnitOutcome:
+        """Run a queued unit from its first unfinished step until it ends or parks."""
+        unit = self.store.get_unit(unit_id)
+        if unit is None or unit.status != "queued":
+            raise ValueError(f"unit {unit_id} is not queued (status {unit.status if unit else 'missing'})")
+        unit = self.store.set_unit_status(unit.id, "running", reason=None, now=self.clock.now())
+        self.bus.emit("work_unit.started", {"template_id": unit.template_id, "phase": unit.phase,
+                                            "step": unit.next_step}, unit_id=unit.id)
+        ran = 0
+        for index in range(unit.next_step, len(unit.steps)):
+            step = unit.steps[index]
+            action = self.catalogue.actions.get(step["action"])
+            key = run_key(unit, index)
+            previous = self.store.get_action_run(key)
+            if previous is not None and previous.status in ("completed", "failed"):
+                # Finished before a restart: never run a finished step twice.
+                unit = self.store.set_next_step(unit.id, index + 1, self.clock.now())
+                continue
+            if action is None or action.handler is None:
+                # The catalogue changed since the unit was planned (a pack was removed).
+                return self._finish(unit, "failed", f"step {index + 1} names {step['action']!r}, which is no longer registered", ran)
+            parked = self._check_approval(unit, index, action)
+            if parked is not None:
+                return UnitOutcome(parked, ran) if parked.status != "failed" else self._finish_written(parked, ran)
+            reservation = self.ledger.reserve(
+                action.definition.category, action.definition.estimated_cost_usd,
+                budget_day=self.clock.today(), now=self.clock.now(), unit_id=unit.id,
+                critical=Priority.of(action.definition.priority) == Priority.CRITICAL,
+                note=f"{action.definition.id} step {index + 1}",
+            )
+            if isinstance(reservation, Blocked):
+                return UnitOutcome(self._park_budget(unit, index, action, reservation), ran)
+            ok = await self._run_step(unit, index, step, action, key, reservation)
+            ran += 1
+            unit = self.store.set_next_step(unit.id, index + 1, self.clock.now())
+            if not ok and not step.get("optional", False):
+                run = self.store.get_action_run(key)
+                return self._finish(unit, "failed", f"step {index + 1} ({action.definition.id}) failed: {run.error if run else '?'}", ran)
+        return self._finish(unit, "completed", None, ran)
+
+    def _check_approval(self, unit: UnitRow, index: int, action: CatalogueAction) -> UnitRow | None:
+        if not self.needs_approval(action):
+            return None
+        now = self.clock.now()
+        approval = self.store.approval_for(unit.id, index)
+        if approval is None or approval.status == "pending":
+            if approval is None:
+                expires = now + timedelta(hours=self.config.approvals.expire_after_hours)
+                approval = self.store.request_approval(unit.id, index, action.definition.id,
+                                                       f"{action.definition.name}: {action.definition.description}", now, expires)
+                self.bus.emit("approval.requested", {"approval_id": approval.id, "action_id": action.definition.id,
+                                                     "step": index, "expires_at": approval.expires_at.isoformat()}, unit_id=unit.id)
+            reason = f"step {index + 1} ({action.definition.id}) needs approval {approval.id}"
+            parked = self.store.set_unit_status(unit.id, "awaiting_approval", reason=reason, now=now)
+            self.write_summary(parked)  # parked work is visible in history, never silent
+            self.bus.emit("work_unit.parked", {"status": "awaiting_approval", "reason": reason}, unit_id=unit.id)
+            return parked
+        if approval.status == "approved" or (approval.status == "expired" and self.config.approvals.on_expiry == "approve"):
+            return None
+        why = (f"approval {approval.id} for step {index + 1} ({action.definition.id}) was rejected"
+               + (f" by {approval.resolved_by}" if approval.resolved_by else "") + (f": {approval.note}" if approval.note else "")
+               if approval.status == "rejected" else
+               f"approval {approval.id} for step {index + 1} ({action.definition.id}) expired unanswered")
+        return self.store.set_unit_status(unit.id, "failed", reason=why, now=now)
+
+    def _park_budget(self, unit: UnitRow, index: int, action: CatalogueAction, blocked: Blocked) -> UnitRow:
+        reason = f"step {index + 1} ({action.definition.id}) blocked by budget: {blocked.reason}"
+        parked = self.store.set_unit_status(unit.id, "budget_blocked", reason=reason, now=self.clock.now())
+        self.write_summary(parked)
+        self.bus.emit("budget.blocked", {"category": blocked.category, "needed_usd": blocked.amount_usd,
+                                         "available_usd": blocked.available_usd, "reason": blocked.reason,
+                                         "action_id": action.definition.id}, unit_id=unit.id)
+        self.bus.emit("work_unit.parked", {"status": "budget_blocked", "reason": reason}, unit_id=unit.id)
+        return parked
+
+    async def _run_step(self, unit: UnitRow, index: int, step: dict[str, Any], action: CatalogueAction, key: str,
+                        reservation: Reservation) -> bool:
+        definition = action.definition
+        self.store.begin_action_run(key, unit.id, index, definition.id, self.clock.now())
+        gate = LedgerGate(self.ledger, reservation, self.store, self.clock)
+        llm = self.llm_factory(action, key, gate)
+        pack = action.pack
+        data_dir = self.workspace / pack
+        data_dir.mkdir(parents=True, exist_ok=True)
+        ctx = ActionContext(
+            action_id=definition.id, pack=pack, params=dict(step.get("params", {})), focus=unit.focus,
+            motivation=unit.motivation, unit_id=unit.id, run_key=key, daemon_id=self.config.daemon_id,
+            phase=unit.phase, local_date=unit.local_date, clock=self.clock, llm=llm, workspace=self.workspace,
+            data_dir=data_dir, kv=StoreKV(self.store, pack), history=StoreHistory(self.store),
+            settings=self.config.pack_settings(pack),
+            emit=lambda type, data: self.bus.emit(type, data, unit_id=unit.id),
+            logger=logging.getLogger(f"cass_actions.pack.{pack}"),
+        )
+        result = await invoke(action, ctx)
+        result.cost_usd = llm.spent_usd
+        self.ledger.settle(reservation, llm.spent_usd, self.clock.now(), note=f"{definition.id} {'ok' if result.success else 'failed'}")
+        self.store.delete_state(spend_key(reservation.id))
+        record = result.to_dict()
+        record["artifacts"] = [a.to_dict() for a in [*ctx.artifacts, *result.artifacts]]
+        record["llm"] = llm_record(llm)
+        status = "completed" if result.success else "failed"
+        self.store.finish_action_run(key, status, llm.spent_usd, record, result.error, self.clock.now())
+        self.bus.emit(f"action.{status}", {"action_id": definition.id, "step": index, "cost_usd": llm.spent_usd,
+                                          "summary": result.summary, "error": result.error}, unit_id=unit.id)
+        return result.success
+
+    def _finish(self, unit: UnitRow, status: str, reason: str | None, ran: int) -> UnitOutcome:
+        unit = self.store.set_unit_status(unit.id, status, reason=reason, now=self.clock.now())
+        return self._finish_written(unit, ran)
+
+    def _finish_written(self, unit: UnitRow, ran: int) -> UnitOutcome:
+        self.write_summary(unit)
+        self.bus.emit(f"work_unit.{unit.status}", {"template_id": unit.template_id, "reason": unit.reason,
+                                                   "phase": unit.phase}, unit_id=unit.id)
+        return UnitOutcome(unit, ran)
+
+    def write_summary(self, unit: UnitRow) -> dict[str, Any]:
+        """Build, validate and store the unit's work summary (any outcome)."""
+        record = build_summary(self.store, unit, daemon_id=self.config.daemon_id, plan_source=self._plan_source(unit))
+        self.store.save_summary(
+            unit_id=unit.id, slug=record["slug"], local_date=unit.local_date, phase=unit.phase, category=unit.category,
+            template_id=unit.template_id, status=unit.status, text=record["narrative"], data=record, now=self.clock.now(),
+        )
+        return record
+
+
+def llm_record(llm: MeteredLLM) -> dict[str, Any]:
+    """The metered client's totals, as stored with the action run."""
+    usage = llm.usage
+    return {
+        "calls": llm.calls, "spent_usd": llm.spent_usd, "stop_reason": llm.stop_reason,
+        "transcript_ids": list(llm.transcript_ids),
+        "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                  "cache_write_5m_tokens": usage.cache_write_5m_tokens, "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+                  "cache_read_tokens": usage.cache_read_tokens},
+    }
+
+
+async def invoke(action: CatalogueAction, ctx: ActionContext) -> ActionResult:
+    """Call the handler with its timeout; every failure becomes a failed result with a clear error."""
+    from cass_actions_core.llm.errors import LLMError
+
+    definition = action.definition
+    assert action.handler is not None
+    try:
+        value = await asyncio.wait_for(action.handler(ctx), definition.timeout_seconds)
+        result = ActionResult.from_handler(value)
+    except asyncio.TimeoutError:
+        result = ActionResult(success=False, error=f"timed out after {definition.timeout_seconds:g} s")
+    except ActionFailed as exc:
+        result = ActionResult(success=False, error=str(exc))
+    except LLMError as exc:
+        result = ActionResult(success=False, error=f"LLM call stopped ({exc.kind}): {exc}")
+    except Exception as exc:  # a handler bug must not take the loop down
+        log.exception("action %s raised", definition.id)
+        result = ActionResult(success=False, error=f"{type(exc).__name__}: {exc}")
+    if not result.success and not result.error:
+        result.error = result.summary or "the handler reported failure"
+    return result

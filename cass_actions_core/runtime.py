@@ -1,0 +1,630 @@
+"""The embedding API: a :class:`Runtime` an application builds, starts and queries.
+
+A runtime owns one daemon's catalogue, store, ledger, event bus, phase tracker and
+executor. Building it checks the catalogue and refuses to start on any problem (a pack
+that failed to load included: disable it to go on). ``await runtime.start()`` acquires
+the store's lease and starts the scheduler loop as a task in the caller's asyncio loop;
+``await runtime.stop()`` ends it cleanly. The CLI is a thin layer over this class.
+
+The loop, each tick:
+
+1. report phase instances that began (once each); plan their local date if it has no
+   plan yet (a restart never plans a date twice) and queue their units;
+2. apply the catch-up policy to instances missed while the process was down;
+3. expire approvals, re-queue units whose approval came, retry budget-blocked units
+   when money frees up (or the budget day rolls over);
+4. expire queued units whose phase (plus catch-up window) has ended, with the reason;
+5. run queued units in order, up to ``max_concurrent_units`` at a time, honouring
+   ``requires_idle`` and paused categories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cass_actions_core.catalogue import Catalogue, build_catalogue
+from cass_actions_core.clock import Clock, SystemClock, VirtualClock, local_midnight, to_utc
+from cass_actions_core.config import Config, load_config
+from cass_actions_core.context import PlanningContext
+from cass_actions_core.events import EventBus
+from cass_actions_core.executor import Executor, LedgerGate, run_key, spend_key
+from cass_actions_core.ledger import BudgetLedger
+from cass_actions_core.models import Priority
+from cass_actions_core.phases import DayPhases, DayPhaseTracker, PhaseInstance
+from cass_actions_core.planning import PHASE_ORDER, DayPlan, plan_from_templates
+from cass_actions_core.problems import UserError
+from cass_actions_core.store import Store, UnitRow
+
+log = logging.getLogger("cass_actions.runtime")
+
+#: State keys in the store.
+LAST_PHASE_KEY = "tracker.last_seen"
+PAUSED_KEY = "paused_categories"
+ACTIVITY_KEY = "last_user_activity"
+
+#: How long a lease lasts without renewal (real time), and how often it is renewed.
+LEASE_TTL = timedelta(seconds=90)
+LEASE_RENEW_SECONDS = 20.0
+
+#: The least time a re-queued unit gets to start before it expires.
+REQUEUE_GRACE = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class TickReport:
+    """What one tick did (for the simulate timeline and for tests)."""
+
+    at: datetime
+    phases: list[str]
+    ran: list[str]
+
+
+class StoreTranscripts:
+    """Transcripts go to the store, out of line; results keep only their ids."""
+
+    def __init__(self, store: Store, clock: Clock, run_key: str) -> None:
+        self._store, self._clock, self._key = store, clock, run_key
+
+    def save(self, record: dict[str, Any]) -> str:
+        """Store one call's request and response; return its id."""
+        return self._store.save_transcript(record, self._key, self._clock.now())
+
+
+class Runtime:
+    """One daemon: catalogue, store, budget, phases and the scheduler loop.
+
+    Args:
+        config: the validated configuration (see :func:`load_config`).
+        data_dir: where the store (``cass-actions.sqlite``) and, by default, the
+            workspace (``workspace/``) live.
+        clock: the time source (default: the system clock in the configured zone).
+        plugins: extra ``(name, plugin)`` pairs registered by hand.
+        entry_points: load installed packs (``False`` in tests).
+        template_files: extra user template files.
+        provider: force an LLM provider for every action (``"offline"`` for simulations).
+        strict: refuse to build when a pack failed to load (the default, as ``run`` does).
+
+    Raises :class:`~cass_actions_core.problems.CatalogueError` listing every catalogue
+    problem before anything runs, and :class:`~cass_actions_core.store.StoreError` for
+    a corrupt or newer store file.
+    """
+
+    def __init__(self, config: Config, *, data_dir: Path, clock: Clock | None = None,
+                 plugins: Sequence[tuple[str, Any]] = (), entry_points: bool = True,
+                 template_files: Sequence[str | Path] = (), provider: str | None = None, strict: bool = True) -> None:
+        if provider is not None:
+            config = config.model_copy(update={"llm": config.llm.model_copy(update={"provider": provider, "actions": {
+                k: v.model_copy(update={"provider": None}) for k, v in config.llm.actions.items()}})})
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.clock: Clock = clock or SystemClock(config.timezone)
+        if str(self.clock.tz) != config.timezone:
+            raise UserError(f"the clock's time zone {self.clock.tz} differs from the configured timezone {config.timezone!r}")
+        self.catalogue: Catalogue = build_catalogue(config, plugins=plugins, entry_points=entry_points, template_files=template_files)
+        self.catalogue.check(strict=strict)
+        from cass_actions_core.llm.registry import collect_providers
+
+        self.providers, failures = collect_providers(self.catalogue.plugin_manager)
+        if failures and strict:
+            name, exc = failures[0]
+            raise UserError(f"pack {name!r} failed in register_llm_providers: {exc}")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.workspace = Path(config.workspace).expanduser() if config.workspace else self.data_dir / "workspace"
+        if not self.workspace.is_absolute() and config.source is not None:
+            self.workspace = config.source.parent / self.workspace
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.store = Store.open(self.data_dir / "cass-actions.sqlite", daemon_id=config.daemon_id)
+        self.ledger = BudgetLedger(self.store, config.budget)
+        self.bus = EventBus(self.store, self.catalogue.plugin_manager, self.clock)
+        self.phases = DayPhases(config.phases, config.timezone)
+        self.tracker = DayPhaseTracker(self.phases, self.clock, last_seen=self.store.get_state(LAST_PHASE_KEY))
+        self.executor = Executor(catalogue=self.catalogue, store=self.store, ledger=self.ledger, clock=self.clock,
+                                 bus=self.bus, workspace=self.workspace, llm_factory=self._llm_for,
+                                 plan_source=self._plan_source)
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self._stop_requested = False
+        self._recovered = False
+        self._wake: asyncio.Event | None = None
+
+    # -- construction helpers ----------------------------------------------------------
+    @classmethod
+    def from_config(cls, config_path: str | Path | None = None, *, data_dir: str | Path | None = None,
+                    **kwargs: Any) -> Runtime:
+        """Build from a config file (or the defaults and environment) and a data folder."""
+        from cass_actions_core.cli.state import default_data_dir
+
+        config = load_config(config_path)
+        return cls(config, data_dir=Path(data_dir) if data_dir else default_data_dir(), **kwargs)
+
+    def _llm_for(self, action: Any, key: str, gate: LedgerGate) -> Any:
+        return self.providers.metered(self.config.llm, action.definition, gate=gate,
+                                      transcripts=StoreTranscripts(self.store, self.clock, key), run_key=key)
+
+    def _plan_source(self, unit: UnitRow) -> str | None:
+        plan = self.store.get_plan(unit.local_date)
+        return plan.source if plan else unit.data.get("source")
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def acquire_lease(self) -> None:
+        """Take the store's single-scheduler lease (``LeaseHeldError`` if another process holds it)."""
+        self.store.acquire_lease(self._holder, datetime.now(UTC), LEASE_TTL)
+
+    async def start(self) -> None:
+        """Acquire the lease, recover from a crash, and start the loop in the running event loop."""
+        if self._task is not None:
+            raise RuntimeError("the runtime is already started")
+        self.acquire_lease()
+        self.recover()
+        self._stop_requested = False
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="cass-actions-scheduler")
+        self._lease_task = asyncio.create_task(self._renew_lease(), name="cass-actions-lease")
+
+    async def stop(self) -> None:
+        """Stop the loop after the current unit step, release the lease, close nothing else."""
+        self._stop_requested = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+        for task in (self._task, self._lease_task):
+            if task is None:
+                continue
+            try:
+                # The loop finishes its current step and exits; the lease renewer is cancelled.
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._task = self._lease_task = None
+        await self.bus.drain()
+        self.store.release_lease(self._holder)
+
+    async def wait(self) -> None:
+        """Wait until the loop ends (after :meth:`stop`, or if it crashed: then re-raise)."""
+        if self._task is not None:
+            await self._task
+
+    def close(self) -> None:
+        """Close the store (after :meth:`stop`)."""
+        self.store.close()
+
+    async def _renew_lease(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW_SECONDS)
+            self.store.renew_lease(self._holder, datetime.now(UTC), LEASE_TTL)
+
+    async def _loop(self) -> None:
+        while not self._stop_requested:
+            await self.tick()
+            if self._stop_requested:
+                break
+            wake = self.next_wakeup()
+            assert self._wake is not None
+            self._wake.clear()
+            sleeper = asyncio.create_task(self.clock.sleep_until(wake))
+            waker = asyncio.create_task(self._wake.wait())
+            done, pending = await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+
+    def poke(self) -> None:
+        """Wake the loop now (after an approval, a trigger, recorded activity)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def next_wakeup(self) -> datetime:
+        """When the loop should look again: the next phase boundary, local midnight,
+        approval expiry, or ``tick_seconds`` from now — whichever comes first."""
+        now = self.clock.now()
+        candidates = [
+            self.phases.next_transition(now).start,
+            local_midnight(self.clock.today() + timedelta(days=1), self.clock.tz),
+        ]
+        if not isinstance(self.clock, VirtualClock):
+            candidates.append(now + timedelta(seconds=self.config.scheduler.tick_seconds))
+        for approval in self.store.list_approvals(status="pending"):
+            candidates.append(approval.expires_at)
+        return min(candidates, key=to_utc)
+
+    # -- recovery ----------------------------------------------------------------------
+    def recover(self) -> list[UnitRow]:
+        """After a crash: resume or abandon units found running; settle open reservations.
+
+        A unit found ``running`` resumes at its first unfinished step. If that step had
+        started (its run key was written) but not finished, it runs again only when the
+        action is idempotent; otherwise the unit is ``abandoned`` with the reason.
+        """
+        if self._recovered:
+            return []
+        self._recovered = True
+        now = self.clock.now()
+        touched = []
+        for unit in self.store.list_units(statuses=["running"]):
+            index = unit.next_step
+            run = self.store.get_action_run(run_key(unit, index)) if index < len(unit.steps) else None
+            action = self.catalogue.actions.get(unit.steps[index]["action"]) if index < len(unit.steps) else None
+            if run is not None and run.status == "started":
+                if action is not None and action.definition.idempotent:
+                    unit = self.store.set_unit_status(
+                        unit.id, "queued", now=now,
+                        reason=f"resumed after a restart: step {index + 1} ({run.action_id}) was interrupted and is idempotent, so it runs again",
+                        data={**unit.data, "deadline": self._requeue_deadline(now)})
+                else:
+                    reason = (f"interrupted by a crash during step {index + 1} ({run.action_id}), which is not idempotent: "
+                              "not safe to run again")
+                    self.store.finish_action_run(run.key, "failed", 0.0, {"summary": "", "interrupted": True}, reason, now)
+                    unit = self.store.set_unit_status(unit.id, "abandoned", reason=reason, now=now)
+                    self.executor.write_summary(unit)
+                    self.bus.emit("work_unit.abandoned", {"reason": reason}, unit_id=unit.id)
+            else:
+                unit = self.store.set_unit_status(
+                    unit.id, "queued", now=now, reason=f"resumed after a restart at step {index + 1}",
+                    data={**unit.data, "deadline": self._requeue_deadline(now)})
+            touched.append(unit)
+        for reservation in self.ledger.open_reservations():
+            spent = float(self.store.get_state(spend_key(reservation.id), 0.0) or 0.0)
+            self.ledger.settle(reservation, spent, now, note="settled after a restart with the spend recorded before the crash")
+            self.store.delete_state(spend_key(reservation.id))
+        return touched
+
+    # -- planning ----------------------------------------------------------------------
+    def plan_day(self, day: date, plan: DayPlan | None = None, *, from_phase: str = "morning") -> DayPlan:
+        """Store ``day``'s plan (given, or built from templates) and create its units.
+
+        Re-planning a date replaces its units that have not started (F9); units that
+        started, or that a human answered, stay.
+        """
+        phases = PHASE_ORDER[PHASE_ORDER.index(from_phase):]
+        if plan is None:
+            plan = plan_from_templates(self.catalogue, day, self.config.phases,
+                                       max_per_phase=self.config.scheduler.max_units_per_phase, phases=phases)
+        now = self.clock.now()
+        removed = self.store.delete_units_for_plan(day)
+        self.store.save_plan(day, plan.source, plan.reason, plan.intention, plan.to_dict(), now)
+        count = 0
+        for phase, items in plan.phases.items():
+            for position, item in enumerate(items):
+                self._insert_unit(day, phase, item.template, focus=item.focus, motivation=item.motivation,
+                                  params=item.params, position=position, source=plan.source)
+                count += 1
+        self.bus.emit("day.planned", {"date": day.isoformat(), "source": plan.source, "reason": plan.reason,
+                                      "units": count, "replaced": len(removed), "dropped": plan.dropped,
+                                      "intention": plan.intention})
+        return plan
+
+    def _insert_unit(self, day: date, phase: str, template_id: str, *, focus: str | None, motivation: str | None,
+                     params: dict[str, dict[str, Any]] | None = None, position: int = 0, status: str = "planned",
+                     source: str | None = None, deadline: datetime | None = None) -> UnitRow:
+        template = self.catalogue.template(template_id).template
+        steps = []
+        for i, step in enumerate(template.steps):
+            merged = {**step.params, **(params or {}).get(str(i), {})}
+            steps.append({"action": step.action, "params": merged, "optional": step.optional})
+        requires_idle = template.requires_idle or any(
+            self.catalogue.actions[s.action].definition.requires_idle for s in template.steps)
+        data: dict[str, Any] = {"source": source}
+        if deadline is not None:
+            data["deadline"] = deadline.isoformat()
+        return self.store.insert_unit(
+            local_date=day, phase=phase, template_id=template.id, name=template.name, category=template.category,
+            steps=steps, now=self.clock.now(), priority=int(Priority.of(template.priority)), position=position,
+            estimated_cost_usd=self.catalogue.template_cost(template), status=status, focus=focus,
+            motivation=motivation, requires_idle=requires_idle, data=data,
+        )
+
+    def trigger(self, template_id: str, *, focus: str | None = None, motivation: str | None = None) -> UnitRow:
+        """Queue a unit of ``template_id`` now, in the current phase (a manual run)."""
+        now = self.clock.now()
+        instance = self.phases.instance_at(now)
+        unit = self._insert_unit(instance.day, instance.phase.value, template_id, focus=focus,
+                                 motivation=motivation or "triggered by hand", status="queued", source="trigger",
+                                 position=10_000, deadline=to_utc(now) + max(self._catch_up_window(), REQUEUE_GRACE))
+        self.bus.emit("work_unit.queued", {"template_id": template_id, "phase": unit.phase, "trigger": True}, unit_id=unit.id)
+        self.poke()
+        return unit
+
+    async def run_action(self, action_id: str, params: dict[str, Any] | None = None, *,
+                         focus: str | None = None) -> UnitRow:
+        """Run one action now as a one-step unit, through the executor (the one path).
+
+        Takes the lease for the duration, so it never races a running daemon. Raises
+        :class:`KeyError` (with the closest id) for an unknown action and
+        :class:`UserError` naming the parameter for params that break the action's schema.
+        """
+        from cass_actions_core import schema_files
+
+        action = self.catalogue.action(action_id)
+        params = dict(params or {})
+        errors = schema_files.validate_instance(action.definition.params, params)
+        if errors:
+            raise UserError(f"action {action_id!r}: invalid params: " + "; ".join(f"{p}: {m}" for p, m in errors) + ".")
+        now = self.clock.now()
+        instance = self.phases.instance_at(now)
+        self.acquire_lease()
+        try:
+            unit = self.store.insert_unit(
+                local_date=instance.day, phase=instance.phase.value, template_id=f"run-action:{action_id}",
+                name=action.definition.name, category=action.definition.category,
+                steps=[{"action": action_id, "params": params, "optional": False}], now=now,
+                priority=int(Priority.of(action.definition.priority)), status="queued",
+                estimated_cost_usd=action.definition.estimated_cost_usd, focus=focus, motivation="run by hand",
+                requires_idle=False, data={"source": "run-action"},
+            )
+            self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "manual": True}, unit_id=unit.id)
+            outcome = await self.executor.run_unit(unit.id)
+            await self.bus.drain()
+            return outcome.unit
+        finally:
+            self.store.release_lease(self._holder)
+
+    # -- the tick ----------------------------------------------------------------------
+    def _catch_up_window(self) -> timedelta:
+        return timedelta(minutes=self.config.scheduler.catch_up_window_minutes)
+
+    def _requeue_deadline(self, now: datetime) -> str:
+        # A unit re-queued after an approval, a budget retry or a restart gets the
+        # catch-up window to start, and never less than REQUEUE_GRACE.
+        return (to_utc(now) + max(self._catch_up_window(), REQUEUE_GRACE)).isoformat()
+
+    async def tick(self) -> TickReport:
+        """One pass of the loop (see the module docstring). Safe to call by hand."""
+        self.recover()
+        now = self.clock.now()
+        fired = self.tracker.poll()
+        for instance in fired:
+            self._phase_began(instance, now)
+        if fired:
+            self.store.set_state(LAST_PHASE_KEY, self.tracker.last_seen)
+        self._handle_approvals(now)
+        self._retry_budget_blocked(now)
+        self._expire_stale(now)
+        ran = await self._run_queued()
+        return TickReport(now, [i.key for i in fired], ran)
+
+    def _phase_began(self, instance: PhaseInstance, now: datetime) -> None:
+        current = instance.contains(now) or instance.empty and to_utc(instance.start) == to_utc(now)
+        self.bus.emit("day_phase.changed", {"phase": instance.phase.value, "day": instance.day.isoformat(),
+                                            "start": instance.start.isoformat(), "end": instance.end.isoformat(),
+                                            "late": not current})
+        if self.store.get_plan(instance.day) is None:
+            self.plan_day(instance.day, from_phase=instance.phase.value)
+        late = to_utc(now) - to_utc(instance.end)
+        missed = not current
+        units = self.store.list_units(local_date=instance.day, phase=instance.phase.value, statuses=["planned"])
+        for unit in units:
+            if missed and (self.config.scheduler.catch_up == "expire" or late > self._catch_up_window()):
+                reason = (f"its {instance.phase.value} phase ({instance.start:%H:%M}–{instance.end:%H:%M}) passed while the "
+                          f"scheduler was not running" + (" (catch-up policy: expire)" if self.config.scheduler.catch_up == "expire"
+                                                          else f" and the {self.config.scheduler.catch_up_window_minutes}-minute catch-up window is over"))
+                self._expire(unit, reason)
+                continue
+            reason = "phase began" if not missed else f"running late: its {instance.phase.value} phase passed while the scheduler was down"
+            self.store.set_unit_status(unit.id, "queued", reason=reason, now=now)
+            self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "phase": unit.phase, "late": missed}, unit_id=unit.id)
+
+    def _expire(self, unit: UnitRow, reason: str) -> None:
+        unit = self.store.set_unit_status(unit.id, "expired", reason=reason, now=self.clock.now())
+        self.executor.write_summary(unit)
+        self.bus.emit("work_unit.expired", {"template_id": unit.template_id, "reason": reason}, unit_id=unit.id)
+
+    def _deadline(self, unit: UnitRow) -> datetime:
+        if unit.data.get("deadline"):
+            return datetime.fromisoformat(unit.data["deadline"])
+        instance = self.phases.instance(unit.local_date, unit.phase)
+        window = self._catch_up_window() if self.config.scheduler.catch_up == "run_late" else timedelta(0)
+        return to_utc(instance.end) + window
+
+    def _expire_stale(self, now: datetime) -> None:
+        for unit in self.store.list_units(statuses=["queued"]):
+            if to_utc(self._deadline(unit)) <= to_utc(now):
+                waiting = unit.reason or "queued"
+                if unit.requires_idle and not self.is_idle():
+                    waiting = "the daemon never became idle"
+                elif unit.category in self.paused_categories():
+                    waiting = f"category {unit.category!r} was paused"
+                self._expire(unit, f"its {unit.phase} phase ended before it could run ({waiting})")
+        # Budget-blocked work waits for money until its plan day is over, then expires.
+        for unit in self.store.list_units(statuses=["budget_blocked"]):
+            day_end = to_utc(self.phases.instance(unit.local_date, "night").end) + self._catch_up_window()
+            if to_utc(day_end) <= to_utc(now):
+                self._expire(unit, f"still blocked by budget when its plan day ended ({unit.reason})")
+
+    def _handle_approvals(self, now: datetime) -> None:
+        for approval in self.store.expire_approvals(now):
+            self.bus.emit("approval.resolved", {"approval_id": approval.id, "status": "expired"}, unit_id=approval.unit_id)
+        for unit in self.store.list_units(statuses=["awaiting_approval"]):
+            approval = self.store.approval_for(unit.id, unit.next_step)
+            if approval is not None and approval.status != "pending":
+                self.store.set_unit_status(unit.id, "queued", now=now,
+                                           reason=f"approval {approval.id} {approval.status}",
+                                           data={**unit.data, "deadline": self._requeue_deadline(now)})
+
+    def _retry_budget_blocked(self, now: datetime) -> None:
+        for unit in self.store.list_units(statuses=["budget_blocked"]):
+            action = self.catalogue.actions.get(unit.steps[unit.next_step]["action"]) if unit.next_step < len(unit.steps) else None
+            if action is None:
+                continue
+            need = action.definition.estimated_cost_usd
+            critical = Priority.of(action.definition.priority) == Priority.CRITICAL
+            if self.ledger.available(action.definition.category, self.clock.today(), critical=critical) + 1e-9 >= need:
+                self.store.set_unit_status(unit.id, "queued", now=now, reason="budget available again",
+                                           data={**unit.data, "deadline": self._requeue_deadline(now)})
+                self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "retry": "budget"}, unit_id=unit.id)
+
+    async def _run_queued(self) -> list[str]:
+        ran: list[str] = []
+        limit = asyncio.Semaphore(self.config.scheduler.max_concurrent_units)
+        paused = self.paused_categories()
+        idle: bool | None = None
+        candidates = []
+        now = self.clock.now()
+        for unit in self.store.list_units(statuses=["queued"]):
+            if unit.category in paused:
+                continue
+            instance = self.phases.instance(unit.local_date, unit.phase)
+            if to_utc(instance.start) > to_utc(now):
+                continue  # queued early (never by the loop itself); waits for its phase
+            if unit.requires_idle:
+                idle = self.is_idle() if idle is None else idle
+                if not idle:
+                    continue
+            candidates.append(unit)
+
+        async def run(unit: UnitRow) -> None:
+            async with limit:
+                if self._stop_requested:
+                    return
+                current = self.store.get_unit(unit.id)
+                if current is None or current.status != "queued":
+                    return
+                await self.executor.run_unit(unit.id)
+                ran.append(unit.id)
+
+        await asyncio.gather(*(run(u) for u in candidates))
+        return ran
+
+    # -- idle, pause -------------------------------------------------------------------
+    def gather_context(self) -> PlanningContext:
+        """Ask every pack's ``gather_context`` for facts (a failing pack is logged and skipped)."""
+        context = PlanningContext(now=self.clock.now(), daemon_id=self.config.daemon_id, workspace=self.workspace)
+        from cass_actions_core.plugins import call_per_plugin
+
+        def arg(name: str) -> dict[str, Any]:
+            context._current_pack = name
+            return {"context": context}
+
+        for name, _kwargs, exc in call_per_plugin(self.catalogue.plugin_manager, "gather_context", arg):
+            if exc is not None:
+                log.warning("gather_context of pack %s failed: %s", name, exc)
+        return context
+
+    def record_activity(self, at: datetime | None = None) -> None:
+        """Note user activity now (or ``at``): idle-only work waits ``idle_after_minutes``."""
+        at = at or self.clock.now()
+        self.store.set_state(ACTIVITY_KEY, at.isoformat())
+
+    def last_activity(self) -> datetime | None:
+        """The latest user activity known from the store or any pack's context."""
+        times = []
+        stored = self.store.get_state(ACTIVITY_KEY)
+        if stored:
+            times.append(datetime.fromisoformat(stored))
+        fact = self.gather_context().get("last_user_activity")
+        if isinstance(fact, datetime):
+            times.append(fact)
+        elif isinstance(fact, str):
+            times.append(datetime.fromisoformat(fact))
+        return max(times, key=to_utc) if times else None
+
+    def is_idle(self) -> bool:
+        """No user activity for ``scheduler.idle_after_minutes`` (F6: idle-only work waits)."""
+        last = self.last_activity()
+        if last is None:
+            return True
+        return to_utc(self.clock.now()) - to_utc(last) >= timedelta(minutes=self.config.scheduler.idle_after_minutes)
+
+    def paused_categories(self) -> set[str]:
+        """Categories whose work is held (``pause`` / ``resume``)."""
+        return set(self.store.get_state(PAUSED_KEY, []) or [])
+
+    def pause(self, category: str) -> None:
+        """Hold queued work of ``category`` until :meth:`resume`."""
+        self.store.set_state(PAUSED_KEY, sorted(self.paused_categories() | {category}))
+
+    def resume(self, category: str) -> None:
+        """Release a paused category."""
+        self.store.set_state(PAUSED_KEY, sorted(self.paused_categories() - {category}))
+        self.poke()
+
+    # -- approvals ---------------------------------------------------------------------
+    def approve(self, approval_id: str, *, by: str = "user", note: str | None = None) -> Any:
+        """Approve a pending approval; its unit is re-queued and continues."""
+        return self._resolve(approval_id, True, by, note)
+
+    def reject(self, approval_id: str, *, by: str = "user", note: str | None = None) -> Any:
+        """Reject a pending approval; its unit fails with the reason."""
+        return self._resolve(approval_id, False, by, note)
+
+    def _resolve(self, approval_id: str, approved: bool, by: str, note: str | None) -> Any:
+        row = self.store.resolve_approval(approval_id, approved, by, note, self.clock.now())
+        self.bus.emit("approval.resolved", {"approval_id": row.id, "status": row.status, "by": by, "note": note},
+                      unit_id=row.unit_id)
+        self._handle_approvals(self.clock.now())
+        self.poke()
+        return row
+
+    # -- queries -----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Where things stand: phase, plan, unit counts, budget, approvals, pauses."""
+        now = self.clock.now()
+        instance = self.phases.instance_at(now)
+        today = instance.day
+        units = self.store.list_units(local_date=today)
+        counts: dict[str, int] = {}
+        for u in units:
+            counts[u.status] = counts.get(u.status, 0) + 1
+        plan = self.store.get_plan(today)
+        lease = self.store.get_lease()
+        return {
+            "daemon_id": self.config.daemon_id,
+            "now": now.isoformat(),
+            "phase": instance.phase.value,
+            "phase_day": today.isoformat(),
+            "next_transition": self.phases.next_transition(now).start.isoformat(),
+            "plan": None if plan is None else {"source": plan.source, "reason": plan.reason, "intention": plan.intention},
+            "units": counts,
+            "parked": [{"id": u.id, "template_id": u.template_id, "status": u.status, "reason": u.reason}
+                       for u in self.store.list_units(statuses=["budget_blocked", "awaiting_approval"])],
+            "budget": self.ledger.status(self.clock.today()),
+            "pending_approvals": len(self.store.list_approvals(status="pending")),
+            "paused_categories": sorted(self.paused_categories()),
+            "lease": None if lease is None else {"holder": lease.holder, "pid": lease.pid, "host": lease.hostname,
+                                                 "expires_at": lease.expires_at.isoformat()},
+        }
+
+    def units(self, **filters: Any) -> list[UnitRow]:
+        """Units matching ``local_date``, ``phase``, ``statuses``, ``template_id``."""
+        return self.store.list_units(**filters)
+
+    def history(self, **filters: Any) -> list[Any]:
+        """Work summaries by ``local_date``, ``phase``, ``category``, ``template_id``, ``text``."""
+        return self.store.query_summaries(**filters)
+
+    # -- simulation --------------------------------------------------------------------
+    async def simulate_until(self, end: datetime, on_tick: Any = None) -> list[TickReport]:
+        """Drive the loop on a :class:`VirtualClock` until ``end``, waking at each point of interest.
+
+        Work runs in zero virtual time; the clock jumps from one wake-up (phase boundary,
+        local midnight, approval expiry) to the next, so a day takes seconds.
+        """
+        if not isinstance(self.clock, VirtualClock):
+            raise TypeError("simulate_until needs a VirtualClock")
+        reports = []
+        while True:
+            report = await self.tick()
+            reports.append(report)
+            if on_tick is not None:
+                on_tick(report)
+            wake = self.next_wakeup()
+            if to_utc(wake) >= to_utc(end):
+                # Stop at `end` without starting the phase that begins there, but
+                # close what ended with it (expiries), so no unit is left unexplained.
+                await self.clock.run_until(end)
+                now = self.clock.now()
+                self._handle_approvals(now)
+                self._expire_stale(now)
+                break
+            await self.clock.run_until(wake)
+        await self.bus.drain()
+        return reports

@@ -1,0 +1,142 @@
+"""Work summaries: what a unit did and why, written when it ends, whatever the outcome.
+
+A summary is built from the unit's stored action runs (one source of truth for results
+and costs), validated against ``schemas/work-summary.schema.json`` when built (the
+earlier system wrote records missing required fields: B2), and stored by unit id.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from cass_actions_core import schema_files
+
+if TYPE_CHECKING:
+    from cass_actions_core.store import Store, UnitRow
+
+
+def slugify(text: str, limit: int = 30) -> str:
+    """Lowercase words joined by dashes, at most ``limit`` characters."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].rstrip("-") or "unit"
+
+
+def unit_slug(local_date: date, phase: str, name: str, unit_id: str) -> str:
+    """``work/2026-11-26/morning-reflection-block-1a2b``."""
+    return f"work/{local_date.isoformat()}/{phase}-{slugify(name)}-{unit_id[:4].lower()}"
+
+
+def _tokens(usage: dict[str, Any] | None) -> dict[str, int]:
+    return {k: int(v) for k, v in (usage or {}).items() if isinstance(v, (int, float))}
+
+
+def _add_tokens(total: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        total[k] = total.get(k, 0) + v
+
+
+class SummaryInvalid(ValueError):
+    """A summary record failed its schema (a bug in whoever built it)."""
+
+
+def build_summary(store: Store, unit: UnitRow, *, daemon_id: str, plan_source: str | None = None) -> dict[str, Any]:
+    """Build (and validate) the summary record of ``unit`` from its stored action runs."""
+    runs = {r.step_index: r for r in store.action_runs_for_unit(unit.id)}
+    actions: list[dict[str, Any]] = []
+    cost = 0.0
+    tokens: dict[str, int] = {}
+    insights: list[str] = []
+    questions: list[str] = []
+    artifacts: list[dict[str, Any]] = []
+    for index, step in enumerate(unit.steps):
+        run = runs.get(index)
+        if run is None:
+            continue
+        result = run.result or {}
+        llm = result.get("llm", {})
+        step_tokens = _tokens(llm.get("usage"))
+        _add_tokens(tokens, step_tokens)
+        cost += run.cost_usd or 0.0
+        insights += [str(i) for i in result.get("insights", [])]
+        questions += [str(q) for q in result.get("questions", [])]
+        arts = [dict(a) for a in result.get("artifacts", [])]
+        artifacts += arts
+        actions.append({
+            "step": index,
+            "action_id": run.action_id,
+            "status": "completed" if run.status == "completed" else "failed" if run.status == "failed" else "skipped",
+            "optional": bool(step.get("optional", False)),
+            "summary": str(result.get("summary", "")),
+            "error": run.error,
+            "cost_usd": round(run.cost_usd or 0.0, 6),
+            "llm_calls": int(llm.get("calls", 0)),
+            "tokens": step_tokens,
+            "stop_reason": llm.get("stop_reason"),
+            "transcript_ids": list(llm.get("transcript_ids", [])),
+            "artifacts": arts,
+            "data": dict(result.get("data", {})),
+        })
+    duration = None
+    if unit.started_at and unit.finished_at:
+        duration = round((unit.finished_at - unit.started_at).total_seconds() / 60, 3)
+    record = {
+        "unit_id": unit.id,
+        "slug": unit_slug(unit.local_date, unit.phase, unit.name, unit.id),
+        "daemon_id": daemon_id,
+        "name": unit.name,
+        "template_id": unit.template_id,
+        "local_date": unit.local_date.isoformat(),
+        "phase": unit.phase,
+        "category": unit.category,
+        "status": unit.status,
+        "reason": unit.reason,
+        "focus": unit.focus,
+        "motivation": unit.motivation,
+        "plan_source": plan_source,
+        "started_at": _iso(unit.started_at),
+        "finished_at": _iso(unit.finished_at),
+        "duration_minutes": duration,
+        "narrative": narrative(unit, actions, round(cost, 6)),
+        "cost_usd": round(cost, 6),
+        "tokens": tokens,
+        "insights": insights,
+        "questions_raised": questions,
+        "artifacts": artifacts,
+        "actions": actions,
+    }
+    errors = schema_files.validate(schema_files.SUMMARY, record)
+    if errors:
+        raise SummaryInvalid("work summary for unit %s is invalid: %s" % (unit.id, "; ".join(f"{p}: {m}" for p, m in errors)))
+    return record
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def narrative(unit: UnitRow, actions: list[dict[str, Any]], cost: float) -> str:
+    """A readable account of the unit, from its outcome and its actions' own summaries."""
+    outcome = {
+        "completed": "completed", "failed": "failed", "expired": "expired without running to the end",
+        "cancelled": "was cancelled", "abandoned": "was abandoned after a crash",
+        "budget_blocked": "is parked: budget", "awaiting_approval": "is parked: waiting for approval",
+    }.get(unit.status, unit.status)
+    parts = [f"{unit.phase.capitalize()} of {unit.local_date.isoformat()}: {unit.name} {outcome}"]
+    if unit.reason:
+        parts[-1] += f" ({unit.reason})"
+    spent = f"${cost:.2f}" if cost == round(cost, 2) else f"${cost:.6f}".rstrip("0")
+    parts[-1] += f"; {len([a for a in actions if a['status'] == 'completed'])}/{len(unit.steps)} step(s) done, {spent} spent."
+    if unit.focus:
+        parts.append(f"Focus: {unit.focus.rstrip('.')}.")
+    if unit.motivation:
+        parts.append(f"Why: {unit.motivation.rstrip('.')}.")
+    for a in actions:
+        line = f"Step {a['step'] + 1} {a['action_id']} {a['status']}"
+        if a.get("summary"):
+            line += f": {a['summary']}"
+        if a.get("error"):
+            line += f" (error: {a['error']})"
+        parts.append(line.rstrip(".") + ".")
+    return " ".join(parts)

@@ -1,0 +1,891 @@
+"""The SQLite store: schema and migrations, refusing bad files untouched, the lease, units and their
+state machine, action runs, approvals, events, summaries, kv/state and retention.
+
+Every test uses a real SQLite file under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cass_actions_core import store as store_module
+from cass_actions_core.store import (
+    ALLOWED_TRANSITIONS,
+    SCHEMA_VERSION,
+    UNIT_STATUSES,
+    LeaseHeldError,
+    LeaseLostError,
+    Migration,
+    NotFoundError,
+    Store,
+    StoreError,
+    UnitRow,
+)
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+NOW = datetime(2026, 11, 26, 9, 30, tzinfo=TOKYO)
+DAY = date(2026, 11, 26)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The state machine as the design states it, written out independently of the code.
+EXPECTED_TRANSITIONS: dict[str, set[str]] = {
+    "planned": {"queued", "cancelled", "expired"},
+    "queued": {"running", "budget_blocked", "awaiting_approval", "expired", "cancelled"},
+    "running": {"completed", "failed", "budget_blocked", "awaiting_approval", "abandoned", "queued"},
+    "budget_blocked": {"queued", "expired", "cancelled"},
+    "awaiting_approval": {"queued", "cancelled", "expired", "failed"},
+    "completed": set(),
+    "failed": set(),
+    "expired": set(),
+    "cancelled": set(),
+    "abandoned": set(),
+}
+
+# A legal path from 'planned' to each status.
+PATH_TO: dict[str, list[str]] = {
+    "planned": [],
+    "queued": ["queued"],
+    "running": ["queued", "running"],
+    "completed": ["queued", "running", "completed"],
+    "failed": ["queued", "running", "failed"],
+    "budget_blocked": ["queued", "budget_blocked"],
+    "awaiting_approval": ["queued", "awaiting_approval"],
+    "expired": ["expired"],
+    "cancelled": ["cancelled"],
+    "abandoned": ["queued", "running", "abandoned"],
+}
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where the test's store file lives."""
+    return tmp_path / "data" / "cass.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    """A freshly created store for daemon 'cass'."""
+    with Store.open(db_path, daemon_id="cass") as opened:
+        yield opened
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_unit(store: Store, **overrides: Any) -> UnitRow:
+    """Insert a one-step reflection unit (fields overridable)."""
+    fields: dict[str, Any] = {
+        "local_date": DAY,
+        "phase": "morning",
+        "template_id": "solo_reflection",
+        "name": "Solo reflection",
+        "category": "reflection",
+        "steps": [{"action": "session.reflection", "params": {"focus": "x"}}],
+        "now": NOW,
+        "estimated_cost_usd": 0.15,
+    }
+    fields.update(overrides)
+    return store.insert_unit(**fields)
+
+
+def drive(store: Store, unit_id: str, path: list[str]) -> UnitRow:
+    """Walk a unit along legal transitions, with a reason for each."""
+    row = store.get_unit(unit_id)
+    assert row is not None
+    for i, status in enumerate(path):
+        row = store.set_unit_status(unit_id, status, reason=f"step to {status}", now=NOW + timedelta(minutes=i + 1))
+    return row
+
+
+# --------------------------------------------------------------------------- schema, migrations
+
+
+def test_new_file_is_created_with_the_current_schema(db_path: Path, store: Store) -> None:
+    assert db_path.exists()
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.journal_mode == "wal"
+    raw = sqlite3.connect(db_path)
+    try:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        meta = dict(raw.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        raw.close()
+    assert {
+        "meta", "plans", "units", "unit_transitions", "action_runs", "ledger_entries", "approvals",
+        "events", "summaries", "transcripts", "kv", "state", "lease",
+    } <= tables
+    assert meta["daemon_id"] == "cass"
+    assert meta["schema_version"] == str(SCHEMA_VERSION)
+    assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_reopen_keeps_data(db_path: Path) -> None:
+    with Store.open(db_path, daemon_id="cass") as first:
+        unit = make_unit(first)
+        first.save_plan(DAY, "llm", None, "be curious", {"items": [1, 2]}, NOW)
+        first.kv_set("journal", "last", {"date": "2026-11-25"})
+        event_id = first.append_event("day.planned", {"n": 1}, NOW)
+    with Store.open(db_path, daemon_id="cass") as second:
+        assert second.get_unit(unit.id) == unit
+        plan = second.get_plan(DAY)
+        assert plan is not None and plan.intention == "be curious" and plan.data == {"items": [1, 2]}
+        assert second.kv_get("journal", "last") == {"date": "2026-11-25"}
+        assert [e.id for e in second.list_events()] == [event_id]
+        assert second.schema_version == SCHEMA_VERSION
+
+
+def test_later_migrations_run_in_order_on_an_older_file(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Store.open(db_path, daemon_id="cass") as old:
+        unit = make_unit(old)
+    applied: list[int] = []
+
+    def step(version: int, sql: str) -> Migration:
+        def apply(conn: sqlite3.Connection) -> None:
+            applied.append(version)
+            conn.execute(sql)
+
+        return Migration(version, f"test step {version}", apply)
+
+    extra = [
+        step(SCHEMA_VERSION + 1, "CREATE TABLE extra (x INTEGER)"),
+        step(SCHEMA_VERSION + 2, "ALTER TABLE extra ADD COLUMN y TEXT"),
+    ]
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, *extra])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 2)
+    with Store.open(db_path, daemon_id="cass") as upgraded:
+        assert applied == [SCHEMA_VERSION + 1, SCHEMA_VERSION + 2]
+        assert upgraded.schema_version == SCHEMA_VERSION + 2
+        cols = [r[1] for r in upgraded._conn.execute("PRAGMA table_info(extra)")]
+        assert cols == ["x", "y"]
+        assert upgraded.get_unit(unit.id) == unit
+    # Nothing to do the second time.
+    with Store.open(db_path, daemon_id="cass"):
+        assert applied == [SCHEMA_VERSION + 1, SCHEMA_VERSION + 2]
+
+
+def test_a_failing_migration_leaves_the_file_at_its_old_version(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Store.open(db_path, daemon_id="cass"):
+        pass
+
+    def half_done(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half (x INTEGER)")
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, Migration(SCHEMA_VERSION + 1, "bad", half_done)])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(RuntimeError, match="migration bug"):
+        Store.open(db_path, daemon_id="cass")
+    raw = sqlite3.connect(db_path)
+    try:
+        version = raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        raw.close()
+    assert version == str(SCHEMA_VERSION)
+    assert "half" not in tables
+
+
+def test_newer_schema_is_refused_and_the_file_left_untouched(db_path: Path) -> None:
+    with Store.open(db_path, daemon_id="cass") as s:
+        make_unit(s)
+    raw = sqlite3.connect(db_path)
+    raw.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 5),))
+    raw.commit()
+    raw.close()
+    before = digest(db_path)
+    with pytest.raises(StoreError) as caught:
+        Store.open(db_path, daemon_id="cass")
+    message = str(caught.value)
+    assert f"newer cass-actions (schema {SCHEMA_VERSION + 5}, this version knows {SCHEMA_VERSION})" in message
+    assert "upgrade cass-actions or use another data directory" in message
+    assert str(db_path) in message
+    assert digest(db_path) == before
+
+
+def _garbage(path: Path, valid: bytes) -> None:
+    path.write_bytes(os.urandom(16384))
+
+
+def _text_file(path: Path, valid: bytes) -> None:
+    path.write_bytes(b"this is my diary, not a database\n" * 10)
+
+
+def _truncated_mid_page(path: Path, valid: bytes) -> None:
+    path.write_bytes(valid[: len(valid) // 2 + 123])
+
+
+def _truncated_at_page(path: Path, valid: bytes) -> None:
+    path.write_bytes(valid[: 4096 * 3])
+
+
+def _header_only(path: Path, valid: bytes) -> None:
+    path.write_bytes(valid[:60])
+
+
+def _damaged_pages(path: Path, valid: bytes) -> None:
+    # Keep the header page, scribble over the middle of the b-tree pages.
+    body = bytearray(valid)
+    start, end = 4096, len(valid) - 4096
+    body[start:end] = os.urandom(end - start)
+    path.write_bytes(bytes(body))
+
+
+@pytest.mark.parametrize(
+    "damage", [_garbage, _text_file, _truncated_mid_page, _truncated_at_page, _header_only, _damaged_pages]
+)
+def test_corrupt_file_is_refused_and_left_untouched(db_path: Path, damage: Callable[[Path, bytes], None]) -> None:
+    with Store.open(db_path, daemon_id="cass") as s:
+        for i in range(60):
+            s.append_event("filler", {"i": i, "pad": "x" * 400}, NOW)
+    valid = db_path.read_bytes()
+    assert len(valid) > 4096 * 8
+    damage(db_path, valid)
+    before = digest(db_path)
+    size = db_path.stat().st_size
+    with pytest.raises(StoreError) as caught:
+        Store.open(db_path, daemon_id="cass")
+    message = str(caught.value)
+    assert str(db_path) in message
+    assert "left untouched" in message
+    assert db_path.exists()
+    assert db_path.stat().st_size == size
+    assert digest(db_path) == before
+
+
+def test_many_connections_creating_one_file_at_once_agree(db_path: Path) -> None:
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def opener(n: int) -> None:
+        try:
+            start.wait()
+            with Store.open(db_path, daemon_id="cass") as s:
+                s.kv_set("openers", str(n), n)
+        except BaseException as exc:  # surfaced in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with Store.open(db_path, daemon_id="cass") as s:
+        assert s.kv_items("openers") == {str(n): n for n in range(8)}
+        assert s.schema_version == SCHEMA_VERSION
+
+
+def test_other_sqlite_database_is_not_taken_over(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    raw = sqlite3.connect(db_path)
+    raw.execute("CREATE TABLE recipes (name TEXT)")
+    raw.execute("INSERT INTO recipes VALUES ('soup')")
+    raw.commit()
+    raw.close()
+    before = digest(db_path)
+    with pytest.raises(StoreError, match="not a cass-actions store"):
+        Store.open(db_path, daemon_id="cass")
+    assert digest(db_path) == before
+
+
+def test_store_of_another_daemon_is_refused(db_path: Path) -> None:
+    with Store.open(db_path, daemon_id="cass"):
+        pass
+    before = digest(db_path)
+    with pytest.raises(StoreError) as caught:
+        Store.open(db_path, daemon_id="other")
+    assert "'cass'" in str(caught.value) and "'other'" in str(caught.value)
+    assert digest(db_path) == before
+
+
+def test_transaction_rolls_back_everything_on_error(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            make_unit(store, template_id="a")
+            store.append_event("x", {}, NOW)
+            raise RuntimeError("boom")
+    assert store.list_units() == []
+    assert store.list_events() == []
+    # A failing inner block (savepoint) does not undo the outer block's work.
+    with store.transaction():
+        kept = make_unit(store, template_id="kept")
+        with pytest.raises(ValueError):
+            with store.transaction():
+                make_unit(store, template_id="lost")
+                raise ValueError("inner")
+    assert [u.id for u in store.list_units()] == [kept.id]
+
+
+# --------------------------------------------------------------------------- datetimes
+
+
+NAIVE = datetime(2026, 11, 26, 9, 30)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: make_unit(s, now=NAIVE),
+        lambda s: s.append_event("x", {}, NAIVE),
+        lambda s: s.save_plan(DAY, "llm", None, None, {}, NAIVE),
+        lambda s: s.acquire_lease("me", NAIVE, timedelta(minutes=1)),
+        lambda s: s.set_unit_status(make_unit(s).id, "queued", reason=None, now=NAIVE),
+        lambda s: s.set_unit_status(make_unit(s).id, "cancelled", reason="r", now=NOW, not_before=NAIVE),
+        lambda s: s.save_transcript({}, None, NAIVE),
+        lambda s: s.prune(NAIVE, NOW),
+        lambda s: s.kv_set("ns", "k", 1, now=NAIVE),
+    ],
+)
+def test_naive_datetimes_are_rejected(store: Store, call: Callable[[Store], object]) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        call(store)
+
+
+def test_datetimes_come_back_aware_with_their_offset(store: Store) -> None:
+    unit = make_unit(store)
+    assert unit.created_at == NOW
+    assert unit.created_at.utcoffset() == timedelta(hours=9)
+    raw = store._conn.execute("SELECT created_at FROM units WHERE id = ?", (unit.id,)).fetchone()[0]
+    assert raw == "2026-11-26T09:30:00+09:00"
+    la = datetime(2026, 11, 25, 16, 30, 0, 123456, tzinfo=ZoneInfo("America/Los_Angeles"))
+    moved = store.set_unit_status(unit.id, "queued", reason=None, now=la)
+    assert moved.updated_at == la and moved.updated_at.utcoffset() == timedelta(hours=-8)
+
+
+def test_a_date_argument_must_be_a_date_not_a_datetime(store: Store) -> None:
+    with pytest.raises(TypeError):
+        store.save_plan(NOW, "llm", None, None, {}, NOW)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- lease
+
+
+def test_second_holder_is_refused_with_a_clear_message(db_path: Path) -> None:
+    with Store.open(db_path, daemon_id="cass") as a, Store.open(db_path, daemon_id="cass") as b:
+        lease = a.acquire_lease("run-a", NOW, timedelta(minutes=2))
+        assert lease.holder == "run-a" and lease.pid == os.getpid()
+        assert lease.expires_at == NOW + timedelta(minutes=2)
+        with pytest.raises(LeaseHeldError) as caught:
+            b.acquire_lease("run-b", NOW + timedelta(seconds=30), timedelta(minutes=2))
+        message = str(caught.value)
+        assert f"pid {os.getpid()}" in message
+        assert a.hostname in message
+        assert (NOW + timedelta(minutes=2)).isoformat() in message
+        assert "run-a" in message
+        # The holder itself may re-acquire (and so renew) its own lease.
+        again = a.acquire_lease("run-a", NOW + timedelta(minutes=1), timedelta(minutes=2))
+        assert again.acquired_at == NOW and again.expires_at == NOW + timedelta(minutes=3)
+
+
+def test_expired_lease_is_taken_over_and_the_old_holder_learns_it_lost(db_path: Path) -> None:
+    with Store.open(db_path, daemon_id="cass") as a, Store.open(db_path, daemon_id="cass") as b:
+        a.acquire_lease("run-a", NOW, timedelta(minutes=2))
+        renewed = a.renew_lease("run-a", NOW + timedelta(minutes=1), timedelta(minutes=2))
+        assert renewed.expires_at == NOW + timedelta(minutes=3)
+        with pytest.raises(LeaseHeldError):
+            b.acquire_lease("run-b", NOW + timedelta(minutes=2, seconds=59), timedelta(minutes=2))
+        taken = b.acquire_lease("run-b", NOW + timedelta(minutes=3), timedelta(minutes=2))
+        assert taken.holder == "run-b" and taken.acquired_at == NOW + timedelta(minutes=3)
+        with pytest.raises(LeaseLostError, match="run-b"):
+            a.renew_lease("run-a", NOW + timedelta(minutes=3, seconds=1), timedelta(minutes=2))
+        assert a.release_lease("run-a") is False
+        assert b.get_lease() == taken
+        assert b.release_lease("run-b") is True
+        assert a.get_lease() is None
+        assert a.acquire_lease("run-a", NOW + timedelta(minutes=4), timedelta(minutes=2)).holder == "run-a"
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import datetime, timedelta, timezone
+    from pathlib import Path
+    from cass_actions_core.store import Store
+
+    store = Store.open(Path(sys.argv[1]), daemon_id="cass")
+    store.acquire_lease("child-run", datetime.now(timezone.utc), timedelta(hours=1))
+    print("ready", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def _spawn_lease_holder(db_path: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        pytest.fail(f"lease-holding child did not start: {line!r} {err}")
+    return proc
+
+
+@pytest.mark.skipif(os.name == "nt", reason="pid liveness is only checked on POSIX")
+def test_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(db_path: Path) -> None:
+    with Store.open(db_path, daemon_id="cass"):
+        pass
+    proc = _spawn_lease_holder(db_path)
+    try:
+        with Store.open(db_path, daemon_id="cass") as mine:
+            now = datetime.now(timezone.utc)
+            with pytest.raises(LeaseHeldError) as caught:
+                mine.acquire_lease("parent-run", now, timedelta(minutes=5))
+            assert f"pid {proc.pid}" in str(caught.value)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            # The child's lease still has most of an hour to run, but its process is gone.
+            lease = mine.acquire_lease("parent-run", datetime.now(timezone.utc), timedelta(minutes=5))
+            assert lease.holder == "parent-run" and lease.pid == os.getpid()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="zombie detection reads /proc")
+def test_an_unreaped_killed_process_counts_as_dead() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert store_module._pid_alive(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while store_module._pid_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not store_module._pid_alive(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert not store_module._pid_alive(proc.pid)
+
+
+def test_a_dead_pid_on_another_host_still_waits_for_expiry(db_path: Path) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_pid = int(finished.stdout)
+    with Store.open(db_path, daemon_id="cass") as a, Store.open(db_path, daemon_id="cass") as b:
+        a.acquire_lease("remote-run", NOW, timedelta(minutes=2))
+        a._conn.execute("UPDATE lease SET pid = ?, hostname = 'some-other-host'", (dead_pid,))
+        with pytest.raises(LeaseHeldError, match="some-other-host"):
+            b.acquire_lease("local-run", NOW + timedelta(minutes=1), timedelta(minutes=2))
+        # Same dead pid on this host: taken over.
+        a._conn.execute("UPDATE lease SET hostname = ?", (a.hostname,))
+        assert b.acquire_lease("local-run", NOW + timedelta(minutes=1), timedelta(minutes=2)).holder == "local-run"
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def test_replanning_a_date_replaces_its_plan(store: Store) -> None:
+    assert store.get_plan(DAY) is None
+    store.save_plan(DAY, "fallback", "planner timed out", "rest", {"items": ["a"]}, NOW)
+    store.save_plan(DAY, "llm", None, "explore", {"items": ["b", "c"]}, NOW + timedelta(hours=1))
+    plan = store.get_plan(DAY)
+    assert plan is not None
+    assert (plan.source, plan.reason, plan.intention, plan.data) == ("llm", None, "explore", {"items": ["b", "c"]})
+    assert plan.created_at == NOW + timedelta(hours=1)
+    assert store._conn.execute("SELECT COUNT(*) FROM plans").fetchone()[0] == 1
+    with pytest.raises(ValueError, match="source"):
+        store.save_plan(DAY, "guess", None, None, {}, NOW)
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_insert_and_read_back_a_unit(store: Store) -> None:
+    unit = make_unit(
+        store,
+        focus="patience",
+        motivation="growth edge",
+        requires_idle=True,
+        priority=1,
+        position=3,
+        data={"plan_item": 2},
+        steps=[{"action": "a.one"}, {"action": "a.two", "params": {"k": 1}, "optional": True}],
+    )
+    assert unit.status == "planned" and unit.next_step == 0
+    assert unit.steps == [
+        {"action": "a.one", "params": {}, "optional": False},
+        {"action": "a.two", "params": {"k": 1}, "optional": True},
+    ]
+    assert unit.requires_idle is True and unit.daemon_id == "cass"
+    assert store.get_unit(unit.id) == unit
+    assert store.get_unit("nope") is None
+    created = store.transitions(unit.id)
+    assert [(t.from_status, t.to_status) for t in created] == [(None, "planned")]
+    with pytest.raises(ValueError, match="phase"):
+        make_unit(store, phase="dawn")
+    with pytest.raises(ValueError, match="steps"):
+        make_unit(store, steps=[{"params": {}}])
+    with pytest.raises(ValueError):
+        make_unit(store, status="running")
+
+
+def test_every_transition_is_checked_against_the_state_machine(store: Store) -> None:
+    assert {k: set(v) for k, v in ALLOWED_TRANSITIONS.items()} == EXPECTED_TRANSITIONS
+    for source in UNIT_STATUSES:
+        for target in UNIT_STATUSES:
+            unit = drive(store, make_unit(store).id, PATH_TO[source])
+            assert unit.status == source
+            count = len(store.transitions(unit.id))
+            if target in EXPECTED_TRANSITIONS[source]:
+                moved = store.set_unit_status(unit.id, target, reason="because", now=NOW + timedelta(hours=1))
+                assert moved.status == target
+                assert len(store.transitions(unit.id)) == count + 1
+            else:
+                with pytest.raises(ValueError, match="cannot go from"):
+                    store.set_unit_status(unit.id, target, reason="because", now=NOW + timedelta(hours=1))
+                assert store.get_unit(unit.id) == unit
+                assert len(store.transitions(unit.id)) == count
+
+
+@pytest.mark.parametrize("target", ["budget_blocked", "awaiting_approval", "expired", "cancelled"])
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_parking_expiring_and_cancelling_need_a_reason(store: Store, target: str, reason: str | None) -> None:
+    unit = drive(store, make_unit(store).id, ["queued"])
+    with pytest.raises(ValueError, match="reason"):
+        store.set_unit_status(unit.id, target, reason=reason, now=NOW)
+    assert store.get_unit(unit.id) == unit
+
+
+def test_abandoning_needs_a_reason(store: Store) -> None:
+    unit = drive(store, make_unit(store).id, ["queued", "running"])
+    with pytest.raises(ValueError, match="reason"):
+        store.set_unit_status(unit.id, "abandoned", reason=None, now=NOW)
+
+
+def test_each_transition_is_recorded_with_its_reason_and_times(store: Store) -> None:
+    unit = make_unit(store)
+    t = [NOW + timedelta(minutes=m) for m in range(1, 8)]
+    retry_at = NOW + timedelta(hours=2)
+    store.set_unit_status(unit.id, "queued", reason="morning began", now=t[0])
+    running = store.set_unit_status(unit.id, "running", reason=None, now=t[1])
+    assert running.started_at == t[1]
+    blocked = store.set_unit_status(
+        unit.id, "budget_blocked", reason="reflection: $0.05 left of $0.90, needs $0.15", now=t[2], not_before=retry_at
+    )
+    assert blocked.not_before == retry_at and blocked.reason.startswith("reflection:")
+    store.set_unit_status(unit.id, "queued", reason="money freed up", now=t[3])
+    again = store.set_unit_status(unit.id, "running", reason=None, now=t[4], next_step=1)
+    assert again.started_at == t[1], "started_at is the first start"
+    assert again.next_step == 1
+    done = store.set_unit_status(unit.id, "completed", reason=None, now=t[5], data={"summary": "ok"})
+    assert done.finished_at == t[5] and done.data == {"summary": "ok"} and done.is_terminal
+    rows = store.transitions(unit.id)
+    assert [(r.from_status, r.to_status, r.reason, r.at) for r in rows] == [
+        (None, "planned", None, NOW),
+        ("planned", "queued", "morning began", t[0]),
+        ("queued", "running", None, t[1]),
+        ("running", "budget_blocked", "reflection: $0.05 left of $0.90, needs $0.15", t[2]),
+        ("budget_blocked", "queued", "money freed up", t[3]),
+        ("queued", "running", None, t[4]),
+        ("running", "completed", None, t[5]),
+    ]
+    with pytest.raises(TypeError):
+        store.set_unit_status(unit.id, "queued", reason="x", now=t[6], status="running")
+    with pytest.raises(NotFoundError):
+        store.set_unit_status("missing", "queued", reason=None, now=t[6])
+
+
+def test_next_step_is_bounded_by_the_steps(store: Store) -> None:
+    unit = make_unit(store, steps=[{"action": "a.one"}, {"action": "a.two"}])
+    assert store.set_next_step(unit.id, 2, NOW).next_step == 2
+    for bad in (-1, 3):
+        with pytest.raises(ValueError):
+            store.set_next_step(unit.id, bad, NOW)
+
+
+def test_list_units_orders_by_day_phase_priority_position(store: Store) -> None:
+    other_day = DAY + timedelta(days=1)
+    made = {
+        "night": make_unit(store, phase="night", template_id="night"),
+        "eve": make_unit(store, phase="evening", template_id="eve"),
+        "morning_p3": make_unit(store, phase="morning", priority=3, template_id="m3"),
+        "morning_p1_pos2": make_unit(store, phase="morning", priority=1, position=2, template_id="m1b"),
+        "morning_p1_pos1": make_unit(store, phase="morning", priority=1, position=1, template_id="m1a"),
+        "afternoon": make_unit(store, phase="afternoon", template_id="aft"),
+        "next_day": make_unit(store, local_date=other_day, phase="morning", template_id="next"),
+    }
+    order = [u.template_id for u in store.list_units()]
+    assert order == ["m1a", "m1b", "m3", "aft", "eve", "night", "next"]
+    assert [u.template_id for u in store.list_units(local_date=other_day)] == ["next"]
+    assert [u.template_id for u in store.list_units(local_date=DAY, phase="morning")] == ["m1a", "m1b", "m3"]
+    store.set_unit_status(made["eve"].id, "queued", reason=None, now=NOW)
+    assert [u.template_id for u in store.list_units(statuses=["queued"])] == ["eve"]
+    assert [u.template_id for u in store.list_units(statuses=("planned",), template_id="night")] == ["night"]
+    assert store.list_units(statuses=[]) == []
+    with pytest.raises(ValueError):
+        store.list_units(statuses=["sleeping"])
+
+
+def test_replacing_a_plan_deletes_only_units_that_never_started(store: Store) -> None:
+    planned = make_unit(store, template_id="planned")
+    queued = drive(store, make_unit(store, template_id="queued").id, ["queued"])
+    running = drive(store, make_unit(store, template_id="running").id, ["queued", "running"])
+    resumed = drive(store, make_unit(store, template_id="resumed").id, ["queued", "running", "queued"])
+    with_run = drive(store, make_unit(store, template_id="with_run").id, ["queued"])
+    store.begin_action_run(f"{DAY}/morning/{with_run.id}/0", with_run.id, 0, "session.reflection", NOW)
+    approved = drive(store, make_unit(store, template_id="approved").id, ["queued", "awaiting_approval"])
+    req = store.request_approval(approved.id, 0, "session.reflection", "needs a yes", NOW, NOW + timedelta(hours=1))
+    store.resolve_approval(req.id, True, "kai", None, NOW)
+    store.set_unit_status(approved.id, "queued", reason="approved", now=NOW)
+    other_day = make_unit(store, local_date=DAY + timedelta(days=1), template_id="tomorrow")
+
+    removed = store.delete_units_for_plan(DAY)
+    assert sorted(u.template_id for u in removed) == ["planned", "queued"]
+    left = {u.template_id for u in store.list_units()}
+    assert left == {"running", "resumed", "with_run", "approved", "tomorrow"}
+    assert store.get_unit(planned.id) is None and store.get_unit(queued.id) is None
+    assert store.transitions(planned.id) == []
+    assert store.get_unit(running.id) is not None and store.get_unit(resumed.id) is not None
+    assert store.get_unit(other_day.id) is not None
+
+
+# --------------------------------------------------------------------------- action runs
+
+
+def test_begin_action_run_twice_returns_the_same_row(store: Store) -> None:
+    unit = make_unit(store)
+    key = f"{DAY}/morning/{unit.id}/0"
+    first = store.begin_action_run(key, unit.id, 0, "session.reflection", NOW)
+    assert (first.status, first.started_at, first.finished_at, first.cost_usd) == ("started", NOW, None, 0.0)
+    second = store.begin_action_run(key, unit.id, 0, "something.else", NOW + timedelta(hours=1))
+    assert second == first
+    done = store.finish_action_run(key, "completed", 0.1234567, {"text": "hi"}, None, NOW + timedelta(minutes=5))
+    assert done.status == "completed" and done.cost_usd == 0.123457 and done.result == {"text": "hi"}
+    assert store.begin_action_run(key, unit.id, 0, "session.reflection", NOW + timedelta(hours=2)) == done
+    with pytest.raises(StoreError, match="already finished"):
+        store.finish_action_run(key, "failed", 0.0, None, "late", NOW + timedelta(hours=3))
+    assert store.get_action_run(key) == done
+    key2 = f"{DAY}/morning/{unit.id}/1"
+    store.begin_action_run(key2, unit.id, 1, "journal.write", NOW)
+    failed = store.finish_action_run(key2, "failed", 0.0, None, "timeout", NOW)
+    assert failed.error == "timeout"
+    assert [r.key for r in store.action_runs_for_unit(unit.id)] == [key, key2]
+    with pytest.raises(NotFoundError):
+        store.finish_action_run("no/such/key", "completed", 0, {}, None, NOW)
+    with pytest.raises(NotFoundError):
+        store.begin_action_run("k", "no-unit", 0, "a.b", NOW)
+    with pytest.raises(ValueError):
+        store.finish_action_run(key2, "started", 0, {}, None, NOW)
+
+
+# --------------------------------------------------------------------------- approvals
+
+
+def test_approval_lifecycle(store: Store) -> None:
+    unit = drive(store, make_unit(store).id, ["queued", "awaiting_approval"])
+    expires = NOW + timedelta(hours=24)
+    req = store.request_approval(unit.id, 0, "session.reflection", "category needs approval", NOW, expires)
+    assert (req.status, req.expires_at, req.resolved_at) == ("pending", expires, None)
+    assert store.request_approval(unit.id, 0, "session.reflection", "again", NOW + timedelta(minutes=1), expires) == req
+    assert store.approval_for(unit.id, 0) == req
+    assert store.approval_for(unit.id, 1) is None
+    assert store.list_approvals("pending") == [req]
+    approved = store.resolve_approval(req.id, True, "kai", "go ahead", NOW + timedelta(hours=1))
+    assert (approved.status, approved.resolved_by, approved.note) == ("approved", "kai", "go ahead")
+    assert approved.resolved_at == NOW + timedelta(hours=1)
+    with pytest.raises(StoreError, match="already approved"):
+        store.resolve_approval(req.id, False, "kai", None, NOW + timedelta(hours=2))
+    with pytest.raises(NotFoundError, match="deadbeef"):
+        store.resolve_approval("deadbeef", True, "kai", None, NOW)
+    # A new request for the same step after the answer is a new row.
+    second = store.request_approval(unit.id, 0, "session.reflection", "once more", NOW + timedelta(hours=3), expires)
+    assert second.id != req.id
+    rejected = store.resolve_approval(second.id, False, "kai", "not today", NOW + timedelta(hours=3))
+    assert rejected.status == "rejected"
+    assert store.approval_for(unit.id, 0) == rejected
+    assert [a.id for a in store.list_approvals()] == [req.id, second.id]
+    assert store.list_approvals("approved") == [approved]
+    with pytest.raises(ValueError):
+        store.list_approvals("maybe")
+
+
+def test_pending_approvals_expire(store: Store) -> None:
+    units = [drive(store, make_unit(store).id, ["queued", "awaiting_approval"]) for _ in range(3)]
+    # Deadlines given in different offsets: comparison must be by instant.
+    soon = store.request_approval(units[0].id, 0, "a.b", None, NOW, (NOW + timedelta(hours=1)).astimezone(timezone.utc))
+    later = store.request_approval(units[1].id, 0, "a.b", None, NOW, NOW + timedelta(hours=5))
+    answered = store.request_approval(units[2].id, 0, "a.b", None, NOW, NOW + timedelta(minutes=30))
+    store.resolve_approval(answered.id, True, "kai", None, NOW)
+    assert store.expire_approvals(NOW + timedelta(minutes=59)) == []
+    expired = store.expire_approvals(NOW + timedelta(hours=1))
+    assert [a.id for a in expired] == [soon.id]
+    assert expired[0].status == "expired" and expired[0].resolved_at == NOW + timedelta(hours=1)
+    assert store.expire_approvals(NOW + timedelta(hours=2)) == []
+    assert store.get_approval(later.id).status == "pending"  # type: ignore[union-attr]
+    assert store.get_approval(answered.id).status == "approved"  # type: ignore[union-attr]
+    with pytest.raises(StoreError, match="already expired"):
+        store.resolve_approval(soon.id, True, "kai", None, NOW + timedelta(hours=3))
+
+
+# --------------------------------------------------------------------------- events
+
+
+def test_events_append_and_page(store: Store) -> None:
+    ids = [
+        store.append_event("work_unit.queued", {"n": 1}, NOW, unit_id="u1"),
+        store.append_event("budget.blocked", {"n": 2}, NOW),
+        store.append_event("work_unit.completed", {"n": 3}, NOW, unit_id="u1"),
+    ]
+    assert ids == sorted(ids)
+    events = store.list_events()
+    assert [(e.type, e.data, e.unit_id, e.at) for e in events] == [
+        ("work_unit.queued", {"n": 1}, "u1", NOW),
+        ("budget.blocked", {"n": 2}, None, NOW),
+        ("work_unit.completed", {"n": 3}, "u1", NOW),
+    ]
+    assert [e.id for e in store.list_events(since_id=ids[0])] == ids[1:]
+    assert [e.type for e in store.list_events(types=["budget.blocked"])] == ["budget.blocked"]
+    assert [e.id for e in store.list_events(limit=2)] == ids[:2]
+    assert store.list_events(types=[]) == []
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _summary(store: Store, n: int, **fields: Any) -> None:
+    values: dict[str, Any] = {
+        "unit_id": f"u{n}",
+        "slug": f"2026-11-26-solo-reflection-{n}",
+        "local_date": DAY,
+        "phase": "morning",
+        "category": "reflection",
+        "template_id": "solo_reflection",
+        "status": "completed",
+        "text": f"summary {n}",
+        "data": {"insights": []},
+        "now": NOW + timedelta(minutes=n),
+    }
+    values.update(fields)
+    store.save_summary(**values)
+
+
+def test_summaries_are_queryable_by_every_field(store: Store) -> None:
+    _summary(store, 1, text="Thought about patience and rain.")
+    _summary(store, 2, phase="evening", category="creative", template_id="writing_session", text="Wrote a poem.")
+    _summary(store, 3, local_date=DAY + timedelta(days=1), data={"insights": ["Rain is 100% water_ish"]})
+    _summary(store, 4, phase="night", template_id="meta_reflection", status="failed", text="Timed out.")
+
+    def ids(**filters: Any) -> list[str]:
+        return [s.unit_id for s in store.query_summaries(**filters)]
+
+    assert ids() == ["u3", "u4", "u2", "u1"], "newest first: by date, then phase"
+    assert ids(local_date=DAY) == ["u4", "u2", "u1"]
+    assert ids(phase="evening") == ["u2"]
+    assert ids(category="creative") == ["u2"]
+    assert ids(template_id="solo_reflection") == ["u3", "u1"]
+    assert ids(text="RAIN") == ["u3", "u1"], "text matches the text and the data, case-insensitively"
+    assert ids(text="100%") == ["u3"]
+    assert ids(text="100% w") == ["u3"]
+    assert ids(text="0%") == ["u3"]
+    assert ids(text="water_ish") == ["u3"]
+    assert ids(text="ter_i") == ["u3"]
+    assert ids(text="patience and") == ["u1"]
+    assert ids(text="patience_and") == [], "an underscore matches only an underscore"
+    assert ids(text="about%rain") == [], "a percent sign matches only a percent sign"
+    assert ids(local_date=DAY, category="reflection", limit=1) == ["u4"]
+    assert ids(status="failed") == ["u4"]
+    assert ids(local_date=DAY, phase="morning", category="reflection", template_id="solo_reflection", text="patience") == ["u1"]
+
+
+def test_saving_a_summary_again_replaces_it_but_slugs_stay_unique(store: Store) -> None:
+    _summary(store, 1, text="first draft")
+    _summary(store, 1, text="final", status="failed")
+    saved = store.get_summary("u1")
+    assert saved is not None and saved.text == "final" and saved.status == "failed"
+    assert store.get_summary_by_slug(saved.slug) == saved
+    assert len(store.query_summaries()) == 1
+    _summary(store, 2)
+    with pytest.raises(StoreError, match="slug"):
+        _summary(store, 3, slug=saved.slug)
+    assert store.get_summary("u1") == saved
+    assert store.get_summary("u3") is None
+
+
+# --------------------------------------------------------------------------- transcripts, kv, state
+
+
+def test_transcripts_are_kept_out_of_line(store: Store) -> None:
+    record = {"model": "claude-haiku-5-5", "messages": [{"role": "user", "content": "hé"}], "usage": {"input_tokens": 3}}
+    tid = store.save_transcript(record, "2026-11-26/morning/u1/0", NOW)
+    row = store.get_transcript(tid)
+    assert row is not None
+    assert (row.data, row.run_key, row.created_at) == (record, "2026-11-26/morning/u1/0", NOW)
+    assert store.get_transcript("missing") is None
+
+
+def test_kv_and_state_round_trip_and_survive_reopening(db_path: Path) -> None:
+    with Store.open(db_path, daemon_id="cass") as s:
+        assert s.kv_get("memory", "cursor") is None
+        assert s.kv_get("memory", "cursor", default=0) == 0
+        s.kv_set("memory", "cursor", 41)
+        s.kv_set("memory", "cursor", 42, now=NOW)
+        s.kv_set("memory", "seen", ["a", "b"])
+        s.kv_set("journal", "cursor", {"d": "x"})
+        assert s.kv_items("memory") == {"cursor": 42, "seen": ["a", "b"]}
+        assert s.kv_delete("memory", "seen") is True
+        assert s.kv_delete("memory", "seen") is False
+        s.set_state("paused_categories", ["research"])
+        s.set_state("last_phase_instance", "2026-11-26/morning")
+        s.set_state("last_phase_instance", "2026-11-26/afternoon")
+        with pytest.raises(TypeError):
+            s.set_state("bad", object())
+        with pytest.raises(ValueError):
+            s.set_state("bad", float("nan"))
+    with Store.open(db_path, daemon_id="cass") as s:
+        assert s.kv_items("memory") == {"cursor": 42}
+        assert s.kv_items("journal") == {"cursor": {"d": "x"}}
+        assert s.get_state("paused_categories") == ["research"]
+        assert s.get_state("last_phase_instance") == "2026-11-26/afternoon"
+        assert s.get_state("missing", default={}) == {}
+        assert s.delete_state("paused_categories") is True
+        assert s.get_state("paused_categories") is None
+
+
+def test_prune_removes_only_old_events_and_transcripts(store: Store) -> None:
+    utc = timezone.utc
+    cutoff = datetime(2026, 11, 1, 0, 0, tzinfo=utc)
+    # 08:30 in Tokyo on Nov 1 is 23:30 UTC on Oct 31: older than the cutoff although its
+    # text sorts after it.
+    old_local = datetime(2026, 11, 1, 8, 30, tzinfo=TOKYO)
+    store.append_event("old", {}, old_local)
+    store.append_event("old", {}, datetime(2026, 10, 1, tzinfo=utc))
+    # 17:30 in Los Angeles on Oct 31 (PDT) is 00:30 UTC on Nov 1: newer, although its text
+    # sorts before the cutoff's.
+    kept_event = store.append_event("new", {}, datetime(2026, 10, 31, 17, 30, tzinfo=ZoneInfo("America/Los_Angeles")))
+    store.save_transcript({"n": 1}, None, datetime(2026, 9, 1, tzinfo=utc))
+    kept_transcript = store.save_transcript({"n": 2}, None, datetime(2026, 11, 20, tzinfo=utc))
+    unit = make_unit(store)
+    counts = store.prune(before_events=cutoff, before_transcripts=cutoff)
+    assert counts == {"events": 2, "transcripts": 1}
+    assert [e.id for e in store.list_events()] == [kept_event]
+    assert store.get_transcript(kept_transcript) is not None
+    assert store.get_unit(unit.id) is not None
+    assert store.prune(cutoff, cutoff) == {"events": 0, "transcripts": 0}
