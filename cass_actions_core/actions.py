@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from cass_actions_core.clock import Clock
+    from cass_actions_core.config import Config
     from cass_actions_core.llm.metered import MeteredLLM
+    from cass_actions_core.store import Store
+
+
+@dataclass(frozen=True)
+class CoreServices:
+    """Store and config access, given only to the core's own (``system.*``) actions."""
+
+    store: Store
+    config: Config
 
 
 class KeyValue(Protocol):
@@ -115,6 +125,8 @@ class ActionContext:
     - ``kv``: the pack's key-value area in the store.
     - ``history``: read-only queries over work summaries.
     - ``settings``: the ``[packs.<pack>]`` table from the config.
+    - ``core``: store and config access for the core's own actions; ``None`` for packs
+      (a pack reaches the store only through ``kv`` and ``history``).
     """
 
     action_id: str
@@ -136,6 +148,7 @@ class ActionContext:
     settings: dict[str, Any]
     emit: Callable[[str, dict[str, Any]], None]
     logger: logging.Logger
+    core: CoreServices | None = None
     artifacts: list[Artifact] = field(default_factory=list)
 
     def now(self) -> datetime:

@@ -26,10 +26,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
+from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult, CoreServices
 from cass_actions_core.catalogue import Catalogue, CatalogueAction
 from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation
 from cass_actions_core.models import Priority
+from cass_actions_core.plugins import BUILTIN_NAME
 from cass_actions_core.summaries import build_summary
 
 if TYPE_CHECKING:
@@ -230,6 +231,7 @@ class Executor:
             settings=self.config.pack_settings(pack),
             emit=lambda type, data: self.bus.emit(type, data, unit_id=unit.id),
             logger=logging.getLogger(f"cass_actions.pack.{pack}"),
+            core=CoreServices(self.store, self.config) if pack == BUILTIN_NAME else None,
         )
         result = await invoke(action, ctx)
         result.cost_usd = llm.spent_usd

@@ -30,7 +30,7 @@ def test_clean_catalogue_has_no_problems_and_derives_template_cost():
     )
     cat = build(("demo", pack))
     cat.check()
-    assert set(cat.actions) == {"demo.first", "demo.second"}
+    assert {a for a, act in cat.actions.items() if act.pack == "demo"} == {"demo.first", "demo.second"}
     tpl = cat.template("demo_block").template
     assert cat.template_cost(tpl) == pytest.approx(0.05)
     assert cat.template_duration(tpl) == 15
@@ -160,7 +160,7 @@ def test_template_cannot_type_its_own_cost_estimate(tmp_path: Path):
 
 def test_f1_category_with_no_budget_allocation_is_rejected(tmp_path: Path):
     config_file = tmp_path / "c.toml"
-    config_file.write_text("[budget.allocations]\nreflection = 0.5\n")
+    config_file.write_text("[budget.allocations]\nreflection = 0.5\nsystem = 0.1\n")
     cat = build(("demo", HandPack([action_def("demo.a"), action_def("demo.b", category="creative")])),
                 config=load_config(config_file))
     (problem,) = cat.problems

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cass_actions_core import hookimpl
 
@@ -32,3 +32,22 @@ def register_llm_providers(register: ProviderRegistrar) -> None:
     """Register the core's ``anthropic`` and ``offline`` LLM providers."""
     register("anthropic", _anthropic)
     register("offline", _offline)
+
+
+@hookimpl
+def register_actions(register: Any) -> None:
+    """Register the core's system tier (``system.*``): housekeeping with no LLM."""
+    from importlib.resources import files
+
+    from cass_actions_core.builtin.system import prune_history
+
+    register.load(files(__package__) / "actions.json")
+    register.handler("system.prune_history", prune_history)
+
+
+@hookimpl
+def register_templates(register: Any) -> None:
+    """Register the core's housekeeping templates."""
+    from importlib.resources import files
+
+    register.load(files(__package__) / "templates.json")

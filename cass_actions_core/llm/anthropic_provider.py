@@ -112,6 +112,25 @@ def _attempts(exc: Any) -> int | None:
         return None
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause of a connection failure, in words ("refused the connection"...)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for cause in reversed(chain):
+        if isinstance(cause, ConnectionRefusedError):
+            return "refused the connection"
+        if isinstance(cause, ConnectionResetError):
+            return "the server reset the connection"
+    # httpx's wording ("All connection attempts failed", name resolution...) beats the SDK's generic one.
+    for cause in chain[1:]:
+        if str(cause):
+            return " ".join(str(cause).split())
+    return "connection error"
+
+
 def classify_error(exc: BaseException, *, model: str) -> LLMError:
     """Turn an SDK exception into an :class:`LLMError` with a kind and one-sentence message.
 
@@ -122,19 +141,18 @@ def classify_error(exc: BaseException, *, model: str) -> LLMError:
     import anthropic
 
     attempts = _attempts(exc)
-    after = f" after {attempts} attempts" if attempts and attempts > 1 else ""
 
     def error(kind: str, detail: str | None, status: int | None = None, request_id: str | None = None) -> LLMError:
-        message = describe_failure(kind, provider=PROVIDER_NAME, model=model, status_code=status, request_id=request_id,
-                                   detail=f"{detail}{after}" if detail else after.strip() or None)
+        message = describe_failure(kind, provider=PROVIDER_NAME, model=model, status_code=status,
+                                   request_id=request_id, attempts=attempts, detail=detail)
         return LLMError(message, kind=kind, status_code=status, request_id=request_id, model=model, provider=PROVIDER_NAME)
 
     if isinstance(exc, anthropic.APITimeoutError):
         return error("timeout", f"no reply from {exc.request.url.copy_with(path='/')}")
     if isinstance(exc, anthropic.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        reason = " ".join(str(cause).split()) if cause else exc.message
-        return error("connection", f"{exc.request.url.copy_with(path='/')}: {reason}")
+        root = exc.request.url.copy_with(path="/")
+        reason = _root_cause(exc)
+        return error("connection", f"{root} {reason}" if reason.startswith("refused") else f"{root}: {reason}")
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         kind = _STATUS_KINDS.get(status) or ("server_error" if status >= 500 else "api_error")

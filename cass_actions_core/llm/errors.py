@@ -119,12 +119,13 @@ def describe_failure(
     model: str | None,
     status_code: int | None = None,
     request_id: str | None = None,
+    attempts: int | None = None,
     detail: str | None = None,
 ) -> str:
     """Compose the one-sentence message used by every :class:`LLMError`.
 
     Example: ``"anthropic call to claude-haiku-5-5 failed: rate limited by the API
-    (HTTP 429, request id req_1): Too many requests."``
+    (HTTP 429, request id req_1, 3 attempts): rate_limit_error: Too many requests."``
     """
     who = f"{provider} call" if provider else "LLM call"
     target = f" to {model}" if model else ""
@@ -133,6 +134,8 @@ def describe_failure(
         facts.append(f"HTTP {status_code}")
     if request_id:
         facts.append(f"request id {request_id}")
+    if attempts and attempts > 1:
+        facts.append(f"{attempts} attempts")
     where = f" ({', '.join(facts)})" if facts else ""
     text = f"{who}{target} failed: {KIND_DESCRIPTIONS.get(kind, kind)}{where}"
     if detail:

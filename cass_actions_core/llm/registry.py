@@ -140,6 +140,13 @@ class ProviderRegistry:
             provider = self._instances[key] = self.create(settings)
         return provider
 
+    async def aclose(self) -> None:
+        """Close cached providers that hold connections (those with an ``aclose()``)."""
+        for provider in list(self._instances.values()):
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+
     def metered(
         self,
         config_llm: LLMSettings,

@@ -16,14 +16,16 @@ def test_list_shows_pack_actions_with_filters_and_json(site: Path):
                                                                     estimated_cost_usd=0, max_cost_usd=0, category="system")],
               templates=[template_def("demo_block", ["demo.alpha", "demo.beta"])])
     env = {ONLY: "demo"}
-    out = run_cli("list", "--json", site=site, env=env)
+    out = run_cli("list", "--json", "--pack", "demo", site=site, env=env)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert [(r["id"], r["pack"], r["pack_version"]) for r in rows] == [("demo.beta", "demo", "2.3.4"), ("demo.alpha", "demo", "2.3.4")]
+    everything = json.loads(run_cli("list", "--json", site=site, env=env).stdout)
+    assert {r["pack"] for r in everything} == {"demo", "core"}
     table = run_cli("list", "--tier", "2", site=site, env=env)
     assert "demo.alpha" in table.stdout and "demo.beta" not in table.stdout
-    assert run_cli("list", "--category", "system", "--json", site=site, env=env).stdout.count('"id"') == 1
-    tpl = json.loads(run_cli("list", "--templates", "--json", site=site, env=env).stdout)
+    assert run_cli("list", "--category", "system", "--pack", "demo", "--json", site=site, env=env).stdout.count('"id"') == 1
+    tpl = json.loads(run_cli("list", "--templates", "--pack", "demo", "--json", site=site, env=env).stdout)
     assert tpl[0]["id"] == "demo_block" and tpl[0]["estimated_cost_usd"] == 0.02
     assert tpl[0]["estimated_duration_minutes"] == 10
 
@@ -84,7 +86,7 @@ def test_pack_raising_importerror_leaves_list_working(site: Path):
     env = {ONLY: "good,broken"}
     listing = run_cli("list", "--json", site=site, env=env)
     assert listing.returncode == 0
-    assert [r["id"] for r in json.loads(listing.stdout)] == ["good.act"]
+    assert [r["id"] for r in json.loads(listing.stdout) if r["pack"] != "core"] == ["good.act"]
     assert "broken" in listing.stderr and "No module named 'a_module_that_does_not_exist'" in listing.stderr
     plugins = {p["name"]: p for p in json.loads(run_cli("plugins", "--json", site=site, env=env).stdout)}
     assert plugins["broken"]["status"] == "error"

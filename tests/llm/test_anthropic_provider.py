@@ -190,7 +190,7 @@ def test_overloaded_after_all_retries_is_retryable_and_says_so(sdk: Any, fake: A
     assert error.retryable is True
     assert error.status_code == 529
     assert error.request_id == "req_fake_000003"
-    assert "after 3 attempts" in error.message
+    assert "(HTTP 529, request id req_fake_000003, 3 attempts)" in error.message
     assert "claude-haiku-5-5" in error.message
 
 
@@ -292,8 +292,10 @@ def test_connection_refused_is_reported_as_such() -> None:
 
     assert caught.value.kind == "connection"
     assert caught.value.retryable is True
-    assert f"127.0.0.1:{port}" in caught.value.message
-    assert caught.value.message.startswith("anthropic call to claude-haiku-5-5 failed: could not connect to the API")
+    assert caught.value.message == (
+        f"anthropic call to claude-haiku-5-5 failed: could not connect to the API: "
+        f"http://127.0.0.1:{port}/ refused the connection."
+    )
 
 
 def test_slow_reply_times_out(sdk: Any, fake: Any) -> None:
