@@ -96,6 +96,14 @@ def main(argv: list[str] | None = None) -> Any:
     except (UserError, CatalogueError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        from cass_actions_core.store import StoreError
+
+        if not isinstance(exc, StoreError):
+            raise
+        # A corrupt, newer or foreign store file, or a held lease: the message says what to do.
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     # Without standalone mode click returns ctx.exit()'s code instead of exiting.
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -1,0 +1,228 @@
+"""The daemon commands through the real CLI: simulate, status, queue, history, budget, pause/resume,
+trigger, plan, approvals, run-action, init."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support import action_def, make_dist, run_cli, template_def
+
+PACK = '''
+from pathlib import Path
+from cass_actions_core import hookimpl
+from cass_actions_core.actions import ActionFailed
+
+HERE = Path(__file__).resolve().parent
+
+async def think(ctx):
+    reply = await ctx.llm.complete("Think about " + (ctx.focus or "the day"))
+    path = ctx.write_text("thoughts/" + ctx.local_date.isoformat() + ".md", reply.text + "\\n")
+    ctx.add_artifact("markdown", "Thoughts", path)
+    return {"summary": reply.text[:50]}
+
+async def tidy(ctx):
+    return {"summary": "tidied"}
+
+async def fail(ctx):
+    raise ActionFailed("nothing to work with")
+
+@hookimpl
+def register_actions(register):
+    register.load(HERE / "simpack_actions.json")
+    register.handler("sim.think", think)
+    register.handler("sim.tidy", tidy)
+    register.handler("sim.fail", fail)
+    register.handler("sim.build", tidy)
+    register.handler("sim.splurge", think)
+
+@hookimpl
+def register_templates(register):
+    register.load(HERE / "simpack_templates.json")
+'''
+
+ENV = {"CASS_ACTIONS_LOAD_PLUGINS": "simpack"}
+
+
+@pytest.fixture
+def sim_site(site: Path) -> Path:
+    tidy = dict(tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0, category="system")
+    make_dist(site, "cass-actions-simpack", ep_name="simpack", module="simpack", module_source=PACK,
+              actions=[action_def("sim.think", category="reflection"), action_def("sim.tidy", **tidy),
+                       action_def("sim.fail", **tidy), action_def("sim.build", **{**tidy, "requires_approval": True}),
+                       action_def("sim.splurge", category="creative", estimated_cost_usd=0.6, max_cost_usd=0.7)],
+              templates=[
+                  template_def("morning_thoughts", ["sim.think", "sim.tidy"], preferred_windows=[{"start_hour": 6, "end_hour": 12}]),
+                  template_def("broken", ["sim.fail"], category="system", preferred_windows=[{"start_hour": 12, "end_hour": 18}]),
+                  template_def("build", ["sim.tidy", "sim.build"], category="system", preferred_windows=[{"start_hour": 18, "end_hour": 22}]),
+                  template_def("splurge", ["sim.splurge"], category="creative", preferred_windows=[{"start_hour": 12, "end_hour": 18}]),
+                  template_def("late_thoughts", ["sim.think"], preferred_windows=[{"start_hour": 22, "end_hour": 6}]),
+              ])
+    return site
+
+
+def test_simulate_a_day_and_every_unit_has_a_summary_with_reasons(sim_site: Path, tmp_path: Path):
+    data = tmp_path / "sim"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[approvals]\nexpire_after_hours = 3\n[scheduler]\ncatch_up_window_minutes = 0\n")
+    began = time.monotonic()
+    out = run_cli("simulate", "--start", "2026-11-26", "--data-dir", str(data), "--config", str(cfg), site=sim_site, env=ENV)
+    elapsed = time.monotonic() - began
+    assert out.returncode == 0, out.stderr
+    assert "morning of 2026-11-26 begins" in out.stdout and "night of 2026-11-26 begins" in out.stdout
+    assert "unit(s):" in out.stdout
+    history = json.loads(run_cli("history", "--json", "--data-dir", str(data), "--config", str(cfg), site=sim_site, env=ENV).stdout)
+    queue = json.loads(run_cli("queue", "--json", "--data-dir", str(data), "--config", str(cfg), site=sim_site, env=ENV).stdout)
+    assert {h["unit_id"] for h in history} == {u["id"] for u in queue}  # every unit has a summary
+    status = {h["template_id"]: (h["status"], h["reason"]) for h in history}
+    assert status["morning_thoughts"][0] == "completed"
+    assert status["broken"] == ("failed", "step 1 (sim.fail) failed: nothing to work with")
+    assert status["build"][0] == "failed" and "expired unanswered" in status["build"][1]  # approval expired → rejected
+    assert status["splurge"][0] == "expired" and "blocked by budget" in status["splurge"][1]  # parked all day, then expired
+    assert status["late_thoughts"][0] == "completed"
+    thoughts = data / "workspace" / "simpack" / "thoughts" / "2026-11-26.md"
+    assert thoughts.read_text().startswith("[offline]")
+    assert elapsed < 60  # a simulated day takes seconds (generous bound for slow CI machines)
+
+
+def test_simulate_json_output_and_fresh_refuses_foreign_store(sim_site: Path, tmp_path: Path):
+    data = tmp_path / "sim"
+    out = run_cli("simulate", "--json", "--start", "2026-11-26", "--data-dir", str(data), site=sim_site, env=ENV)
+    result = json.loads(out.stdout)
+    assert result["units"] == len(result["summaries"]) >= 4
+    assert result["cost_usd"] > 0 and "reflection" in result["cost_by_category"]
+    again = run_cli("simulate", "--json", "--fresh", "--start", "2026-11-26", "--data-dir", str(data), site=sim_site, env=ENV)
+    assert again.returncode == 0 and json.loads(again.stdout)["units"] == result["units"]
+    real = tmp_path / "real"
+    run_cli("init", "--data-dir", str(real), site=sim_site, env=ENV)
+    assert run_cli("status", "--data-dir", str(real), site=sim_site, env=ENV).returncode == 0
+    refused = run_cli("simulate", "--fresh", "--data-dir", str(real), site=sim_site, env=ENV)
+    assert refused.returncode == 2 and "refuses to delete" in refused.stderr
+    assert (real / "cass-actions.sqlite").exists()
+
+
+def test_query_and_control_commands(sim_site: Path, tmp_path: Path):
+    data = tmp_path / "d"
+    common = ["--data-dir", str(data)]
+    assert run_cli("simulate", "--start", "2026-11-26", *common, site=sim_site, env=ENV).returncode == 0
+
+    status = json.loads(run_cli("status", "--json", *common, site=sim_site, env=ENV).stdout)
+    assert status["daemon_id"] == "cass" and status["lease"] is None
+    budget = json.loads(run_cli("budget", "--json", "--date", "2026-11-26", *common, site=sim_site, env=ENV).stdout)
+    assert budget["categories"]["reflection"]["spent"] > 0
+    assert "reflection" in run_cli("budget", "--date", "2026-11-26", *common, site=sim_site, env=ENV).stdout
+    morning = json.loads(run_cli("queue", "--json", "--date", "2026-11-26", "--phase", "morning", *common, site=sim_site, env=ENV).stdout)
+    assert [u["template_id"] for u in morning] == ["morning_thoughts"]
+    found = json.loads(run_cli("history", "--json", "--text", "nothing to work with", *common, site=sim_site, env=ENV).stdout)
+    assert [h["template_id"] for h in found] == ["broken"]
+
+    assert "paused: reflection" in run_cli("pause", "reflection", *common, site=sim_site, env=ENV).stdout
+    assert json.loads(run_cli("status", "--json", *common, site=sim_site, env=ENV).stdout)["paused_categories"] == ["reflection"]
+    assert "paused: nothing" in run_cli("resume", "reflection", *common, site=sim_site, env=ENV).stdout
+
+    queued = run_cli("trigger", "--json", "morning_thoughts", "--focus", "the garden", *common, site=sim_site, env=ENV)
+    assert queued.returncode == 0 and json.loads(queued.stdout)["status"] == "queued"
+    unknown = run_cli("trigger", "morning_thougts", *common, site=sim_site, env=ENV)
+    assert unknown.returncode == 1 and "did you mean 'morning_thoughts'" in unknown.stderr
+
+    ran = run_cli("run-action", "--json", "sim.think", "--focus", "octopuses", "--provider", "offline", *common,
+                  site=sim_site, env=ENV)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["status"] == "completed"
+    # the default provider is anthropic: with no key the action fails and says which variable to set
+    keyless = run_cli("run-action", "--json", "sim.think", *common, site=sim_site, env=ENV)
+    assert keyless.returncode == 1 and "ANTHROPIC_API_KEY" in json.loads(keyless.stdout)["reason"]
+    failed = run_cli("run-action", "sim.fail", *common, site=sim_site, env=ENV)
+    assert failed.returncode == 1 and "nothing to work with" in failed.stdout
+    bad_param = run_cli("run-action", "sim.tidy", "--param", "x=1", *common, site=sim_site, env=ENV)
+    assert bad_param.returncode == 1 and "invalid params" in bad_param.stderr and "Traceback" not in bad_param.stderr
+    assert run_cli("run-action", "sim.tidy", "--param", "novalue", *common, site=sim_site, env=ENV).returncode == 2
+
+
+def test_approvals_through_the_cli(sim_site: Path, tmp_path: Path):
+    data = tmp_path / "d"
+    common = ["--data-dir", str(data)]
+    ran = run_cli("run-action", "--json", "sim.build", *common, site=sim_site, env=ENV)
+    assert ran.returncode == 1  # parked, not completed
+    assert json.loads(ran.stdout)["status"] == "awaiting_approval"
+    pending = json.loads(run_cli("approvals", "--json", *common, site=sim_site, env=ENV).stdout)
+    assert [a["action_id"] for a in pending] == ["sim.build"]
+    out = run_cli("approve", pending[0]["id"], "--note", "fine", *common, site=sim_site, env=ENV)
+    assert out.returncode == 0 and "approved" in out.stdout
+    again = run_cli("approve", pending[0]["id"], *common, site=sim_site, env=ENV)
+    assert again.returncode == 1 and "already" in again.stderr
+    missing = run_cli("reject", "no-such-id", *common, site=sim_site, env=ENV)
+    assert missing.returncode == 1 and "no-such-id" in missing.stderr and "Traceback" not in missing.stderr
+    everything = json.loads(run_cli("approvals", "--all", "--json", *common, site=sim_site, env=ENV).stdout)
+    assert [(a["status"], a["resolved_by"], a["note"]) for a in everything] == [("approved", "user", "fine")]
+
+
+def test_plan_command_shows_and_replaces_a_plan(sim_site: Path, tmp_path: Path):
+    data = tmp_path / "d"
+    common = ["--data-dir", str(data)]
+    none = run_cli("plan", "--date", "2026-11-26", *common, site=sim_site, env=ENV)
+    assert none.returncode == 1 and "no plan for 2026-11-26" in none.stderr
+    made = json.loads(run_cli("plan", "--json", "--date", "2026-11-26", "--from-templates", *common, site=sim_site, env=ENV).stdout)
+    assert made["source"] == "templates" and len(made["units"]) >= 4
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"phases": {"evening": [{"template": "broken", "focus": "by hand"}]}}))
+    replaced = json.loads(run_cli("plan", "--json", "--date", "2026-11-26", "--file", str(f), *common, site=sim_site, env=ENV).stdout)
+    assert [(u["template_id"], u["phase"], u["focus"]) for u in replaced["units"]] == [("broken", "evening", "by hand")]
+    f.write_text('{"phases": {"evening": [{"template": "brokn"}]}}')
+    bad = run_cli("plan", "--date", "2026-11-26", "--file", str(f), *common, site=sim_site, env=ENV)
+    assert bad.returncode == 1 and "did you mean 'broken'" in bad.stderr
+
+
+def test_init_creates_the_demo_workspace_once(tmp_path: Path):
+    data = tmp_path / "d"
+    out = run_cli("init", "--data-dir", str(data), env={"CASS_ACTIONS_LOAD_PLUGINS": ""})
+    assert out.returncode == 0 and "self/model.json" in out.stdout
+    model = json.loads((data / "workspace" / "self" / "model.json").read_text())
+    assert model["name"] == "Cass" and model["open_questions"]
+    assert len((data / "workspace" / "conversations" / "inbox" / "demo.jsonl").read_text().splitlines()) > 10
+    again = run_cli("init", "--data-dir", str(data), env={"CASS_ACTIONS_LOAD_PLUGINS": ""})
+    assert "already set up" in again.stdout
+
+
+def test_run_stops_cleanly_on_sigint(sim_site: Path, tmp_path: Path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(sim_site), **ENV, "CASS_ACTIONS_DATA_DIR": str(tmp_path / "d")})
+    proc = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (tmp_path / "d" / "cass-actions.sqlite").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped." in err and "Traceback" not in err
+
+
+def test_run_refuses_a_broken_pack_and_a_bad_catalogue(site: Path, tmp_path: Path):
+    make_dist(site, "cass-actions-broken", ep_name="broken", module_source="raise ImportError('missing dependency foo')\n")
+    out = run_cli("run", "--data-dir", str(tmp_path / "d"), site=site, env={"CASS_ACTIONS_LOAD_PLUGINS": "broken"})
+    assert out.returncode == 1
+    assert "cass-actions-broken" in out.stderr and "missing dependency foo" in out.stderr and "Traceback" not in out.stderr
+    # disabling it lets the daemon start (status works; run would too)
+    assert run_cli("status", "--data-dir", str(tmp_path / "d"), site=site,
+                   env={"CASS_ACTIONS_LOAD_PLUGINS": "broken", "CASS_ACTIONS_DISABLE_PLUGINS": "broken"}).returncode == 0
+
+
+def test_corrupt_store_gets_a_clear_error_and_is_left_untouched(tmp_path: Path):
+    data = tmp_path / "d"
+    data.mkdir()
+    db = data / "cass-actions.sqlite"
+    db.write_bytes(b"this is not a database" * 100)
+    before = db.read_bytes()
+    out = run_cli("status", "--data-dir", str(data), env={"CASS_ACTIONS_LOAD_PLUGINS": ""})
+    assert out.returncode == 1 and str(db) in out.stderr and "Traceback" not in out.stderr
+    assert db.read_bytes() == before

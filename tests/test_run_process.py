@@ -1,0 +1,184 @@
+"""`cass-actions run` as a real process: SIGKILL mid-unit and restart, the lease, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cass_actions_core.store import Store
+from support import action_def, make_dist, template_def
+
+CRASHY = '''
+import asyncio
+from pathlib import Path
+from cass_actions_core import hookimpl
+
+HERE = Path(__file__).resolve().parent
+
+async def first(ctx):
+    with open(ctx.data_dir / "first.log", "a") as f:
+        f.write("ran\\n")
+    return {"summary": "first step done"}
+
+async def slow(ctx):
+    with open(ctx.data_dir / "slow.log", "a") as f:
+        f.write("started\\n")
+    once = ctx.data_dir / "slow-once"
+    if not once.exists():
+        once.write_text("x")
+        await asyncio.sleep(120)   # the test kills the process here
+    return {"summary": "slow step done"}
+
+@hookimpl
+def register_actions(register):
+    register.load(HERE / "crashy_actions.json")
+    register.handler("crashy.first", first)
+    register.handler("crashy.slow", slow)
+    register.handler("crashy.risky", slow)
+
+@hookimpl
+def register_templates(register):
+    register.load(HERE / "crashy_templates.json")
+'''
+
+
+def no_llm(action_id: str, **kw):
+    return action_def(action_id, tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0, category="system",
+                      timeout_seconds=600, **kw)
+
+
+@pytest.fixture
+def crashy_site(site: Path) -> Path:
+    make_dist(site, "cass-actions-crashy", ep_name="crashy", module="crashy",
+              actions=[no_llm("crashy.first"), no_llm("crashy.slow", idempotent=True), no_llm("crashy.risky", idempotent=False)],
+              templates=[template_def("safe_course", ["crashy.first", "crashy.slow"], category="system"),
+                         template_def("risky_course", ["crashy.first", "crashy.risky"], category="system")],
+              module_source=CRASHY)
+    return site
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def store(data_dir: Path) -> Store:
+    return Store.open(data_dir / "cass-actions.sqlite", daemon_id="cass")
+
+
+def unit_of(data_dir: Path, template: str):
+    with store(data_dir) as s:
+        units = s.list_units(template_id=template)
+    return units[0] if units else None
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def plan_only(data_dir: Path, template: str) -> Path:
+    """Give today a plan holding only ``template``, so the test controls what runs."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    plan = data_dir.parent / "plan.json"
+    from cass_actions_core.clock import SystemClock
+    from cass_actions_core.phases import DayPhases
+
+    instance = DayPhases(None, "UTC").instance_at(SystemClock("UTC").now())
+    plan.write_text(json.dumps({"date": instance.day.isoformat(), "phases": {instance.phase.value: [{"template": template}]}}))
+    return plan
+
+
+def run_with_plan(site: Path, data_dir: Path, template: str) -> subprocess.Popen[str]:
+    plan = plan_only(data_dir, template)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def restart(site: Path, data_dir: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def test_sigkill_mid_unit_then_restart_resumes_at_the_unfinished_step(crashy_site: Path, tmp_path: Path):
+    data_dir = tmp_path / "daemon"
+    pack_dir = data_dir / "workspace" / "crashy"
+    first = run_with_plan(crashy_site, data_dir, "safe_course")
+    wait_for(lambda: (pack_dir / "slow.log").exists(), what="the slow step to start")
+    first.kill()  # SIGKILL: no cleanup at all
+    first.wait(timeout=30)
+    unit = unit_of(data_dir, "safe_course")
+    assert unit.status == "running" and unit.next_step == 1
+    with store(data_dir) as s:
+        plans_before = len(s.list_events(types=["day.planned"]))
+
+    second = restart(crashy_site, data_dir)  # takes the lease at once: the holder's pid is dead
+    done = wait_for(lambda: (u := unit_of(data_dir, "safe_course")) and u.status == "completed" and u, what="completion")
+    code, err = stop(second)
+    assert code == 0 and "stopped" in err, err
+    assert done.id == unit.id  # no unit lost or replaced
+    assert (pack_dir / "first.log").read_text() == "ran\n"  # the completed step never ran twice
+    assert (pack_dir / "slow.log").read_text() == "started\nstarted\n"  # the idempotent step ran again
+    with store(data_dir) as s:
+        transitions = [t.reason or "" for t in s.transitions(unit.id)]
+        assert any("resumed after a restart" in r and "idempotent" in r for r in transitions)
+        assert len(s.list_events(types=["day.planned"])) == plans_before == 1  # the plan was not made again
+        assert s.get_summary(unit.id).status == "completed"
+        assert [r.status for r in s.action_runs_for_unit(unit.id)] == ["completed", "completed"]
+
+
+def test_sigkill_during_a_non_idempotent_step_abandons_the_unit(crashy_site: Path, tmp_path: Path):
+    data_dir = tmp_path / "daemon"
+    pack_dir = data_dir / "workspace" / "crashy"
+    first = run_with_plan(crashy_site, data_dir, "risky_course")
+    wait_for(lambda: (pack_dir / "slow.log").exists(), what="the risky step to start")
+    first.kill()
+    first.wait(timeout=30)
+    second = restart(crashy_site, data_dir)
+    abandoned = wait_for(lambda: (u := unit_of(data_dir, "risky_course")) and u.status == "abandoned" and u, what="abandon")
+    code, err = stop(second)
+    assert code == 0, err
+    assert "not idempotent" in abandoned.reason and "crashy.risky" in abandoned.reason
+    assert (pack_dir / "slow.log").read_text() == "started\n"  # not run again
+    with store(data_dir) as s:
+        assert s.get_summary(abandoned.id).status == "abandoned"
+
+
+def test_second_run_refuses_while_the_first_holds_the_lease_and_takes_over_after_it_dies(crashy_site: Path, tmp_path: Path):
+    data_dir = tmp_path / "daemon"
+    first = run_with_plan(crashy_site, data_dir, "safe_course")
+    wait_for(lambda: (data_dir / "workspace" / "crashy" / "slow.log").exists(), what="the first daemon to work")
+    second = restart(crashy_site, data_dir)
+    _out, err = second.communicate(timeout=60)
+    assert second.returncode == 1
+    assert f"pid {first.pid}" in err and "Traceback" not in err
+    first.kill()
+    first.wait(timeout=30)
+    third = restart(crashy_site, data_dir)
+    holder = wait_for(lambda: (lease := store_lease(data_dir)) and lease.pid == third.pid and lease, what="takeover")
+    assert holder.pid == third.pid
+    code, err = stop(third)
+    assert code == 0, err
+    assert store_lease(data_dir) is None  # released on a clean stop
+
+
+def store_lease(data_dir: Path):
+    with store(data_dir) as s:
+        return s.get_lease()
