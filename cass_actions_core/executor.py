@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult, CoreServices
 from cass_actions_core.catalogue import Catalogue, CatalogueAction
+from cass_actions_core.clock import to_utc
 from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation
 from cass_actions_core.models import Priority
 from cass_actions_core.plugins import BUILTIN_NAME
@@ -186,7 +187,7 @@ class Executor:
         approval = self.store.approval_for(unit.id, index)
         if approval is None or approval.status == "pending":
             if approval is None:
-                expires = now + timedelta(hours=self.config.approvals.expire_after_hours)
+                expires = to_utc(now) + timedelta(hours=self.config.approvals.expire_after_hours)
                 approval = self.store.request_approval(unit.id, index, action.definition.id,
                                                        f"{action.definition.name}: {action.definition.description}", now, expires)
                 self.bus.emit("approval.requested", {"approval_id": approval.id, "action_id": action.definition.id,

@@ -160,6 +160,10 @@ class Runtime:
         """Take the store's single-scheduler lease (``LeaseHeldError`` if another process holds it)."""
         self.store.acquire_lease(self._holder, datetime.now(UTC), LEASE_TTL)
 
+    def release_lease(self) -> None:
+        """Give the lease up (a no-op if this runtime does not hold it)."""
+        self.store.release_lease(self._holder)
+
     async def start(self) -> None:
         """Acquire the lease, recover from a crash, and start the loop in the running event loop."""
         if self._task is not None:
@@ -188,7 +192,7 @@ class Runtime:
                 pass
         self._task = self._lease_task = None
         await self.bus.drain()
-        self.store.release_lease(self._holder)
+        self.release_lease()
 
     async def wait(self) -> None:
         """Wait until the loop ends (after :meth:`stop`, or if it crashed: then re-raise)."""
@@ -232,7 +236,7 @@ class Runtime:
             local_midnight(self.clock.today() + timedelta(days=1), self.clock.tz),
         ]
         if not isinstance(self.clock, VirtualClock):
-            candidates.append(now + timedelta(seconds=self.config.scheduler.tick_seconds))
+            candidates.append(to_utc(now) + timedelta(seconds=self.config.scheduler.tick_seconds))
         for approval in self.store.list_approvals(status="pending"):
             candidates.append(approval.expires_at)
         return min(candidates, key=to_utc)
@@ -366,7 +370,7 @@ class Runtime:
             await self.bus.drain()
             return outcome.unit
         finally:
-            self.store.release_lease(self._holder)
+            self.release_lease()
 
     # -- the tick ----------------------------------------------------------------------
     def _catch_up_window(self) -> timedelta:

@@ -275,7 +275,7 @@ def test_f5_restart_keeps_queued_work_and_does_not_plan_the_date_again(tmp_path:
     simulate(first, at(DAY, 12, 30))
     before = {u.id: u.status for u in first.units()}
     planned_events = len(first.store.list_events(types=["day.planned"]))
-    first.store.release_lease(first._holder)
+    first.release_lease()
     first.close()
     clock = VirtualClock(ZoneInfo(TZ), at(DAY, 13))
     second = make_runtime(tmp_path, clock=clock)
@@ -353,7 +353,7 @@ def test_approve_and_reject_through_the_api(tmp_path: Path):
     assert gated.status == "awaiting_approval"
     (approval,) = runtime.store.list_approvals(status="pending")
     # approvals survive a restart: a new runtime on the same store sees it
-    runtime.store.release_lease(runtime._holder)
+    runtime.release_lease()
     runtime.close()
     again = make_runtime(tmp_path, clock=VirtualClock(ZoneInfo(TZ), at(DAY, 7)))
     again.acquire_lease()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cass_actions_core.clock import to_utc
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
 
 
@@ -14,7 +15,7 @@ async def prune_history(ctx: ActionContext) -> ActionResult:
     retention = ctx.core.config.retention
     events_days = int(ctx.params.get("events_days", retention.events_days))
     transcripts_days = int(ctx.params.get("transcripts_days", retention.transcripts_days))
-    now = ctx.now()
+    now = to_utc(ctx.now())  # elapsed days, not wall-clock days, across a DST change
     removed = ctx.core.store.prune(now - timedelta(days=events_days), now - timedelta(days=transcripts_days))
     return ActionResult(
         summary=(f"Pruned {removed['events']} event(s) older than {events_days} day(s) and "

@@ -182,7 +182,7 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
                     await runtime.simulate_until(end, on_tick=on_tick)
                 show()
             finally:
-                runtime.store.release_lease(runtime._holder)
+                runtime.release_lease()
 
         asyncio.run(drive())
         result = _summary_tables(runtime, start_day, start_day + timedelta(days=days))

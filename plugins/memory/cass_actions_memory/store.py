@@ -304,10 +304,12 @@ class ConversationStore:
         if version == 0:
             # Statement by statement inside one transaction (executescript would commit early).
             with self.transaction() as db:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                # Read again under the write lock: another process may have created it meanwhile.
+                if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the connection."""

@@ -1,0 +1,382 @@
+"""The session runner: one bounded multi-turn LLM loop shared by every ``session.*`` action.
+
+A session is parametrised by a :class:`SessionSpec` (its instructions and how it gathers
+its material); the loop itself is the same for all twelve. It stops at the first of:
+
+- a **natural end**: the reply holds a line containing only ``SESSION COMPLETE``
+  (the instructions ask for it);
+- the **turn cap**: ``params.max_turns``, else ``[packs.session] max_turns``, else 4
+  (never more than 10, the earlier system's limit);
+- the **time budget**: no new turn starts once ``[packs.session] max_minutes`` (default:
+  the action's ``default_duration_minutes``) of wall time (``time.monotonic``) is spent;
+- the **meter**: the metered client refuses a call at the action's ``max_cost_usd``
+  (``cost_cap``), its ``max_llm_calls`` (``call_cap``) or the category budget
+  (``budget``). The session then ends gracefully with the turns it has;
+- an **LLM failure** after the first turn (rate limit, connection ...): the session
+  keeps what it has and records the failure. A failure on the first turn fails the
+  action: there is nothing to keep.
+
+Then one structured call turns the session into ``{summary, insights, questions}``
+(offline: derived from the session text by :func:`derive_conclusions`; when the meter
+has already stopped, derived the same way without a call). The record -- what was
+read, every turn, the conclusions, why it stopped -- is written to
+``<data_dir>/sessions/<local date>/<kind>-<unit>.md``, and a short entry is kept in the
+pack's key-value area (``session_log``) for later sessions and the self-model actions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from cass_actions_core.actions import ActionContext, ActionResult
+from cass_actions_core.llm.errors import METER_KINDS, LLMError
+
+from cass_actions_session.common import (
+    DERIVED_LABEL,
+    clip,
+    dedupe,
+    definition,
+    is_offline_text,
+    sentences,
+    setting_int,
+    setting_number,
+    unit_short_id,
+)
+from cass_actions_session.inputs import Material
+
+#: The line that ends a session naturally.
+END_MARKER = "SESSION COMPLETE"
+#: Turn cap when neither params nor settings give one, and the highest cap allowed.
+DEFAULT_MAX_TURNS = 4
+MAX_TURNS_LIMIT = 10
+#: Key of the session log in the pack's key-value area, and how many entries it keeps.
+SESSION_LOG_KEY = "session_log"
+SESSION_LOG_SIZE = 200
+
+STOP_PHRASES = {
+    "natural_end": "ended naturally",
+    "turn_cap": "stopped at its turn cap",
+    "duration": "stopped when its time budget was spent",
+    "cost_cap": "stopped by its cost cap",
+    "call_cap": "stopped by its LLM call cap",
+    "budget": "stopped because the category budget had no room for another turn",
+    "llm_error": "stopped early because an LLM call failed",
+}
+
+
+class SessionConclusions(BaseModel):
+    """What a session concluded: the structured output of its last call."""
+
+    summary: str = Field(description="One or two sentences on what the session did and found.")
+    insights: list[str] = Field(default_factory=list, description="Up to five things now seen more clearly.")
+    questions: list[str] = Field(default_factory=list, description="Up to five questions the session raised.")
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """The bounds and reading sizes of one run (from params, settings and the definition)."""
+
+    max_turns: int
+    max_minutes: float
+    turn_max_tokens: int
+    recent_files: int
+    recent_summaries: int
+
+
+@dataclass
+class Prepared:
+    """What a spec's ``prepare`` gathered: the theme, the material and extra result data.
+
+    ``nothing_to_do`` set means the session does not run (no LLM call) and the action
+    succeeds with that sentence as its summary. ``after`` runs once the record is written.
+    """
+
+    theme: str
+    material: Material
+    opening: str
+    name: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    nothing_to_do: str | None = None
+    after: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """One kind of session: its id, title, instructions and how it gathers material."""
+
+    action_id: str
+    title: str
+    purpose: str
+    prepare: Callable[[ActionContext, SessionLimits], Prepared]
+
+    @property
+    def kind(self) -> str:
+        """The short name (``reflection`` for ``session.reflection``)."""
+        return self.action_id.split(".", 1)[1]
+
+
+@dataclass
+class Turn:
+    """One turn: what was asked and what came back."""
+
+    number: int
+    asked: str
+    reply: str
+    cut_off: bool = False
+
+
+def session_limits(ctx: ActionContext, action_id: str) -> SessionLimits:
+    """The run's bounds: params override settings, settings override the defaults."""
+    turns = ctx.params.get("max_turns")
+    if turns is None:
+        turns = setting_int(ctx, "max_turns", DEFAULT_MAX_TURNS, minimum=1, maximum=MAX_TURNS_LIMIT)
+    default_minutes = float(definition(action_id)["default_duration_minutes"])
+    return SessionLimits(
+        max_turns=int(turns),
+        max_minutes=setting_number(ctx, "max_minutes", default_minutes, minimum=0),
+        turn_max_tokens=setting_int(ctx, "turn_max_tokens", 1024, minimum=64, maximum=16000),
+        recent_files=setting_int(ctx, "recent_files", 3, minimum=0, maximum=50),
+        recent_summaries=setting_int(ctx, "recent_summaries", 10, minimum=0, maximum=200),
+    )
+
+
+def split_marker(text: str) -> tuple[str, bool]:
+    """``text`` without end-marker lines, and whether it had one (markdown emphasis ignored)."""
+    kept, ended = [], False
+    for line in text.splitlines():
+        if line.strip().strip("*_#`>.! ").upper() == END_MARKER:
+            ended = True
+            continue
+        kept.append(line)
+    return "\n".join(kept).strip(), ended
+
+
+def daemon_name(ctx: ActionContext, prepared: Prepared) -> str:
+    """The name the daemon gives itself in the self model, else its id."""
+    name = prepared.name
+    return name.strip() if name and name.strip() else ctx.daemon_id.capitalize()
+
+
+def system_prompt(ctx: ActionContext, spec: SessionSpec, prepared: Prepared, limits: SessionLimits) -> str:
+    """The session's instructions. Prose on purpose: no bullet or ``key: value`` lines."""
+    return (
+        f"You are {daemon_name(ctx, prepared)}, an AI daemon, in a private {spec.title.lower()} session of your own. "
+        f"{spec.purpose} "
+        f"The session has at most {limits.max_turns} turns; each of your replies is one turn, and each message after "
+        "the first points you to a thread from your material to take up next. "
+        "Write in the first person, plainly, in short paragraphs; when you use the material, say which part; "
+        "never invent facts about the world or about people. "
+        f"When the session has reached its natural end, give your conclusions and finish the reply with a line "
+        f"containing only {END_MARKER}."
+    )
+
+
+def opening_message(prepared: Prepared) -> str:
+    """The first user message: the ask, then the material."""
+    material = prepared.material.render()
+    return f"{prepared.opening}\n\nThe material I have for you follows.\n\n{material}" if material else prepared.opening
+
+
+def follow_up(number: int, limits: SessionLimits, thread: str | None) -> str:
+    """The message that starts turn ``number`` (> 1)."""
+    if number == limits.max_turns:
+        return ("This is the last turn of the session. Draw your conclusions: what you now see more clearly, "
+                f"and what stays open. Finish with a line containing only {END_MARKER}.")
+    lead = f"Next, take up this thread from the material: {thread}" if thread else \
+        "Continue from the thread you found most alive in your last reply."
+    return (f"{lead}\n\nGo one step further than your last reply: what does it change or confirm? Stay concrete. "
+            f"If the session has reached its natural end, give your conclusions and finish with a line containing only {END_MARKER}.")
+
+
+def derive_conclusions(spec: SessionSpec, prepared: Prepared, turns: list[Turn], threads: list[str]) -> SessionConclusions:
+    """Conclusions built from the session's own text, without a model (deterministic).
+
+    Statements and questions are taken from the model's replies (the last reply first:
+    that is where conclusions are asked for). Offline replies are digests of the prompt,
+    not thoughts, so for them the threads the session took up and the material's open
+    questions are used instead.
+    """
+    real = [t.reply for t in turns if t.reply and not is_offline_text(t.reply)]
+    ordered = ([*sentences(real[-1]), *[s for r in real[:-1] for s in sentences(r)]]) if real else []
+    statements = [clip(s, 300) for s in ordered if not s.endswith("?") and len(s.split()) >= 5]
+    questions = [clip(s, 300) for s in ordered if s.endswith("?") and len(s.split()) >= 3]
+    insights = dedupe(statements, limit=3)
+    if not insights:
+        insights = dedupe([f"Stayed with the thread: {t}" for t in threads], limit=3) or \
+            [f"Worked from {prepared.material.describe()}."]
+    if not questions:
+        questions = [h for h in prepared.material.highlights() if h.endswith("?")]
+    stop_note = f"{len(turns)} turn(s) drawing on {prepared.material.describe()}"
+    summary = f"{spec.title} session on {prepared.theme}: {stop_note}."
+    if real and statements:
+        summary += f" {statements[0]}"
+    return SessionConclusions(summary=clip(summary, 500), insights=insights, questions=dedupe(questions, limit=3))
+
+
+def _clean(conclusions: SessionConclusions) -> SessionConclusions:
+    return SessionConclusions(
+        summary=clip(conclusions.summary, 600) or "(no summary)",
+        insights=dedupe([clip(i, 400) for i in conclusions.insights], limit=5),
+        questions=dedupe([clip(q, 400) for q in conclusions.questions], limit=5),
+    )
+
+
+async def conclude(ctx: ActionContext, spec: SessionSpec, prepared: Prepared, turns: list[Turn],
+                   threads: list[str], system: str) -> tuple[SessionConclusions, str, str | None]:
+    """The session's conclusions, how they were made (``model``/``offline``/``derived``) and why derived."""
+    def derived() -> SessionConclusions:
+        return derive_conclusions(spec, prepared, turns, threads)
+
+    if ctx.llm.stop_reason is not None:
+        return _clean(derived()), "derived", f"the meter had stopped ({ctx.llm.stop_reason})"
+    record = "\n\n".join(f"Turn {t.number}:\n{t.reply}" for t in turns)
+    prompt = (f"Here is the record of your {spec.title.lower()} session on {prepared.theme}. Write its conclusions: "
+              "a summary of one or two sentences, up to five insights (what you now see more clearly) and up to five "
+              f"questions it raised that you want to keep open.\n\n{record}")
+    try:
+        value = await ctx.llm.structured(prompt, SessionConclusions, system=system, max_tokens=1024, offline=derived)
+    except LLMError as exc:
+        ctx.logger.warning("%s: conclusions derived from the text: %s", spec.action_id, exc)
+        return _clean(derived()), "derived", f"the conclusions call failed ({exc.kind})"
+    response = ctx.llm.last_response
+    source = "offline" if response is not None and response.provider == "offline" else "model"
+    return _clean(value), source, None
+
+
+def render_record(ctx: ActionContext, spec: SessionSpec, prepared: Prepared, limits: SessionLimits, turns: list[Turn],
+                  stop: str, stop_detail: str | None, conclusions: SessionConclusions, source: str,
+                  why_derived: str | None) -> str:
+    """The session's markdown record: header, what was read, every turn, conclusions."""
+    response = ctx.llm.last_response
+    lines = [
+        f"# {spec.title} session \u2014 {ctx.local_date.isoformat()}",
+        "",
+        f"- Action: `{spec.action_id}` (unit {unit_short_id(ctx)}, {ctx.phase or 'no'} phase)",
+        f"- Theme: {prepared.theme}",
+    ]
+    if ctx.motivation:
+        lines.append(f"- Why: {ctx.motivation}")
+    lines += [
+        f"- Turns: {len(turns)} of at most {limits.max_turns}; {STOP_PHRASES.get(stop, stop)}"
+        + (f" ({stop_detail})" if stop_detail else ""),
+        f"- Cost: ${ctx.llm.spent_usd:.6f} of a ${ctx.llm.max_cost_usd:.2f} cap, {ctx.llm.calls} LLM call(s)",
+    ]
+    if response is not None:
+        lines.append(f"- Model: {response.model} ({response.provider})")
+    lines += ["", "## What I read", "", prepared.material.describe() + "."]
+    for path in prepared.material.paths():
+        lines.append(f"- `{path}`")
+    for warning in prepared.material.warnings:
+        lines.append(f"- warning: {warning}")
+    lines += ["", "## Session"]
+    for turn in turns:
+        lines += ["", f"### Turn {turn.number}", "", f"> {turn.asked.splitlines()[0]}", "", turn.reply or "(empty reply)"]
+        if turn.cut_off:
+            lines += ["", "*(reply cut off at the token limit)*"]
+    label = {"model": "by the model", "offline": f"offline, {DERIVED_LABEL}", "derived": DERIVED_LABEL}[source]
+    lines += ["", f"## Conclusions ({label})", ""]
+    if why_derived:
+        lines += [f"*Derived because {why_derived}.*", ""]
+    lines += [conclusions.summary, ""]
+    if conclusions.insights:
+        lines += ["### Insights", "", *[f"- {i}" for i in conclusions.insights], ""]
+    if conclusions.questions:
+        lines += ["### Questions", "", *[f"- {q}" for q in conclusions.questions], ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def log_session(ctx: ActionContext, entry: dict[str, Any]) -> None:
+    """Append ``entry`` to the session log in the key-value area (the newest ``SESSION_LOG_SIZE`` kept)."""
+    log = ctx.kv.get(SESSION_LOG_KEY, [])
+    if not isinstance(log, list):
+        log = []
+    log = [e for e in log if not (isinstance(e, dict) and e.get("run_key") == entry["run_key"])]
+    log.append(entry)
+    ctx.kv.set(SESSION_LOG_KEY, log[-SESSION_LOG_SIZE:])
+
+
+def session_log(ctx: ActionContext) -> list[dict[str, Any]]:
+    """The session log, oldest first (well-formed entries only)."""
+    log = ctx.kv.get(SESSION_LOG_KEY, [])
+    return [e for e in log if isinstance(e, dict)] if isinstance(log, list) else []
+
+
+async def run_session(ctx: ActionContext, spec: SessionSpec) -> ActionResult:
+    """Run one bounded session for ``spec`` and record it (see the module docstring)."""
+    limits = session_limits(ctx, spec.action_id)
+    prepared = spec.prepare(ctx, limits)
+    data = dict(prepared.data)
+    data.update({"theme": prepared.theme, "read": prepared.material.counts(), "warnings": prepared.material.warnings})
+    if prepared.nothing_to_do:
+        return ActionResult(summary=prepared.nothing_to_do, data={**data, "turns": 0, "stop_reason": "nothing_to_do"})
+
+    system = system_prompt(ctx, spec, prepared, limits)
+    threads = prepared.material.highlights()
+    taken: list[str] = []
+    messages: list[dict[str, Any]] = []
+    turns: list[Turn] = []
+    stop, stop_detail = "turn_cap", None
+    deadline = time.monotonic() + limits.max_minutes * 60
+    for number in range(1, limits.max_turns + 1):
+        if number == 1:
+            asked = opening_message(prepared)
+        else:
+            if time.monotonic() >= deadline:
+                stop, stop_detail = "duration", f"{limits.max_minutes:g} min"
+                break
+            thread = threads[number - 2] if number - 2 < len(threads) and number < limits.max_turns else None
+            if thread:
+                taken.append(thread)
+            asked = follow_up(number, limits, thread)
+        messages.append({"role": "user", "content": asked})
+        try:
+            response = await ctx.llm.complete(messages, system=system, max_tokens=limits.turn_max_tokens)
+        except LLMError as exc:
+            if not turns:
+                raise  # nothing to keep: the action fails with the LLM's reason
+            stop = exc.kind if exc.kind in METER_KINDS else "llm_error"
+            stop_detail = exc.kind if stop == "llm_error" else None
+            if exc.kind == "cut_off" and exc.response is not None and exc.response.text.strip():
+                turns.append(Turn(number, asked, split_marker(exc.response.text)[0], cut_off=True))
+            ctx.logger.info("%s: session ends after %d turn(s): %s", spec.action_id, len(turns), exc)
+            break
+        reply, ended = split_marker(response.text)
+        turns.append(Turn(number, asked, reply))
+        messages.append({"role": "assistant", "content": response.text})
+        if ended:
+            stop = "natural_end"
+            break
+    if stop == "turn_cap":
+        stop_detail = str(limits.max_turns)
+
+    conclusions, source, why_derived = await conclude(ctx, spec, prepared, turns, taken, system)
+    if stop in METER_KINDS:
+        stop_detail = f"${ctx.llm.max_cost_usd:.2f}" if stop == "cost_cap" else stop_detail
+    record = render_record(ctx, spec, prepared, limits, turns, stop, stop_detail, conclusions, source, why_derived)
+    relative_path = f"sessions/{ctx.local_date.isoformat()}/{spec.kind}-{unit_short_id(ctx)}.md"
+    path = ctx.write_text(relative_path, record)
+    ctx.add_artifact("markdown", f"{spec.title} session, {ctx.local_date.isoformat()}", path)
+    log_session(ctx, {
+        "run_key": ctx.run_key, "local_date": ctx.local_date.isoformat(), "action_id": spec.action_id,
+        "theme": prepared.theme, "path": relative_path, "turns": len(turns), "stop_reason": stop,
+        "summary": conclusions.summary, "insights": conclusions.insights, "questions": conclusions.questions,
+    })
+    if prepared.after is not None:
+        prepared.after()
+    ctx.emit("session.completed", {"action_id": spec.action_id, "turns": len(turns), "stop_reason": stop,
+                                   "path": relative_path})
+    data.update({
+        "path": relative_path, "turns": len(turns), "max_turns": limits.max_turns, "stop_reason": stop,
+        "stop_detail": stop_detail, "spent_usd": ctx.llm.spent_usd, "max_cost_usd": ctx.llm.max_cost_usd,
+        "conclusions_source": source, "threads": taken, "summary": conclusions.summary,
+    })
+    summary = (f"{spec.title} session on {clip(prepared.theme, 120)}: {len(turns)} turn(s) drawing on "
+               f"{prepared.material.describe()}, {STOP_PHRASES.get(stop, stop)}.")
+    if source == "model":
+        summary += f" {clip(conclusions.summary, 300)}"
+    return ActionResult(summary=summary, data=data, insights=conclusions.insights, questions=conclusions.questions)
