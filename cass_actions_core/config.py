@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cass_actions_core import schema_files
 from cass_actions_core.models import Effort
-from cass_actions_core.problems import UserError
+from cass_actions_core.problems import UserError, read_user_file
 
 CONFIG_ENV = "CASS_ACTIONS_CONFIG"
 DATA_DIR_ENV = "CASS_ACTIONS_DATA_DIR"
@@ -199,12 +199,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     source: Path | None = None
     if path is not None:
         source = Path(path).expanduser().resolve()
+        text = read_user_file(source, "config file")
         try:
-            doc = tomllib.loads(source.read_text("utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{source}: config file not found.") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"{source}: cannot read the config file: {exc}.") from None
+            doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{source}: not valid TOML: {exc}.") from None
     label = str(source) if source else "configuration"

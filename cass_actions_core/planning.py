@@ -18,7 +18,7 @@ from cass_actions_core import schema_files
 from cass_actions_core.catalogue import Catalogue, closest
 from cass_actions_core.config import PhaseSettings
 from cass_actions_core.models import Priority, Template
-from cass_actions_core.problems import UserError
+from cass_actions_core.problems import UserError, read_user_file
 
 PHASE_ORDER = ("morning", "afternoon", "evening", "night")
 
@@ -112,12 +112,9 @@ def plan_from_templates(catalogue: Catalogue, day: date, settings: PhaseSettings
 def load_plan_file(path: str | Path, catalogue: Catalogue, default_day: date) -> DayPlan:
     """Read a plan file (``schemas/plan.schema.json``); unknown template ids are an error."""
     path = Path(path)
+    text = read_user_file(path, "plan file")
     try:
-        doc = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: plan file not found.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the plan file: {exc}.") from None
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
     errors = schema_files.validate(schema_files.PLAN, doc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -55,3 +56,13 @@ class CatalogueError(Exception):
 
 class UserError(Exception):
     """A mistake in the user's input (config, arguments, data files); shown without a traceback."""
+
+
+def read_user_file(path: Path, what: str) -> str:
+    """The text of a file the user named, or a :class:`UserError` naming it and ``what`` it is."""
+    try:
+        return path.read_text("utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the {what}: {exc}.") from None

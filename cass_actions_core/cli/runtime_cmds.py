@@ -361,26 +361,30 @@ def budget_command(state: CLIState, as_json: bool, date_text: str | None) -> Non
     click.echo(f"reserve: {usd(r['limit'])} ({usd(r['used'])} used; only critical work may draw on it)")
 
 
-@click.command("pause")
-@global_options
-@click.argument("category")
-@click.pass_obj
-def pause_command(state: CLIState, category: str) -> None:
-    """Hold queued work of CATEGORY (it stays queued, with the reason, until resumed or expired)."""
-    with open_runtime(state) as runtime:
-        runtime.pause(category)
-        click.echo(f"paused: {', '.join(sorted(runtime.paused_categories()))}")
+def _pause_command(name: str, pause: bool) -> click.Command:
+    @click.command(name)
+    @global_options
+    @click.argument("category")
+    @click.pass_obj
+    def command(state: CLIState, category: str) -> None:
+        with open_runtime(state) as runtime:
+            known = runtime.config.budget.allocations
+            if category not in known:
+                from cass_actions_core.catalogue import closest
+
+                hint = closest(category, known)
+                raise click.BadParameter(f"unknown category {category!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
+                                         param_hint="CATEGORY")
+            (runtime.pause if pause else runtime.resume)(category)
+            click.echo(f"paused: {', '.join(sorted(runtime.paused_categories())) or 'nothing'}")
+
+    command.help = ("Hold queued work of CATEGORY (it stays queued, with the reason, until resumed or expired)."
+                    if pause else "Release a paused CATEGORY.")
+    return command
 
 
-@click.command("resume")
-@global_options
-@click.argument("category")
-@click.pass_obj
-def resume_command(state: CLIState, category: str) -> None:
-    """Release a paused CATEGORY."""
-    with open_runtime(state) as runtime:
-        runtime.resume(category)
-        click.echo(f"paused: {', '.join(sorted(runtime.paused_categories())) or 'nothing'}")
+pause_command = _pause_command("pause", True)
+resume_command = _pause_command("resume", False)
 
 
 @click.command("trigger")

@@ -137,9 +137,9 @@ async def reflect(ctx: ActionContext) -> ActionResult:
     state = WonderlandState(ctx.kv)
     world = world_for(ctx, state)
     ensure_presence(ctx, state, world)
-    buffer = state.experiences()
-    covered = {i for e in buffer if e.get("kind") == "reflection" for i in e.get("details", {}).get("reflected_on", [])}
-    material = [e for e in buffer if e.get("kind") != "reflection" and e.get("id") not in covered]
+    # Buffered and recently journaled experiences alike: a reflection late in the day
+    # should still see the explorations an earlier unit already journaled.
+    material = state.unreflected()
     if not material and not ctx.focus:
         return ActionResult(summary="Nothing to reflect on: no new experiences in the buffer and no focus given; no LLM call made.",
                             data={"reflected_on": []})
@@ -160,6 +160,7 @@ async def reflect(ctx: ActionContext) -> ActionResult:
     experience = new_experience(ctx, "reflection", pool, title, text,
                                 {"reflected_on": reflected_on, "focus": ctx.focus, "model": reply.model})
     state.record(experience)
+    state.mark_reflected(reflected_on)
     ctx.add_artifact("experience", title, ref=_ref("experiences", experience["id"]))
     ctx.emit("wonderland.reflected", {"room": pool.id, "experiences": len(reflected_on)})
     insights = [clip(first_sentence(text), 300)] if text and offline_label_free(text) else []
@@ -266,7 +267,7 @@ async def create(ctx: ActionContext) -> ActionResult:
     # One write: the creation lands whole or not at all.
     state.save_world_changes(changes)
     experience = new_experience(ctx, "creation", target, title,
-                                f"{title}. {description}" + (f" Sensing it: {sense}" if sense else ""), {"created": created})
+                                description + (f" Sensing it: {sense}" if sense else ""), {"created": created})
     state.record(experience)
     page = ctx.write_text(CREATIONS_PAGE, journal.creations_page(world.name, changes))
     ctx.add_artifact("markdown", f"What I made in {world.name}", page)

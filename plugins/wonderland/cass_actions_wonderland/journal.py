@@ -30,6 +30,13 @@ def _time(value: Any) -> str:
         return "??:??"
 
 
+def _stamp(value: Any) -> str:
+    try:
+        return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return "at an unknown time"
+
+
 def section(run_key: str, now: datetime, phase: str | None, experiences: list[dict[str, Any]],
             narrative: str | None, narrative_note: str | None) -> str:
     """One flush: a heading, the marker, the narrative (if any) and every experience."""
@@ -62,14 +69,14 @@ def creations_page(world_name: str, changes: dict[str, Any]) -> str:
         lines += ["## Rooms", ""]
         for room_id, room in sorted(rooms.items(), key=lambda kv: kv[1].get("created_at", "")):
             lines.append(f"- **{room.get('name')}** (`{room_id}`, reached by going {room.get('direction')} from "
-                         f"`{room.get('from_room')}`; created {str(room.get('created_at', ''))[:16]}): {room.get('description')}")
+                         f"`{room.get('from_room')}`; created {_stamp(room.get('created_at'))}): {room.get('description')}")
         lines.append("")
     if objects:
         lines += ["## Objects", ""]
         for obj in sorted(objects, key=lambda o: o.get("created_at", "")):
             sense = f" *Sense:* {obj['sense']}" if obj.get("sense") else ""
             lines.append(f"- **{obj.get('name')}** (`{obj.get('id')}`, in `{obj.get('room')}`; created "
-                         f"{str(obj.get('created_at', ''))[:16]}): {obj.get('description')}{sense}")
+                         f"{_stamp(obj.get('created_at'))}): {obj.get('description')}{sense}")
         lines.append("")
     if not rooms and not objects:
         lines += ["Nothing yet.", ""]

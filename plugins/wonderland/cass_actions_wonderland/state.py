@@ -14,6 +14,11 @@ Keys (JSON values, persisted in SQLite by the core):
 - ``world_changes``: what the daemon created — ``rooms`` (id -> room), ``objects``
   and ``exits`` (lists), each entry carrying the ``run_key`` that made it; laid over
   the shipped world, which is never modified;
+- ``journaled``: the last experiences that were flushed to the journal (newest last,
+  at most :data:`KEEP_JOURNALED`), so a reflection later in the day still has the day's
+  explorations to think about after they left the buffer;
+- ``reflected``: ids of experiences already reflected on (at most :data:`KEEP_REFLECTED`),
+  so no experience is reflected on twice;
 - ``acquaintances``: resident id -> ``{"name", "meetings", "first_met", "last_met"}``;
 - ``journal_flushes``: run key -> ``{"ids", "path", "at", "written"}``, written before
   the journal file, so a flush re-run after a crash neither duplicates its section nor
@@ -33,9 +38,15 @@ EXPERIENCES = "experiences"
 WORLD_CHANGES = "world_changes"
 ACQUAINTANCES = "acquaintances"
 JOURNAL_FLUSHES = "journal_flushes"
+JOURNALED = "journaled"
+REFLECTED = "reflected"
 
 #: How many finished journal flushes are remembered (for re-runs of recent runs).
 KEEP_FLUSHES = 200
+#: How many journaled experiences are kept for later reflection.
+KEEP_JOURNALED = 50
+#: How many reflected-on experience ids are remembered.
+KEEP_REFLECTED = 500
 
 
 def experience_id(kind: str, run_key: str, index: int = 0) -> str:
@@ -121,12 +132,40 @@ class WonderlandState:
         return experience
 
     def remove_experiences(self, ids: list[str]) -> int:
-        """Drop the experiences ``ids`` from the buffer (after they were journaled); return how many."""
+        """Move the experiences ``ids`` from the buffer to ``journaled`` (after they were journaled); return how many."""
         wanted = set(ids)
         buffer = self.experiences()
-        kept = [e for e in buffer if e.get("id") not in wanted]
-        self.kv.set(EXPERIENCES, kept)
-        return len(buffer) - len(kept)
+        leaving = [e for e in buffer if e.get("id") in wanted]
+        if not leaving:
+            return 0
+        # Archive first: if the process dies between the two writes, the re-run moves
+        # them again and the archive is de-duplicated by id, so nothing is lost.
+        archive = [e for e in self.journaled() if e.get("id") not in wanted] + leaving
+        self.kv.set(JOURNALED, archive[-KEEP_JOURNALED:])
+        self.kv.set(EXPERIENCES, [e for e in buffer if e.get("id") not in wanted])
+        return len(leaving)
+
+    def journaled(self) -> list[dict[str, Any]]:
+        """The most recently journaled experiences, oldest first."""
+        value = self.kv.get(JOURNALED, [])
+        return [dict(e) for e in value] if isinstance(value, list) else []
+
+    def unreflected(self) -> list[dict[str, Any]]:
+        """Experiences (buffered or recently journaled, reflections excluded) not yet reflected on, oldest first."""
+        done = set(self.kv.get(REFLECTED, []) or [])
+        seen: set[str] = set()
+        out = []
+        for e in [*self.journaled(), *self.experiences()]:
+            if e.get("kind") == "reflection" or e.get("id") in done or e.get("id") in seen:
+                continue
+            seen.add(e.get("id"))
+            out.append(e)
+        return sorted(out, key=lambda e: str(e.get("at", "")))
+
+    def mark_reflected(self, ids: list[str]) -> None:
+        """Remember that ``ids`` were reflected on."""
+        done = [i for i in (self.kv.get(REFLECTED, []) or []) if i not in set(ids)] + list(ids)
+        self.kv.set(REFLECTED, done[-KEEP_REFLECTED:])
 
     # -- world changes ---------------------------------------------------------------
     def world_changes(self) -> dict[str, Any]:
