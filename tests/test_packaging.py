@@ -79,3 +79,33 @@ def test_installed_pack_appears_in_list_and_plugins_then_goes_when_uninstalled(f
     after = json.loads(_run([*env_cli, "list", "--json"], cwd=root).stdout)
     assert [r["id"] for r in after if r["pack"] != "core"] == []
     assert "demo" not in {p["name"] for p in json.loads(_run([*env_cli, "plugins", "--json"], cwd=root).stdout)}
+
+
+PACKS = ["journal", "memory", "wonderland", "session"]
+
+
+def test_bundled_packs_as_wheels_pass_their_own_tests_in_a_fresh_environment(fresh_env, tmp_path: Path):
+    """Each pack installed from its wheel (no source tree on the path) passes its own tests."""
+    bindir, root = fresh_env["bin"], fresh_env["root"]
+    wheels = [build_wheel(REPO / "plugins" / pack, fresh_env["wheels"]) for pack in PACKS]
+    install = _run([str(bindir / "python"), "-m", "pip", "install", "-q", *map(str, wheels), "pytest>=8,<10"], cwd=root)
+    assert install.returncode == 0, install.stderr
+    where = _run([str(bindir / "python"), "-c",
+                  "import importlib; print('\\n'.join(importlib.import_module(f'cass_actions_{p}').__file__ for p in "
+                  + repr(PACKS) + "))"], cwd=root)
+    assert where.returncode == 0, where.stderr
+    assert all("site-packages" in line and str(REPO) not in line for line in where.stdout.splitlines())
+
+    listed = json.loads(_run([str(bindir / "cass-actions"), "list", "--json"], cwd=root).stdout)
+    assert {r["pack"] for r in listed} == {"core", *PACKS}
+    assert len(listed) >= 30 and {r["tier"] for r in listed} == {1, 2, 3, 4, 5}
+    strict = _run([str(bindir / "cass-actions"), "validate", "--strict"], cwd=root)
+    assert strict.returncode == 0, strict.stdout + strict.stderr
+
+    # The packs' own tests, run by the fresh environment's pytest against the installed wheels.
+    ini = tmp_path / "pytest.ini"
+    ini.write_text("[pytest]\naddopts = -p no:cacheprovider --import-mode=importlib\n")
+    tests = [str(REPO / "plugins" / pack / "tests") for pack in PACKS]
+    result = _run([str(bindir / "python"), "-m", "pytest", "-q", "-c", str(ini), "--rootdir", str(tmp_path), *tests], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout

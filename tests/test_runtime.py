@@ -451,3 +451,32 @@ def test_run_action_runs_one_action_through_the_executor(tmp_path: Path):
     with pytest.raises(UserError, match="invalid params"):
         asyncio.run(runtime.run_action("t.reflect", {"nope": 1}))
     runtime.close()
+
+
+def test_f2_budget_blocked_work_runs_when_the_budget_day_rolls_over(tmp_path: Path):
+    from cass_actions_core.llm.base import Usage
+    from cass_actions_core.testing.pytest_plugin import ScriptedLLMPlugin
+
+    # Each run really spends $0.28 (28,000 output tokens on Sonnet 5.5 at $10 per million).
+    llm = ScriptedLLMPlugin(["a long answer"], usage=Usage(input_tokens=0, output_tokens=28_000))
+    window = [{"start_hour": 18, "end_hour": 22}]
+    pack = HandPack([action_def("t.spend", category="creative", estimated_cost_usd=0.3, max_cost_usd=0.3)],
+                    [template_def("one", ["t.spend"], category="creative", preferred_windows=window),
+                     template_def("two", ["t.spend"], category="creative", preferred_windows=window)],
+                    handlers={"t.spend": llm_action})
+    cfg = Config.model_validate({"timezone": TZ, "llm": {"model": "claude-sonnet-5-5"},
+                                 "budget": {"allocations": {"creative": 0.1, "system": 0.05}}})  # $0.50 a day
+    clock = VirtualClock(ZoneInfo(TZ), at(DAY, 18))
+    runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=clock, plugins=[("t", pack), ("llm", llm)],
+                      entry_points=False, provider="scripted")
+    simulate(runtime, at(DAY, 21))
+    units = {k: u for k, u in by_template(runtime).items() if k in ("one", "two")}
+    assert [units["one"].status, units["two"].status] == ["completed", "budget_blocked"]
+    assert runtime.ledger.spent("creative", budget_day=DAY) == pytest.approx(0.28)
+    assert "$0.22 left" in units["two"].reason
+    simulate(runtime, at(DAY + timedelta(days=1), 0, 30))  # local midnight: a new budget day
+    two = runtime.store.get_unit(units["two"].id)
+    assert two.status == "completed"
+    assert runtime.ledger.spent("creative", budget_day=DAY + timedelta(days=1)) == pytest.approx(0.28)
+    assert runtime.ledger.spent("creative", budget_day=DAY) == pytest.approx(0.28)  # never past the allocation
+    runtime.close()

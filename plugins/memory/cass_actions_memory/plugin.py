@@ -1,17 +1,45 @@
-"""Hook implementations of the memory pack (the module its entry point names)."""
+"""Hook implementations of the memory pack (the module its entry point names).
+
+Cheap to import: the handler modules use only the standard library, pydantic and the
+core (the LLM is reached through ``ctx.llm``); click is imported only when the CLI asks
+for the pack's commands.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib.resources import files
+from pathlib import Path
+from typing import Any
 
 from cass_actions_core import hookimpl
+from cass_actions_core.registrars import Handler
 
-#: Action id -> handler; filled by the pack's handler modules.
-HANDLERS: dict = {}
+from cass_actions_memory.consolidate import consolidate
+from cass_actions_memory.conversations import (
+    generate_conversation_title,
+    summarize_conversation,
+    summarize_idle_conversations,
+)
+from cass_actions_memory.store import DB_NAME, ConversationStore, StoreError
+from cass_actions_memory.wiki import create_note, update_note
+
+#: The pack's folder in the workspace (the runtime names it after the entry point).
+PACK_FOLDER = "memory"
+
+#: Action id -> handler.
+HANDLERS: dict[str, Handler] = {
+    "memory.summarize_conversation": summarize_conversation,
+    "memory.summarize_idle_conversations": summarize_idle_conversations,
+    "memory.generate_conversation_title": generate_conversation_title,
+    "memory.consolidate": consolidate,
+    "wiki.create_note": create_note,
+    "wiki.update_note": update_note,
+}
 
 
 @hookimpl
-def register_actions(register):
+def register_actions(register: Any) -> None:
     """Register the pack's action metadata file and one handler per action."""
     register.load(files(__package__) / "actions.json")
     for action_id, handler in HANDLERS.items():
@@ -19,6 +47,42 @@ def register_actions(register):
 
 
 @hookimpl
-def register_templates(register):
+def register_templates(register: Any) -> None:
     """Register the pack's templates."""
     register.load(files(__package__) / "templates.json")
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add ``cass-actions memory import FILE`` and ``cass-actions memory list``."""
+    from cass_actions_memory.cli import register
+
+    register(cli)
+
+
+@hookimpl
+def gather_context(context: Any) -> None:
+    """Report when the user last wrote (newest user message in the store) as ``last_user_activity``.
+
+    The scheduler's idle check then holds idle-only work while a conversation is fresh.
+    A later time already set by another pack is kept. Reads only; never creates the store.
+    """
+    path = Path(context.workspace) / PACK_FOLDER / DB_NAME
+    if not path.exists():
+        return
+    try:
+        with ConversationStore(path) as store:
+            last = store.last_user_message_at()
+    except StoreError:
+        return
+    if last is None:
+        return
+    current = context.get("last_user_activity")
+    if isinstance(current, str):
+        try:
+            current = datetime.fromisoformat(current)
+        except ValueError:
+            current = None
+    if isinstance(current, datetime) and current.tzinfo is not None and current >= last:
+        return
+    context.set("last_user_activity", last.astimezone(context.now.tzinfo))

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cass_actions_core.planning import DayPlan
+from cass_actions_core.testing.pytest_plugin import ActionRun
 from cass_actions_core.workspace import seed_demo_workspace
 
 PACK = "wonderland"
@@ -30,6 +31,20 @@ def journal_path(runtime: Any) -> Any:
     return runtime.workspace / PACK / "journal" / f"{runtime.clock.today().isoformat()}.md"
 
 
+class Helpers:
+    """Read what the pack wrote (tests cannot import conftest under --import-mode=importlib)."""
+
+    kv = staticmethod(kv)
+    journal_path = staticmethod(journal_path)
+    quiet_day = staticmethod(quiet_day)
+
+
+@pytest.fixture
+def wl() -> Helpers:
+    """Helpers to read the pack's key-value area and journal."""
+    return Helpers()
+
+
 @pytest.fixture
 def wonderland(cass_runtime: Callable[..., Any]) -> Callable[..., Any]:
     """Factory: a runtime with only the wonderland pack, the demo workspace and an empty plan for today."""
@@ -44,7 +59,7 @@ def wonderland(cass_runtime: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def run_approved(run_action: Callable[..., Any]) -> Callable[..., Any]:
+def run_approved() -> Callable[..., Any]:
     """``run_approved(runtime, action_id, params)``: run an action that needs approval, approve it, finish it."""
 
     def run(runtime: Any, action_id: str, params: dict[str, Any] | None = None, *, focus: str | None = None) -> Any:
@@ -53,12 +68,7 @@ def run_approved(run_action: Callable[..., Any]) -> Callable[..., Any]:
         (approval,) = [a for a in runtime.store.list_approvals(status="pending") if a.unit_id == unit.id]
         runtime.approve(approval.id)
         runtime.acquire_lease()
-        try:
-            asyncio.run(runtime.tick())
-        finally:
-            runtime.store.release_lease(runtime._holder)
-        from cass_actions_core.testing.pytest_plugin import ActionRun
-
+        asyncio.run(runtime.tick())
         (run_row,) = runtime.store.action_runs_for_unit(unit.id)
         summary = runtime.store.get_summary(unit.id)
         return ActionRun(unit=runtime.store.get_unit(unit.id), run=run_row, summary=summary.data if summary else {})
