@@ -159,6 +159,7 @@ def build_catalogue(
     for name, record in by_name.items():
         record.actions = sum(1 for a in catalogue.actions.values() if a.pack == name)
         record.templates = sum(1 for t in catalogue.templates.values() if t.origin.pack == name)
+        record.problems = sum(1 for p in catalogue.problems if p.pack == name)
     return catalogue
 
 
@@ -171,8 +172,13 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
     problems = catalogue.problems
     handlers: dict[str, tuple[Handler, str]] = {}
     handler_pack: dict[str, str] = {}
+    # Packs whose metadata file could not be read: their orphaned handlers are a
+    # consequence, not a second problem.
+    unreadable = set()
     for reg in registrars:
         problems.extend(reg.problems)
+        if any(p.code in ("schema", "invalid-json", "unreadable-file") for p in reg.problems):
+            unreadable.add(reg.pack)
         for definition, origin in reg.definitions:
             existing = catalogue.actions.get(definition.id)
             if existing is not None:
@@ -199,6 +205,8 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
 
     for action_id, (fn, qualname) in handlers.items():
         action = catalogue.actions.get(action_id)
+        if action is None and handler_pack[action_id] in unreadable:
+            continue
         if action is None:
             hint = closest(action_id, catalogue.actions)
             problems.append(Problem(

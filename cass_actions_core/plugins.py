@@ -51,6 +51,8 @@ class PluginRecord:
     hooks: list[str] = field(default_factory=list)
     actions: int = 0
     templates: int = 0
+    #: Catalogue problems attributed to this pack (bad metadata, missing handlers ...).
+    problems: int = 0
 
     @property
     def ok(self) -> bool:
@@ -70,6 +72,7 @@ class PluginRecord:
             "hooks": self.hooks,
             "actions": self.actions,
             "templates": self.templates,
+            "problems": self.problems,
         }
 
 

@@ -96,7 +96,8 @@ def plugins_command(state: CLIState, as_json: bool, show_all: bool) -> None:
     print_table(
         None,
         ["pack", "distribution", "version", "status", "actions", "templates", "hooks"],
-        [(r.name, r.distribution or "(by hand)", r.version or "", r.status + (f": {r.error}" if r.error else ""),
+        [(r.name, r.distribution or "(by hand)", r.version or "",
+          r.status + (f": {r.error}" if r.error else "") + (f" ({r.problems} problem(s): run validate)" if r.problems else ""),
           r.actions, r.templates, ", ".join(r.hooks)) for r in records],
         justify_right=["actions", "templates"],
     )

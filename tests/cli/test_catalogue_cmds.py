@@ -74,6 +74,8 @@ def test_invalid_json_metadata_names_file_and_path(site: Path):
     out = run_cli("validate", site=site, env={ONLY: "bad"})
     assert out.returncode == 1
     assert "bad_actions.json" in out.stdout and "$.actions[0].priority" in out.stdout and "'urgent'" in out.stdout
+    plugins = {p["name"]: p for p in json.loads(run_cli("plugins", "--json", site=site, env={ONLY: "bad"}).stdout)}
+    assert plugins["bad"]["problems"] == 1 and plugins["bad"]["distribution"] == "cass-actions-bad"
     # `list` still works and points at validate.
     listing = run_cli("list", site=site, env={ONLY: "bad"})
     assert listing.returncode == 0 and "cass-actions validate" in listing.stderr

@@ -56,7 +56,8 @@ def offline_consolidation(passes: list[SummaryPass], titles: dict[str, str | Non
     """Themes from words the summaries share, insights from their key points, their open questions."""
     counts: Counter[str] = Counter()
     for p in passes:
-        counts.update(keywords(" ".join([p.text, *p.key_points, titles.get(p.conversation_id) or ""])))
+        # Key points and questions only: an offline summary's own text is mostly boilerplate.
+        counts.update(keywords(" ".join([*p.key_points, *p.open_questions])))
     shared = [w for w, n in counts.most_common() if n > 1][:4] or [w for w, _ in counts.most_common(3)]
     themes = [f"{OFFLINE_LABEL} {w} (in {counts[w]} summaries)" for w in shared]
     insights = [f"{OFFLINE_LABEL} {p.key_points[0] if p.key_points else first_sentence(p.text)}" for p in passes][:5]

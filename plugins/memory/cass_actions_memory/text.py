@@ -20,7 +20,8 @@ from cass_actions_core.actions import ActionFailed
 OFFLINE_LABEL = "[offline]"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+# Letters only: "what's" gives "what" (a stopword), "octopus-arms" gives two words.
+_WORD = re.compile(r"[A-Za-z]+")
 _STOPWORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being below between
 both but by can could did do does doing down during each even few for from further had has have having he her here
@@ -53,7 +54,7 @@ def first_sentence(text: str, limit: int = 160) -> str:
 
 def keywords(text: str) -> set[str]:
     """Significant lowercase words of ``text`` (four letters or more, no stopwords)."""
-    return {w.lower().strip("'-") for w in _WORD.findall(str(text)) if len(w) >= 4 and w.lower() not in _STOPWORDS}
+    return {w.lower() for w in _WORD.findall(str(text)) if len(w) >= 4 and w.lower() not in _STOPWORDS}
 
 
 def slugify(text: str, limit: int = 60) -> str:

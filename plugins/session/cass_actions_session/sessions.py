@@ -15,7 +15,7 @@ from typing import Any
 from cass_actions_core.actions import ActionContext, ActionResult
 
 from cass_actions_session import inputs, research, selfmodel
-from cass_actions_session.common import clip, dedupe
+from cass_actions_session.common import clip, dedupe, setting_int
 from cass_actions_session.inputs import Material, Section
 from cass_actions_session.runner import Prepared, SessionLimits, SessionSpec, run_session, session_log
 
@@ -174,7 +174,7 @@ def prepare_curiosity(ctx: ActionContext, limits: SessionLimits) -> Prepared:
 def prepare_world_state(ctx: ActionContext, limits: SessionLimits) -> Prepared:
     """Reads new items of ``feeds/*.jsonl``; with none (or none new) there is nothing to do (no LLM call)."""
     material, model = _start(ctx, with_self=False)
-    limit = max(1, limits.recent_summaries * 2)
+    limit = setting_int(ctx, "feed_items", 20, minimum=1, maximum=500)
     items = inputs.read_feed_items(ctx, material.warnings)
     seen = ctx.kv.get(SEEN_FEED_KEY, [])
     seen = [k for k in seen if isinstance(k, str)] if isinstance(seen, list) else []
