@@ -192,6 +192,7 @@ class Runtime:
                 pass
         self._task = self._lease_task = None
         await self.bus.drain()
+        await self.providers.aclose()
         self.release_lease()
 
     async def wait(self) -> None:
@@ -370,6 +371,7 @@ class Runtime:
             await self.bus.drain()
             return outcome.unit
         finally:
+            await self.providers.aclose()
             self.release_lease()
 
     # -- the tick ----------------------------------------------------------------------
@@ -631,4 +633,5 @@ class Runtime:
                 break
             await self.clock.run_until(wake)
         await self.bus.drain()
+        await self.providers.aclose()
         return reports

@@ -1010,14 +1010,18 @@ class Store:
         return [_unit(row) for row in self._all(sql, params)]
 
     def delete_units_for_plan(
-        self, local_date: date, statuses: Iterable[str] = ("planned", "queued")
+        self, local_date: date, statuses: Iterable[str] = ("planned", "queued"),
+        keep_sources: Iterable[str] = ("trigger", "run-action"),
     ) -> list[UnitRow]:
         """Remove ``local_date``'s units that never started, before a new plan replaces them (F9).
 
         Only units in ``statuses`` that have no start time, no action runs and no
         approvals are removed: anything that began, or that a human answered, stays.
-        Returns the removed units so the caller can report them.
+        Units whose ``data.source`` is in ``keep_sources`` (queued by hand, not by a
+        plan) are kept too. Returns the removed units so the caller can report them.
         """
+        keep = list(keep_sources) or [""]
+        placeholders = ", ".join("?" * len(keep))
         wanted = list(statuses)
         unknown = [s for s in wanted if s not in UNIT_STATUSES]
         if unknown:
@@ -1029,8 +1033,9 @@ class Store:
                 "SELECT * FROM units u WHERE local_date = ? AND status IN "
                 f"({', '.join('?' * len(wanted))}) AND started_at IS NULL"
                 " AND NOT EXISTS (SELECT 1 FROM action_runs r WHERE r.unit_id = u.id)"
-                " AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.unit_id = u.id)",
-                [_day(local_date, "local_date"), *wanted],
+                " AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.unit_id = u.id)"
+                " AND coalesce(json_extract(u.data, '$.source'), '') NOT IN (" + placeholders + ")",
+                [_day(local_date, "local_date"), *wanted, *keep],
             )
             removed = [_unit(row) for row in rows]
             self._conn.executemany("DELETE FROM units WHERE id = ?", [(u.id,) for u in removed])

@@ -480,3 +480,13 @@ def test_f2_budget_blocked_work_runs_when_the_budget_day_rolls_over(tmp_path: Pa
     assert runtime.ledger.spent("creative", budget_day=DAY + timedelta(days=1)) == pytest.approx(0.28)
     assert runtime.ledger.spent("creative", budget_day=DAY) == pytest.approx(0.28)  # never past the allocation
     runtime.close()
+
+
+def test_a_triggered_unit_survives_the_plan_made_for_its_date(tmp_path: Path):
+    runtime = make_runtime(tmp_path)
+    runtime.acquire_lease()
+    unit = runtime.trigger("tidy", focus="right now")  # before the day's first tick plans the date
+    asyncio.run(runtime.tick())
+    after = runtime.store.get_unit(unit.id)
+    assert after is not None and after.status == "completed" and after.focus == "right now"
+    runtime.close()

@@ -141,8 +141,14 @@ class ProviderRegistry:
         return provider
 
     async def aclose(self) -> None:
-        """Close cached providers that hold connections (those with an ``aclose()``)."""
-        for provider in list(self._instances.values()):
+        """Close cached providers that hold connections (those with an ``aclose()``).
+
+        The cache is emptied, so a later call (in another event loop) builds fresh
+        providers: an SDK client must not outlive the loop it was used in.
+        """
+        instances = list(self._instances.values())
+        self._instances.clear()
+        for provider in instances:
             close = getattr(provider, "aclose", None)
             if close is not None:
                 await close()

@@ -184,7 +184,7 @@ def parse_message_line(text: str) -> ParsedMessage:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        raise ValueError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(doc, dict):
         raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
     missing = [k for k in ("conversation_id", "role", "content", "at") if k not in doc]

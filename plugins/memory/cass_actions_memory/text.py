@@ -28,7 +28,7 @@ both but by can could did do does doing down during each even few for from furth
 hers him his how i if in into is it its itself just let like make makes me might more most much my no nor not now
 of off on once only or other our ours out over own really same say says she should so some such than that the their
 them then there these they this those through to too under until up upon very was we were what when where which while
-who whom why will with would yes yet you your yours thing things maybe still tell well going want think feel
+who whom why will with would yes yet you your yours thing things maybe still tell well going want think feel offline
 """.split())
 
 

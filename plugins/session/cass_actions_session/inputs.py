@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class Section:
     paths: list[str] = field(default_factory=list)
     #: Short lines a session can take up one per turn (questions, titles, first sentences).
     highlights: list[str] = field(default_factory=list)
+    #: Open questions found in this source (kept apart: a derived session raises these).
+    questions: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.count > 0 and bool(self.text.strip())
@@ -76,13 +78,11 @@ class Material:
 
     def highlights(self) -> list[str]:
         """Highlights of every section, interleaved so each source gets a turn."""
-        lists = [list(s.highlights) for s in self.sections]
-        out: list[str] = []
-        while any(lists):
-            for items in lists:
-                if items:
-                    out.append(items.pop(0))
-        return out
+        return _interleave([s.highlights for s in self.sections])
+
+    def questions(self) -> list[str]:
+        """Open questions of every section, interleaved."""
+        return _interleave([s.questions for s in self.sections])
 
     def render(self, limit: int = MATERIAL_CHARS) -> str:
         """The material as markdown (one ``##`` section per source), cut to ``limit`` characters."""
@@ -106,6 +106,19 @@ class Material:
         return ", ".join(parts) if parts else "nothing"
 
 
+def _interleave(lists: list[list[str]]) -> list[str]:
+    """One item from each list in turn, until all are used; duplicates dropped."""
+    queues = [list(items) for items in lists]
+    out: list[str] = []
+    while any(queues):
+        for items in queues:
+            if items:
+                item = items.pop(0)
+                if item not in out:
+                    out.append(item)
+    return out
+
+
 # -- self model ----------------------------------------------------------------------------
 
 def self_section(ctx: ActionContext, material: Material) -> dict[str, Any] | None:
@@ -124,7 +137,7 @@ def self_section(ctx: ActionContext, material: Material) -> dict[str, Any] | Non
             f"{e['area']}" + (f": {e['current_state']}" if isinstance(e.get("current_state"), str) and e["current_state"] else "")
             for e in selfmodel.growth_edges(model)]
         material.add(Section("self", "My self model", text, 1, [relative(ctx, selfmodel.model_path(ctx.workspace))],
-                             highlights))
+                             highlights, selfmodel.open_questions(model)))
     return model
 
 
@@ -210,9 +223,10 @@ def summaries_section(ctx: ActionContext, material: Material, summaries: list[di
                       title: str = "Recent work summaries", source: str = "summaries") -> Section:
     """Add the given work summaries (newest first) to ``material``."""
     summaries = [s for s in summaries if isinstance(s, dict)]
-    highlights = [str(q) for s in summaries for q in (s.get("questions_raised") or [])]
-    highlights += [str(i) for s in summaries for i in (s.get("insights") or [])]
-    section = Section(source, title, "\n".join(render_summary(s) for s in summaries), len(summaries), [], highlights)
+    questions = [str(q) for s in summaries for q in (s.get("questions_raised") or [])]
+    highlights = questions + [str(i) for s in summaries for i in (s.get("insights") or [])]
+    section = Section(source, title, "\n".join(render_summary(s) for s in summaries), len(summaries), [], highlights,
+                      questions)
     material.add(section)
     return section
 
@@ -324,11 +338,3 @@ def conversations_section(ctx: ActionContext, material: Material, *, limit: int)
     section = Section("conversations", "Recent conversations", "\n\n".join(blocks), len(blocks), paths, highlights)
     material.add(section)
     return section
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO timestamp, or ``None``."""
-    try:
-        return datetime.fromisoformat(str(value))
-    except (TypeError, ValueError):
-        return None

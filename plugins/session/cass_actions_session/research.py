@@ -210,7 +210,7 @@ def derive_findings(topic: str, body: str) -> ResearchFindings:
         statements = [f"Started a note on: {topic}"]
     if not questions and topic.endswith("?"):
         questions = [topic]
-    return ResearchFindings(summary=clip(f"Research note on {topic}. {statements[0] if real else ''}".strip(), 400),
+    return ResearchFindings(summary=clip(f"Research note on: {topic}" + (f" {statements[0]}" if real else ""), 400),
                             findings=statements, open_questions=questions)
 
 

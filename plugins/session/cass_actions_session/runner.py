@@ -210,7 +210,7 @@ def derive_conclusions(spec: SessionSpec, prepared: Prepared, turns: list[Turn],
         insights = dedupe([f"Stayed with the thread: {t}" for t in threads], limit=3) or \
             [f"Worked from {prepared.material.describe()}."]
     if not questions:
-        questions = [h for h in prepared.material.highlights() if h.endswith("?")]
+        questions = prepared.material.questions()
     stop_note = f"{len(turns)} turn(s) drawing on {prepared.material.describe()}"
     summary = f"{spec.title} session on {prepared.theme}: {stop_note}."
     if real and statements:

@@ -56,16 +56,26 @@ class EdgeUpdate(BaseModel):
 # -- today's work -------------------------------------------------------------------------------
 
 def todays_work(ctx: ActionContext) -> list[dict[str, Any]]:
-    """Today's work as ``{"label", "text", "insights"}`` items: summaries, then this pack's sessions."""
+    """Today's work as ``{"label", "text", "insights"}`` items, oldest first: summaries, then this pack's sessions.
+
+    A session whose unit already has a summary is not listed twice; a session of the
+    unit still running (an earlier step of this unit) is listed from the session log.
+    """
     items: list[dict[str, Any]] = []
-    for s in ctx.history.summaries(local_date=ctx.local_date, limit=30):
+    summarised: set[str] = set()
+    for s in reversed(ctx.history.summaries(local_date=ctx.local_date, limit=30)):  # the store gives newest first
+        summarised.add(str(s.get("unit_id")))
         label = str(s.get("name") or s.get("template_id") or "work")
-        items.append({"label": label, "text": str(s.get("narrative", "")), "insights": [str(i) for i in s.get("insights") or []]})
+        said = [str(a.get("summary")) for a in s.get("actions") or [] if isinstance(a, dict) and a.get("summary")]
+        items.append({"label": label, "text": " ".join(said) or str(s.get("narrative", "")),
+                      "insights": [str(i) for i in s.get("insights") or []]})
     for e in session_log(ctx):
-        if e.get("local_date") == ctx.local_date.isoformat():
-            kind = str(e.get("action_id", "session")).split(".")[-1].replace("_", " ")
-            items.append({"label": f"a {kind} session on {e.get('theme', '?')}", "text": str(e.get("summary", "")),
-                          "insights": [str(i) for i in e.get("insights") or []]})
+        unit = str(e.get("run_key", "")).split("/")[2:3]
+        if e.get("local_date") != ctx.local_date.isoformat() or (unit and unit[0] in summarised):
+            continue
+        kind = str(e.get("action_id", "session")).split(".")[-1].replace("_", " ")
+        items.append({"label": f"a {kind} session on {e.get('theme', '?')}", "text": str(e.get("summary", "")),
+                      "insights": [str(i) for i in e.get("insights") or []]})
     return items
 
 
@@ -79,8 +89,11 @@ def render_work(items: list[dict[str, Any]]) -> str:
 
 
 def _lead(items: list[dict[str, Any]]) -> str:
-    """The first usable sentence of the newest work item (offline labels skipped)."""
+    """What stands out in the newest work: its first insight, else its first sentence (offline labels skipped)."""
     for item in reversed(items):
+        for insight in item["insights"]:
+            if insight and not is_offline_text(insight):
+                return clip(insight, 240)
         text = item["text"]
         if text and not is_offline_text(text):
             sentence = first_sentence(text, 240)
@@ -150,7 +163,8 @@ async def add_observation(ctx: ActionContext) -> ActionResult:
                   + (f"My growth edges: {'; '.join(areas)}.\n\n" if areas else "")
                   + "Write one observation about myself that this work shows. Name the growth edge it concerns, if any.")
         derived = await ctx.llm.structured(prompt, Observation, system=SELF_SYSTEM, max_tokens=400, offline=offline)
-        text, area, source = derived.text, derived.area or None, "derived"
+        # An area given in params wins over the derived one.
+        text, area, source = derived.text, area or derived.area or None, "derived"
     text = " ".join(str(text).split())
     model = load_for_update(ctx)
     if normalise(text) in {normalise(t) for t in selfmodel.entry_texts(model, "observations")}:
@@ -178,11 +192,11 @@ async def record_insight(ctx: ActionContext) -> ActionResult:
     source = str(ctx.params.get("source") or "params")
     if not text:
         work = todays_work(ctx)
-        recorded = {normalise(t) for t in selfmodel.entry_texts(load_for_update(ctx), "insights")}
-        candidates = dedupe([i for item in work for i in item["insights"] if not is_offline_text(i)], exclude=recorded)
         if not work:
             return ActionResult(summary="No work today to draw an insight from: the self model is unchanged.",
                                 data={"changed": False, "reason": "no work today"})
+        recorded = {normalise(t) for t in selfmodel.entry_texts(load_for_update(ctx), "insights")}
+        candidates = dedupe([i for item in work for i in item["insights"] if not is_offline_text(i)], exclude=recorded)
 
         def offline() -> Insight:
             if candidates:

@@ -65,7 +65,7 @@ def _sessions_section(ctx: ActionContext, material: Material, entries: list[dict
         lines += [f"  - question: {clip(str(q), 240)}" for q in e.get("questions") or []]
         highlights += [str(q) for q in e.get("questions") or []]
     section = Section("sessions", title, "\n".join(lines), len(entries), [str(e.get("path")) for e in entries if e.get("path")],
-                      highlights)
+                      highlights, list(highlights))
     material.add(section)
     return section
 

@@ -20,6 +20,8 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "max_tokens": (int, 600),
 }
 
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer"}
+
 #: Kinds of experience, as written in the buffer and the journal.
 KIND_TITLES = {"exploration": "Exploration", "reflection": "Reflection", "encounter": "Encounter", "creation": "Creation"}
 
@@ -32,7 +34,7 @@ def setting(ctx: ActionContext, key: str) -> Any:
         return None
     # bool is an int subclass: refuse true/false where a number is expected.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ActionFailed(f"[packs.wonderland] {key} must be a {kind.__name__}, not {type(value).__name__} ({value!r})")
+        raise ActionFailed(f"[packs.wonderland] {key} must be {_TYPE_NAMES[kind]}, not {type(value).__name__} ({value!r})")
     if kind is int and value < 1:
         raise ActionFailed(f"[packs.wonderland] {key} must be at least 1, not {value}")
     return value

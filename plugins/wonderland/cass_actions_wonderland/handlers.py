@@ -137,6 +137,11 @@ async def reflect(ctx: ActionContext) -> ActionResult:
     state = WonderlandState(ctx.kv)
     world = world_for(ctx, state)
     ensure_presence(ctx, state, world)
+    done = state.experience(experience_id("reflection", ctx.run_key))
+    if done is not None:
+        # A re-run after a crash: the reflection is already recorded; never pay for it twice.
+        state.mark_reflected(done["details"].get("reflected_on", []))
+        return ActionResult(summary=f"{done['title']} (already recorded by this run).", data={"experience": done})
     # Buffered and recently journaled experiences alike: a reflection late in the day
     # should still see the explorations an earlier unit already journaled.
     material = state.unreflected()
@@ -283,6 +288,12 @@ async def socialize(ctx: ActionContext) -> ActionResult:
     state = WonderlandState(ctx.kv)
     world = world_for(ctx, state)
     presence, _note = ensure_presence(ctx, state, world)
+    done = state.experience(experience_id("encounter", ctx.run_key))
+    if done is not None:
+        # A re-run after a crash: the encounter is already recorded; count the meeting if that was lost.
+        entry = state.met(done["details"]["resident"], done["details"]["resident_name"], ctx.now(), ctx.run_key)
+        return ActionResult(summary=f"{done['title']} (already recorded by this run).",
+                            data={"experience": done, "acquaintance": entry})
     known = state.acquaintances()
     wanted = ctx.params.get("resident")
     if wanted is not None and world.resident(wanted) is None:

@@ -116,8 +116,8 @@ class WonderlandState:
         return [dict(e) for e in value] if isinstance(value, list) else []
 
     def experience(self, exp_id: str) -> dict[str, Any] | None:
-        """The buffered experience ``exp_id``, or ``None``."""
-        return next((e for e in self.experiences() if e.get("id") == exp_id), None)
+        """The experience ``exp_id`` (buffered or recently journaled), or ``None``."""
+        return next((e for e in [*self.experiences(), *self.journaled()] if e.get("id") == exp_id), None)
 
     def record(self, experience: dict[str, Any]) -> dict[str, Any]:
         """Add ``experience`` to the buffer, replacing one with the same id (a re-run)."""

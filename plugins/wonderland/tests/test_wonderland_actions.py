@@ -50,7 +50,7 @@ def test_enter_returns_to_the_entrance_when_the_last_room_is_gone(wonderland, ru
     outcome = run_action(runtime, "wonderland.enter")
     assert outcome.ok, outcome.error
     assert wl.kv(runtime, "presence")["room"] == "threshold"
-    assert "'demolished_room' no longer exists" in outcome.result["summary"]
+    assert "the last room, 'demolished_room', no longer exists in" in outcome.result["summary"]
 
 
 # -- explore -----------------------------------------------------------------------------
@@ -351,4 +351,4 @@ def test_a_bad_setting_is_reported_by_name(wonderland, run_action):
     runtime = wonderland(config={"packs": {"wonderland": {"prompt_experiences": "many"}}})
     assert run_action(runtime, "wonderland.explore").ok
     outcome = run_action(runtime, "wonderland.reflect", focus="x")
-    assert not outcome.ok and "[packs.wonderland] prompt_experiences must be a int" in outcome.error
+    assert not outcome.ok and "[packs.wonderland] prompt_experiences must be an integer, not str" in outcome.error
