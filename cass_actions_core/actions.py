@@ -51,7 +51,7 @@ class HistoryView(Protocol):
 
     def summaries(self, *, local_date: date | None = None, category: str | None = None,
                   text: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Summaries as mappings (newest last), filtered as asked."""
+        """Summaries as mappings (newest first), filtered as asked."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ class PlanningContext:
     workspace: Path
     facts: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    #: The ``[packs.<pack>]`` settings of the pack whose hook is running.
+    settings: dict[str, Any] = field(default_factory=dict)
     _current_pack: str = "core"
 
     def set(self, key: str, value: Any) -> None:

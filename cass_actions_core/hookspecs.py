@@ -95,8 +95,8 @@ def gather_context(context: PlanningContext) -> None:
     (list of str), ``values`` (list of str), ``mood`` (mapping of name to 0..1),
     ``growth_edges`` (list of ``{"area", "current_state"}``), ``open_questions``
     (list of str) and ``last_user_activity`` (an aware datetime, for the idle check).
-    ``context.now`` is the daemon's local time and ``context.workspace`` its
-    workspace folder. Must not block for long: it runs inside the scheduler loop.
+    ``context.now`` is the daemon's local time, ``context.workspace`` its
+    workspace folder and ``context.settings`` this pack's ``[packs.<pack>]`` table. Must not block for long: it runs inside the scheduler loop.
     """
 
 

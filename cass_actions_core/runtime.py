@@ -508,6 +508,7 @@ class Runtime:
 
         def arg(name: str) -> dict[str, Any]:
             context._current_pack = name
+            context.settings = self.config.pack_settings(name)
             return {"context": context}
 
         for name, _kwargs, exc in call_per_plugin(self.catalogue.plugin_manager, "gather_context", arg):

@@ -49,22 +49,35 @@ def validate(name: str, document: Any) -> list[tuple[str, str]]:
 
 def validate_instance(schema: dict[str, Any], instance: Any) -> list[tuple[str, str]]:
     """Validate ``instance`` against an arbitrary (already checked) JSON Schema."""
-    from jsonschema import Draft202012Validator
-
-    errors = sorted(Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    validator = _instance_validator(json.dumps(schema, sort_keys=True))
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     return [(json_path(e.absolute_path), _short(e)) for e in errors]
 
 
 def check_schema(schema: Any) -> str | None:
     """Return why ``schema`` is not a valid draft 2020-12 JSON Schema, or ``None``."""
+    # Checked once per distinct schema: a catalogue re-checks the same params schemas
+    # every time a runtime is built.
+    return _check_schema_text(json.dumps(schema, sort_keys=True))
+
+
+@cache
+def _check_schema_text(text: str) -> str | None:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
     try:
-        Draft202012Validator.check_schema(schema)
+        Draft202012Validator.check_schema(json.loads(text))
     except SchemaError as exc:
         return exc.message
     return None
+
+
+@cache
+def _instance_validator(text: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(json.loads(text))
 
 
 def _short(error: Any) -> str:

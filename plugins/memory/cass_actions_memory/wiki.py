@@ -169,7 +169,20 @@ def _topic_candidates(store: ConversationStore, passes: list[SummaryPass]) -> li
         first_user = next((m.content for m in store.messages(c.id) if m.role == "user"), None)
         if first_user:
             out.append(first_sentence(first_user, 120))
-    return [clip(t.removeprefix(OFFLINE_LABEL).strip(), 120) for t in out if t and t.strip()]
+    return [clip(t.removeprefix(OFFLINE_LABEL).strip().rstrip("\u2026").strip(), 120) for t in out if t and t.strip()]
+
+
+def covered(topic: str, notes: list[Note]) -> bool:
+    """Whether a note already covers ``topic``: same slug, or most of its significant words in a note's topic."""
+    slug = slugify(topic)
+    words = keywords(topic)
+    for note in notes:
+        if note.slug == slug:
+            return True
+        theirs = keywords(f"{note.topic} {note.title}")
+        if words and theirs and len(words & theirs) >= 0.6 * min(len(words), len(theirs)):
+            return True
+    return False
 
 
 def offline_note(topic: str, sources: list[SummaryPass], transcript: list[str]) -> NoteDraft:
@@ -189,13 +202,15 @@ async def create_note(ctx: ActionContext) -> ActionResult:
     """``wiki.create_note``: write a new knowledge note from recent conversation material.
 
     ``topic`` names the subject; without it the first recent open question, key point,
-    conversation title or opening line that has no note yet is taken. Material: the
+    conversation title or opening line that no note covers yet is taken (a note covers a
+    topic when it shares most of the topic's significant words). Material: the
     summary passes of the last ``note_source_days`` that share a word with the topic
     (else the messages of conversations that do). One structured LLM call. A topic that
     already has a note is left to ``wiki.update_note`` (nothing to do, no call).
     """
     tz = ctx.now().tzinfo
-    existing = {n.slug for n in load_notes(ctx.data_dir)}
+    notes = load_notes(ctx.data_dir)
+    existing = {n.slug for n in notes}
     with open_store(ctx) as store:
         report = import_inbox(ctx, store)
         passes = store.summaries(since=ctx.now() - timedelta(days=_source_days(ctx)), limit=200)
@@ -208,7 +223,7 @@ async def create_note(ctx: ActionContext) -> ActionResult:
                                             "wiki.update_note revises it. Nothing to do.",
                                     data={"slug": slugify(topic), "written": False})
         else:
-            topic = next((t for t in _topic_candidates(store, passes) if slugify(t) and slugify(t) not in existing), "")
+            topic = next((t for t in _topic_candidates(store, passes) if slugify(t) and not covered(t, notes)), "")
             picked = True
             if not topic:
                 return ActionResult(summary="No conversation material suggests a topic without a note yet; nothing to do.",

@@ -223,3 +223,20 @@ def test_gather_context_reports_the_last_user_message(memory_runtime, run_action
     run_action(runtime, "memory.summarize_idle_conversations")
     last = runtime.gather_context().get("last_user_activity")
     assert last is not None and last.isoformat() == "2026-01-05T07:00:00+00:00"
+
+
+def test_a_topic_mostly_covered_by_a_note_is_not_picked_again(memory_runtime, run_action, mem):
+    runtime = memory_runtime()
+    run_action(runtime, "memory.summarize_idle_conversations")
+    run_action(runtime, "memory.generate_conversation_title")
+    topics = []
+    for _ in range(4):
+        outcome = run_action(runtime, "wiki.create_note")
+        assert outcome.ok, outcome.error
+        topics.append(outcome.result["data"]["topic"])
+    from cass_actions_memory.text import keywords
+
+    words = [keywords(t) for t in topics]
+    for i, a in enumerate(words):
+        for b in words[i + 1:]:
+            assert len(a & b) < 0.6 * min(len(a), len(b)), topics

@@ -23,8 +23,8 @@ from cass_actions_session.common import clip, clip_block, date_in_name, first_se
 
 JOURNAL_DIR = Path("journal")
 NOTES_DIR = Path("memory") / "notes"
-#: Folders where the memory pack may publish conversation summaries (read when present).
-CONVERSATION_SUMMARY_DIRS = (Path("memory") / "conversations", Path("memory") / "summaries")
+#: Where the memory pack publishes one summary file per conversation.
+CONVERSATION_SUMMARIES_DIR = Path("memory") / "summaries"
 
 #: Characters of one file or item kept in a prompt, and of the whole material.
 FILE_CHARS = 2500
@@ -144,10 +144,14 @@ def self_section(ctx: ActionContext, material: Material) -> dict[str, Any] | Non
 # -- markdown folders ------------------------------------------------------------------------
 
 def markdown_files(folder: Path) -> list[Path]:
-    """Markdown files under ``folder`` (recursively), newest first: by the date in the name, then mtime."""
+    """Markdown files directly in ``folder``, newest first: by the date in the name, then mtime.
+
+    Not recursive on purpose: ``journal/*.md`` are the daily entries, while its
+    sub-folders (dreams, weekly reviews) are other kinds of writing.
+    """
     if not folder.is_dir():
         return []
-    found = [p for p in folder.rglob("*.md") if p.is_file()]
+    found = [p for p in folder.glob("*.md") if p.is_file()]
 
     def key(p: Path) -> tuple[str, float]:
         try:
@@ -192,12 +196,12 @@ def markdown_section(ctx: ActionContext, material: Material, source: str, title:
 
 def journal_section(ctx: ActionContext, material: Material, *, limit: int, since: date | None = None,
                     until: date | None = None) -> Section:
-    """Recent journal entries (``journal/**/*.md``, written by the journal pack)."""
+    """Recent journal entries (``journal/*.md``, written by the journal pack)."""
     return markdown_section(ctx, material, "journal", "Recent journal entries", JOURNAL_DIR, limit=limit, since=since, until=until)
 
 
 def notes_section(ctx: ActionContext, material: Material, *, limit: int) -> Section:
-    """Recent notes (``memory/notes/**/*.md``, written by the memory pack)."""
+    """Recent notes (``memory/notes/*.md``, written by the memory pack)."""
     return markdown_section(ctx, material, "notes", "Notes", NOTES_DIR, limit=limit)
 
 

@@ -386,6 +386,16 @@ async def run_batch(ctx: ActionContext) -> ActionResult:
     )
 
 
+def settle_topic(ctx: ActionContext, topic: str, record: str) -> bool:
+    """Mark ``topic`` done with ``record`` (a session record) if it is pending in the queue."""
+    queue = load_queue(ctx)
+    entry = next((e for e in pending(queue) if e["key"] == normalise(topic)), None)
+    if entry is None:
+        return False
+    mark_done(ctx, queue, entry, record, recovered=False)
+    return True
+
+
 def peek_topic(ctx: ActionContext) -> str | None:
     """The next pending topic without taking it (``session.research`` uses it as a default theme)."""
     todo = pending(load_queue(ctx))

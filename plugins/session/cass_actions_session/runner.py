@@ -93,7 +93,8 @@ class Prepared:
     """What a spec's ``prepare`` gathered: the theme, the material and extra result data.
 
     ``nothing_to_do`` set means the session does not run (no LLM call) and the action
-    succeeds with that sentence as its summary. ``after`` runs once the record is written.
+    succeeds with that sentence as its summary. ``after(record_path)`` runs once the
+    record is written (its path relative to the pack's data folder).
     """
 
     theme: str
@@ -102,7 +103,7 @@ class Prepared:
     name: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     nothing_to_do: str | None = None
-    after: Callable[[], None] | None = None
+    after: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ async def conclude(ctx: ActionContext, spec: SessionSpec, prepared: Prepared, tu
                    threads: list[str], system: str) -> tuple[SessionConclusions, str, str | None]:
     """The session's conclusions, how they were made (``model``/``offline``/``derived``) and why derived."""
     def derived() -> SessionConclusions:
+        """Conclusions from the session text (see :func:`derive_conclusions`)."""
         return derive_conclusions(spec, prepared, turns, threads)
 
     if ctx.llm.stop_reason is not None:
@@ -358,7 +360,10 @@ async def run_session(ctx: ActionContext, spec: SessionSpec) -> ActionResult:
     if stop in METER_KINDS:
         stop_detail = f"${ctx.llm.max_cost_usd:.2f}" if stop == "cost_cap" else stop_detail
     record = render_record(ctx, spec, prepared, limits, turns, stop, stop_detail, conclusions, source, why_derived)
-    relative_path = f"sessions/{ctx.local_date.isoformat()}/{spec.kind}-{unit_short_id(ctx)}.md"
+    step = ctx.run_key.rsplit("/", 1)[-1]
+    # Two sessions of one kind in one unit (steps 0 and 2, say) must not share a file.
+    suffix = f"-{step}" if step.isdigit() and step != "0" else ""
+    relative_path = f"sessions/{ctx.local_date.isoformat()}/{spec.kind}-{unit_short_id(ctx)}{suffix}.md"
     path = ctx.write_text(relative_path, record)
     ctx.add_artifact("markdown", f"{spec.title} session, {ctx.local_date.isoformat()}", path)
     log_session(ctx, {
@@ -367,7 +372,7 @@ async def run_session(ctx: ActionContext, spec: SessionSpec) -> ActionResult:
         "summary": conclusions.summary, "insights": conclusions.insights, "questions": conclusions.questions,
     })
     if prepared.after is not None:
-        prepared.after()
+        prepared.after(relative_path)
     ctx.emit("session.completed", {"action_id": spec.action_id, "turns": len(turns), "stop_reason": stop,
                                    "path": relative_path})
     data.update({

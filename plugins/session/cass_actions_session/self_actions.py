@@ -92,7 +92,7 @@ def _lead(items: list[dict[str, Any]]) -> str:
     """What stands out in the newest work: its first insight, else its first sentence (offline labels skipped)."""
     for item in reversed(items):
         for insight in item["insights"]:
-            if insight and not is_offline_text(insight):
+            if insight and not is_offline_text(insight) and not insight.rstrip().endswith("?"):
                 return clip(insight, 240)
         text = item["text"]
         if text and not is_offline_text(text):
@@ -151,6 +151,7 @@ async def add_observation(ctx: ActionContext) -> ActionResult:
         areas = [e["area"] for e in edges]
 
         def offline() -> Observation:
+            """The observation built from today's work without a model."""
             joined = " ".join(i["text"] for i in work)
             lead = _lead(work)
             observation = "Today my work went to " + "; ".join(i["label"] for i in work[:4]) + "."
@@ -199,6 +200,7 @@ async def record_insight(ctx: ActionContext) -> ActionResult:
         candidates = dedupe([i for item in work for i in item["insights"] if not is_offline_text(i)], exclude=recorded)
 
         def offline() -> Insight:
+            """The first insight of today's work not yet recorded, else one built from its text."""
             if candidates:
                 return Insight(text=candidates[0])
             lead = _lead(work)
@@ -239,6 +241,7 @@ async def update_growth_edge(ctx: ActionContext) -> ActionResult:
                                 data={"changed": False, "reason": "no work today"})
 
         def offline() -> EdgeUpdate:
+            """Evidence for the edge today's work shares most words with; the state is left as it is."""
             edge = closest_edge(edges, " ".join(i["text"] for i in work)) or edges[0]
             lead = _lead(work)
             evidence = f"{ctx.local_date.isoformat()}: worked on " + "; ".join(i["label"] for i in work[:3]) + "."

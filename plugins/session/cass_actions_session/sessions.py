@@ -45,10 +45,11 @@ def _name(model: dict[str, Any] | None) -> str | None:
 
 
 def _theme(ctx: ActionContext, default: str) -> str:
-    topic = ctx.params.get("topic")
-    if isinstance(topic, str) and topic.strip():
-        return " ".join(topic.split())
-    return " ".join(ctx.focus.split()) if ctx.focus and ctx.focus.strip() else default
+    """``params.topic``, else the unit's focus, else ``default`` (spacing and a final full stop tidied)."""
+    for candidate in (ctx.params.get("topic"), ctx.focus):
+        if isinstance(candidate, str) and candidate.strip(" ."):
+            return " ".join(candidate.split()).rstrip(" .")
+    return default
 
 
 def _recent(ctx: ActionContext, limits: SessionLimits, category: str | None = None) -> list[dict[str, Any]]:
@@ -187,7 +188,8 @@ def prepare_world_state(ctx: ActionContext, limits: SessionLimits) -> Prepared:
     inputs.feeds_section(ctx, material, fresh)
     inputs.self_section(ctx, material)
 
-    def mark_seen() -> None:
+    def mark_seen(_record: str) -> None:
+        """Remember the items this session considered (the newest keys kept)."""
         keys = [*seen, *(inputs.feed_key(i) for i in fresh)]
         ctx.kv.set(SEEN_FEED_KEY, keys[-SEEN_FEED_SIZE:])
 
@@ -212,7 +214,13 @@ def prepare_research(ctx: ActionContext, limits: SessionLimits) -> Prepared:
     theme = topic or "a question I want to understand better"
     opening = (f"Deepen your earlier research on this topic: {theme}." if mode == "deepen"
                else f"Research this topic from what you know: {theme}.")
-    return Prepared(theme, material, opening, _name(model), {"mode": mode, "topic_source": source})
+
+    def settle(record: str) -> None:
+        """A queued topic this session researched is done: the queue never offers it again."""
+        if topic is not None:
+            research.settle_topic(ctx, topic, record)
+
+    return Prepared(theme, material, opening, _name(model), {"mode": mode, "topic_source": source}, after=settle)
 
 
 def prepare_knowledge_building(ctx: ActionContext, limits: SessionLimits) -> Prepared:
@@ -252,9 +260,8 @@ def prepare_creative(ctx: ActionContext, limits: SessionLimits) -> Prepared:
 def prepare_user_synthesis(ctx: ActionContext, limits: SessionLimits) -> Prepared:
     """Synthesises its model of the people it talks with from conversation summaries and conversations."""
     material, model = _start(ctx, with_self=False)
-    for folder in inputs.CONVERSATION_SUMMARY_DIRS:
-        inputs.markdown_section(ctx, material, "conversation_summaries", "Conversation summaries", folder,
-                                limit=max(limits.recent_files, 5))
+    inputs.markdown_section(ctx, material, "conversation_summaries", "Conversation summaries",
+                            inputs.CONVERSATION_SUMMARIES_DIR, limit=max(limits.recent_files, 5))
     inputs.summaries_section(ctx, material, _recent(ctx, limits, "memory"), title="Memory work",
                              source="conversation_summaries")
     inputs.conversations_section(ctx, material, limit=max(limits.recent_files, 5))

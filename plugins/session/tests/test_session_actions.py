@@ -213,6 +213,11 @@ def test_research_session_takes_its_topic_from_the_queue(demo_runtime, run_actio
     outcome = run_action(runtime, "session.research")
     assert outcome.result["data"]["topic_source"] == "research queue"
     assert outcome.result["data"]["theme"] == "tide pools and patience"
+    # The queued topic is done: its record is the session, and no later run researches it again.
+    entry = runtime.store.kv_get("session", "research_queue")[0]
+    assert (entry["status"], entry["note"]) == ("done", outcome.result["data"]["path"])
+    nxt = run_action(runtime, "session.research")
+    assert nxt.result["data"]["theme"] != "tide pools and patience"
 
 
 def test_a_malformed_self_model_is_reported_not_fatal(demo_runtime, run_action):
@@ -221,3 +226,17 @@ def test_a_malformed_self_model_is_reported_not_fatal(demo_runtime, run_action):
     outcome = run_action(runtime, "session.writing")
     assert outcome.ok, outcome.error
     assert any("model.json: invalid JSON at line 1" in w for w in outcome.result["data"]["warnings"])
+
+
+def test_user_synthesis_reads_the_memory_packs_conversation_summaries(cass_runtime, run_action, fake_anthropic, conclusions):
+    fake_anthropic.reply_text("They garden on a sunny balcony.\nSESSION COMPLETE")
+    fake_anthropic.reply_json(conclusions)
+    runtime = cass_runtime(load=["session"], anthropic=fake_anthropic)
+    summaries = runtime.workspace / "memory" / "summaries"
+    summaries.mkdir(parents=True)
+    (summaries / "conv-garden.md").write_text("# conv-garden\n\nThe user grows basil in a pot on a sunny balcony.\n",
+                                              encoding="utf-8")
+    outcome = run_action(runtime, "session.user_synthesis")
+    assert outcome.ok, outcome.error
+    assert outcome.result["data"]["read"] == {"conversation_summaries": 1}
+    assert "grows basil in a pot" in fake_anthropic.message_requests[0].body["messages"][0]["content"]

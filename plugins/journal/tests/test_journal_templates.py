@@ -1,0 +1,40 @@
+"""The journal pack's templates: windows in the night phase, and the composite run through the scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cass_actions_core.planning import phase_hours, window_fit
+
+
+def test_every_template_fits_the_night_phase_best(journal_runtime):
+    runtime = journal_runtime()
+    hours = phase_hours(runtime.config.phases)
+    sunday = runtime.clock.today().replace(day=11)
+    for template_id in ("daily_journal", "nightly_dream", "weekly_review", "journal_and_dream"):
+        template = runtime.catalogue.template(template_id).template
+        fits = {phase: window_fit(template, hours[phase], sunday) for phase in hours}
+        assert max(fits, key=fits.get) == "night" and fits["evening"] == 0, (template_id, fits)
+    weekly = runtime.catalogue.template("weekly_review").template
+    assert window_fit(weekly, hours["night"], sunday.replace(day=10)) == 0  # Saturday: not its day
+
+
+def test_journal_and_dream_runs_both_steps(journal_runtime, jr):
+    runtime = journal_runtime()
+    jr.work(runtime, jr.monday, 10, "Monday's work with the garden group.")
+    jr.work(runtime, jr.monday.replace(day=6), 10, "Tuesday's reading.")
+    jr.night_of(runtime, jr.monday.replace(day=6))
+    unit = runtime.trigger("journal_and_dream")
+    asyncio.run(runtime.tick())
+    unit = runtime.store.get_unit(unit.id)
+    assert unit.status == "completed", unit.reason
+    assert jr.exists(runtime, "2026-01-05.md") and jr.exists(runtime, "dreams/2026-01-06.md")
+    dream = jr.read(runtime, "dreams/2026-01-06.md")
+    assert 'journal_entry: "2026-01-05"' in dream and "Tuesday's reading" in dream
+
+
+def test_every_action_of_the_pack_is_used_by_a_template(journal_runtime):
+    runtime = journal_runtime()
+    ours = {a for a, ca in runtime.catalogue.actions.items() if ca.pack == "journal"}
+    used = {s.action for t in runtime.catalogue.templates.values() if t.origin.pack == "journal" for s in t.template.steps}
+    assert ours == used
