@@ -60,6 +60,10 @@ def _store(name: str) -> Any:
         if value is not None:
             state = ctx.ensure_object(CLIState)
             setattr(state, name, value)
+            # A pack's command may have been looked up (building the config and the
+            # catalogue) before its own --config/--data-dir were parsed: start afresh.
+            state._config = None
+            state._catalogues.clear()
         return value
 
     return callback

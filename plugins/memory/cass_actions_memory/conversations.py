@@ -191,8 +191,10 @@ def offline_title(first_user_text: str) -> str:
 
 
 def _clean_title(text: str) -> str:
-    title = clip(text.strip().strip("\"'\u201c\u201d#* ").splitlines()[0] if text.strip() else "", 80)
-    return title.removeprefix("Title:").strip()
+    # Models sometimes wrap a title in quotes or a heading, or add a second line.
+    lines = text.strip().strip("\"'\u201c\u201d#* ").splitlines()
+    title = clip(lines[0], 80) if lines else ""
+    return title.removeprefix("Title:").strip().strip("\"'\u201c\u201d")
 
 
 async def generate_conversation_title(ctx: ActionContext) -> ActionResult:
