@@ -91,7 +91,7 @@ class SchedulerSettings(_Section):
     """Loop behaviour: concurrency, catch-up after downtime, idle threshold."""
 
     max_concurrent_units: int = 1
-    max_units_per_phase: int = 3
+    max_units_per_phase: int = 8
     catch_up: Literal["run_late", "expire"] = "run_late"
     catch_up_window_minutes: int = 120
     idle_after_minutes: float = 30

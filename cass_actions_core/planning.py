@@ -75,7 +75,7 @@ def plan_from_templates(catalogue: Catalogue, day: date, settings: PhaseSettings
                         phases: tuple[str, ...] = PHASE_ORDER) -> DayPlan:
     """A deterministic plan: each template once, in the phase its preferred windows fit best.
 
-    Templates are taken by priority, then id. One with windows goes to its best-fitting
+    Templates with windows come first, each group by priority, then id. One with windows goes to its best-fitting
     phase with room (ties: the earlier phase), and is left out (with the reason) when
     its windows touch none of the phases planned; one without windows fills the phase
     with the most room left. Only ``phases`` are planned (a mid-day start plans the rest of
@@ -84,7 +84,10 @@ def plan_from_templates(catalogue: Catalogue, day: date, settings: PhaseSettings
     hours = phase_hours(settings)
     plan: dict[str, list[PlanItem]] = {p: [] for p in phases}
     dropped: list[str] = []
-    templates = sorted((t.template for t in catalogue.templates.values()), key=lambda t: (Priority.of(t.priority), t.id))
+    # Templates with preferred windows are placed first, so one that may run any time
+    # never takes the slot of one that fits only this phase.
+    templates = sorted((t.template for t in catalogue.templates.values()),
+                       key=lambda t: (not t.preferred_windows, Priority.of(t.priority), t.id))
     allocations = catalogue.config.budget.allocations
     for template in templates:
         if allocations.get(template.category, 0.0) <= 0:

@@ -1,12 +1,25 @@
-"""The JSON Schemas shipped in the package, and validation that reports JSON paths."""
+"""The JSON Schemas shipped in the package, and validation that reports JSON paths.
+
+Validation results for documents found valid are remembered in a small cache file
+(``$CASS_ACTIONS_CACHE_DIR`` or the platform's user cache folder), keyed by a hash of
+the schema and the document: ``cass-actions list`` then skips re-validating unchanged
+pack metadata, and does not even import jsonschema. Invalid documents are never cached,
+so every problem is reported every time.
+"""
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import json
+import os
 from collections.abc import Iterable
 from functools import cache
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
+
+CACHE_ENV = "CASS_ACTIONS_CACHE_DIR"
 
 #: Schema names shipped in ``cass_actions_core/schemas`` (``schemas/`` in the repository).
 ACTION_PACK = "action-pack"
@@ -38,27 +51,117 @@ def json_path(parts: Iterable[Any]) -> str:
     return out
 
 
+class _ValidCache:
+    """Digests of (schema, document) pairs already found valid, kept across processes."""
+
+    def __init__(self) -> None:
+        self._known: set[str] | None = None
+        self._added: set[str] = set()
+
+    @property
+    def path(self) -> Path:
+        root = os.environ.get(CACHE_ENV)
+        if not root:
+            import platformdirs
+
+            root = platformdirs.user_cache_dir("cass-actions", appauthor=False)
+        from cass_actions_core import __version__
+
+        return Path(root) / f"valid-documents-{__version__}.json"
+
+    def _load(self) -> set[str]:
+        if self._known is None:
+            try:
+                self._known = set(json.loads(self.path.read_text("utf-8")))
+            except (OSError, ValueError, TypeError):
+                self._known = set()  # no cache, or an unreadable one: validate everything
+        return self._known
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._load()
+
+    def add(self, key: str) -> None:
+        if not self._added:
+            atexit.register(self.save)
+        self._load().add(key)
+        self._added.add(key)
+
+    def save(self) -> None:
+        """Write the cache (best effort: a read-only or full disk only costs speed)."""
+        if not self._added:
+            return
+        try:
+            path = self.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                known = set(json.loads(path.read_text("utf-8")))
+            except (OSError, ValueError, TypeError):
+                known = set()
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(sorted((known | self._added))[-5000:]), "utf-8")
+            tmp.replace(path)
+        except OSError:
+            pass
+        self._added.clear()
+
+
+_valid = _ValidCache()
+
+
+def _key(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+@cache
+def _schema_text(name: str) -> str:
+    return _canonical(load_schema(name))
+
+
 def validate(name: str, document: Any) -> list[tuple[str, str]]:
     """Validate ``document`` against schema ``name``; return ``(json_path, message)`` pairs.
 
     Errors are sorted by path so reports are stable; an empty list means valid.
     """
+    key = _key("validate", _schema_text(name), _canonical(document))
+    if key in _valid:
+        return []
     errors = sorted(_validator(name).iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        _valid.add(key)
     return [(json_path(e.absolute_path), _short(e)) for e in errors]
 
 
 def validate_instance(schema: dict[str, Any], instance: Any) -> list[tuple[str, str]]:
     """Validate ``instance`` against an arbitrary (already checked) JSON Schema."""
-    validator = _instance_validator(json.dumps(schema, sort_keys=True))
+    schema_text = _canonical(schema)
+    key = _key("instance", schema_text, _canonical(instance))
+    if key in _valid:
+        return []
+    validator = _instance_validator(schema_text)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        _valid.add(key)
     return [(json_path(e.absolute_path), _short(e)) for e in errors]
 
 
 def check_schema(schema: Any) -> str | None:
     """Return why ``schema`` is not a valid draft 2020-12 JSON Schema, or ``None``."""
-    # Checked once per distinct schema: a catalogue re-checks the same params schemas
-    # every time a runtime is built.
-    return _check_schema_text(json.dumps(schema, sort_keys=True))
+    text = _canonical(schema)
+    key = _key("metaschema", text)
+    if key in _valid:
+        return None
+    why = _check_schema_text(text)
+    if why is None:
+        _valid.add(key)
+    return why
 
 
 @cache

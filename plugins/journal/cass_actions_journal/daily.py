@@ -61,23 +61,33 @@ def render_entry(material: DayMaterial, draft: JournalEntry, written_at: str) ->
     return "\n".join(parts)
 
 
-def target_day(ctx: ActionContext) -> date:
-    """The day to write: the ``date`` parameter, else the day before ``ctx.local_date``.
+def last_finished_day(ctx: ActionContext) -> date:
+    """The latest plan day whose waking phases are over.
 
-    A day that is not over (``ctx.local_date`` or later) is refused: writing it early
-    would mark it done and keep the real entry from ever being written.
+    In the night phase of day D (22:00 to 06:00 by default) that is D itself: its
+    morning, afternoon and evening are done. Earlier in a day it is the day before.
     """
+    return ctx.local_date if ctx.phase == "night" else ctx.local_date - timedelta(days=1)
+
+
+def target_day(ctx: ActionContext) -> date:
+    """The day to write: the ``date`` parameter, else :func:`last_finished_day`.
+
+    A day that is not over yet is refused: writing it early would mark it done and
+    keep the real entry from ever being written.
+    """
+    latest = last_finished_day(ctx)
     if ctx.params.get("date"):
         day = parse_day(ctx.params["date"])
-        if day >= ctx.local_date:
-            raise ActionFailed(f"parameter 'date' {day.isoformat()} is not over yet (today is {ctx.local_date.isoformat()}); "
-                               "entries are written for past days")
+        if day > latest:
+            raise ActionFailed(f"parameter 'date' {day.isoformat()} is not over yet (the latest finished day is "
+                               f"{latest.isoformat()}); entries are written for finished days")
         return day
-    return ctx.local_date - timedelta(days=1)
+    return latest
 
 
 async def generate_daily(ctx: ActionContext) -> ActionResult:
-    """``journal.generate_daily``: write ``<data_dir>/<YYYY-MM-DD>.md`` for yesterday (or ``date``).
+    """``journal.generate_daily``: write ``<data_dir>/<YYYY-MM-DD>.md`` for the last finished day (or ``date``).
 
     Reads the day's work summaries and, when the memory pack publishes them, the day's
     conversation summaries; one structured LLM call in the daemon's voice. Idempotent:

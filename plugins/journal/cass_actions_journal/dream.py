@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
 from cass_actions_core.llm.errors import LLMError
 
+from cass_actions_journal.daily import last_finished_day
 from cass_actions_journal.sources import Entry, material_for, parse_day, read_entry, system_prompt
 from cass_actions_journal.text import clip, first_sentence, render_front_matter, setting_int
 
@@ -31,6 +32,23 @@ def _latest_entry(ctx: ActionContext, day: Any) -> Entry | None:
     return None
 
 
+def dream_day(ctx: ActionContext) -> date:
+    """The day to dream about: the ``date`` parameter, else the day that just ended.
+
+    That is :func:`~cass_actions_journal.daily.last_finished_day`, the day the journal
+    writes: in the night phase of D (after midnight too) it is D; earlier in a day it is
+    the day before. A ``date`` later than that day is refused: the day is not over yet.
+    """
+    latest = last_finished_day(ctx)
+    if ctx.params.get("date"):
+        day = parse_day(ctx.params["date"])
+        if day > latest:
+            raise ActionFailed(f"parameter 'date' {day.isoformat()} is not over yet (the latest finished day is "
+                               f"{latest.isoformat()})")
+        return day
+    return latest
+
+
 def _turn_prompts(turns: int, opening: str) -> list[str]:
     """The user side of the dream: the opening, shifts, then waking (the last turn when there are two or more)."""
     prompts = [opening]
@@ -43,7 +61,7 @@ def _turn_prompts(turns: int, opening: str) -> list[str]:
 
 
 async def nightly(ctx: ActionContext) -> ActionResult:
-    """``dream.nightly``: dream about the day (``ctx.local_date``, or ``date``) into ``dreams/<date>.md``.
+    """``dream.nightly``: dream about the day that just ended (or ``date``) into ``dreams/<date>.md``.
 
     Material: the day's work summaries and conversation summaries plus the latest journal
     entry (of that day or the three before). A few turns (setting ``dream_turns``, default
@@ -52,9 +70,7 @@ async def nightly(ctx: ActionContext) -> ActionResult:
     Once per date; nothing to do (no call) without any material. Emits
     ``journal.dream_generated``.
     """
-    day = parse_day(ctx.params["date"]) if ctx.params.get("date") else ctx.local_date
-    if day > ctx.local_date:
-        raise ActionFailed(f"parameter 'date' {day.isoformat()} is in the future (today is {ctx.local_date.isoformat()})")
+    day = dream_day(ctx)
     relative = f"{DREAMS_DIR}/{day.isoformat()}.md"
     if (ctx.data_dir / relative).exists():
         return ActionResult(summary=f"The dream of {day.isoformat()} is already written ({relative}); nothing to do.",

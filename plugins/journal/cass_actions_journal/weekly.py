@@ -1,4 +1,4 @@
-"""Handler of ``journal.weekly_review``: a look back over the last seven daily entries."""
+"""Handler of ``journal.weekly_review``: a look back over the daily entries of the last seven finished days."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
 from cass_actions_core.llm.errors import LLMError
 
+from cass_actions_journal.daily import last_finished_day
 from cass_actions_journal.sources import Entry, parse_day, read_entry, system_prompt
 from cass_actions_journal.text import OFFLINE_LABEL, bullets, clip, keywords, render_front_matter, unique
 
@@ -47,17 +48,26 @@ def offline_patterns(entries: list[Entry]) -> WeekPatterns:
     return WeekPatterns(patterns=patterns, high_points=highs, questions=questions, intentions=intentions)
 
 
-def _review_end(ctx: ActionContext) -> date:
+def review_end(ctx: ActionContext) -> date:
+    """The last day reviewed: the ``date`` parameter, else the latest finished day.
+
+    The latest finished day is :func:`~cass_actions_journal.daily.last_finished_day`, the
+    same day ``journal.generate_daily`` writes: in the night phase of D it is D itself, so
+    a review on Sunday night covers Monday to Sunday. A ``date`` later than that day is
+    refused: its entry cannot exist yet.
+    """
+    latest = last_finished_day(ctx)
     if ctx.params.get("date"):
         end = parse_day(ctx.params["date"])
-        if end >= ctx.local_date:
-            raise ActionFailed(f"parameter 'date' {end.isoformat()} is not over yet (today is {ctx.local_date.isoformat()})")
+        if end > latest:
+            raise ActionFailed(f"parameter 'date' {end.isoformat()} is not over yet (the latest finished day is "
+                               f"{latest.isoformat()})")
         return end
-    return ctx.local_date - timedelta(days=1)
+    return latest
 
 
 async def weekly_review(ctx: ActionContext) -> ActionResult:
-    """``journal.weekly_review``: review the daily entries of the seven days ending yesterday (or ``date``).
+    """``journal.weekly_review``: review the daily entries of the seven days ending on the latest finished day (or ``date``).
 
     A bounded two-turn session: turn one draws out patterns, high points, open questions
     and intentions (structured), turn two writes the review's prose. Written to
@@ -65,7 +75,7 @@ async def weekly_review(ctx: ActionContext) -> ActionResult:
     once per week. Nothing to do (no call) when that file exists or no entry was written
     in those seven days.
     """
-    end = _review_end(ctx)
+    end = review_end(ctx)
     days = [end - timedelta(days=i) for i in range(6, -1, -1)]
     label = week_label(end)
     relative = f"{WEEKLY_DIR}/{label}.md"

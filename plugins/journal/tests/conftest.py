@@ -1,10 +1,12 @@
 """Shared fixtures of the journal pack's tests (the core's pytest plugin provides cass_runtime, run_action ...).
 
-Journal entries are written from the work summaries of a day that is over, so the tests
-first do some work "yesterday" with a small pack registered by hand (``t.work``: no LLM,
-it reports the text it is given, with an insight and a question), then move the virtual
-clock on. Helpers are handed out through fixtures because every pack's tests run in one
-pytest session with ``--import-mode=importlib``.
+Journal entries are written from the work summaries of a finished day (the latest plan
+day whose waking phases are over: in the night phase of D that is D, earlier in a day the
+day before), so the tests first do some work on a day with a small pack registered by hand
+(``t.work``: no LLM, it reports the text it is given, with an insight and a question), then
+move the virtual clock on to the phase they run the journal in. Helpers are handed out
+through fixtures because every pack's tests run in one pytest session with
+``--import-mode=importlib``.
 """
 
 from __future__ import annotations
@@ -70,9 +72,29 @@ class JournalHelpers:
         return outcome
 
     @staticmethod
-    def night_of(runtime: Any, day: date) -> None:
+    def move_to(runtime: Any, day: date, hour: int, minute: int = 0) -> None:
+        """Move the clock (forward) to ``hour:minute`` on the calendar day ``day``."""
+        runtime.clock.set(at(day, hour, minute, tz=str(runtime.clock.tz)))
+
+    @classmethod
+    def morning_of(cls, runtime: Any, day: date) -> None:
+        """Move the clock to 08:00 on ``day`` (its morning phase: ``ctx.local_date`` is ``day``)."""
+        cls.move_to(runtime, day, 8)
+
+    @classmethod
+    def afternoon_of(cls, runtime: Any, day: date) -> None:
+        """Move the clock to 14:00 on ``day`` (its afternoon phase)."""
+        cls.move_to(runtime, day, 14)
+
+    @classmethod
+    def evening_of(cls, runtime: Any, day: date) -> None:
+        """Move the clock to 19:00 on ``day`` (its evening phase)."""
+        cls.move_to(runtime, day, 19)
+
+    @classmethod
+    def night_of(cls, runtime: Any, day: date) -> None:
         """Move the clock to 22:30 on ``day`` (its night phase: ``ctx.local_date`` is ``day``)."""
-        runtime.clock.set(at(day, 22, 30, tz=str(runtime.clock.tz)))
+        cls.move_to(runtime, day, 22, 30)
 
     @staticmethod
     def read(runtime: Any, relative: str) -> str:

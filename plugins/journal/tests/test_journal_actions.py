@@ -1,48 +1,60 @@
-"""The journal pack's actions with the offline provider, on a virtual clock."""
+"""The journal pack's actions with the offline provider, on a virtual clock.
+
+The day written is the latest finished day: in the night phase of day D (22:00 to 06:00,
+after midnight too) that is D itself; in the morning, afternoon or evening of D it is D-1.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from cass_actions_core.workspace import seed_demo_workspace
 
-TUESDAY = 6
-WEDNESDAY = 7
+MONDAY = date(2026, 1, 5)
+TUESDAY = date(2026, 1, 6)
+WEDNESDAY = date(2026, 1, 7)
+THURSDAY = date(2026, 1, 8)
 
 
-def _day(jr, n):
-    return jr.monday.replace(day=n)
+def _ran_in(outcome, day, phase):
+    """The unit ran with ``ctx.local_date == day`` in ``phase``."""
+    assert (outcome.unit.local_date, outcome.unit.phase) == (day, phase)
 
 
-def test_generate_daily_writes_yesterdays_entry_from_its_work(journal_runtime, run_action, jr):
+def test_run_in_the_night_of_a_day_writes_that_days_entry_from_its_work(journal_runtime, run_action, jr):
     runtime = journal_runtime()
-    jr.work(runtime, jr.monday, 9, "Read about octopus memory and took notes on distributed learning.",
+    jr.work(runtime, MONDAY, 9, "Read about octopus memory and took notes on distributed learning.",
             insight="Memory can live in a pattern, not a place.", question="What do octopus arms remember?")
-    jr.work(runtime, jr.monday, 14, "Sorted the research queue.")
-    jr.night_of(runtime, _day(jr, TUESDAY))
+    jr.work(runtime, MONDAY, 14, "Sorted the research queue.")
+    jr.work(runtime, MONDAY, 19, "Answered the evening mail.")
+    jr.night_of(runtime, MONDAY)
     outcome = run_action(runtime, "journal.generate_daily")
     assert outcome.ok, outcome.error
+    _ran_in(outcome, MONDAY, "night")
     assert outcome.result["data"]["date"] == "2026-01-05" and outcome.result["data"]["written"]
     entry = jr.read(runtime, "2026-01-05.md")
     assert entry.startswith('---\ndate: "2026-01-05"\n')
-    assert "work_units: 2" in entry and "conversations: []" in entry
+    assert "work_units: 3" in entry and "conversations: []" in entry
     assert "Read about octopus memory" in entry and "Sorted the research queue." in entry
+    assert "Answered the evening mail." in entry
     assert "## Insights\n\n- Memory can live in a pattern, not a place." in entry
     assert "## Questions\n\n- What do octopus arms remember?" in entry
     assert outcome.result["artifacts"][0]["path"] == "journal/2026-01-05.md"
     assert jr.events(runtime, "journal.entry_created") == [{
         "date": "2026-01-05", "path": "journal/2026-01-05.md", "title": "[offline] Monday 2026-01-05",
-        "work_units": 2, "conversations": 0}]
+        "work_units": 3, "conversations": 0}]
     assert outcome.result["questions"] == ["What do octopus arms remember?"]
+    assert not jr.exists(runtime, "2026-01-04.md")
 
 
 def test_generate_daily_twice_for_one_day_writes_one_entry_and_makes_one_call(journal_runtime, run_action, jr):
     """Must-show: the second run finds the day written, makes no LLM call and emits nothing."""
     runtime = journal_runtime()
-    jr.work(runtime, jr.monday, 10, "Wrote a letter to a friend.")
-    jr.night_of(runtime, _day(jr, TUESDAY))
+    jr.work(runtime, MONDAY, 10, "Wrote a letter to a friend.")
+    jr.night_of(runtime, MONDAY)
     first = run_action(runtime, "journal.generate_daily")
     assert first.ok and first.result["llm"]["calls"] == 1
+    assert first.result["data"]["date"] == "2026-01-05" and first.result["data"]["written"]
     written = jr.read(runtime, "2026-01-05.md")
     runtime.clock.advance(timedelta(minutes=30))
     second = run_action(runtime, "journal.generate_daily")
@@ -55,9 +67,54 @@ def test_generate_daily_twice_for_one_day_writes_one_entry_and_makes_one_call(jo
     assert len(jr.events(runtime, "journal.entry_created")) == 1
 
 
+def test_run_the_next_morning_it_writes_the_day_before(journal_runtime, run_action, jr):
+    runtime = journal_runtime()
+    jr.work(runtime, MONDAY, 10, "Monday's work.")
+    jr.morning_of(runtime, TUESDAY)
+    outcome = run_action(runtime, "journal.generate_daily")
+    assert outcome.ok, outcome.error
+    _ran_in(outcome, TUESDAY, "morning")
+    assert outcome.result["data"]["date"] == "2026-01-05" and outcome.result["data"]["written"]
+    assert outcome.result["llm"]["calls"] == 1
+    assert "Monday's work." in jr.read(runtime, "2026-01-05.md")
+    assert not jr.exists(runtime, "2026-01-06.md")
+
+
+def test_the_next_morning_an_entry_written_in_the_night_is_left_alone(journal_runtime, run_action, jr):
+    runtime = journal_runtime()
+    jr.work(runtime, MONDAY, 10, "Monday's work.")
+    jr.night_of(runtime, MONDAY)
+    assert run_action(runtime, "journal.generate_daily").result["data"]["written"]
+    written = jr.read(runtime, "2026-01-05.md")
+    jr.work(runtime, TUESDAY, 7, "Tuesday's early work.")
+    jr.morning_of(runtime, TUESDAY)
+    again = run_action(runtime, "journal.generate_daily")
+    assert again.ok, again.error
+    _ran_in(again, TUESDAY, "morning")
+    assert again.result["data"] == {"date": "2026-01-05", "path": "2026-01-05.md", "written": False}
+    assert again.result["llm"]["calls"] == 0 and again.cost_usd == 0
+    assert jr.read(runtime, "2026-01-05.md") == written
+    assert sorted(p.name for p in (runtime.workspace / "journal").glob("*.md")) == ["2026-01-05.md"]
+    assert len(jr.events(runtime, "journal.entry_created")) == 1
+
+
+def test_run_in_the_afternoon_it_writes_the_day_before(journal_runtime, run_action, jr):
+    runtime = journal_runtime()
+    jr.work(runtime, MONDAY, 10, "Monday's work.")
+    jr.work(runtime, TUESDAY, 10, "Tuesday morning's work.")
+    jr.afternoon_of(runtime, TUESDAY)
+    outcome = run_action(runtime, "journal.generate_daily")
+    assert outcome.ok, outcome.error
+    _ran_in(outcome, TUESDAY, "afternoon")
+    assert outcome.result["data"]["date"] == "2026-01-05" and outcome.result["data"]["work_units"] == 1
+    entry = jr.read(runtime, "2026-01-05.md")
+    assert "Monday's work." in entry and "Tuesday morning's work." not in entry
+    assert not jr.exists(runtime, "2026-01-06.md")
+
+
 def test_a_day_with_nothing_recorded_gets_no_entry_and_costs_nothing(journal_runtime, run_action, jr):
     runtime = journal_runtime()
-    jr.night_of(runtime, _day(jr, TUESDAY))
+    jr.night_of(runtime, MONDAY)
     outcome = run_action(runtime, "journal.generate_daily")
     assert outcome.ok
     assert outcome.result["data"] == {"date": "2026-01-05", "path": None, "written": False}
@@ -67,66 +124,84 @@ def test_a_day_with_nothing_recorded_gets_no_entry_and_costs_nothing(journal_run
 
 def test_work_after_midnight_belongs_to_the_day_whose_night_it_was(journal_runtime, run_action, jr):
     runtime = journal_runtime()
-    jr.work(runtime, jr.monday, 11, "Morning work on Monday.")
-    jr.work(runtime, _day(jr, TUESDAY), 1, "Late-night tidying in Monday's night phase.")
-    jr.work(runtime, _day(jr, TUESDAY), 9, "Tuesday morning work.")
-    jr.night_of(runtime, _day(jr, TUESDAY))
+    jr.work(runtime, MONDAY, 11, "Morning work on Monday.")
+    jr.work(runtime, TUESDAY, 1, "Late-night tidying in Monday's night phase.")
+    jr.move_to(runtime, TUESDAY, 1, 30)  # still Monday's night: Monday is the latest finished day
     outcome = run_action(runtime, "journal.generate_daily")
-    entry = jr.read(runtime, "2026-01-05.md")
-    assert outcome.result["data"]["work_units"] == 2
-    assert "Late-night tidying" in entry and "Tuesday morning work" not in entry
+    assert outcome.ok, outcome.error
+    _ran_in(outcome, MONDAY, "night")
+    assert outcome.result["data"]["date"] == "2026-01-05" and outcome.result["data"]["work_units"] == 2
+    assert "Late-night tidying" in jr.read(runtime, "2026-01-05.md")
+    jr.work(runtime, TUESDAY, 9, "Tuesday morning work.")
+    jr.night_of(runtime, TUESDAY)
+    tuesday = run_action(runtime, "journal.generate_daily")
+    assert tuesday.result["data"]["date"] == "2026-01-06" and tuesday.result["data"]["work_units"] == 1
+    entry = jr.read(runtime, "2026-01-06.md")
+    assert "Tuesday morning work" in entry and "Late-night tidying" not in entry
 
 
-def test_the_date_parameter_writes_a_given_past_day_and_refuses_one_not_over(journal_runtime, run_action, jr):
+def test_the_date_parameter_accepts_finished_days_and_refuses_one_not_over(journal_runtime, run_action, jr):
     runtime = journal_runtime()
-    jr.work(runtime, jr.monday, 9, "Monday's work.")
-    jr.work(runtime, _day(jr, TUESDAY), 9, "Tuesday's work.")
-    jr.night_of(runtime, _day(jr, WEDNESDAY))
+    jr.work(runtime, MONDAY, 9, "Monday's work.")
+    jr.work(runtime, TUESDAY, 9, "Tuesday's work.")
+    jr.evening_of(runtime, TUESDAY)
+    early = run_action(runtime, "journal.generate_daily", {"date": "2026-01-06"})
+    assert not early.ok
+    assert ("parameter 'date' 2026-01-06 is not over yet (the latest finished day is 2026-01-05)"
+            in early.error)
+    assert not jr.exists(runtime, "2026-01-06.md")
     monday = run_action(runtime, "journal.generate_daily", {"date": "2026-01-05"})
     assert monday.ok and "Monday's work." in jr.read(runtime, "2026-01-05.md")
-    default = run_action(runtime, "journal.generate_daily")
-    assert default.result["data"]["date"] == "2026-01-06" and "Tuesday's work." in jr.read(runtime, "2026-01-06.md")
-    today = run_action(runtime, "journal.generate_daily", {"date": "2026-01-07"})
-    assert not today.ok and "parameter 'date' 2026-01-07 is not over yet (today is 2026-01-07)" in today.error
+    jr.night_of(runtime, TUESDAY)
+    tuesday = run_action(runtime, "journal.generate_daily", {"date": "2026-01-06"})
+    assert tuesday.ok, tuesday.error
+    assert tuesday.result["data"]["date"] == "2026-01-06" and tuesday.result["data"]["written"]
+    assert "Tuesday's work." in jr.read(runtime, "2026-01-06.md")
+    tomorrow = run_action(runtime, "journal.generate_daily", {"date": "2026-01-07"})
+    assert not tomorrow.ok
+    assert "parameter 'date' 2026-01-07 is not over yet (the latest finished day is 2026-01-06)" in tomorrow.error
     bad = run_action(runtime, "journal.generate_daily", {"date": "2026-13-01"})
     assert not bad.ok and "parameter 'date' must be a date written YYYY-MM-DD, got '2026-13-01'" in bad.error
 
 
 def test_the_journals_own_runs_are_not_material_for_the_next_entry(journal_runtime, run_action, jr):
     runtime = journal_runtime()
-    jr.work(runtime, jr.monday, 9, "Monday's work.")
-    jr.night_of(runtime, _day(jr, TUESDAY))
-    run_action(runtime, "journal.generate_daily")  # a unit on Tuesday, of the journal's own action
-    jr.night_of(runtime, _day(jr, WEDNESDAY))
+    jr.work(runtime, MONDAY, 9, "Monday's work.")
+    jr.afternoon_of(runtime, TUESDAY)
+    first = run_action(runtime, "journal.generate_daily")  # a unit on Tuesday, of the journal's own action
+    assert first.result["data"]["date"] == "2026-01-05" and first.result["data"]["written"]
+    jr.night_of(runtime, TUESDAY)
     outcome = run_action(runtime, "journal.generate_daily")
-    assert outcome.ok and outcome.result["data"]["written"] is False and outcome.cost_usd == 0
+    assert outcome.ok and outcome.result["data"] == {"date": "2026-01-06", "path": None, "written": False}
+    assert outcome.cost_usd == 0 and not jr.exists(runtime, "2026-01-06.md")
 
 
 def test_generate_daily_reads_the_memory_packs_conversation_summaries(journal_runtime, run_action, jr):
     runtime = journal_runtime(load=("memory",))
     seed_demo_workspace(runtime.workspace, now=runtime.clock.now())
     assert run_action(runtime, "memory.summarize_idle_conversations").ok
-    jr.night_of(runtime, _day(jr, TUESDAY))
+    jr.night_of(runtime, MONDAY)
     outcome = run_action(runtime, "journal.generate_daily")
     assert outcome.ok, outcome.error
+    assert outcome.result["data"]["date"] == "2026-01-05"
     assert outcome.result["data"]["conversations"] == ["conv-garden", "conv-reading"]
     entry = jr.read(runtime, "2026-01-05.md")
     assert 'conversations: ["conv-garden", "conv-reading"]' in entry
     assert "I talked with people about" in entry and "basil keeps wilting" in entry and "octopuses" in entry
 
 
-def test_weekly_review_reviews_the_last_seven_days_of_entries(journal_runtime, run_action, jr):
+def test_weekly_review_reviews_the_seven_days_ending_on_the_latest_finished_day(journal_runtime, run_action, jr):
     runtime = journal_runtime()
-    nothing = run_action(runtime, "journal.weekly_review")
+    nothing = run_action(runtime, "journal.weekly_review")  # Monday morning: Sunday 4 is the latest finished day
     assert nothing.ok and nothing.cost_usd == 0 and "nothing to review" in nothing.result["summary"]
-    # Work on Monday to Wednesday; each night writes the day before's entry.
-    for n, text in ((5, "Planted basil with the garden group."), (6, "Read about basil and octopus memory."),
-                    (7, "Watered the basil early."), (8, None)):
-        if text:
-            jr.work(runtime, _day(jr, n), 10, text, question=f"Question from day {n}?")
-        if n > 5:
-            jr.night_of(runtime, _day(jr, n))
-            assert run_action(runtime, "journal.generate_daily").result["data"]["written"]
+    assert "2025-12-29 to 2026-01-04" in nothing.result["summary"]
+    # Work on Monday to Wednesday; each night writes that day's entry.
+    for day, text in ((MONDAY, "Planted basil with the garden group."), (TUESDAY, "Read about basil and octopus memory."),
+                      (WEDNESDAY, "Watered the basil early.")):
+        jr.work(runtime, day, 10, text, question=f"Question from day {day.day}?")
+        jr.night_of(runtime, day)
+        assert run_action(runtime, "journal.generate_daily").result["data"]["date"] == day.isoformat()
+    # Still Wednesday's night: the seven days end on Wednesday.
     outcome = run_action(runtime, "journal.weekly_review")
     assert outcome.ok, outcome.error
     assert outcome.result["data"]["week"] == "2026-W02" and outcome.result["llm"]["calls"] == 2
@@ -136,16 +211,33 @@ def test_weekly_review_reviews_the_last_seven_days_of_entries(journal_runtime, r
     assert "# Week 2026-W02: 2026-01-01 to 2026-01-07" in review
     assert "\u201cbasil\u201d came up on 3 of 3 days" in review
     assert "- Question from day 5?" in review and "## Entries" in review
+    jr.morning_of(runtime, THURSDAY)  # Wednesday is still the latest finished day: the same week, already written
     again = run_action(runtime, "journal.weekly_review")
     assert again.ok and again.result["llm"]["calls"] == 0 and "already written" in again.result["summary"]
+    assert again.result["data"]["week"] == "2026-W02"
+
+
+def test_weekly_review_date_parameter_refuses_a_day_not_over(journal_runtime, run_action, jr):
+    runtime = journal_runtime()
+    jr.work(runtime, MONDAY, 10, "Planted basil.")
+    jr.evening_of(runtime, MONDAY)
+    early = run_action(runtime, "journal.weekly_review", {"date": "2026-01-05"})
+    assert not early.ok
+    assert "parameter 'date' 2026-01-05 is not over yet (the latest finished day is 2026-01-04)" in early.error
+    jr.night_of(runtime, MONDAY)
+    assert run_action(runtime, "journal.generate_daily").result["data"]["written"]
+    outcome = run_action(runtime, "journal.weekly_review", {"date": "2026-01-05"})
+    assert outcome.ok, outcome.error
+    assert outcome.result["data"]["entries"] == ["2026-01-05"]
+    assert jr.read(runtime, "weekly/2026-W02.md").startswith('---\nweek: "2026-W02"\nfrom: "2025-12-30"\nto: "2026-01-05"\n')
 
 
 def test_dream_writes_a_few_turns_and_its_event(journal_runtime, run_action, jr):
     runtime = journal_runtime()
     empty = run_action(runtime, "dream.nightly")
     assert empty.ok and empty.cost_usd == 0 and "nothing to do" in empty.result["summary"]
-    jr.work(runtime, jr.monday, 15, "Walked through the octopus exhibit and sketched the arms.")
-    jr.night_of(runtime, jr.monday)
+    jr.work(runtime, MONDAY, 15, "Walked through the octopus exhibit and sketched the arms.")
+    jr.night_of(runtime, MONDAY)
     outcome = run_action(runtime, "dream.nightly")
     assert outcome.ok, outcome.error
     assert outcome.result["llm"]["calls"] == 3
@@ -159,9 +251,26 @@ def test_dream_writes_a_few_turns_and_its_event(journal_runtime, run_action, jr)
     assert again.ok and again.result["llm"]["calls"] == 0 and len(jr.events(runtime, "journal.dream_generated")) == 1
 
 
+def test_dream_is_about_the_day_that_just_ended(journal_runtime, run_action, jr):
+    runtime = journal_runtime()
+    jr.work(runtime, MONDAY, 10, "Walked through the octopus exhibit.")
+    jr.afternoon_of(runtime, MONDAY)  # Monday is not over: the day that just ended is Sunday, with nothing in it
+    during = run_action(runtime, "dream.nightly")
+    assert during.ok and during.result["data"] == {"date": "2026-01-04", "path": None, "written": False}
+    early = run_action(runtime, "dream.nightly", {"date": "2026-01-05"})
+    assert not early.ok
+    assert "parameter 'date' 2026-01-05 is not over yet (the latest finished day is 2026-01-04)" in early.error
+    jr.move_to(runtime, TUESDAY, 1)  # after midnight, still Monday's night
+    outcome = run_action(runtime, "dream.nightly")
+    assert outcome.ok, outcome.error
+    _ran_in(outcome, MONDAY, "night")
+    assert outcome.result["data"]["date"] == "2026-01-05" and "octopus exhibit" in jr.read(runtime, "dreams/2026-01-05.md")
+
+
 def test_dream_turns_are_capped(journal_runtime, run_action, jr):
     runtime = journal_runtime(config={"packs": {"journal": {"dream_turns": 9}}})
-    jr.work(runtime, jr.monday, 15, "Some work.")
+    jr.work(runtime, MONDAY, 15, "Some work.")
+    jr.night_of(runtime, MONDAY)
     outcome = run_action(runtime, "dream.nightly")
     assert not outcome.ok and "setting [packs.journal] dream_turns must be between 1 and 4, got 9" in outcome.error
     assert runtime.catalogue.action("dream.nightly").definition.max_llm_calls == 4

@@ -22,7 +22,7 @@ def test_generate_daily_through_the_api_once_per_day(journal_runtime, run_action
     seed_demo_workspace(runtime.workspace, now=runtime.clock.now())  # the self model gives the journal its voice
     jr.work(runtime, jr.monday, 9, "Read about octopus memory.")
     jr.work(runtime, jr.monday, 14, "Sorted the research queue.")
-    jr.night_of(runtime, jr.monday.replace(day=6))
+    jr.night_of(runtime, jr.monday)  # Monday's night: Monday is over
     fake_anthropic.reply_json(ENTRY)
     outcome = run_action(runtime, "journal.generate_daily")
     assert outcome.ok, outcome.error
@@ -44,10 +44,11 @@ def test_generate_daily_through_the_api_once_per_day(journal_runtime, run_action
 
 def test_weekly_review_through_the_api(journal_runtime, run_action, fake_anthropic, jr):
     runtime = journal_runtime(anthropic=fake_anthropic)
-    jr.night_of(runtime, jr.monday.replace(day=11))  # Sunday: the week Monday 5 - Saturday 10 is reviewed
+    jr.night_of(runtime, jr.monday.replace(day=11))  # Sunday night: the week Monday 5 - Sunday 11 is reviewed
     _entry_file(runtime, "2026-01-05", "Basil day", "ENTRY ONE: planted basil.", ["Will it survive?"])
     _entry_file(runtime, "2026-01-09", "Octopus day", "ENTRY TWO: read about octopus arms.")
-    _entry_file(runtime, "2026-01-02", "Too old", "OUT OF RANGE: not in the seven days.")
+    _entry_file(runtime, "2026-01-11", "Sunday", "ENTRY THREE: a quiet Sunday.")
+    _entry_file(runtime, "2026-01-04", "Too old", "OUT OF RANGE: not in the seven days.")
     fake_anthropic.reply_json({"patterns": ["FAKE pattern: living things"], "high_points": ["FAKE high: the basil took"],
                                "questions": ["FAKE open: will it survive?"], "intentions": ["FAKE intention: water early"]})
     fake_anthropic.reply_text("FAKE REVIEW: a gentle week of tending and reading.")
@@ -56,11 +57,12 @@ def test_weekly_review_through_the_api(journal_runtime, run_action, fake_anthrop
     review = jr.read(runtime, "weekly/2026-W02.md")
     for text in ("FAKE REVIEW: a gentle week of tending and reading.", "- FAKE pattern: living things",
                  "- FAKE high: the basil took", "- FAKE open: will it survive?", "- FAKE intention: water early",
-                 'entries: ["2026-01-05", "2026-01-09"]'):
+                 'from: "2026-01-05"\nto: "2026-01-11"', 'entries: ["2026-01-05", "2026-01-09", "2026-01-11"]'):
         assert text in review
     ask, write = fake_anthropic.message_requests
     prompt = ask.body["messages"][0]["content"]
-    assert "ENTRY ONE: planted basil." in prompt and "ENTRY TWO" in prompt and "OUT OF RANGE" not in prompt
+    assert "ENTRY ONE: planted basil." in prompt and "ENTRY TWO" in prompt and "ENTRY THREE" in prompt
+    assert "OUT OF RANGE" not in prompt
     assert [m["role"] for m in write.body["messages"]] == ["user", "assistant", "user"]
     assert "FAKE pattern: living things" in write.body["messages"][1]["content"]
 
@@ -89,6 +91,7 @@ def test_dream_through_the_api_carries_the_conversation_between_turns(journal_ru
 def test_a_dream_cut_short_keeps_what_was_dreamt(journal_runtime, run_action, fake_anthropic, jr):
     runtime = journal_runtime(anthropic=fake_anthropic)
     jr.work(runtime, jr.monday, 15, "Some work.")
+    jr.night_of(runtime, jr.monday)
     fake_anthropic.reply_text("FAKE DREAM: a corridor of doors.")
     fake_anthropic.reply_error(400, "invalid_request_error", "no more")
     outcome = run_action(runtime, "dream.nightly")

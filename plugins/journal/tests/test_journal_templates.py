@@ -28,9 +28,29 @@ def test_journal_and_dream_runs_both_steps(journal_runtime, jr):
     asyncio.run(runtime.tick())
     unit = runtime.store.get_unit(unit.id)
     assert unit.status == "completed", unit.reason
-    assert jr.exists(runtime, "2026-01-05.md") and jr.exists(runtime, "dreams/2026-01-06.md")
+    # Tuesday's night: Tuesday is the day that just ended, so both steps are about Tuesday.
+    assert jr.exists(runtime, "2026-01-06.md") and jr.exists(runtime, "dreams/2026-01-06.md")
+    assert not jr.exists(runtime, "2026-01-05.md")
+    entry = jr.read(runtime, "2026-01-06.md")
+    assert "Tuesday's reading" in entry and "Monday's work" not in entry
     dream = jr.read(runtime, "dreams/2026-01-06.md")
-    assert 'journal_entry: "2026-01-05"' in dream and "Tuesday's reading" in dream
+    assert 'journal_entry: "2026-01-06"' in dream and "Tuesday's reading" in dream
+
+
+def test_weekly_review_on_sunday_night_first_writes_sundays_entry(journal_runtime, jr):
+    runtime = journal_runtime()
+    saturday, sunday = jr.monday.replace(day=10), jr.monday.replace(day=11)
+    jr.work(runtime, saturday, 10, "Saturday's gardening.")
+    jr.work(runtime, sunday, 10, "Sunday's long walk.")
+    jr.night_of(runtime, sunday)
+    unit = runtime.trigger("weekly_review")
+    asyncio.run(runtime.tick())
+    unit = runtime.store.get_unit(unit.id)
+    assert unit.status == "completed", unit.reason
+    assert (unit.local_date, unit.phase) == (sunday, "night")
+    assert "Sunday's long walk" in jr.read(runtime, "2026-01-11.md") and not jr.exists(runtime, "2026-01-10.md")
+    review = jr.read(runtime, "weekly/2026-W02.md")
+    assert 'from: "2026-01-05"\nto: "2026-01-11"' in review and 'entries: ["2026-01-11"]' in review
 
 
 def test_every_action_of_the_pack_is_used_by_a_template(journal_runtime):
