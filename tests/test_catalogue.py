@@ -219,3 +219,21 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(CatalogueError) as info:
         cat.check()
     assert str(info.value).count("\n  - ") == 3
+
+
+def test_installed_pack_raising_importerror_is_reported_through_the_api(site: Path, monkeypatch):
+    from support import make_dist
+
+    make_dist(site, "cass-actions-fine", ep_name="fine", actions=[action_def("fine.act")])
+    make_dist(site, "cass-actions-broken", version="0.9.0", ep_name="broken",
+              module_source="import a_module_that_does_not_exist\n")
+    monkeypatch.syspath_prepend(str(site))
+    cat = build_catalogue(Config.model_validate({"plugins": {"load": ["fine", "broken"]}}))
+    record = next(p for p in cat.plugins if p.name == "broken")
+    assert (record.status, record.distribution, record.version) == ("error", "cass-actions-broken", "0.9.0")
+    assert record.error == "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'"
+    assert "fine.act" in cat.actions
+    cat.check(strict=False)
+    with pytest.raises(CatalogueError) as info:
+        cat.check(strict=True)
+    assert "cass-actions-broken" in str(info.value) and "pack-load" == info.value.problems[0].code

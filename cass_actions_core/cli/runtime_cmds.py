@@ -228,14 +228,15 @@ def run_command(state: CLIState, plan_file: str | None) -> None:
             runtime.plan_day(today, load_plan_file(plan_file, runtime.catalogue, today))
 
         async def serve() -> None:
-            try:
-                await runtime.start()
-            except LeaseHeldError as exc:
-                raise click.ClickException(str(exc)) from None
+            # Handlers first: a signal that arrives while the runtime starts still stops it cleanly.
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            try:
+                await runtime.start()
+            except LeaseHeldError as exc:
+                raise click.ClickException(str(exc)) from None
             click.echo(f"cass-actions: daemon {runtime.config.daemon_id!r} running "
                        f"(data dir {state.data_dir}, time zone {runtime.config.timezone}); Ctrl-C stops it.", err=True)
             waiter = asyncio.create_task(stop.wait())

@@ -197,10 +197,18 @@ def test_run_stops_cleanly_on_sigint(sim_site: Path, tmp_path: Path):
     env.update({"PYTHONPATH": str(sim_site), **ENV, "CASS_ACTIONS_DATA_DIR": str(tmp_path / "d")})
     proc = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run"], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (tmp_path / "d" / "cass-actions.sqlite").exists():
+    from cass_actions_core.store import Store
+
+    def lease_taken() -> bool:
+        db = tmp_path / "d" / "cass-actions.sqlite"
+        if not db.exists():
+            return False
+        with Store.open(db, daemon_id="cass") as store:
+            return store.get_lease() is not None
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not lease_taken():
         time.sleep(0.1)
-    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
