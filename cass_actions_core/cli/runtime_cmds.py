@@ -196,10 +196,11 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
                      for s in result["summaries"]], justify_right=["cost"])
         print_table("Spend by category", ["category", "spent"],
                     [(k, usd(v)) for k, v in result["cost_by_category"].items()], justify_right=["spent"])
-        if result["artifacts"]:
-            click.echo("Artifacts (in the workspace):")
-            for a in result["artifacts"]:
-                click.echo(f"  - {a['title']}: {a.get('path') or a.get('ref')}")
+        files = sorted({a["path"] for a in result["artifacts"] if a.get("path")})
+        if files:
+            click.echo(f"Files written or updated in the workspace ({runtime.workspace}):")
+            for path in files:
+                click.echo(f"  - {path}")
         statuses = ", ".join(f"{v} {k}" for k, v in sorted(result["by_status"].items()))
         click.echo(f"\n{result['units']} unit(s): {statuses}; total spent {usd(result['cost_usd'])}. "
                    f"Store: {store_file}")
