@@ -96,9 +96,36 @@ class ActionResult:
             return cls(success=True)
         if isinstance(value, Mapping):
             known = {k: value[k] for k in ("success", "summary", "data", "insights", "questions", "error") if k in value}
-            arts = [a if isinstance(a, Artifact) else Artifact(**a) for a in value.get("artifacts", [])]
+            try:
+                arts = [a if isinstance(a, Artifact) else Artifact(**a) for a in value.get("artifacts", [])]
+            except TypeError as exc:
+                raise InvalidResult(f"artifacts: {exc}") from None
             return cls(**known, artifacts=arts)
-        raise TypeError(f"a handler must return an ActionResult, a mapping or None, not {type(value).__name__}")
+        raise InvalidResult(f"a handler must return an ActionResult, a mapping or None, not {type(value).__name__}")
+
+    def check(self) -> None:
+        """Raise :class:`InvalidResult` unless every field has its type and ``data`` is plain JSON."""
+        import json
+
+        if not isinstance(self.success, bool):
+            raise InvalidResult(f"success must be true or false, not {self.success!r}")
+        for name in ("summary",):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidResult(f"{name} must be a string, not {type(getattr(self, name)).__name__}")
+        if self.error is not None and not isinstance(self.error, str):
+            raise InvalidResult(f"error must be a string, not {type(self.error).__name__}")
+        for name in ("insights", "questions"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InvalidResult(f"{name} must be a list of strings, not {value!r}"[:200])
+        if not isinstance(self.data, dict):
+            raise InvalidResult(f"data must be a mapping, not {type(self.data).__name__}")
+        if not all(isinstance(a, Artifact) for a in self.artifacts):
+            raise InvalidResult("artifacts must be Artifact objects or mappings of kind, title, path, ref")
+        try:
+            json.dumps(self.data, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidResult(f"data is not plain JSON ({exc})") from None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -107,6 +134,10 @@ class ActionResult:
             "artifacts": [a.to_dict() for a in self.artifacts], "insights": self.insights,
             "questions": self.questions, "error": self.error, "cost_usd": self.cost_usd,
         }
+
+
+class InvalidResult(ValueError):
+    """A handler returned something that cannot be stored as a result."""
 
 
 class ActionFailed(Exception):

@@ -57,6 +57,8 @@ class Catalogue:
     actions: dict[str, CatalogueAction] = field(default_factory=dict)
     templates: dict[str, CatalogueTemplate] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    #: LLM providers registered through ``register_llm_providers`` (a ProviderRegistry).
+    providers: Any = None
 
     # -- queries -------------------------------------------------------------------
     def action(self, action_id: str) -> CatalogueAction:
@@ -153,9 +155,15 @@ def build_catalogue(
         reg = template_regs.setdefault(f"file:{path}", TemplateRegistrar("user templates"))
         reg.load(path)
 
+    from cass_actions_core.llm.registry import collect_providers
+
+    catalogue.providers, provider_failures = collect_providers(pm)
+    for name, exc in provider_failures:
+        _mark_failed(by_name[name], "register_llm_providers", exc)
     _collect_actions(catalogue, registrars.values())
     _collect_templates(catalogue, template_regs.values())
     _check_categories(catalogue)
+    _check_providers(catalogue)
     for name, record in by_name.items():
         record.actions = sum(1 for a in catalogue.actions.values() if a.pack == name)
         record.templates = sum(1 for t in catalogue.templates.values() if t.origin.pack == name)
@@ -308,4 +316,31 @@ def _check_categories(catalogue: Catalogue) -> None:
                 + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""),
                 file=label, item_id=category, path=f"$.budget.allocations.{category}",
                 hint="add it under [budget.allocations] in the config file",
+            ))
+
+
+def _check_providers(catalogue: Catalogue) -> None:
+    """Every LLM provider the config or an action names must be registered."""
+    from cass_actions_core.llm.registry import resolve_settings
+
+    registry = catalogue.providers
+    config = catalogue.config
+    label = str(config.source) if config.source else "configuration (defaults)"
+    known = ", ".join(registry.names) or "none"
+    if config.llm.provider not in registry:
+        catalogue.problems.append(Problem(
+            "unknown-provider", f"LLM provider {config.llm.provider!r} is not registered (known: {known})",
+            file=label, path="$.llm.provider", hint=f"closest: {closest(config.llm.provider, registry.names)!r}"
+            if closest(config.llm.provider, registry.names) else None))
+        return
+    for action in catalogue.actions.values():
+        if not action.definition.uses_llm:
+            continue
+        name = resolve_settings(config.llm, action.definition).provider
+        if name not in registry:
+            in_config = action.definition.id in config.llm.actions and config.llm.actions[action.definition.id].provider
+            catalogue.problems.append(Problem(
+                "unknown-provider", f"LLM provider {name!r} is not registered (known: {known})",
+                file=label if in_config else action.origin.file, pack=action.pack, item_id=action.definition.id,
+                path=f"$.llm.actions.{action.definition.id}.provider" if in_config else f"$.actions[{action.origin.index}].llm.provider",
             ))

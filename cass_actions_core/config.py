@@ -218,6 +218,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         existing = doc.get("plugins", {}).get("disable", [])
         _set_dotted(doc, "plugins.disable", list(existing) + _split_list(env[DISABLE_PLUGINS_ENV]))
 
+    _check_finite(doc, label, {dotted: var for var, (dotted, _kind) in ENV_OVERRIDES.items() if var in env})
     errors = schema_files.validate(schema_files.CONFIG, doc)
     if errors:
         lines = "; ".join(f"{p}: {m}" for p, m in errors)
@@ -225,6 +226,28 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     config = Config.model_validate({**doc, "source": source})
     _check_consistency(config, label)
     return config
+
+
+def _non_finite(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], float]]:
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(path, value)]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in _non_finite(item, (*path, key))]
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in _non_finite(item, (*path, i))]
+    return []
+
+
+def _check_finite(doc: dict[str, Any], label: str, from_env: dict[str, str]) -> None:
+    """Reject NaN and infinities (TOML allows ``nan`` and ``inf``; so does ``float()``)."""
+    problems = []
+    for path, value in _non_finite(doc):
+        where = schema_files.json_path(path)
+        var = from_env.get(".".join(map(str, path)))
+        origin = f" (from environment variable {var})" if var else ""
+        problems.append(f"{where}: {value!r} is not a finite number{origin}")
+    if problems:
+        raise UserError(f"{label}: invalid configuration: " + "; ".join(problems) + ".")
 
 
 def _check_consistency(config: Config, label: str) -> None:

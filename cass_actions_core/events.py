@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -91,7 +92,7 @@ class EventBus:
                 await asyncio.wait_for(impl.function(event=event), LISTENER_TIMEOUT)
             else:
                 # A blocking listener runs in a thread so the loop keeps going.
-                await asyncio.wait_for(asyncio.to_thread(impl.function, event=event), LISTENER_TIMEOUT)
+                await asyncio.wait_for(_in_daemon_thread(impl.function, event), LISTENER_TIMEOUT)
         except Exception as exc:
             self._failed(impl.plugin_name, event, exc)
 
@@ -105,3 +106,40 @@ class EventBus:
         """Wait (bounded) for listener deliveries in flight; used at shutdown and in tests."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+
+
+def _in_daemon_thread(function: Any, event: Event) -> asyncio.Future[Any]:
+    """Run a blocking listener in its own daemon thread; its outcome lands in a future.
+
+    Unlike ``asyncio.to_thread`` (the loop's default executor), nothing waits for this
+    thread: a listener abandoned after :data:`LISTENER_TIMEOUT` holds up neither
+    ``asyncio.run``'s shutdown nor interpreter exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if future.done():  # timed out and cancelled meanwhile
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = function(event=event)
+        except BaseException as exc:  # delivered to the awaiting task, not lost in the thread
+            # A future cannot carry StopIteration, and SystemExit & co. must not end the loop.
+            ok = isinstance(exc, Exception) and not isinstance(exc, StopIteration)
+            error = exc if ok else RuntimeError(f"{type(exc).__name__}: {exc}")
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    name = f"cass-actions-listener-{getattr(function, '__qualname__', 'on_event')}"
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future

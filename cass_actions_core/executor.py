@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult, CoreServices
+from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult, CoreServices, InvalidResult
 from cass_actions_core.catalogue import Catalogue, CatalogueAction
 from cass_actions_core.clock import to_utc
 from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation
@@ -125,12 +125,14 @@ class Executor:
     """Runs units; everything it needs is passed in (no globals)."""
 
     def __init__(self, *, catalogue: Catalogue, store: Store, ledger: BudgetLedger, clock: Clock, bus: EventBus,
-                 workspace: Path, llm_factory: LLMFactory, plan_source: Callable[[Any], str | None] | None = None) -> None:
+                 workspace: Path, llm_factory: LLMFactory, plan_source: Callable[[Any], str | None] | None = None,
+                 stop_requested: Callable[[], bool] | None = None) -> None:
         self.catalogue, self.store, self.ledger, self.clock, self.bus = catalogue, store, ledger, clock, bus
         self.config = catalogue.config
         self.workspace = workspace
         self.llm_factory = llm_factory
         self._plan_source = plan_source or (lambda unit: None)
+        self._stop_requested = stop_requested or (lambda: False)
 
     # -- approvals -------------------------------------------------------------------
     def needs_approval(self, action: CatalogueAction) -> bool:
@@ -153,10 +155,19 @@ class Executor:
             step = unit.steps[index]
             action = self.catalogue.actions.get(step["action"])
             key = run_key(unit, index)
+            if ran and self._stop_requested():
+                # Shutting down: the unit goes back to the queue and resumes at this step.
+                unit = self.store.set_unit_status(unit.id, "queued", now=self.clock.now(),
+                                                  reason=f"the scheduler stopped before step {index + 1}; it resumes there")
+                self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "reason": unit.reason}, unit_id=unit.id)
+                return UnitOutcome(unit, ran)
             previous = self.store.get_action_run(key)
             if previous is not None and previous.status in ("completed", "failed"):
-                # Finished before a restart: never run a finished step twice.
+                # Finished before a restart: never run a finished step twice, and a
+                # required step that failed still fails its unit.
                 unit = self.store.set_next_step(unit.id, index + 1, self.clock.now())
+                if previous.status == "failed" and not step.get("optional", False):
+                    return self._finish(unit, "failed", f"step {index + 1} ({previous.action_id}) failed: {previous.error}", ran)
                 continue
             if action is None or action.handler is None:
                 # The catalogue changed since the unit was planned (a pack was removed).
@@ -220,7 +231,15 @@ class Executor:
         definition = action.definition
         self.store.begin_action_run(key, unit.id, index, definition.id, self.clock.now())
         gate = LedgerGate(self.ledger, reservation, self.store, self.clock)
-        llm = self.llm_factory(action, key, gate)
+        try:
+            llm = self.llm_factory(action, key, gate)
+        except Exception as exc:  # e.g. an unknown provider: the step fails, the money goes back
+            error = f"no LLM client for {definition.id}: {exc}"
+            self.ledger.release(reservation, self.clock.now(), note=error)
+            self.store.finish_action_run(key, "failed", 0.0, {"summary": "", "llm": {}}, error, self.clock.now())
+            self.bus.emit("action.failed", {"action_id": definition.id, "step": index, "cost_usd": 0.0,
+                                            "summary": "", "error": error}, unit_id=unit.id)
+            return False
         pack = action.pack
         data_dir = self.workspace / pack
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -288,10 +307,13 @@ async def invoke(action: CatalogueAction, ctx: ActionContext) -> ActionResult:
     try:
         value = await asyncio.wait_for(action.handler(ctx), definition.timeout_seconds)
         result = ActionResult.from_handler(value)
+        result.check()
     except asyncio.TimeoutError:
         result = ActionResult(success=False, error=f"timed out after {definition.timeout_seconds:g} s")
     except ActionFailed as exc:
         result = ActionResult(success=False, error=str(exc))
+    except InvalidResult as exc:
+        result = ActionResult(success=False, error=f"the handler returned an unusable result: {exc}")
     except LLMError as exc:
         result = ActionResult(success=False, error=f"LLM call stopped ({exc.kind}): {exc}")
     except Exception as exc:  # a handler bug must not take the loop down

@@ -135,5 +135,8 @@ def load_plan_file(path: str | Path, catalogue: Catalogue, default_day: date) ->
         phases[phase] = [PlanItem(it["template"], it.get("focus"), it.get("motivation"), it.get("params", {})) for it in items]
     if problems:
         raise UserError(f"{path}: " + "; ".join(problems) + ".")
-    day = date.fromisoformat(doc["date"]) if "date" in doc else default_day
+    try:
+        day = date.fromisoformat(doc["date"]) if "date" in doc else default_day
+    except ValueError as exc:  # the schema's format check should have caught it already
+        raise UserError(f"{path}: invalid plan: $.date: {doc['date']!r} is not a valid date ({exc}).") from None
     return DayPlan(day, phases, source="file", reason=f"given by hand in {path}", intention=doc.get("intention", ""))

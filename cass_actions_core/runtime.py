@@ -92,6 +92,8 @@ class Runtime:
         template_files: extra user template files.
         provider: force an LLM provider for every action (``"offline"`` for simulations).
         strict: refuse to build when a pack failed to load (the default, as ``run`` does).
+        check: refuse to build on catalogue problems (``False`` only for read-only
+            queries of the store, which must work whatever the packs' state).
 
     Raises :class:`~cass_actions_core.problems.CatalogueError` listing every catalogue
     problem before anything runs, and :class:`~cass_actions_core.store.StoreError` for
@@ -100,7 +102,8 @@ class Runtime:
 
     def __init__(self, config: Config, *, data_dir: Path, clock: Clock | None = None,
                  plugins: Sequence[tuple[str, Any]] = (), entry_points: bool = True,
-                 template_files: Sequence[str | Path] = (), provider: str | None = None, strict: bool = True) -> None:
+                 template_files: Sequence[str | Path] = (), provider: str | None = None, strict: bool = True,
+                 check: bool = True) -> None:
         if provider is not None:
             config = config.model_copy(update={"llm": config.llm.model_copy(update={"provider": provider, "actions": {
                 k: v.model_copy(update={"provider": None}) for k, v in config.llm.actions.items()}})})
@@ -110,18 +113,17 @@ class Runtime:
         if str(self.clock.tz) != config.timezone:
             raise UserError(f"the clock's time zone {self.clock.tz} differs from the configured timezone {config.timezone!r}")
         self.catalogue: Catalogue = build_catalogue(config, plugins=plugins, entry_points=entry_points, template_files=template_files)
-        self.catalogue.check(strict=strict)
-        from cass_actions_core.llm.registry import collect_providers
-
-        self.providers, failures = collect_providers(self.catalogue.plugin_manager)
-        if failures and strict:
-            name, exc = failures[0]
-            raise UserError(f"pack {name!r} failed in register_llm_providers: {exc}")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if check:
+            self.catalogue.check(strict=strict)
+        self.providers = self.catalogue.providers
         self.workspace = Path(config.workspace).expanduser() if config.workspace else self.data_dir / "workspace"
         if not self.workspace.is_absolute() and config.source is not None:
             self.workspace = config.source.parent / self.workspace
-        self.workspace.mkdir(parents=True, exist_ok=True)
+        for folder, what in ((self.data_dir, "data directory (--data-dir)"), (self.workspace, "workspace folder ($.workspace)")):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"{folder}: cannot use it as the {what}: {exc.strerror or exc}.") from None
         self.store = Store.open(self.data_dir / "cass-actions.sqlite", daemon_id=config.daemon_id)
         self.ledger = BudgetLedger(self.store, config.budget)
         self.bus = EventBus(self.store, self.catalogue.plugin_manager, self.clock)
@@ -129,13 +131,16 @@ class Runtime:
         self.tracker = DayPhaseTracker(self.phases, self.clock, last_seen=self.store.get_state(LAST_PHASE_KEY))
         self.executor = Executor(catalogue=self.catalogue, store=self.store, ledger=self.ledger, clock=self.clock,
                                  bus=self.bus, workspace=self.workspace, llm_factory=self._llm_for,
-                                 plan_source=self._plan_source)
+                                 plan_source=self._plan_source, stop_requested=lambda: self._stop_requested)
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._stop_requested = False
         self._recovered = False
         self._wake: asyncio.Event | None = None
+        self._lease_refs = 0
+        #: Why the loop stopped on its own (the lease was lost), or None.
+        self.lease_lost: str | None = None
 
     # -- construction helpers ----------------------------------------------------------
     @classmethod
@@ -207,7 +212,15 @@ class Runtime:
     async def _renew_lease(self) -> None:
         while True:
             await asyncio.sleep(LEASE_RENEW_SECONDS)
-            self.store.renew_lease(self._holder, datetime.now(UTC), LEASE_TTL)
+            try:
+                self.store.renew_lease(self._holder, datetime.now(UTC), LEASE_TTL)
+            except Exception as exc:  # lost to another process, or the store is unusable
+                # Never keep scheduling without the lease: stop after the current step.
+                self.lease_lost = f"the scheduler lease could not be renewed: {exc}"
+                log.error("%s; stopping", self.lease_lost)
+                self._stop_requested = True
+                self.poke()
+                return
 
     async def _loop(self) -> None:
         while not self._stop_requested:
@@ -261,10 +274,8 @@ class Runtime:
             action = self.catalogue.actions.get(unit.steps[index]["action"]) if index < len(unit.steps) else None
             if run is not None and run.status == "started":
                 if action is not None and action.definition.idempotent:
-                    unit = self.store.set_unit_status(
-                        unit.id, "queued", now=now,
-                        reason=f"resumed after a restart: step {index + 1} ({run.action_id}) was interrupted and is idempotent, so it runs again",
-                        data={**unit.data, "deadline": self._requeue_deadline(now)})
+                    unit = self._requeue(unit, f"resumed after a restart: step {index + 1} ({run.action_id}) was "
+                                               "interrupted and is idempotent, so it runs again", now, retry="restart") or unit
                 else:
                     reason = (f"interrupted by a crash during step {index + 1} ({run.action_id}), which is not idempotent: "
                               "not safe to run again")
@@ -273,9 +284,7 @@ class Runtime:
                     self.executor.write_summary(unit)
                     self.bus.emit("work_unit.abandoned", {"reason": reason}, unit_id=unit.id)
             else:
-                unit = self.store.set_unit_status(
-                    unit.id, "queued", now=now, reason=f"resumed after a restart at step {index + 1}",
-                    data={**unit.data, "deadline": self._requeue_deadline(now)})
+                unit = self._requeue(unit, f"resumed after a restart at step {index + 1}", now, retry="restart") or unit
             touched.append(unit)
         for reservation in self.ledger.open_reservations():
             spent = float(self.store.get_state(spend_key(reservation.id), 0.0) or 0.0)
@@ -296,6 +305,7 @@ class Runtime:
                                        max_per_phase=self.config.scheduler.max_units_per_phase, phases=phases)
         now = self.clock.now()
         removed = self.store.delete_units_for_plan(day)
+        self._apply_limits(plan)
         self.store.save_plan(day, plan.source, plan.reason, plan.intention, plan.to_dict(), now)
         count = 0
         for phase, items in plan.phases.items():
@@ -307,6 +317,32 @@ class Runtime:
                                       "units": count, "replaced": len(removed), "dropped": plan.dropped,
                                       "intention": plan.intention})
         return plan
+
+    def _last_start(self, template_id: str) -> datetime | None:
+        started = [u.started_at for u in self.store.list_units(template_id=template_id) if u.started_at is not None]
+        return max(started, key=to_utc) if started else None
+
+    def _apply_limits(self, plan: DayPlan) -> None:
+        """Drop plan items that break their template's ``cooldown`` or ``max_per_day``, with reasons."""
+        counts: dict[str, int] = {}
+        for unit in self.store.list_units(local_date=plan.day):
+            counts[unit.template_id] = counts.get(unit.template_id, 0) + 1
+        for phase, items in plan.phases.items():
+            kept = []
+            begins = to_utc(self.phases.instance(plan.day, phase).start)
+            for item in items:
+                template = self.catalogue.template(item.template).template
+                last = self._last_start(template.id)
+                if counts.get(template.id, 0) >= template.max_per_day:
+                    plan.dropped.append(f"{template.id}: already {template.max_per_day} unit(s) on {plan.day} (max_per_day)")
+                    continue
+                if last is not None and begins < to_utc(last) + template.cooldown_delta:
+                    plan.dropped.append(f"{template.id}: cooldown {template.cooldown} since it last started at "
+                                        f"{last.astimezone(self.clock.tz):%Y-%m-%d %H:%M}")
+                    continue
+                counts[template.id] = counts.get(template.id, 0) + 1
+                kept.append(item)
+            plan.phases[phase] = kept
 
     def _insert_unit(self, day: date, phase: str, template_id: str, *, focus: str | None, motivation: str | None,
                      params: dict[str, dict[str, Any]] | None = None, position: int = 0, status: str = "planned",
@@ -329,7 +365,11 @@ class Runtime:
         )
 
     def trigger(self, template_id: str, *, focus: str | None = None, motivation: str | None = None) -> UnitRow:
-        """Queue a unit of ``template_id`` now, in the current phase (a manual run)."""
+        """Queue a unit of ``template_id`` now, in the current phase (a manual run).
+
+        A human's explicit request: the template's ``max_per_day`` and ``cooldown``, which
+        bind the planner, do not apply.
+        """
         now = self.clock.now()
         instance = self.phases.instance_at(now)
         unit = self._insert_unit(instance.day, instance.phase.value, template_id, focus=focus,
@@ -356,7 +396,13 @@ class Runtime:
             raise UserError(f"action {action_id!r}: invalid params: " + "; ".join(f"{p}: {m}" for p, m in errors) + ".")
         now = self.clock.now()
         instance = self.phases.instance_at(now)
-        self.acquire_lease()
+        # Inside a started runtime the lease is already ours; otherwise hold it (and keep
+        # it renewed) for as long as the action runs, so no daemon starts meanwhile.
+        owns_lease = self._task is None
+        renewer = None
+        if owns_lease:
+            self.acquire_lease()
+            renewer = asyncio.create_task(self._renew_lease(), name="cass-actions-run-action-lease")
         try:
             unit = self.store.insert_unit(
                 local_date=instance.day, phase=instance.phase.value, template_id=f"run-action:{action_id}",
@@ -371,8 +417,11 @@ class Runtime:
             await self.bus.drain()
             return outcome.unit
         finally:
-            await self.providers.aclose()
-            self.release_lease()
+            if owns_lease:
+                assert renewer is not None
+                renewer.cancel()
+                await self.providers.aclose()  # the SDK client must not outlive this event loop
+                self.release_lease()
 
     # -- the tick ----------------------------------------------------------------------
     def _catch_up_window(self) -> timedelta:
@@ -395,6 +444,7 @@ class Runtime:
         self._handle_approvals(now)
         self._retry_budget_blocked(now)
         self._expire_stale(now)
+        self._queue_due_planned(now)
         ran = await self._run_queued()
         return TickReport(now, [i.key for i in fired], ran)
 
@@ -431,7 +481,18 @@ class Runtime:
         window = self._catch_up_window() if self.config.scheduler.catch_up == "run_late" else timedelta(0)
         return to_utc(instance.end) + window
 
+    def _queue_due_planned(self, now: datetime) -> None:
+        """Queue planned units whose phase is under way (a plan replaced mid-phase, say)."""
+        for unit in self.store.list_units(statuses=["planned"]):
+            if to_utc(self.phases.instance(unit.local_date, unit.phase).start) <= to_utc(now):
+                self.store.set_unit_status(unit.id, "queued", reason="its phase is under way", now=now)
+                self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "phase": unit.phase}, unit_id=unit.id)
+
     def _expire_stale(self, now: datetime) -> None:
+        for unit in self.store.list_units(statuses=["planned"]):
+            # Planned for a phase that ended before it was ever queued (e.g. a plan replaced late).
+            if to_utc(self._deadline(unit)) <= to_utc(now):
+                self._expire(unit, f"its {unit.phase} phase ended before the unit was queued")
         for unit in self.store.list_units(statuses=["queued"]):
             if to_utc(self._deadline(unit)) <= to_utc(now):
                 waiting = unit.reason or "queued"
@@ -446,15 +507,30 @@ class Runtime:
             if to_utc(day_end) <= to_utc(now):
                 self._expire(unit, f"still blocked by budget when its plan day ended ({unit.reason})")
 
+    def _requeue(self, unit: UnitRow, reason: str, now: datetime, **event: Any) -> UnitRow | None:
+        """Put a parked or interrupted unit back in the queue, with its reason and an event.
+
+        Another process (a CLI ``approve``) may have moved the unit first: then nothing
+        happens, so two writers never fight over one unit.
+        """
+        try:
+            unit = self.store.set_unit_status(unit.id, "queued", now=now, reason=reason,
+                                              data={**unit.data, "deadline": self._requeue_deadline(now)})
+        except ValueError:
+            current = self.store.get_unit(unit.id)
+            if current is not None and current.status != unit.status:
+                return None
+            raise
+        self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "reason": reason, **event}, unit_id=unit.id)
+        return unit
+
     def _handle_approvals(self, now: datetime) -> None:
         for approval in self.store.expire_approvals(now):
             self.bus.emit("approval.resolved", {"approval_id": approval.id, "status": "expired"}, unit_id=approval.unit_id)
         for unit in self.store.list_units(statuses=["awaiting_approval"]):
             approval = self.store.approval_for(unit.id, unit.next_step)
             if approval is not None and approval.status != "pending":
-                self.store.set_unit_status(unit.id, "queued", now=now,
-                                           reason=f"approval {approval.id} {approval.status}",
-                                           data={**unit.data, "deadline": self._requeue_deadline(now)})
+                self._requeue(unit, f"approval {approval.id} {approval.status}", now, retry="approval")
 
     def _retry_budget_blocked(self, now: datetime) -> None:
         for unit in self.store.list_units(statuses=["budget_blocked"]):
@@ -464,9 +540,7 @@ class Runtime:
             need = action.definition.estimated_cost_usd
             critical = Priority.of(action.definition.priority) == Priority.CRITICAL
             if self.ledger.available(action.definition.category, self.clock.today(), critical=critical) + 1e-9 >= need:
-                self.store.set_unit_status(unit.id, "queued", now=now, reason="budget available again",
-                                           data={**unit.data, "deadline": self._requeue_deadline(now)})
-                self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "retry": "budget"}, unit_id=unit.id)
+                self._requeue(unit, "budget available again", now, retry="budget")
 
     async def _run_queued(self) -> list[str]:
         ran: list[str] = []
@@ -494,11 +568,34 @@ class Runtime:
                 current = self.store.get_unit(unit.id)
                 if current is None or current.status != "queued":
                     return
-                await self.executor.run_unit(unit.id)
+                try:
+                    await self.executor.run_unit(unit.id)
+                except Exception as exc:  # a bug must cost one unit, never the loop
+                    log.exception("unit %s (%s) crashed the executor", unit.id, unit.template_id)
+                    self._internal_failure(unit.id, exc)
                 ran.append(unit.id)
 
         await asyncio.gather(*(run(u) for u in candidates))
         return ran
+
+    def _internal_failure(self, unit_id: str, exc: BaseException) -> None:
+        """End a unit that an unexpected error interrupted: failed, with the reason and a summary."""
+        reason = f"internal error while running the unit: {type(exc).__name__}: {exc}"
+        try:
+            unit = self.store.get_unit(unit_id)
+            if unit is None or unit.is_terminal:
+                return
+            if unit.status == "running":
+                for run in self.store.action_runs_for_unit(unit_id):
+                    if run.status == "started":
+                        self.store.finish_action_run(run.key, "failed", 0.0, {"summary": ""}, reason, self.clock.now())
+                unit = self.store.set_unit_status(unit_id, "failed", reason=reason, now=self.clock.now())
+            else:
+                unit = self.store.set_unit_status(unit_id, "cancelled", reason=reason, now=self.clock.now())
+            self.executor.write_summary(unit)
+            self.bus.emit(f"work_unit.{unit.status}", {"template_id": unit.template_id, "reason": reason}, unit_id=unit_id)
+        except Exception:
+            log.exception("could not record the failure of unit %s", unit_id)
 
     # -- idle, pause -------------------------------------------------------------------
     def gather_context(self) -> PlanningContext:
@@ -527,11 +624,16 @@ class Runtime:
         stored = self.store.get_state(ACTIVITY_KEY)
         if stored:
             times.append(datetime.fromisoformat(stored))
-        fact = self.gather_context().get("last_user_activity")
-        if isinstance(fact, datetime):
-            times.append(fact)
-        elif isinstance(fact, str):
-            times.append(datetime.fromisoformat(fact))
+        context = self.gather_context()
+        fact = context.get("last_user_activity")
+        try:
+            value = datetime.fromisoformat(fact) if isinstance(fact, str) else fact
+            if value is not None:
+                to_utc(value)  # rejects naive datetimes
+                times.append(value)
+        except (TypeError, ValueError, AttributeError):
+            log.warning("pack %s set last_user_activity to %r, which is not an aware datetime; ignored",
+                        context.sources.get("last_user_activity"), fact)
         return max(times, key=to_utc) if times else None
 
     def is_idle(self) -> bool:

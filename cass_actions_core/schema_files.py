@@ -40,7 +40,9 @@ def load_schema(name: str) -> dict[str, Any]:
 def _validator(name: str) -> Any:
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(load_schema(name))
+    # ``format`` is only an annotation unless a checker is given; the default checker
+    # covers "date" (datetime.date.fromisoformat) without extra packages.
+    return Draft202012Validator(load_schema(name), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def json_path(parts: Iterable[Any]) -> str:
@@ -129,8 +131,10 @@ def validate(name: str, document: Any) -> list[tuple[str, str]]:
     """Validate ``document`` against schema ``name``; return ``(json_path, message)`` pairs.
 
     Errors are sorted by path so reports are stable; an empty list means valid.
+    ``format`` keywords are checked (``"date"`` must be a real calendar date).
     """
-    key = _key("validate", _schema_text(name), _canonical(document))
+    # "formats": documents cached as valid before formats were checked are not trusted.
+    key = _key("validate", "formats", _schema_text(name), _canonical(document))
     if key in _valid:
         return []
     errors = sorted(_validator(name).iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))

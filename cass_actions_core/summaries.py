@@ -24,8 +24,12 @@ def slugify(text: str, limit: int = 30) -> str:
 
 
 def unit_slug(local_date: date, phase: str, name: str, unit_id: str) -> str:
-    """``work/2026-11-26/morning-reflection-block-1a2b``."""
-    return f"work/{local_date.isoformat()}/{phase}-{slugify(name)}-{unit_id[:4].lower()}"
+    """``work/2026-11-26/morning-reflection-block-1a2b3c4d5e6f``.
+
+    Twelve hex digits of the unit id keep slugs unique in practice (four collided after
+    a few hundred units of one template in one phase).
+    """
+    return f"work/{local_date.isoformat()}/{phase}-{slugify(name)}-{unit_id[:12].lower()}"
 
 
 def _tokens(usage: dict[str, Any] | None) -> dict[str, int]:

@@ -30,9 +30,11 @@ class CassGroup(click.Group):
     """A group whose built-in commands load lazily and whose packs may add commands."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Names of the built-in commands and of the commands packs add, sorted."""
         return sorted(set(_BUILTIN) | set(self._plugin_commands(ctx)))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``: a built-in one (imported on first use) or a pack's; ``None`` if unknown."""
         if cmd_name in _BUILTIN:
             module_name, attr = _BUILTIN[cmd_name]
             import importlib

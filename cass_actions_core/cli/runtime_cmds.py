@@ -28,11 +28,15 @@ STATUSES = ["planned", "queued", "running", "completed", "failed", "budget_block
 
 
 @contextmanager
-def open_runtime(state: CLIState, *, strict: bool = False, **kwargs: Any) -> Iterator[Runtime]:
-    """Build a runtime for a command and close its store afterwards."""
+def open_runtime(state: CLIState, *, strict: bool = False, check: bool = False, **kwargs: Any) -> Iterator[Runtime]:
+    """Build a runtime for a command and close its store afterwards.
+
+    Queries (``check=False``) work whatever state the packs are in; commands that run
+    work pass ``check=True`` and refuse a catalogue with problems.
+    """
     from cass_actions_core.runtime import Runtime
 
-    runtime = Runtime(state.config(), data_dir=state.data_dir, strict=strict, **kwargs)
+    runtime = Runtime(state.config(), data_dir=state.data_dir, strict=strict, check=check or strict, **kwargs)
     try:
         yield runtime
     finally:
@@ -124,7 +128,7 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
     takes no virtual time. Prints a timeline and a closing summary; the store keeps a
     summary for every unit, including failed, parked and expired ones.
     """
-    from cass_actions_core.clock import VirtualClock
+    from cass_actions_core.clock import VirtualClock, to_utc
     from cass_actions_core.phases import DayPhases
     from cass_actions_core.planning import load_plan_file
     from cass_actions_core.runtime import Runtime
@@ -140,9 +144,16 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
         for path in data_dir.glob("cass-actions.sqlite*"):
             path.unlink()
         shutil.rmtree(data_dir / "workspace", ignore_errors=True)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if not store_file.exists():
-        (data_dir / SIM_MARKER).write_text("created by cass-actions simulate\n")
+    if store_file.exists() and not (data_dir / SIM_MARKER).exists():
+        # Simulated days would move a real daemon's calendar, plans and budget.
+        raise click.UsageError(f"{data_dir} holds a daemon's store that no simulation created; simulate only in an "
+                               "empty folder or one an earlier simulation made (use another --data-dir).")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not store_file.exists():
+            (data_dir / SIM_MARKER).write_text("created by cass-actions simulate\n")
+    except OSError as exc:
+        raise click.UsageError(f"{data_dir}: cannot use it as the data directory: {exc.strerror or exc}") from None
     phases = DayPhases(config.phases, config.timezone)
     from zoneinfo import ZoneInfo
 
@@ -157,7 +168,8 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
         if seeded and not as_json:
             click.echo(f"demo workspace created in {runtime.workspace}: {', '.join(seeded)}")
         if plan_file:
-            runtime.plan_day(start_day, load_plan_file(plan_file, runtime.catalogue, start_day))
+            plan = load_plan_file(plan_file, runtime.catalogue, start_day)
+            runtime.plan_day(plan.day, plan)
         show = _timeline_printer(runtime) if not as_json else (lambda: None)
         if not as_json:
             click.echo(f"simulating {days} day(s) from {begin:%Y-%m-%d %H:%M} {config.timezone} "
@@ -168,7 +180,7 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
             try:
                 from rich.progress import BarColumn, Progress, TextColumn
 
-                total = (end - begin).total_seconds()
+                total = (to_utc(end) - to_utc(begin)).total_seconds()
                 with Progress(TextColumn("[dim]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                               transient=True, disable=as_json or not sys.stderr.isatty(),
                               console=__import__("rich.console").console.Console(stderr=True)) as progress:
@@ -176,7 +188,7 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
 
                     def on_tick(report: Any) -> None:
                         show()
-                        progress.update(task, completed=(clock.now() - begin).total_seconds(),
+                        progress.update(task, completed=(to_utc(clock.now()) - to_utc(begin)).total_seconds(),
                                         description=f"virtual time {clock.now():%Y-%m-%d %H:%M}")
 
                     await runtime.simulate_until(end, on_tick=on_tick)
@@ -226,7 +238,12 @@ def run_command(state: CLIState, plan_file: str | None) -> None:
     try:
         if plan_file:
             today = runtime.phases.instance_at(runtime.clock.now()).day
-            runtime.plan_day(today, load_plan_file(plan_file, runtime.catalogue, today))
+            plan = load_plan_file(plan_file, runtime.catalogue, today)
+            try:
+                runtime.acquire_lease()  # never change a plan under another running daemon
+            except LeaseHeldError as exc:
+                raise click.ClickException(str(exc)) from None
+            runtime.plan_day(plan.day, plan)
 
         async def serve() -> None:
             # Handlers first: a signal that arrives while the runtime starts still stops it cleanly.
@@ -250,6 +267,8 @@ def run_command(state: CLIState, plan_file: str | None) -> None:
             click.echo("cass-actions: stopping after the current step ...", err=True)
             await runtime.stop()
             click.echo("cass-actions: stopped.", err=True)
+            if runtime.lease_lost:
+                raise click.ClickException(runtime.lease_lost)
 
         asyncio.run(serve())
     finally:
@@ -263,6 +282,7 @@ class _TimelinePlugin:
 
     @hookimpl
     def on_event(self, event: Any) -> None:
+        """Print one line per event on stderr."""
         data = json.dumps(event.data, default=str)
         click.echo(f"{event.at:%Y-%m-%d %H:%M:%S} {event.type} {event.unit_id or ''} {data[:160]}", err=True)
 
@@ -396,8 +416,12 @@ resume_command = _pause_command("resume", False)
 @click.option("--focus", help="What the unit should focus on.")
 @click.pass_obj
 def trigger_command(state: CLIState, as_json: bool, template_id: str, focus: str | None) -> None:
-    """Queue a unit of TEMPLATE_ID in the current phase; the running daemon picks it up."""
-    with open_runtime(state) as runtime:
+    """Queue a unit of TEMPLATE_ID in the current phase; the running daemon picks it up.
+
+    A manual request: the template's max_per_day and cooldown (which bind the planner)
+    do not apply.
+    """
+    with open_runtime(state, check=True) as runtime:
         try:
             unit = runtime.trigger(template_id, focus=focus)
         except KeyError as exc:
@@ -422,7 +446,11 @@ def plan_command(state: CLIState, as_json: bool, date_text: str | None, plan_fil
     with open_runtime(state, strict=bool(plan_file or from_templates)) as runtime:
         day = _parse_date(date_text) or runtime.phases.instance_at(runtime.clock.now()).day
         if plan_file:
-            runtime.plan_day(day, load_plan_file(plan_file, runtime.catalogue, day))
+            plan = load_plan_file(plan_file, runtime.catalogue, day)
+            if date_text and plan.day != day:
+                raise click.UsageError(f"{plan_file} plans {plan.day}, but --date says {day}")
+            day = plan.day
+            runtime.plan_day(day, plan)
         elif from_templates:
             runtime.plan_day(day)
         row = runtime.store.get_plan(day)

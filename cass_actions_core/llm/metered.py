@@ -14,7 +14,10 @@ sent, and they are sticky: once refused, every later call on the same meter is
 refused with the same kind, so a loop that swallows the error still cannot spend.
 After each call (successful or not) the actual cost is added and
 ``gate.record(total)`` is called; failed calls count as calls, and a reply that was
-billed but unusable (cut off, refused, invalid JSON) adds its cost.
+billed but unusable (cut off, refused, invalid JSON) adds its cost. A call cancelled
+or timed out after it was sent (the handler's timeout, say) returns no usage although
+the provider may still bill it, so its pre-call estimate is charged instead; its
+transcript is marked ``cancelled``.
 
 The estimate is deliberately on the high side: input tokens from UTF-8 bytes / 3
 (:func:`~cass_actions_core.llm.base.conservative_tokens`) plus a small per-message
@@ -31,6 +34,7 @@ to lose the call's result.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -72,6 +76,11 @@ _R = TypeVar("_R", LLMResponse, StructuredResult[Any])
 
 def _usd(value: Decimal) -> float:
     return float(value.quantize(_MICRO))
+
+
+def _charge(estimate: Decimal) -> Decimal:
+    # What a call cancelled in flight is charged: its estimate, rounded up like estimate_usd.
+    return estimate.quantize(_MICRO, rounding=ROUND_CEILING)
 
 
 def _now() -> datetime:
@@ -278,6 +287,7 @@ class MeteredLLM:
         started, t0 = self._clock(), time.perf_counter()
         response: LLMResponse | None = None
         error: BaseException | None = None
+        cancelled = False
         try:
             result = await invoke(request)
             response = result if isinstance(result, LLMResponse) else result.response
@@ -285,7 +295,12 @@ class MeteredLLM:
         except LLMError as exc:
             error, response = exc, exc.response  # a billed but unusable reply still costs
             raise
-        except BaseException as exc:  # cancellation included: the call still counts
+        except (asyncio.CancelledError, TimeoutError) as exc:
+            # Cancelled or timed out after the request went out: no usage came back, but
+            # the provider may bill the call anyway, so charge its estimate.
+            error, cancelled = exc, True
+            raise
+        except BaseException as exc:  # the call still counts
             error = exc
             raise
         finally:
@@ -294,8 +309,11 @@ class MeteredLLM:
                 self._spent += Decimal(str(response.cost_usd))
                 self._usage = self._usage + response.usage
                 self._last = response
+            elif cancelled:
+                self._spent += _charge(estimate)
             elapsed_ms = (time.perf_counter() - t0) * 1000
-            self._save(request, response, error, estimate, started, self._clock(), elapsed_ms, output_model=output_model)
+            self._save(request, response, error, estimate, started, self._clock(), elapsed_ms,
+                       output_model=output_model, cancelled=cancelled)
             if self.gate is not None:
                 try:
                     self.gate.record(self.spent_usd)
@@ -316,11 +334,16 @@ class MeteredLLM:
         *,
         output_model: type[BaseModel] | None,
         refused: bool = False,
+        cancelled: bool = False,
     ) -> None:
         if self.transcripts is None:
             return
         if isinstance(error, LLMError):
             error_info: dict[str, Any] | None = error.to_dict()
+        elif cancelled:
+            what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            error_info = {"kind": "cancelled",
+                          "message": f"{what} (charged at the call's estimate: the provider may still bill it)"}
         elif error is not None:
             error_info = {"kind": "exception", "message": f"{type(error).__name__}: {error}"}
         else:
@@ -330,12 +353,13 @@ class MeteredLLM:
             "run_key": self.run_key,
             "call": None if refused else self._calls,
             "refused": refused,
+            "cancelled": cancelled,
             "provider": self.provider.name,
             "model": response.model if response else request.model,
             "request": {**request.to_dict(), "output_model": output_model.__name__ if output_model else None},
             "response": response.to_dict() if response else None,
             "usage": (response.usage if response else Usage()).to_dict(),
-            "cost_usd": response.cost_usd if response else 0.0,
+            "cost_usd": response.cost_usd if response else (_usd(_charge(estimate)) if cancelled else 0.0),
             "estimate_usd": _usd(estimate),
             "spent_usd": self.spent_usd,
             "started_at": started.isoformat(),

@@ -73,6 +73,7 @@ class ScriptedLLMPlugin:
 
     @hookimpl
     def register_llm_providers(self, register: Any) -> None:
+        """Register the ``"scripted"`` provider; each provider built is kept in :attr:`providers`."""
         from cass_actions_core.llm.scripted import ScriptedProvider
 
         def factory(settings: Any) -> Any:

@@ -234,3 +234,58 @@ def test_corrupt_store_gets_a_clear_error_and_is_left_untouched(tmp_path: Path):
     out = run_cli("status", "--data-dir", str(data), env={"CASS_ACTIONS_LOAD_PLUGINS": ""})
     assert out.returncode == 1 and str(db) in out.stderr and "Traceback" not in out.stderr
     assert db.read_bytes() == before
+
+
+def test_simulate_refuses_a_real_daemons_store(sim_site: Path, tmp_path: Path):
+    real = tmp_path / "real"
+    assert run_cli("init", "--data-dir", str(real), site=sim_site, env=ENV).returncode == 0
+    out = run_cli("simulate", "--data-dir", str(real), site=sim_site, env=ENV)
+    assert out.returncode == 2 and "no simulation created" in out.stderr
+    assert run_cli("status", "--json", "--data-dir", str(real), site=sim_site, env=ENV).returncode == 0
+
+
+def test_queries_work_when_a_pack_has_bad_metadata(sim_site: Path, tmp_path: Path):
+    data = tmp_path / "d"
+    assert run_cli("simulate", "--start", "2026-11-26", "--data-dir", str(data), site=sim_site, env=ENV).returncode == 0
+    make_dist(sim_site, "cass-actions-badmeta", ep_name="badmeta", actions=[action_def("bad.one", tier=9)])
+    env = {"CASS_ACTIONS_LOAD_PLUGINS": "simpack,badmeta"}
+    for command in (["status"], ["queue"], ["history"], ["approvals", "--all"], ["budget", "--date", "2026-11-26"]):
+        out = run_cli(*command, "--data-dir", str(data), site=sim_site, env=env)
+        assert out.returncode == 0, (command, out.stderr)
+    refused = run_cli("run-action", "sim.tidy", "--data-dir", str(data), site=sim_site, env=env)
+    assert refused.returncode == 1 and "$.actions[0].tier" in refused.stderr
+
+
+def test_run_with_a_plan_refuses_without_touching_a_running_daemons_plan(sim_site: Path, tmp_path: Path):
+    import os
+
+    from cass_actions_core.store import Store
+
+    data = tmp_path / "d"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(sim_site), **ENV, "CASS_ACTIONS_DATA_DIR": str(data)})
+    daemon = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run"], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        db = data / "cass-actions.sqlite"
+        deadline = time.monotonic() + 60
+        plan_before = None
+        while time.monotonic() < deadline:
+            if db.exists():
+                with Store.open(db, daemon_id="cass") as store:
+                    if store.get_lease() is not None:
+                        day = store.list_units()[0].local_date if store.list_units() else None
+                        plan_before = store.get_plan(day) if day else None
+                        if plan_before is not None:
+                            break
+            time.sleep(0.1)
+        assert plan_before is not None
+        f = tmp_path / "p.json"
+        f.write_text(json.dumps({"date": plan_before.local_date.isoformat(), "phases": {"night": [{"template": "broken"}]}}))
+        out = run_cli("run", "--plan", str(f), "--data-dir", str(data), site=sim_site, env=ENV)
+        assert out.returncode == 1 and f"pid {daemon.pid}" in out.stderr
+        with Store.open(db, daemon_id="cass") as store:
+            assert store.get_plan(plan_before.local_date).source == plan_before.source == "templates"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=60)

@@ -257,3 +257,54 @@ def test_metered_action_against_the_real_sdk_and_fake_server(run: Any, fake: Any
     assert error.kind == "cost_cap"
     assert len(fake.message_requests) == 3
     assert meter.spent_usd == 0.0012
+
+
+def test_a_call_cancelled_in_flight_is_charged_its_estimate(run: Any) -> None:
+    class Hanging(ScriptedProvider):
+        async def complete(self, request: LLMRequest) -> LLMResponse:
+            await asyncio.sleep(10)  # sent, but the handler's timeout fires first
+            return await super().complete(request)
+
+    sink = MemoryTranscriptSink()
+    gate = MemorySpendGate()
+    provider = Hanging(["never"], usage=Usage(1000, 1000))
+    meter = MeteredLLM(provider, settings(), action_id="a.b", max_cost_usd=1.0, max_calls=5,
+                       gate=gate, transcripts=sink)
+    estimate = meter.estimate_usd("go")
+
+    async def timed_out() -> None:
+        await asyncio.wait_for(meter.complete("go"), 0.1)
+
+    with pytest.raises(TimeoutError):
+        run(timed_out())
+
+    assert estimate > 0
+    assert meter.calls == 1
+    assert meter.spent_usd == estimate
+    assert gate.recorded == [estimate]
+    (record,) = sink.records.values()
+    assert record["cancelled"] is True and record["refused"] is False
+    assert record["cost_usd"] == estimate == record["spent_usd"]
+    assert record["error"]["kind"] == "cancelled"
+
+
+def test_a_cancelled_call_still_raises_cancellation(run: Any) -> None:
+    class Hanging(ScriptedProvider):
+        async def complete(self, request: LLMRequest) -> LLMResponse:
+            await asyncio.sleep(10)
+            return await super().complete(request)
+
+    meter = MeteredLLM(Hanging(["never"]), settings(), action_id="a.b", max_cost_usd=1.0, max_calls=5)
+
+    async def cancel_it() -> bool:
+        task = asyncio.create_task(meter.complete("go"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert run(cancel_it()) is True
+    assert meter.spent_usd == meter.estimate_usd("go")

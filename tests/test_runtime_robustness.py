@@ -1,0 +1,202 @@
+"""The runtime under bad handlers, bad facts, lost leases, shutdowns and crashes between writes."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import cass_actions_core.runtime as runtime_module
+from cass_actions_core import hookimpl
+from cass_actions_core.clock import VirtualClock
+from cass_actions_core.config import Config
+from cass_actions_core.planning import DayPlan, PlanItem
+from cass_actions_core.problems import CatalogueError, UserError
+from cass_actions_core.runtime import Runtime
+from cass_actions_core.store import Store
+from support import HandPack, action_def, template_def
+from test_runtime import DAY, TZ, at, by_template, make_runtime
+
+tidy = dict(tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0, category="system")
+
+
+async def returns_unstorable(ctx):
+    return {"summary": "done", "data": {"when": datetime.now(UTC), "ratio": math.nan}}
+
+
+async def returns_bad_questions(ctx):
+    return {"summary": "done", "questions": "why?"}
+
+
+async def ok(ctx):
+    return {"summary": f"{ctx.action_id} ok"}
+
+
+async def slow(ctx):
+    await asyncio.sleep(0.3)
+    return {"summary": "slow ok"}
+
+
+def pack_with(handlers: dict, templates: list) -> HandPack:
+    return HandPack([action_def(a, **tidy) for a in handlers], templates, handlers=handlers)
+
+
+def test_an_unstorable_handler_result_fails_the_step_not_the_loop(tmp_path: Path):
+    window = [{"start_hour": 6, "end_hour": 12}]
+    pack = pack_with({"t.weird": returns_unstorable, "t.bad_q": returns_bad_questions, "t.ok": ok},
+                     [template_def("weird", ["t.weird"], category="system", preferred_windows=window),
+                      template_def("bad_q", ["t.bad_q"], category="system", preferred_windows=window),
+                      template_def("fine", ["t.ok"], category="system", preferred_windows=window)])
+    runtime = make_runtime(tmp_path, pack=pack)
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())
+    units = by_template(runtime)
+    assert units["fine"].status == "completed"
+    assert units["weird"].status == "failed" and "not plain JSON" in units["weird"].reason
+    assert units["bad_q"].status == "failed" and "questions must be a list of strings" in units["bad_q"].reason
+    for name in ("weird", "bad_q"):
+        assert runtime.store.get_summary(units[name].id).status == "failed"
+    runtime.close()
+
+
+def test_an_unknown_llm_provider_is_a_catalogue_problem(tmp_path: Path):
+    cfg = Config.model_validate({"timezone": TZ, "llm": {"provider": "nosuch"}})
+    with pytest.raises(CatalogueError) as info:
+        Runtime(cfg, data_dir=tmp_path / "d", clock=VirtualClock(ZoneInfo(TZ), at(DAY, 6)),
+                plugins=[("t", HandPack([action_def("t.talk")]))], entry_points=False)
+    (problem,) = info.value.problems
+    assert problem.code == "unknown-provider" and problem.path == "$.llm.provider"
+    assert "known: anthropic, offline" in problem.message
+    cfg = Config.model_validate({"timezone": TZ, "llm": {"actions": {"t.talk": {"provider": "offlin"}}}})
+    with pytest.raises(CatalogueError) as info:
+        Runtime(cfg, data_dir=tmp_path / "e", clock=VirtualClock(ZoneInfo(TZ), at(DAY, 6)),
+                plugins=[("t", HandPack([action_def("t.talk")]))], entry_points=False)
+    (problem,) = info.value.problems
+    assert problem.item_id == "t.talk" and problem.path == "$.llm.actions.t.talk.provider"
+
+
+def test_a_failed_required_step_still_fails_its_unit_after_a_crash(tmp_path: Path):
+    pack = pack_with({"t.a": ok, "t.b": ok}, [template_def("two", ["t.a", "t.b"], category="system")])
+    runtime = make_runtime(tmp_path, pack=pack)
+    now = runtime.clock.now()
+    unit = runtime.store.insert_unit(local_date=DAY, phase="morning", template_id="two", name="Two", category="system",
+                                     steps=[{"action": "t.a"}, {"action": "t.b"}], now=now, status="queued")
+    runtime.store.set_unit_status(unit.id, "running", reason=None, now=now)
+    key = f"{DAY.isoformat()}/morning/{unit.id}/0"
+    runtime.store.begin_action_run(key, unit.id, 0, "t.a", now)
+    runtime.store.finish_action_run(key, "failed", 0.0, {"summary": ""}, "boom", now)  # then the process died
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())
+    after = runtime.store.get_unit(unit.id)
+    assert after.status == "failed" and "step 1 (t.a) failed: boom" in after.reason
+    assert [r.action_id for r in runtime.store.action_runs_for_unit(unit.id)] == ["t.a"]  # step 2 never ran
+    runtime.close()
+
+
+def test_stop_returns_the_unit_to_the_queue_between_steps(tmp_path: Path):
+    pack = pack_with({"t.s1": slow, "t.s2": slow, "t.s3": slow},
+                     [template_def("three", ["t.s1", "t.s2", "t.s3"], category="system",
+                                   preferred_windows=[{"start_hour": 6, "end_hour": 12}])])
+    runtime = make_runtime(tmp_path, pack=pack)
+
+    async def go():
+        await runtime.start()
+        await asyncio.sleep(0.15)  # inside step 1
+        await runtime.stop()
+
+    asyncio.run(go())
+    unit = by_template(runtime)["three"]
+    assert unit.status == "queued" and unit.next_step == 1
+    assert "stopped before step 2" in unit.reason
+    assert runtime.store.get_lease() is None
+    runtime.close()
+
+
+def test_losing_the_lease_stops_the_loop(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(runtime_module, "LEASE_RENEW_SECONDS", 0.05)
+    runtime = make_runtime(tmp_path)
+
+    async def go():
+        await runtime.start()
+        other = Store.open(runtime.data_dir / "cass-actions.sqlite", daemon_id="cass")
+        with other.transaction():
+            other._conn.execute("UPDATE lease SET expires_at = ?", (datetime(2000, 1, 1, tzinfo=UTC).isoformat(),))
+        other.acquire_lease("someone-else", datetime.now(UTC), timedelta(minutes=5))
+        other.close()
+        await asyncio.wait_for(runtime.wait(), 10)
+
+    asyncio.run(go())
+    assert runtime.lease_lost and "could not be renewed" in runtime.lease_lost
+    runtime.close()
+
+
+def test_run_action_inside_a_started_runtime_keeps_its_lease(tmp_path: Path):
+    runtime = make_runtime(tmp_path)
+
+    async def go():
+        await runtime.start()
+        unit = await runtime.run_action("t.tidy")
+        lease = runtime.store.get_lease()
+        await runtime.stop()
+        return unit, lease
+
+    unit, lease = asyncio.run(go())
+    assert unit.status == "completed"
+    assert lease is not None and lease.holder == runtime._holder
+    runtime.close()
+
+
+def test_a_naive_activity_fact_is_ignored_and_the_tick_goes_on(tmp_path: Path, caplog):
+    class NaiveFacts:
+        @hookimpl
+        def gather_context(self, context):
+            context.set("last_user_activity", datetime(2026, 11, 26, 5, 0))  # no time zone
+
+    runtime = make_runtime(tmp_path, start=at(DAY, 22), extra=[("naive", NaiveFacts())])
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())
+    assert by_template(runtime)["quiet"].status == "completed"
+    assert "not an aware datetime" in caplog.text
+    runtime.close()
+
+
+def test_a_plan_replaced_mid_day_queues_the_current_phase_and_expires_past_ones(tmp_path: Path):
+    runtime = make_runtime(tmp_path, start=at(DAY, 13), config={"scheduler": {"catch_up_window_minutes": 30}})
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())  # the afternoon began; the day is planned from here
+    plan = DayPlan(DAY, {"morning": [PlanItem("gated")], "afternoon": [PlanItem("doomed", focus="now")],
+                         "evening": [PlanItem("reflect_then_tidy")]}, source="file", reason="by hand")
+    runtime.plan_day(DAY, plan)
+    asyncio.run(runtime.tick())
+    units = sorted((u.phase, u.template_id, u.status) for u in runtime.units(local_date=DAY) if u.data.get("source") == "file")
+    assert units == [("afternoon", "doomed", "failed"), ("evening", "reflect_then_tidy", "planned"),
+                     ("morning", "gated", "expired")]
+    morning = next(u for u in runtime.units(local_date=DAY) if u.phase == "morning")
+    assert "ended before the unit was queued" in morning.reason
+    runtime.close()
+
+
+def test_planner_honours_cooldown_and_max_per_day(tmp_path: Path):
+    pack = pack_with({"t.a": ok}, [template_def("rare", ["t.a"], category="system", cooldown="2d",
+                                                preferred_windows=[{"start_hour": 6, "end_hour": 12}])])
+    runtime = make_runtime(tmp_path, pack=pack)
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())
+    assert by_template(runtime)["rare"].status == "completed"
+    runtime.clock.set(at(DAY + timedelta(days=1), 6))
+    asyncio.run(runtime.tick())
+    plan = runtime.store.get_plan(DAY + timedelta(days=1))
+    assert any(d.startswith("rare: cooldown 2d") for d in plan.data["dropped"])
+    assert len(runtime.units(template_id="rare")) == 1
+    runtime.close()
+
+
+def test_an_unusable_data_dir_is_a_user_error(tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot use it as the data directory"):
+        make_runtime(blocker / "sub")
