@@ -164,6 +164,7 @@ def build_catalogue(
     _collect_templates(catalogue, template_regs.values())
     _check_categories(catalogue)
     _check_providers(catalogue)
+    _check_pack_settings(catalogue, registrars.values())
     for name, record in by_name.items():
         record.actions = sum(1 for a in catalogue.actions.values() if a.pack == name)
         record.templates = sum(1 for t in catalogue.templates.values() if t.origin.pack == name)
@@ -343,4 +344,18 @@ def _check_providers(catalogue: Catalogue) -> None:
                 "unknown-provider", f"LLM provider {name!r} is not registered (known: {known})",
                 file=label if in_config else action.origin.file, pack=action.pack, item_id=action.definition.id,
                 path=f"$.llm.actions.{action.definition.id}.provider" if in_config else f"$.actions[{action.origin.index}].llm.provider",
+            ))
+
+
+def _check_pack_settings(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]) -> None:
+    """Each pack's ``[packs.<pack>]`` table must satisfy the settings schema the pack declared."""
+    config = catalogue.config
+    label = str(config.source) if config.source else "configuration (defaults)"
+    for reg in registrars:
+        if reg.settings_schema is None:
+            continue
+        schema, _source = reg.settings_schema
+        for sub, message in schema_files.validate_instance(schema, config.pack_settings(reg.pack)):
+            catalogue.problems.append(Problem(
+                "invalid-pack-settings", message, file=label, pack=reg.pack, path=f"$.packs.{reg.pack}{sub[1:]}",
             ))

@@ -59,6 +59,10 @@ def register_actions(register: ActionRegistrar) -> None:
     at registration, not when the action first runs. ``register.handler(action_id)``
     with no function returns a decorator.
 
+    ``register.settings(source)`` (optional) declares a JSON Schema for the pack's
+    ``[packs.<pack>]`` config table; a bad value is then a catalogue problem with its key
+    path, reported by ``validate`` and at startup.
+
     Every definition needs a handler and every handler a definition; an id
     registered by two packs is an error that names both.
     """

@@ -112,6 +112,24 @@ class ActionRegistrar:
     definitions: list[tuple[ActionDefinition, Registered]] = field(default_factory=list)
     handlers: dict[str, tuple[Handler, str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    #: The pack's settings schema and where it came from, if it declared one.
+    settings_schema: tuple[dict[str, Any], str] | None = None
+
+    def settings(self, source: Source) -> None:
+        """Declare the JSON Schema of the pack's ``[packs.<pack>]`` settings table.
+
+        The config's table is checked against it when the catalogue is built (``validate``
+        and startup report a bad value with its key path), not when an action first runs.
+        """
+        read = _read_document(source, self.pack, self.problems)
+        if read is None:
+            return
+        schema, label = read
+        why = schema_files.check_schema(schema)
+        if why:
+            self.problems.append(Problem("invalid-settings-schema", f"not a valid JSON Schema: {why}", file=label, pack=self.pack))
+            return
+        self.settings_schema = (schema, label)
 
     def load(self, source: Source) -> None:
         """Read an action metadata file (``{"actions": [...]}``) and register its definitions."""

@@ -17,6 +17,7 @@ shows real work.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,32 @@ from typing import Any
 SELF_MODEL = Path("self") / "model.json"
 FEEDS = Path("feeds")
 CONVERSATION_INBOX = Path("conversations") / "inbox"
+
+def read_self_model(workspace: Path, logger: logging.Logger | None = None) -> dict[str, Any] | None:
+    """The self model (``self/model.json``), or None when it is missing or unusable.
+
+    An unusable file is reported once through ``logger`` with the file, line and column,
+    and never rewritten here: whoever wants to change it must read it successfully first.
+    """
+    path = workspace / SELF_MODEL
+    log = logger or logging.getLogger("cass_actions.workspace")
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("%s: cannot read the self model: %s", path, exc)
+        return None
+    try:
+        model = json.loads(text)
+    except json.JSONDecodeError as exc:
+        log.warning("%s: the self model is not valid JSON: %s at line %d, column %d", path, exc.msg, exc.lineno, exc.colno)
+        return None
+    if not isinstance(model, dict):
+        log.warning("%s: the self model must be a JSON object, not %s", path, type(model).__name__)
+        return None
+    return model
+
 
 DEMO_SELF_MODEL: dict[str, Any] = {
     "name": "Cass",

@@ -237,3 +237,23 @@ def test_installed_pack_raising_importerror_is_reported_through_the_api(site: Pa
     with pytest.raises(CatalogueError) as info:
         cat.check(strict=True)
     assert "cass-actions-broken" in str(info.value) and "pack-load" == info.value.problems[0].code
+
+
+def test_pack_settings_are_checked_against_the_schema_the_pack_declares(tmp_path: Path):
+    from cass_actions_core import hookimpl
+
+    class SettingsPack(HandPack):
+        @hookimpl
+        def register_actions(self, register):
+            super().register_actions(register)
+            register.settings({"type": "object", "additionalProperties": False,
+                               "properties": {"max_turns": {"type": "integer", "minimum": 1, "maximum": 10}}})
+
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[packs.demo]\nmax_turns = 50\nturbo = true\n")
+    cat = build(("demo", SettingsPack([action_def("demo.a")])), config=load_config(config_file))
+    found = sorted((p.code, p.path) for p in cat.problems)
+    assert found == [("invalid-pack-settings", "$.packs.demo"), ("invalid-pack-settings", "$.packs.demo.max_turns")]
+    assert all(p.file == str(config_file.resolve()) for p in cat.problems)
+    config_file.write_text("[packs.demo]\nmax_turns = 4\n")
+    assert build(("demo", SettingsPack([action_def("demo.a")])), config=load_config(config_file)).problems == []
