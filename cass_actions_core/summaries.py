@@ -7,20 +7,14 @@ earlier system wrote records missing required fields: B2), and stored by unit id
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from cass_actions_core import schema_files
+from cass_actions_core.text import slugify
 
 if TYPE_CHECKING:
     from cass_actions_core.store import Store, UnitRow
-
-
-def slugify(text: str, limit: int = 30) -> str:
-    """Lowercase words joined by dashes, at most ``limit`` characters."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:limit].rstrip("-") or "unit"
 
 
 def unit_slug(local_date: date, phase: str, name: str, unit_id: str) -> str:
@@ -29,7 +23,7 @@ def unit_slug(local_date: date, phase: str, name: str, unit_id: str) -> str:
     Twelve hex digits of the unit id keep slugs unique in practice (four collided after
     a few hundred units of one template in one phase).
     """
-    return f"work/{local_date.isoformat()}/{phase}-{slugify(name)}-{unit_id[:12].lower()}"
+    return f"work/{local_date.isoformat()}/{phase}-{slugify(name, 30) or 'unit'}-{unit_id[:12].lower()}"
 
 
 def _tokens(usage: dict[str, Any] | None) -> dict[str, int]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cass_actions_core.text import OFFLINE_LABEL
 from cass_actions_core.config import LLMSettings
 from cass_actions_core.llm.base import (
     LLMRequest,
@@ -46,7 +47,7 @@ from cass_actions_core.llm.errors import LLMError, describe_failure
 from cass_actions_core.llm.prices import PriceTable, price_table
 
 PROVIDER_NAME = "offline"
-LABEL = "[offline]"
+LABEL = OFFLINE_LABEL
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _KEY_LINE = re.compile(r"^\s*(#{1,6}\s+\S|[-*\u2022]\s+\S|\d+[.)]\s+\S|[A-Za-z][\w .'-]{0,40}:\s+\S)")
