@@ -7,9 +7,10 @@ from datetime import date, timedelta
 from pydantic import BaseModel
 
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
+from cass_actions_core.text import OFFLINE_LABEL, bullets, clip, first_sentence, label_offline, render_front_matter, unique
 
 from cass_actions_journal.sources import DayMaterial, entry_relpath, material_for, parse_day, system_prompt
-from cass_actions_journal.text import OFFLINE_LABEL, bullets, clip, first_sentence, render_front_matter, unique
+from cass_actions_journal.text import offline_items, unlabelled
 
 #: Output tokens allowed for an entry.
 ENTRY_MAX_TOKENS = 1_500
@@ -27,7 +28,13 @@ class JournalEntry(BaseModel):
 
 
 def offline_entry(material: DayMaterial) -> JournalEntry:
-    """An entry assembled from the day's material itself (the offline provider's answer)."""
+    """An entry assembled from the day's material itself (the offline provider's answer).
+
+    Everything in it is labelled offline, list items included. The insights and questions
+    are picked from the day's own lists (work units' insights, conversations' key points
+    and questions); an item that arrives once labelled and once not (the memory pack's
+    offline key point and the same point reported as its unit's insight) is kept once.
+    """
     day = material.day
     done = sum(1 for w in material.work if w.status == "completed")
     paragraphs = []
@@ -36,14 +43,16 @@ def offline_entry(material: DayMaterial) -> JournalEntry:
         lines += [f"In the {w.phase} I did {w.name} ({w.status}): {first_sentence(w.text, 240)}" for w in material.work]
         paragraphs.append(" ".join(lines))
     if material.conversations:
-        talks = "; ".join(f"\u201c{c.title.removeprefix(OFFLINE_LABEL).strip()}\u201d \u2014 " + first_sentence(
-            c.key_points[0] if c.key_points else c.summary.removeprefix(OFFLINE_LABEL).strip(), 200).rstrip(".!?")
+        talks = "; ".join(f"\u201c{unlabelled(c.title)}\u201d \u2014 " + first_sentence(
+            unlabelled(c.key_points[0]) if c.key_points else unlabelled(c.summary), 200).rstrip(".!?")
             for c in material.conversations)
         opening = "I" if material.work else f"{OFFLINE_LABEL} On {day:%A} I"
         paragraphs.append(f"{opening} talked with people about: {talks}.")
-    insights = unique([*(i for w in material.work for i in w.insights), *(k for c in material.conversations for k in c.key_points)], 3)
-    questions = unique([*(q for w in material.work for q in w.questions), *(q for c in material.conversations for q in c.open_questions)], 3)
-    return JournalEntry(title=f"{OFFLINE_LABEL} {day:%A} {day.isoformat()}", entry="\n\n".join(paragraphs),
+    insights = offline_items([*(i for w in material.work for i in w.insights),
+                              *(k for c in material.conversations for k in c.key_points)], 3)
+    questions = offline_items([*(q for w in material.work for q in w.questions),
+                               *(q for c in material.conversations for q in c.open_questions)], 3)
+    return JournalEntry(title=label_offline(f"{day:%A} {day.isoformat()}"), entry="\n\n".join(paragraphs),
                         insights=insights, questions=questions)
 
 
@@ -106,7 +115,8 @@ async def generate_daily(ctx: ActionContext) -> ActionResult:
                                     "no entry written (nothing to do).",
                             data={"date": day.isoformat(), "path": None, "written": False})
     system = system_prompt(ctx.workspace, "You keep a private journal. Write honestly, in the first person, "
-                                          "about what the day held; do not invent events that are not in the notes.")
+                                          "about what the day held; do not invent events that are not in the notes.",
+                           ctx.logger)
     prompt = (f"Write my journal entry for {day:%A} {day.isoformat()} from these notes about the day.\n\n{material.render()}\n\n"
               "Return title (a few words), entry (three to five short paragraphs of markdown prose), insights (up to 3 "
               "things I learned) and questions (up to 3 questions the day left me with).")

@@ -26,7 +26,8 @@ HANDLERS: dict[str, Handler] = {
 
 @hookimpl
 def register_actions(register: Any) -> None:
-    """Register the pack's action metadata file and one handler per action."""
+    """Register the pack's settings schema, action metadata file and one handler per action."""
+    register.settings(files(__package__) / "settings.schema.json")
     register.load(files(__package__) / "actions.json")
     for action_id, handler in HANDLERS.items():
         register.handler(action_id, handler)

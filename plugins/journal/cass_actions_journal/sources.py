@@ -7,11 +7,12 @@
   count on the local date of their ``updated`` time, or else of their modification time.
   Without the memory pack the folder is simply absent and the journal uses work alone.
 - Journal entries are this pack's own ``<data_dir>/<YYYY-MM-DD>.md`` files.
+- The daemon's voice comes from ``<workspace>/self/model.json`` (read only).
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 
 from cass_actions_core.actions import ActionContext, ActionFailed
 
-from cass_actions_journal.text import body_text, bullets, clip, parse_front_matter, section_items
+from cass_actions_core.text import body_text, bullets, clip, parse_front_matter, section_items
+from cass_actions_core.workspace import read_self_model
 
 #: Where the memory pack publishes conversation summaries, relative to the workspace.
 DEFAULT_MEMORY_SUMMARIES = "memory/summaries"
@@ -225,22 +227,22 @@ def read_entry(data_dir: Path, day: date) -> Entry | None:
     return Entry(day, path, fields, body)
 
 
-def self_voice(workspace: Path) -> tuple[str, list[str]]:
-    """The daemon's name and identity statements from ``self/model.json`` (defaults when absent)."""
-    try:
-        doc = json.loads((workspace / "self" / "model.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return "Cass", []
-    if not isinstance(doc, dict):
+def self_voice(workspace: Path, logger: logging.Logger | None = None) -> tuple[str, list[str]]:
+    """The daemon's name and identity statements from ``self/model.json`` (defaults when absent or unusable).
+
+    Read with :func:`cass_actions_core.workspace.read_self_model`: a malformed file is
+    reported through ``logger`` (file, line and column) and the defaults are used.
+    """
+    doc = read_self_model(workspace, logger)
+    if doc is None:
         return "Cass", []
     name = doc.get("name") if isinstance(doc.get("name"), str) and doc.get("name").strip() else "Cass"
     identity = [str(i) for i in doc.get("identity") or [] if isinstance(i, str)][:3]
     return name, identity
 
 
-def system_prompt(workspace: Path, task: str) -> str:
+def system_prompt(workspace: Path, task: str, logger: logging.Logger | None = None) -> str:
     """A system prompt in the daemon's own voice for ``task``."""
-    name, identity = self_voice(workspace)
+    name, identity = self_voice(workspace, logger)
     who = " ".join(identity) if identity else f"I am {name}, an AI daemon."
     return f"You are {name}. In your own words: {who} {task}"
-

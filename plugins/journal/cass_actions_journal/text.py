@@ -1,132 +1,39 @@
-"""Small text helpers of the journal pack: front matter, sections, sentences, settings.
+"""Pack-specific helpers of the journal pack: settings and offline labels.
 
-Front matter is the block between two ``---`` lines at the top of a markdown file, one
-``key: value`` per line with JSON values (also valid YAML flow syntax). The journal pack
-keeps its own copy of these few helpers so that it works without the memory pack.
+The shared text helpers (sentences, clipping, bullets, front matter, the offline label)
+come from :mod:`cass_actions_core.text`, so the journal reads the memory pack's files
+exactly the way the memory pack writes them.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cass_actions_core.actions import ActionFailed
-
-#: Prefix the pack puts on text it builds itself when the offline provider is in use.
-OFFLINE_LABEL = "[offline]"
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"[A-Za-z]+")
-_STOPWORDS = frozenset("""
-about above after again against also because been before being below between both could does doing down during each
-even from further have having here hers into itself just like make makes might more most much only other ours over
-really same says should some such than that their them then there these they this those through under until upon very
-were what when where which while whom will with would your yours thing things maybe still tell well going want think
-feel offline journal entry completed step steps spent done failed morning afternoon evening night unit units today
-""".split())
+from cass_actions_core.text import OFFLINE_LABEL, label_offline, unique
 
 
-def clip(text: str, limit: int) -> str:
-    """``text`` with whitespace collapsed, cut to ``limit`` characters (with an ellipsis)."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "\u2026"
+def unlabelled(text: str) -> str:
+    """``text`` without the offline label in front (for comparing and re-labelling)."""
+    return str(text).strip().removeprefix(OFFLINE_LABEL).strip()
 
 
-def sentences(text: str) -> list[str]:
-    """The sentences of ``text`` in order (split at line ends and ``.``, ``!``, ``?``)."""
-    out: list[str] = []
-    for line in str(text).splitlines():
-        out.extend(s.strip() for s in _SENTENCE_END.split(line.strip()) if s.strip())
-    return out
+def offline_items(items: Iterable[str], limit: int) -> list[str]:
+    """The first ``limit`` distinct items, each carrying the offline label once.
 
-
-def first_sentence(text: str, limit: int = 200) -> str:
-    """The first sentence of ``text``, clipped ('' if none)."""
-    found = sentences(text)
-    return clip(found[0], limit) if found else ""
-
-
-def keywords(text: str) -> set[str]:
-    """Significant lowercase words of ``text`` (five letters or more, no stopwords)."""
-    return {w.lower() for w in _WORD.findall(str(text)) if len(w) >= 5 and w.lower() not in _STOPWORDS}
-
-
-def bullets(items: Iterable[str]) -> str:
-    """Markdown bullet lines for ``items`` ('' for none)."""
-    return "\n".join(f"- {clip(i, 400)}" for i in items if str(i).strip())
-
-
-def unique(items: Iterable[str], limit: int) -> list[str]:
-    """The first ``limit`` distinct non-empty items, clipped, in order."""
-    out: list[str] = []
-    for item in items:
-        text = clip(str(item).lstrip("-*\u2022 ").strip(), 300)
-        if text and text not in out:
-            out.append(text)
-            if len(out) == limit:
-                break
-    return out
-
-
-def render_front_matter(fields: Mapping[str, Any]) -> str:
-    """The ``---`` block for ``fields`` (values written as JSON), ending with a newline."""
-    lines = ["---", *(f"{k}: {json.dumps(v, ensure_ascii=False, default=str)}" for k, v in fields.items()), "---"]
-    return "\n".join(lines) + "\n"
-
-
-def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
-    """``(fields, body)`` of a markdown text; ``({}, text)`` when it has no front matter.
-
-    Values that are not JSON (a file edited by hand, plain YAML scalars) are kept as text.
+    For lists an offline builder assembles: ``"[offline] X"`` and ``"X"`` are the same
+    item (kept once, labelled), never two.
     """
-    if not text.startswith("---\n"):
-        return {}, text
-    end = text.find("\n---", 4)
-    if end == -1:
-        return {}, text
-    fields: dict[str, Any] = {}
-    for line in text[4:end].splitlines():
-        key, sep, raw = line.partition(":")
-        if not sep or not key.strip():
-            continue
-        raw = raw.strip()
-        try:
-            fields[key.strip()] = json.loads(raw)
-        except ValueError:
-            fields[key.strip()] = raw.strip("\"'")
-    return fields, text[end + 4:].lstrip("\n")
-
-
-def section_items(body: str, heading: str) -> list[str]:
-    """The bullet items under ``## heading`` in a markdown body."""
-    items: list[str] = []
-    inside = False
-    for line in body.splitlines():
-        if line.startswith("## "):
-            inside = line[3:].strip().lower() == heading.lower()
-            continue
-        if inside and line.lstrip().startswith(("- ", "* ")):
-            items.append(line.lstrip()[2:].strip())
-    return items
-
-
-def body_text(body: str) -> str:
-    """A markdown body without its ``# title`` line and its ``## `` sections (the prose only)."""
-    lines = body.splitlines()
-    while lines and (not lines[0].strip() or lines[0].startswith("# ")):
-        lines.pop(0)
-    prose: list[str] = []
-    for line in lines:
-        if line.startswith("## "):
-            break
-        prose.append(line)
-    return "\n".join(prose).strip()
+    return [label_offline(i) for i in unique((unlabelled(i) for i in items), limit)]
 
 
 def setting_int(settings: Mapping[str, Any], key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
-    """``settings[key]`` as an integer in range (``default`` when absent); :class:`ActionFailed` naming the key otherwise."""
+    """``settings[key]`` as an integer in range (``default`` when absent); :class:`ActionFailed` naming the key otherwise.
+
+    ``settings.schema.json`` already reports a bad value at startup; this is the second
+    line of defence for a run that starts anyway.
+    """
     value = settings.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
         raise ActionFailed(f"setting [packs.journal] {key} must be a whole number, got {value!r}")

@@ -11,7 +11,7 @@ def test_every_template_fits_the_night_phase_best(journal_runtime):
     runtime = journal_runtime()
     hours = phase_hours(runtime.config.phases)
     sunday = runtime.clock.today().replace(day=11)
-    for template_id in ("daily_journal", "nightly_dream", "weekly_review", "journal_and_dream"):
+    for template_id in ("weekly_review", "journal_and_dream"):
         template = runtime.catalogue.template(template_id).template
         fits = {phase: window_fit(template, hours[phase], sunday) for phase in hours}
         assert max(fits, key=fits.get) == "night" and fits["evening"] == 0, (template_id, fits)
@@ -58,3 +58,22 @@ def test_every_action_of_the_pack_is_used_by_a_template(journal_runtime):
     ours = {a for a, ca in runtime.catalogue.actions.items() if ca.pack == "journal"}
     used = {s.action for t in runtime.catalogue.templates.values() if t.origin.pack == "journal" for s in t.template.steps}
     assert ours == used
+
+
+def test_the_pack_has_two_templates_that_do_not_repeat_each_other(journal_runtime):
+    runtime = journal_runtime()
+    ours = {t: ct.template for t, ct in runtime.catalogue.templates.items() if ct.origin.pack == "journal"}
+    assert sorted(ours) == ["journal_and_dream", "weekly_review"]
+    assert [s.action for s in ours["journal_and_dream"].steps] == ["journal.generate_daily", "dream.nightly"]
+    assert [s.action for s in ours["weekly_review"].steps] == ["journal.generate_daily", "journal.weekly_review"]
+
+
+def test_the_journal_runs_after_the_memory_packs_night_work(journal_runtime):
+    """All night units queue at 22:00 and run in priority order: the journal's come last."""
+    runtime = journal_runtime(load=("memory",))
+    sunday = runtime.clock.today().replace(day=11)
+    runtime.plan_day(sunday)
+    night = [u.template_id for u in runtime.store.list_units(local_date=sunday, phase="night")]
+    assert {"memory_consolidation", "journal_and_dream", "weekly_review"} <= set(night), night
+    assert night.index("memory_consolidation") < night.index("journal_and_dream") < night.index("weekly_review"), night
+

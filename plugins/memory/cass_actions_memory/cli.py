@@ -1,4 +1,4 @@
-"""``cass-actions memory ...``: import a conversation file, list the stored conversations.
+"""``cass-actions memory ...``: import a conversation file, list the stored conversations and inbox problems.
 
 The commands find the store the way the runtime does: the workspace is the config's
 ``workspace`` (relative to the config file) or ``<data dir>/workspace``, and the pack's
@@ -18,7 +18,7 @@ from cass_actions_core.cli.output import print_json, print_table
 from cass_actions_core.cli.state import CLIState, global_options, json_option
 from cass_actions_core.config import Config
 
-from cass_actions_memory.store import DB_NAME, ConversationStore, StoreError
+from cass_actions_memory.store import DB_NAME, ConversationStore, InboxFileRecord, StoreError
 
 #: The pack's folder name inside the workspace (its entry-point name).
 PACK_FOLDER = "memory"
@@ -43,13 +43,24 @@ def resolve(state: CLIState) -> tuple[Config, Path]:
     return config, workspace / PACK_FOLDER
 
 
+def read_inbox_records(folder: Path) -> list[InboxFileRecord]:
+    """The inbox files imported into the store in ``folder`` (none, and no store created, when it does not exist)."""
+    if not (folder / DB_NAME).exists():
+        return []
+    try:
+        with ConversationStore.in_folder(folder) as store:
+            return store.inbox_files()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def register(cli: click.Group) -> None:
     """Add the ``memory`` command group to ``cli``."""
 
     @cli.group("memory")
     @global_options
     def memory_group() -> None:
-        """Conversations kept by the memory pack: import files, list conversations."""
+        """Conversations kept by the memory pack: import files, list conversations and inbox problems."""
 
     @memory_group.command("import")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -88,23 +99,53 @@ def register(cli: click.Group) -> None:
         tz = ZoneInfo(config.timezone)
         if not (folder / DB_NAME).exists():
             # Listing must not create a store as a side effect.
-            conversations = []
+            conversations, records = [], []
         else:
             try:
                 with ConversationStore.in_folder(folder) as store:
-                    conversations = store.conversations()
+                    conversations, records = store.conversations(), store.inbox_files()
             except StoreError as exc:
                 raise click.ClickException(str(exc)) from None
+        problems = sum(len(r.problems) for r in records)
         if as_json:
             print_json([c.to_dict() for c in conversations])
             return
         if not conversations:
             click.echo(f"No conversations in {folder / DB_NAME} yet.")
+        else:
+            rows = [(c.id, c.title or "", c.messages, c.summarised, c.unsummarised,
+                     f"{c.last_at.astimezone(tz):%Y-%m-%d %H:%M}",
+                     f"{c.last_summary_at.astimezone(tz):%Y-%m-%d %H:%M}" if c.last_summary_at else "never")
+                    for c in conversations]
+            print_table(f"Conversations ({folder / DB_NAME})",
+                        ["id", "title", "messages", "summarised", "unsummarised", "last message", "last summary"], rows,
+                        justify_right=["messages", "summarised", "unsummarised"])
+        if problems:
+            files = sum(1 for r in records if r.problems)
+            click.echo(f"{problems} inbox line(s) in {files} file(s) were skipped when imported; "
+                       "see `cass-actions memory problems`.")
+
+    @memory_group.command("problems")
+    @json_option
+    @global_options
+    @click.pass_context
+    def problems_command(ctx: click.Context, as_json: bool) -> None:
+        """List the inbox lines skipped at import, per inbox file (file, line, field, problem).
+
+        They are kept until the file changes and is imported again. A file that has
+        since been removed from the inbox is marked as such. --json prints every
+        imported inbox file with its problems (an empty list when it had none).
+        """
+        _config, folder = resolve(ctx.ensure_object(CLIState))
+        records = read_inbox_records(folder)
+        workspace = folder.parent
+        if as_json:
+            print_json([{**r.to_dict(), "exists": (workspace / r.path).exists()} for r in records])
             return
-        rows = [(c.id, c.title or "", c.messages, c.summarised, c.unsummarised,
-                 f"{c.last_at.astimezone(tz):%Y-%m-%d %H:%M}",
-                 f"{c.last_summary_at.astimezone(tz):%Y-%m-%d %H:%M}" if c.last_summary_at else "never")
-                for c in conversations]
-        print_table(f"Conversations ({folder / DB_NAME})",
-                    ["id", "title", "messages", "summarised", "unsummarised", "last message", "last summary"], rows,
-                    justify_right=["messages", "summarised", "unsummarised"])
+        rows = [(p.file + ("" if (workspace / r.path).exists() else " (removed)"), p.line or "", p.field or "", p.message)
+                for r in records for p in r.problems]
+        if not rows:
+            click.echo(f"No inbox import problems ({len(records)} inbox file(s) imported into {folder / DB_NAME}).")
+            return
+        print_table(f"Inbox lines skipped at import ({folder / DB_NAME})", ["file", "line", "field", "problem"], rows,
+                    justify_right=["line"])

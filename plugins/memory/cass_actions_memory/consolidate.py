@@ -10,11 +10,12 @@ from pydantic import BaseModel
 
 from cass_actions_core.actions import ActionContext, ActionResult
 from cass_actions_core.llm.errors import LLMError
+from cass_actions_core.text import bullets, clip, first_sentence, keywords, label_offline, render_front_matter
 
 from cass_actions_memory.conversations import open_store
 from cass_actions_memory.store import SummaryPass
 from cass_actions_memory.summarize import daemon_name
-from cass_actions_memory.text import OFFLINE_LABEL, bullets, clip, first_sentence, keywords, render_front_matter, setting_int
+from cass_actions_memory.text import KEYWORD_LENGTH, setting_int
 
 #: Folder (inside the pack's data folder) of the consolidated notes.
 CONSOLIDATED_DIR = "consolidated"
@@ -53,15 +54,18 @@ def _material(passes: list[SummaryPass], titles: dict[str, str | None], tz: Any)
 
 
 def offline_consolidation(passes: list[SummaryPass], titles: dict[str, str | None]) -> ConsolidationDraft:
-    """Themes from words the summaries share, insights from their key points, their open questions."""
+    """Themes from words the summaries share, insights from their key points, their open questions.
+
+    Every item is labelled offline: it was picked, not concluded by a model.
+    """
     counts: Counter[str] = Counter()
     for p in passes:
         # Key points and questions only: an offline summary's own text is mostly boilerplate.
-        counts.update(keywords(" ".join([*p.key_points, *p.open_questions])))
+        counts.update(keywords(" ".join([*p.key_points, *p.open_questions]), KEYWORD_LENGTH))
     shared = [w for w, n in counts.most_common() if n > 1][:4] or [w for w, _ in counts.most_common(3)]
-    themes = [f"{OFFLINE_LABEL} {w} (in {counts[w]} summaries)" for w in shared]
-    insights = [f"{OFFLINE_LABEL} {p.key_points[0] if p.key_points else first_sentence(p.text)}" for p in passes][:5]
-    questions = [q for p in passes for q in p.open_questions][:4]
+    themes = [label_offline(f"{w} (in {counts[w]} summaries)") for w in shared]
+    insights = [label_offline(p.key_points[0] if p.key_points else first_sentence(p.text, 160)) for p in passes][:5]
+    questions = [label_offline(q) for p in passes for q in p.open_questions][:4]
     return ConsolidationDraft(themes=themes, insights=insights, questions=questions)
 
 
@@ -89,7 +93,7 @@ async def consolidate(ctx: ActionContext) -> ActionResult:
         passes.reverse()  # oldest first reads as a story
         titles = {c.id: c.title for c in store.conversations()}
         material, used = _material(passes, titles, tz)
-        name = daemon_name(ctx.workspace)
+        name = daemon_name(ctx.workspace, ctx.logger)
         system = (f"You are {name}, an AI daemon, consolidating what your recent conversations taught you. "
                   "Stay with what the summaries say; write in the first person.")
         ask = (f"Here are summaries of {len(used)} recent conversation passes.\n\n{material}\n\n"

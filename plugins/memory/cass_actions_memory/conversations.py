@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
 from cass_actions_core.llm.errors import LLMError
+from cass_actions_core.text import clip, first_sentence, label_offline
 
 from cass_actions_memory.store import ConversationInfo, ConversationStore, ImportReport, StoreError
 from cass_actions_memory.summarize import (
@@ -19,13 +20,17 @@ from cass_actions_memory.summarize import (
     render_summary_file,
     summarise_conversation,
 )
-from cass_actions_memory.text import OFFLINE_LABEL, clip, first_sentence, setting_int
+from cass_actions_memory.text import setting_int
 
 #: Defaults of the ``[packs.memory]`` settings these actions read.
 DEFAULT_IDLE_MINUTES = 30
 DEFAULT_MIN_MESSAGES = 5
 DEFAULT_MAX_CONVERSATIONS = 5
 DEFAULT_MAX_TITLES = 10
+#: Upper bounds of ``max_conversations_per_run`` and ``max_titles_per_run``: one LLM call
+#: each, so they equal the actions' ``max_llm_calls`` in actions.json (and the settings schema).
+MAX_CONVERSATIONS_PER_RUN = 5
+MAX_TITLES_PER_RUN = 10
 #: Output tokens for a title call, and how much of a conversation a title prompt shows.
 TITLE_MAX_TOKENS = 60
 TITLE_PROMPT_CHARS = 4_000
@@ -67,6 +72,8 @@ def _join(*parts: str) -> str:
 
 
 def _result_lists(outcomes: list[SummaryOutcome]) -> tuple[list[str], list[str]]:
+    # The items keep any offline label they carry, so an offline key point (the user's own
+    # sentence) never reaches the self model or the journal as the daemon's insight.
     insights = [o.summary.key_points[0] for o in outcomes if o.summary.key_points]
     questions = [q for o in outcomes for q in o.summary.open_questions]
     return insights[:3], questions[:3]
@@ -93,7 +100,8 @@ async def summarize_conversation(ctx: ActionContext) -> ActionResult:
             if conversation is None:
                 return ActionResult(summary=_join("No conversation has unsummarised messages; nothing to do.", import_note(report)),
                                     data={"import": report.to_dict(), "summarised": None})
-        outcome = await summarise_conversation(ctx, store, conversation, prompt_chars=prompt_chars(ctx))
+        outcome = await summarise_conversation(ctx, store, conversation, prompt_chars=prompt_chars(ctx),
+                                               name=daemon_name(ctx.workspace, ctx.logger))
     if outcome is None:
         return ActionResult(summary=_join(f"Conversation {conversation.label()!r} has no unsummarised messages; nothing to do.",
                                           import_note(report)),
@@ -129,8 +137,10 @@ async def summarize_idle_conversations(ctx: ActionContext) -> ActionResult:
     """
     idle = timedelta(minutes=setting_int(ctx.settings, "idle_minutes", DEFAULT_IDLE_MINUTES))
     min_messages = setting_int(ctx.settings, "min_messages", DEFAULT_MIN_MESSAGES, minimum=1)
-    limit = setting_int(ctx.settings, "max_conversations_per_run", DEFAULT_MAX_CONVERSATIONS, minimum=1, maximum=50)
+    limit = setting_int(ctx.settings, "max_conversations_per_run", DEFAULT_MAX_CONVERSATIONS, minimum=1,
+                        maximum=MAX_CONVERSATIONS_PER_RUN)
     chars = prompt_chars(ctx)
+    name: str | None = None
     now = ctx.now()
     outcomes: list[SummaryOutcome] = []
     waiting: list[dict[str, Any]] = []
@@ -148,8 +158,9 @@ async def summarize_idle_conversations(ctx: ActionContext) -> ActionResult:
                 waiting.append({"conversation_id": conversation.id, "reason": why})
         eligible.sort(key=lambda c: (c.last_at, c.id))
         for conversation in eligible[:limit]:
+            name = name or daemon_name(ctx.workspace, ctx.logger)  # read once per run, and only when needed
             try:
-                outcome = await summarise_conversation(ctx, store, conversation, prompt_chars=chars)
+                outcome = await summarise_conversation(ctx, store, conversation, prompt_chars=chars, name=name)
             except LLMError as exc:
                 if not outcomes:
                     raise
@@ -184,10 +195,10 @@ class TitleDraft(BaseModel):
 
 
 def offline_title(first_user_text: str) -> str:
-    """A title from the conversation's first user sentence (the offline provider's answer)."""
+    """A title from the conversation's first user sentence (the offline provider's answer), labelled."""
     words = first_sentence(first_user_text, 200).rstrip(".!?").split()
     title = " ".join(words[:8]) + ("\u2026" if len(words) > 8 else "")
-    return f"{OFFLINE_LABEL} {title or 'Untitled conversation'}"
+    return label_offline(title or "Untitled conversation")
 
 
 def _clean_title(text: str) -> str:
@@ -204,10 +215,10 @@ async def generate_conversation_title(ctx: ActionContext) -> ActionResult:
     ``max_titles_per_run``); the title is stored and the conversation's summary file, if
     any, is published again with it. Nothing to do (no call) when all are titled.
     """
-    limit = setting_int(ctx.settings, "max_titles_per_run", DEFAULT_MAX_TITLES, minimum=1, maximum=10)
+    limit = setting_int(ctx.settings, "max_titles_per_run", DEFAULT_MAX_TITLES, minimum=1, maximum=MAX_TITLES_PER_RUN)
     tz = ctx.now().tzinfo
     assert tz is not None
-    name = daemon_name(ctx.workspace)
+    name = daemon_name(ctx.workspace, ctx.logger)
     titled: list[dict[str, Any]] = []
     stopped: str | None = None
     with open_store(ctx) as store:

@@ -40,8 +40,9 @@ HANDLERS: dict[str, Handler] = {
 
 @hookimpl
 def register_actions(register: Any) -> None:
-    """Register the pack's action metadata file and one handler per action."""
+    """Register the pack's action metadata file, its settings schema and one handler per action."""
     register.load(files(__package__) / "actions.json")
+    register.settings(files(__package__) / "settings.schema.json")
     for action_id, handler in HANDLERS.items():
         register.handler(action_id, handler)
 
@@ -54,7 +55,7 @@ def register_templates(register: Any) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    """Add ``cass-actions memory import FILE`` and ``cass-actions memory list``."""
+    """Add ``cass-actions memory import FILE``, ``memory list`` and ``memory problems``."""
     from cass_actions_memory.cli import register
 
     register(cli)

@@ -12,7 +12,8 @@ import while the daemon runs an action). Tables:
 - ``summaries``: one row per summary pass (text, key points, open questions, the span
   of messages it covered, and the date a consolidation used it);
 - ``inbox_files``: the SHA-256 of each inbox file already imported (an unchanged file is
-  not read again) and the problems found in it.
+  not read again) and the problems found in it (JSON ``{"file", "line", "field",
+  "message"}`` objects; older versions kept the text only, which is still read).
 
 Every stored time is timezone-aware. The schema version is ``PRAGMA user_version``; a
 file written by a newer version of the pack is refused with a clear message.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -111,16 +113,62 @@ def from_utc_key(text: str) -> datetime:
     return datetime.strptime(text, _UTC_FORMAT).replace(tzinfo=UTC)
 
 
+class MessageLineError(ValueError):
+    """An inbox line that cannot be imported; ``field`` names the offending field(s), if one is to blame."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class LineProblem:
-    """A line (or a whole file, ``line == 0``) that could not be imported, and why."""
+    """A line (or a whole file, ``line == 0``) that could not be imported, and why (``field``: the field at fault)."""
 
     file: str
     line: int
     message: str
+    field: str | None = None
 
     def __str__(self) -> str:
         return f"{self.file} line {self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (the form kept in ``inbox_files.problems``)."""
+        return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
+
+    @classmethod
+    def from_stored(cls, value: Any, file: str) -> LineProblem:
+        """A problem as stored for inbox file ``file``: a mapping, or the text older versions kept."""
+        if isinstance(value, dict):
+            return cls(str(value.get("file") or file), int(value.get("line") or 0), str(value.get("message") or ""),
+                       value.get("field") if isinstance(value.get("field"), str) else None)
+        text = str(value)
+        match = re.match(r"(?P<file>.*?) line (?P<line>\d+): (?P<message>.*)\Z", text, re.S)
+        if match:
+            file, line, message = match["file"], int(match["line"]), match["message"]
+        else:
+            line, message = 0, text.removeprefix(f"{file}: ")
+        fields = re.findall(r"field(?:\(s\))? '([^']+)'", message)
+        if message.startswith("missing field(s)"):
+            fields = re.findall(r"'([^']+)'", message)
+        return cls(file, line, message, ", ".join(fields) or None)
+
+
+@dataclass(frozen=True)
+class InboxFileRecord:
+    """What the last import of one inbox file found (``inbox_files`` row)."""
+
+    path: str
+    imported_at: datetime
+    lines: int
+    new_messages: int
+    problems: list[LineProblem]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {"file": self.path, "imported_at": self.imported_at.isoformat(), "lines": self.lines,
+                "new_messages": self.new_messages, "problems": [p.to_dict() for p in self.problems]}
 
 
 @dataclass
@@ -175,7 +223,7 @@ class ParsedMessage:
 
 
 def parse_message_line(text: str) -> ParsedMessage:
-    """Parse one JSONL line ``{"conversation_id", "role", "content", "at"}``; ``ValueError`` says what is wrong.
+    """Parse one JSONL line ``{"conversation_id", "role", "content", "at"}``; :class:`MessageLineError` says what is wrong.
 
     Extra fields are ignored (a host may add its own ids). ``at`` must be ISO 8601 with a
     UTC offset (``Z`` or ``+01:00``): a time without one is ambiguous and is refused
@@ -184,32 +232,32 @@ def parse_message_line(text: str) -> ParsedMessage:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+        raise MessageLineError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+        raise MessageLineError(f"expected a JSON object, got {type(doc).__name__}")
     missing = [k for k in ("conversation_id", "role", "content", "at") if k not in doc]
     if missing:
-        raise ValueError("missing field(s) " + ", ".join(repr(m) for m in missing))
+        raise MessageLineError("missing field(s) " + ", ".join(repr(m) for m in missing), ", ".join(missing))
     cid = doc["conversation_id"]
     if not isinstance(cid, str) or not cid.strip():
-        raise ValueError("field 'conversation_id' must be a non-empty string")
+        raise MessageLineError("field 'conversation_id' must be a non-empty string", "conversation_id")
     if len(cid) > MAX_ID_LENGTH:
-        raise ValueError(f"field 'conversation_id' is longer than {MAX_ID_LENGTH} characters")
+        raise MessageLineError(f"field 'conversation_id' is longer than {MAX_ID_LENGTH} characters", "conversation_id")
     role = doc["role"]
     if role not in ROLES:
-        raise ValueError(f"field 'role' must be 'user' or 'assistant', got {role!r}")
+        raise MessageLineError(f"field 'role' must be 'user' or 'assistant', got {role!r}", "role")
     content = doc["content"]
     if not isinstance(content, str) or not content.strip():
-        raise ValueError("field 'content' must be a non-empty string")
+        raise MessageLineError("field 'content' must be a non-empty string", "content")
     raw_at = doc["at"]
     if not isinstance(raw_at, str):
-        raise ValueError(f"field 'at' must be an ISO 8601 string, got {type(raw_at).__name__}")
+        raise MessageLineError(f"field 'at' must be an ISO 8601 string, got {type(raw_at).__name__}", "at")
     try:
         at = datetime.fromisoformat(raw_at)
     except ValueError:
-        raise ValueError(f"field 'at' is not an ISO 8601 date and time: {raw_at!r}") from None
+        raise MessageLineError(f"field 'at' is not an ISO 8601 date and time: {raw_at!r}", "at") from None
     if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"field 'at' has no UTC offset: {raw_at!r} (write e.g. {raw_at}Z or {raw_at}+01:00)")
+        raise MessageLineError(f"field 'at' has no UTC offset: {raw_at!r} (write e.g. {raw_at}Z or {raw_at}+01:00)", "at")
     return ParsedMessage(cid.strip(), role, content, at)
 
 
@@ -367,8 +415,8 @@ class ConversationStore:
                 except UnicodeDecodeError as exc:
                     report.problems.append(LineProblem(name, number, f"not valid UTF-8 (byte {exc.start + 1})"))
                     continue
-                except ValueError as exc:
-                    report.problems.append(LineProblem(name, number, str(exc)))
+                except MessageLineError as exc:
+                    report.problems.append(LineProblem(name, number, str(exc), exc.field))
                     continue
                 db.execute("INSERT OR IGNORE INTO conversations (id, created_at) VALUES (?, ?)",
                            (message.conversation_id, imported_at))
@@ -414,12 +462,30 @@ class ConversationStore:
                     "INSERT INTO inbox_files (path, sha256, imported_at, lines, new_messages, problems) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT(path) DO UPDATE SET sha256 = excluded.sha256, imported_at = excluded.imported_at, "
                     "lines = excluded.lines, new_messages = excluded.new_messages, problems = excluded.problems",
-                    (name, digest, now.isoformat(), one.lines, one.imported, json.dumps([str(p) for p in one.problems])),
+                    (name, digest, now.isoformat(), one.lines, one.imported,
+                     json.dumps([p.to_dict() for p in one.problems], ensure_ascii=False)),
                 )
             report.merge(one)
         return report
 
     # -- queries ---------------------------------------------------------------------
+
+    def inbox_files(self) -> list[InboxFileRecord]:
+        """Every inbox file imported so far (by path) with what its last import found, problems included.
+
+        Skipped lines are reported by the action that imported them and then kept here
+        (``cass-actions memory problems``) until the file changes and is imported again.
+        """
+        records = []
+        for row in self._db.execute("SELECT * FROM inbox_files ORDER BY path"):
+            try:
+                stored = json.loads(row["problems"])
+            except ValueError:
+                stored = [row["problems"]]
+            problems = [LineProblem.from_stored(p, row["path"]) for p in (stored if isinstance(stored, list) else [stored])]
+            records.append(InboxFileRecord(row["path"], datetime.fromisoformat(row["imported_at"]), row["lines"],
+                                           row["new_messages"], problems))
+        return records
 
     def conversations(self) -> list[ConversationInfo]:
         """Every conversation with at least one message, most recently active first."""

@@ -16,7 +16,7 @@ front matter (JSON values, one ``key: value`` per line) holds ``conversation_id`
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
@@ -25,17 +25,20 @@ from typing import Any
 from pydantic import BaseModel
 
 from cass_actions_core.actions import ActionContext
-
-from cass_actions_memory.store import ConversationInfo, ConversationStore, Message, SummaryPass
-from cass_actions_memory.text import (
+from cass_actions_core.text import (
     OFFLINE_LABEL,
     bullets,
     clip,
     first_sentence,
+    label_offline,
     render_front_matter,
-    safe_file_stem,
     sentences,
+    unique,
 )
+from cass_actions_core.workspace import read_self_model
+
+from cass_actions_memory.store import ConversationInfo, ConversationStore, Message, SummaryPass
+from cass_actions_memory.text import safe_file_stem
 
 #: Folder (inside the pack's data folder) of the published summaries.
 SUMMARIES_DIR = "summaries"
@@ -79,14 +82,15 @@ def summary_relpath(conversation_id: str) -> str:
     return f"{SUMMARIES_DIR}/{safe_file_stem(conversation_id)}.md"
 
 
-def daemon_name(workspace: Path) -> str:
-    """The daemon's name from ``self/model.json`` (``"Cass"`` when absent or unreadable)."""
-    try:
-        doc = json.loads((Path(workspace) / "self" / "model.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return "Cass"
-    name = doc.get("name") if isinstance(doc, dict) else None
-    return name if isinstance(name, str) and name.strip() else "Cass"
+def daemon_name(workspace: Path, logger: logging.Logger | None = None) -> str:
+    """The daemon's name from ``self/model.json`` (``"Cass"`` when absent or unusable).
+
+    A malformed self model is reported through ``logger`` with its file, line and column
+    (:func:`cass_actions_core.workspace.read_self_model`); it is only read here, never written.
+    """
+    doc = read_self_model(Path(workspace), logger)
+    name = doc.get("name") if doc is not None else None
+    return name.strip() if isinstance(name, str) and name.strip() else "Cass"
 
 
 def message_line(message: Message, tz: tzinfo) -> str:
@@ -112,10 +116,14 @@ def fitting_chunk(messages: list[Message], max_chars: int, tz: tzinfo) -> list[M
 
 
 def offline_draft(label: str, messages: list[Message], previous: SummaryPass | None, tz: tzinfo) -> SummaryDraft:
-    """A deterministic summary built from the messages themselves (the offline provider's answer)."""
+    """A deterministic summary built from the messages themselves (the offline provider's answer).
+
+    Every part carries the offline label: the key points and questions are the user's own
+    sentences, not anything a model concluded, and must never pass for insights.
+    """
     users = [m for m in messages if m.role == "user"]
     first, last = messages[0].at.astimezone(tz), messages[-1].at.astimezone(tz)
-    parts = [f"{OFFLINE_LABEL} {len(messages)} message(s) in \u201c{label}\u201d "
+    parts = [f"{len(messages)} message(s) in \u201c{label}\u201d "
              f"({len(users)} from the user, {len(messages) - len(users)} from me), "
              f"{first:%Y-%m-%d %H:%M} to {last:%H:%M}."]
     if previous is not None:
@@ -123,22 +131,10 @@ def offline_draft(label: str, messages: list[Message], previous: SummaryPass | N
     if users:
         parts.append(f"The user opened with: \u201c{first_sentence(users[0].content, 200)}\u201d")
     parts.append(f"It ended with {messages[-1].role}: \u201c{first_sentence(messages[-1].content, 200)}\u201d")
-    key_points = []
-    for m in users:
-        point = first_sentence(m.content, 160)
-        if point and point not in key_points:
-            key_points.append(point)
-    questions = [clip(s, 200) for m in users for s in sentences(m.content) if s.endswith("?")]
-    return SummaryDraft(summary=" ".join(parts), key_points=key_points[:5], open_questions=questions[:3])
-
-
-def _clean(items: list[str], limit: int) -> list[str]:
-    out: list[str] = []
-    for item in items:
-        text = clip(str(item).lstrip("-*\u2022 ").strip(), 300)
-        if text and text not in out:
-            out.append(text)
-    return out[:limit]
+    key_points = unique((first_sentence(m.content, 160) for m in users), 5)
+    questions = unique((clip(s, 200) for m in users for s in sentences(m.content) if s.endswith("?")), 3)
+    return SummaryDraft(summary=label_offline(" ".join(parts)), key_points=[label_offline(k) for k in key_points],
+                        open_questions=[label_offline(q) for q in questions])
 
 
 def render_summary_file(store: ConversationStore, conversation_id: str, tz: tzinfo) -> str:
@@ -167,11 +163,12 @@ def render_summary_file(store: ConversationStore, conversation_id: str, tz: tzin
 
 
 async def summarise_conversation(ctx: ActionContext, store: ConversationStore, conversation: ConversationInfo,
-                                 *, prompt_chars: int) -> SummaryOutcome | None:
+                                 *, prompt_chars: int, name: str | None = None) -> SummaryOutcome | None:
     """Run one summary pass over ``conversation``'s unsummarised messages (``None``: nothing new).
 
     One structured LLM call; the pass, the covered messages and the published file are
-    recorded together (see :meth:`ConversationStore.record_summary`).
+    recorded together (see :meth:`ConversationStore.record_summary`). ``name`` is the
+    daemon's name (read from the self model when not given).
     """
     tz = ctx.now().tzinfo
     assert tz is not None
@@ -181,7 +178,7 @@ async def summarise_conversation(ctx: ActionContext, store: ConversationStore, c
     chunk = fitting_chunk(pending, prompt_chars, tz)
     previous = store.latest_summary(conversation.id)
     label = conversation.label()
-    name = daemon_name(ctx.workspace)
+    name = name or daemon_name(ctx.workspace, ctx.logger)
     system = (f"You keep the memory of {name}, an AI daemon, by summarising its conversations faithfully. "
               f"Refer to {name} as 'I' and to the other person as 'the user'. Never add details that are not in the messages.")
     lines = [f"Summarise the conversation \u201c{label}\u201d for my memory."]
@@ -197,7 +194,8 @@ async def summarise_conversation(ctx: ActionContext, store: ConversationStore, c
         "\n".join(lines), SummaryDraft, system=system, max_tokens=SUMMARY_MAX_TOKENS,
         offline=lambda: offline_draft(label, chunk, previous, tz),
     )
-    text = draft.summary.strip() or first_sentence(chunk[-1].content)
+    # An empty reply leaves a derived stand-in, labelled like any text built without a model.
+    text = draft.summary.strip() or label_offline(first_sentence(chunk[-1].content, 160))
     relative = summary_relpath(conversation.id)
     written: list[Path] = []
 
@@ -205,8 +203,8 @@ async def summarise_conversation(ctx: ActionContext, store: ConversationStore, c
         written.append(ctx.write_text(relative, render_summary_file(store, conversation.id, tz)))
 
     recorded = store.record_summary(
-        conversation.id, chunk, text=text, key_points=_clean(draft.key_points, MAX_KEY_POINTS),
-        open_questions=_clean(draft.open_questions, MAX_OPEN_QUESTIONS), path=relative, now=ctx.now(), publish=publish,
+        conversation.id, chunk, text=text, key_points=unique(draft.key_points, MAX_KEY_POINTS),
+        open_questions=unique(draft.open_questions, MAX_OPEN_QUESTIONS), path=relative, now=ctx.now(), publish=publish,
     )
     ctx.add_artifact("markdown", f"Summary of {label}", written[0])
     return SummaryOutcome(conversation.id, recorded, written[0], len(pending) - len(chunk))

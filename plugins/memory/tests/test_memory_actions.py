@@ -234,9 +234,9 @@ def test_a_topic_mostly_covered_by_a_note_is_not_picked_again(memory_runtime, ru
         outcome = run_action(runtime, "wiki.create_note")
         assert outcome.ok, outcome.error
         topics.append(outcome.result["data"]["topic"])
-    from cass_actions_memory.text import keywords
+    from cass_actions_core.text import keywords
 
-    words = [keywords(t) for t in topics]
+    words = [keywords(t, 4) for t in topics]
     for i, a in enumerate(words):
         for b in words[i + 1:]:
             assert len(a & b) < 0.6 * min(len(a), len(b)), topics

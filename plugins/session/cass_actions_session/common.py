@@ -16,10 +16,9 @@ from cass_actions_core.actions import ActionContext, ActionFailed
 #: The pack's name: its ``[packs.session]`` settings table and its workspace folder.
 PACK = "session"
 
-#: Label every text this pack derives without a model carries in its artifacts.
+#: How a record's heading describes conclusions the pack derived without a model.
 DERIVED_LABEL = "derived from the text, no LLM"
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 
@@ -63,12 +62,8 @@ def setting_int(ctx: ActionContext, key: str, default: int, *, minimum: int | No
 
 
 # -- text ----------------------------------------------------------------------------------
-
-def clip(text: str, limit: int) -> str:
-    """``text`` with whitespace collapsed, cut to ``limit`` characters with an ellipsis."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "\u2026"
-
+# The generic helpers (clip, sentences, first_sentence, slugify, keywords, the offline
+# label) come from ``cass_actions_core.text``; only the pack's own ones live here.
 
 def clip_block(text: str, limit: int) -> str:
     """``text`` (line breaks kept) cut to ``limit`` characters, marking the cut."""
@@ -76,19 +71,9 @@ def clip_block(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit].rstrip() + "\n[\u2026 cut]"
 
 
-def sentences(text: str) -> list[str]:
-    """The sentences of ``text`` in order (lines split further at ``.``, ``!``, ``?``)."""
-    out: list[str] = []
-    for line in text.splitlines():
-        line = line.strip().lstrip("#>-*\u2022 ").strip()
-        out.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
-    return out
-
-
-def first_sentence(text: str, limit: int = 200) -> str:
-    """The first sentence of ``text``, clipped."""
-    found = sentences(text)
-    return clip(found[0], limit) if found else ""
+def plain(text: str) -> str:
+    """``text`` without markdown line markers (``#``, ``>``, bullets), one line per line."""
+    return "\n".join(line.strip().lstrip("#>-*\u2022 ").strip() for line in str(text).splitlines())
 
 
 def normalise(text: str) -> str:
@@ -112,25 +97,9 @@ def dedupe(items: list[str], *, limit: int | None = None, exclude: set[str] | No
     return out
 
 
-def slugify(text: str, limit: int = 50) -> str:
-    """Lowercase words joined by dashes, at most ``limit`` characters."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:limit].rstrip("-") or "item"
-
-
 def short_hash(text: str, length: int = 6) -> str:
     """A short stable hash of ``text``."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
-
-
-def words(text: str) -> set[str]:
-    """The distinct words of four letters or more (for overlap scores)."""
-    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) >= 4}
-
-
-def is_offline_text(text: str) -> bool:
-    """Whether ``text`` came from the offline provider (it is labelled)."""
-    return text.lstrip().startswith("[offline]")
 
 
 def date_in_name(path: Path) -> str | None:

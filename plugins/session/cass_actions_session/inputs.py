@@ -2,24 +2,29 @@
 
 Every reader returns a :class:`Section` (possibly empty) that says where its text came
 from. Bad input is reported, never fatal: a malformed JSON line in a feed or the
-conversation inbox is skipped with a warning naming the file and line (the rest of the
-file is still read), and a malformed self model is skipped with a warning naming the file.
+conversation inbox, or a line with a bad field (a conversation message whose ``role``
+is not ``user`` or ``assistant``, a time without a UTC offset ...), is skipped with a
+warning naming the file, the line and the field (the rest of the file is still read),
+and a malformed self model is skipped with a warning naming the file, line and column.
+Markdown files are read without their front matter (the ``---`` block of metadata).
 The warnings end up in the action's result data, so they are visible in ``history``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cass_actions_core.actions import ActionContext
-from cass_actions_core.workspace import CONVERSATION_INBOX, FEEDS
+from cass_actions_core.text import clip, first_sentence, parse_front_matter
+from cass_actions_core.workspace import CONVERSATION_INBOX, FEEDS, read_self_model
 
 from cass_actions_session import selfmodel
-from cass_actions_session.common import clip, clip_block, date_in_name, first_sentence, relative, short_hash
+from cass_actions_session.common import clip_block, date_in_name, plain, relative, short_hash
 
 JOURNAL_DIR = Path("journal")
 NOTES_DIR = Path("memory") / "notes"
@@ -121,14 +126,38 @@ def _interleave(lists: list[list[str]]) -> list[str]:
 
 # -- self model ----------------------------------------------------------------------------
 
+class _WarningRecorder:
+    """A logger stand-in for :func:`read_self_model`: keeps each warning and passes it on."""
+
+    def __init__(self, logger: logging.Logger, warnings: list[str]) -> None:
+        self.logger, self.warnings = logger, warnings
+
+    def warning(self, message: str, *args: Any) -> None:
+        text = message % args if args else message
+        self.warnings.append(f"self model skipped: {text}")
+        self.logger.warning("self model skipped: %s", text)
+
+
+class _Quiet:
+    """A logger stand-in that drops warnings (the self model is reported where it is read as material)."""
+
+    def warning(self, message: str, *args: Any) -> None:
+        """Drop the warning."""
+
+
+def read_model(ctx: ActionContext, warnings: list[str] | None = None) -> dict[str, Any] | None:
+    """The self model for reading (``None`` if missing or unusable).
+
+    Why it is unusable (file, line, column) goes to ``warnings`` and the log; with
+    ``warnings`` ``None`` it is not reported (a second read of the same file).
+    """
+    log = _Quiet() if warnings is None else _WarningRecorder(ctx.logger, warnings)
+    return read_self_model(ctx.workspace, log)  # type: ignore[arg-type]
+
+
 def self_section(ctx: ActionContext, material: Material) -> dict[str, Any] | None:
     """Add the self model to ``material``; return the document (``None`` if missing or malformed)."""
-    try:
-        model = selfmodel.load_self_model(ctx.workspace)
-    except selfmodel.SelfModelError as exc:
-        material.warnings.append(f"self model skipped: {exc}")
-        ctx.logger.warning("self model skipped: %s", exc)
-        return None
+    model = read_model(ctx, material.warnings)
     if model is None:
         return None
     text = selfmodel.render(model)
@@ -181,12 +210,14 @@ def markdown_section(ctx: ActionContext, material: Material, source: str, title:
         except (OSError, UnicodeDecodeError) as exc:
             material.warnings.append(f"{relative(ctx, path)}: unreadable, skipped ({exc})")
             continue
+        _fields, text = parse_front_matter(text)  # metadata, not writing: never a thread to take up
         if not text.strip():
             continue
         rel = relative(ctx, path)
         blocks.append(f"### {rel}\n\n{clip_block(text, FILE_CHARS)}")
         paths.append(rel)
-        lead = first_sentence("\n".join(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")))
+        lead = first_sentence(plain("\n".join(line for line in text.splitlines()
+                                               if line.strip() and not line.lstrip().startswith("#"))))
         if lead:
             highlights.append(lead)
     section = Section(source, title, "\n\n".join(blocks), len(blocks), paths, highlights)
@@ -248,31 +279,54 @@ def summaries_between(ctx: ActionContext, since: date, until: date, *, category:
 
 # -- JSON lines (feeds, conversation inbox) -------------------------------------------------------
 
-def read_jsonl(ctx: ActionContext, path: Path, warnings: list[str]) -> list[dict[str, Any]]:
-    """The JSON objects of a ``.jsonl`` file; bad lines are reported with file and line, then skipped."""
+#: Roles a conversation message may have (as the memory pack imports them).
+ROLES = ("user", "assistant")
+
+
+def _warn(ctx: ActionContext, warnings: list[str], message: str) -> None:
+    warnings.append(message)
+    ctx.logger.warning("%s", message)
+
+
+def read_jsonl(ctx: ActionContext, path: Path, warnings: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each JSON object line of a ``.jsonl`` file.
+
+    Bad lines are reported with the file and line, then skipped.
+    """
     rel = relative(ctx, path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        warnings.append(f"{rel}: unreadable, skipped ({exc})")
-        ctx.logger.warning("%s: unreadable, skipped (%s)", rel, exc)
+        _warn(ctx, warnings, f"{rel}: unreadable, skipped ({exc})")
         return []
-    items: list[dict[str, Any]] = []
+    items: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            message = f"{rel} line {number}: invalid JSON ({exc.msg} at column {exc.colno}), line skipped"
+            message = f"{rel} line {number}: invalid JSON, column {exc.colno}: {exc.msg}; line skipped"
         else:
             if isinstance(item, dict):
-                items.append(item)
+                items.append((number, item))
                 continue
             message = f"{rel} line {number}: expected a JSON object, found {type(item).__name__}, line skipped"
-        warnings.append(message)
-        ctx.logger.warning("%s", message)
+        _warn(ctx, warnings, message)
     return items
+
+
+def aware_time(value: Any) -> datetime | str:
+    """``value`` as an aware datetime, or why it is not one (an ISO 8601 string with a UTC offset)."""
+    if not isinstance(value, str):
+        return f"must be an ISO 8601 date and time string, got {type(value).__name__}"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return f"is not an ISO 8601 date and time: {value!r}"
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        return f"has no UTC offset: {value!r} (write e.g. {value}Z or {value}+01:00)"
+    return parsed
 
 
 def feed_key(item: dict[str, Any]) -> str:
@@ -281,18 +335,33 @@ def feed_key(item: dict[str, Any]) -> str:
 
 
 def read_feed_items(ctx: ActionContext, warnings: list[str]) -> list[dict[str, Any]]:
-    """Items of ``feeds/*.jsonl`` that have a title or summary, newest first (by ``published``)."""
+    """Items of ``feeds/*.jsonl`` that have a title or summary, newest first (by ``published``).
+
+    ``published`` is optional (undated items come last, in file order); when given it
+    must be an ISO 8601 date and time with a UTC offset, else the line is skipped with a
+    warning naming the file, the line and the field.
+    """
     folder = ctx.workspace / FEEDS
-    items: list[dict[str, Any]] = []
+    dated: list[tuple[datetime, dict[str, Any]]] = []
+    undated: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for number, item in enumerate(read_jsonl(ctx, path, warnings), start=1):
+        rel = relative(ctx, path)
+        for number, item in read_jsonl(ctx, path, warnings):
             title, summary = item.get("title"), item.get("summary")
             if not (isinstance(title, str) and title.strip()) and not (isinstance(summary, str) and summary.strip()):
-                warnings.append(f"{relative(ctx, path)} item {number}: no title or summary, skipped")
+                _warn(ctx, warnings, f"{rel} line {number}: no field 'title' or 'summary', line skipped")
                 continue
-            items.append({**item, "_file": relative(ctx, path)})
-    items.sort(key=lambda i: str(i.get("published") or ""), reverse=True)
-    return items
+            entry = {**item, "_file": rel}
+            if item.get("published") is None:
+                undated.append(entry)
+                continue
+            published = aware_time(item["published"])
+            if isinstance(published, str):
+                _warn(ctx, warnings, f"{rel} line {number}: field 'published' {published}; line skipped")
+                continue
+            dated.append((published, entry))
+    dated.sort(key=lambda pair: pair[0], reverse=True)  # aware datetimes: offsets compared correctly
+    return [entry for _, entry in dated] + undated
 
 
 def feeds_section(ctx: ActionContext, material: Material, items: list[dict[str, Any]]) -> Section:
@@ -311,32 +380,53 @@ def feeds_section(ctx: ActionContext, material: Material, items: list[dict[str, 
     return section
 
 
+def message_problem(row: dict[str, Any]) -> str | None:
+    """Why a conversation inbox line cannot be used (naming the field), or ``None``."""
+    cid, content, role = row.get("conversation_id"), row.get("content"), row.get("role")
+    if not isinstance(cid, str) or not cid.strip():
+        return "field 'conversation_id' must be a non-empty string"
+    if role not in ROLES:
+        return f"field 'role' must be 'user' or 'assistant', got {role!r}"
+    if not isinstance(content, str) or not content.strip():
+        return "field 'content' must be a non-empty string"
+    at = aware_time(row.get("at"))
+    return f"field 'at' {at}" if isinstance(at, str) else None
+
+
 def conversations_section(ctx: ActionContext, material: Material, *, limit: int) -> Section:
-    """The most recent conversations of ``conversations/inbox/*.jsonl``, grouped by conversation id."""
+    """The most recent conversations of ``conversations/inbox/*.jsonl``, grouped by conversation id.
+
+    Each line must be ``{"conversation_id", "role" (user or assistant), "content", "at"}``
+    with ``at`` an ISO 8601 date and time with a UTC offset (the memory pack's import
+    rules); other lines are skipped with a warning naming the file, line and field.
+    Conversations and their messages are ordered by time.
+    """
     folder = ctx.workspace / CONVERSATION_INBOX
-    conversations: dict[str, list[dict[str, Any]]] = {}
+    conversations: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
     paths: list[str] = []
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        rows = read_jsonl(ctx, path, material.warnings)
-        if rows:
-            paths.append(relative(ctx, path))
-        for row in rows:
-            cid, content = row.get("conversation_id"), row.get("content")
-            if not isinstance(cid, str) or not isinstance(content, str):
-                material.warnings.append(f"{relative(ctx, path)}: a message without conversation_id or content, skipped")
+        rel = relative(ctx, path)
+        used = False
+        for number, row in read_jsonl(ctx, path, material.warnings):
+            problem = message_problem(row)
+            if problem is not None:
+                _warn(ctx, material.warnings, f"{rel} line {number}: {problem}; line skipped")
                 continue
-            conversations.setdefault(cid, []).append(row)
+            at = aware_time(row["at"])
+            assert isinstance(at, datetime)
+            conversations.setdefault(row["conversation_id"].strip(), []).append((at, row))
+            used = True
+        if used:
+            paths.append(rel)
 
-    def last_at(rows: list[dict[str, Any]]) -> str:
-        return max(str(r.get("at") or "") for r in rows)
-
-    chosen = sorted(conversations.items(), key=lambda kv: last_at(kv[1]), reverse=True)[:limit]
+    chosen = sorted(conversations.items(), key=lambda kv: max(at for at, _ in kv[1]), reverse=True)[:limit]
     blocks, highlights = [], []
-    for cid, rows in chosen:
-        rows.sort(key=lambda r: str(r.get("at") or ""))
-        body = "\n".join(f"- {r.get('role', '?')}: {clip(str(r['content']), 400)}" for r in rows[-30:])
-        blocks.append(f"### {cid} ({len(rows)} messages, last {last_at(rows) or 'unknown time'})\n\n{body}")
-        first_user = next((r["content"] for r in rows if r.get("role") == "user"), "")
+    for cid, timed in chosen:
+        timed.sort(key=lambda pair: pair[0])
+        rows = [row for _, row in timed]
+        body = "\n".join(f"- {r['role']}: {clip(str(r['content']), 400)}" for r in rows[-30:])
+        blocks.append(f"### {cid} ({len(rows)} messages, last {timed[-1][1]['at']})\n\n{body}")
+        first_user = next((r["content"] for r in rows if r["role"] == "user"), "")
         if first_user:
             highlights.append(first_sentence(first_user))
     section = Section("conversations", "Recent conversations", "\n\n".join(blocks), len(blocks), paths, highlights)

@@ -30,8 +30,9 @@ HANDLERS: dict[str, Callable[[ActionContext], Awaitable[ActionResult]]] = {
 
 @hookimpl
 def register_actions(register: Any) -> None:
-    """Register the pack's action metadata file and one handler per action."""
+    """Register the pack's action metadata file, its settings schema and one handler per action."""
     register.load(files(__package__) / "actions.json")
+    register.settings(files(__package__) / "settings.schema.json")
     for action_id, handler in HANDLERS.items():
         register.handler(action_id, handler)
 

@@ -7,42 +7,49 @@ it is never researched twice. Before researching, the note file is checked too: 
 that wrote the note but crashed before marking the topic done is recovered without a
 second LLM call.
 
+Runs may overlap (``max_concurrent_units`` above 1): a run *claims* its topic (status
+``in_progress``, with its run key and time) before its first LLM call, so no other run
+takes the same topic, and every later change re-reads the queue and changes only that
+topic's entry, so what a concurrent refresh added meanwhile is kept. A failed call
+gives the topic back (``pending``); a claim left by a run that died is taken over by
+the same step's re-run at once, by any other run after :data:`CLAIM_EXPIRES`.
+
 Topics come from the self model's open questions, from ``questions_raised`` in recent
 work summaries, and from a ``topics`` parameter. Questions labelled ``[offline]`` (the
 offline provider's placeholders) are not topics and are skipped.
 
 A research note is written from the model's own knowledge: no web page is fetched, and
-each note says so.
+each note says so. Findings derived without the model carry the offline label.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from cass_actions_core.actions import ActionContext, ActionResult
+from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
 from cass_actions_core.llm.errors import METER_KINDS, LLMError
+from cass_actions_core.text import clip, is_offline, keywords, label_offline, sentences, slugify
 
-from cass_actions_session import selfmodel
+from cass_actions_session import inputs, selfmodel
 from cass_actions_session.common import (
     DERIVED_LABEL,
-    clip,
     dedupe,
-    is_offline_text,
     normalise,
-    sentences,
+    plain,
     setting_int,
     short_hash,
-    slugify,
     unit_short_id,
-    words,
 )
 
 QUEUE_KEY = "research_queue"
 QUEUE_FILE = "research-queue.md"
 NOTES_DIR = "research"
+#: A claim older than this was left by a run that died (the longest research action times out after 40 minutes).
+CLAIM_EXPIRES = timedelta(hours=1)
 
 RESEARCH_SYSTEM = (
     "You are an AI daemon writing a research note for your own knowledge base. You have no web access in this task: "
@@ -63,7 +70,7 @@ class ResearchFindings(BaseModel):
 
 def topic_slug(topic: str) -> str:
     """The note's file stem: readable words plus a hash of the normalised topic (no collisions)."""
-    return f"{slugify(topic, 50)}-{short_hash(normalise(topic))}"
+    return f"{slugify(topic, 50) or 'item'}-{short_hash(normalise(topic))}"
 
 
 def clean_topic(text: Any) -> str | None:
@@ -71,7 +78,7 @@ def clean_topic(text: Any) -> str | None:
     if not isinstance(text, str):
         return None
     text = " ".join(text.split())
-    if not text or is_offline_text(text) or len(text.split()) < 2:
+    if not text or is_offline(text) or len(text.split()) < 2:
         return None
     return clip(text, 300)
 
@@ -88,15 +95,55 @@ def save_queue(ctx: ActionContext, queue: list[dict[str, Any]]) -> None:
     ctx.kv.set(QUEUE_KEY, queue)
 
 
+def find(queue: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The entry with ``key``, if any."""
+    return next((e for e in queue if e["key"] == key), None)
+
+
 def pending(queue: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Entries still to research, oldest first."""
-    return [e for e in queue if e.get("status") == "pending"]
+    """Entries not researched yet (waiting or being researched), oldest first."""
+    return [e for e in queue if e.get("status") in ("pending", "in_progress")]
+
+
+def claim_expired(ctx: ActionContext, entry: dict[str, Any]) -> bool:
+    """Whether ``entry``'s claim is older than :data:`CLAIM_EXPIRES` (or unreadable)."""
+    try:
+        at = datetime.fromisoformat(str(entry.get("claimed_at")))
+    except ValueError:
+        return True
+    return at.tzinfo is None or ctx.now() - at > CLAIM_EXPIRES
+
+
+def claimable(ctx: ActionContext, entry: dict[str, Any]) -> bool:
+    """Whether this run may research ``entry``: waiting, claimed by this very run, or claimed long ago."""
+    status = entry.get("status")
+    if status == "pending":
+        return True
+    return status == "in_progress" and (entry.get("claimed_by") == ctx.run_key or claim_expired(ctx, entry))
+
+
+def claim(ctx: ActionContext, queue: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
+    """Mark ``entry`` (of the freshly loaded ``queue``) as being researched by this run; save at once."""
+    entry.update({"status": "in_progress", "claimed_by": ctx.run_key, "claimed_at": ctx.now().isoformat()})
+    save_queue(ctx, queue)
+    return dict(entry)
+
+
+def release(ctx: ActionContext, key: str) -> None:
+    """Give this run's claim on ``key`` back (the topic waits again); the queue is re-read first."""
+    queue = load_queue(ctx)
+    entry = find(queue, key)
+    if entry is not None and entry.get("status") == "in_progress" and entry.get("claimed_by") == ctx.run_key:
+        entry["status"] = "pending"
+        entry.pop("claimed_by", None)
+        entry.pop("claimed_at", None)
+        save_queue(ctx, queue)
 
 
 def add_topic(ctx: ActionContext, queue: list[dict[str, Any]], topic: str, source: str) -> dict[str, Any] | None:
-    """Append ``topic`` unless its key is already in the queue (pending or done); return the new entry."""
+    """Append ``topic`` unless its key is already in the queue (in any state); return the new entry."""
     key = normalise(topic)
-    if any(e["key"] == key for e in queue):
+    if find(queue, key) is not None:
         return None
     entry = {"key": key, "topic": topic, "slug": topic_slug(topic), "source": source,
              "added_at": ctx.now().isoformat(), "status": "pending"}
@@ -110,12 +157,7 @@ def candidate_topics(ctx: ActionContext) -> tuple[list[tuple[str, str]], list[st
     warnings: list[str] = []
     for topic in ctx.params.get("topics", []) or []:
         found.append((topic, "params"))
-    try:
-        model = selfmodel.load_self_model(ctx.workspace)
-    except selfmodel.SelfModelError as exc:
-        warnings.append(f"self model skipped: {exc}")
-        ctx.logger.warning("self model skipped: %s", exc)
-        model = None
+    model = inputs.read_model(ctx, warnings)
     for question in selfmodel.open_questions(model or {}):
         found.append((question, "self model"))
     limit = setting_int(ctx, "research_summaries", 50, minimum=0, maximum=1000)
@@ -137,7 +179,7 @@ def refresh(ctx: ActionContext, queue: list[dict[str, Any]]) -> dict[str, Any]:
             unusable += 1
             continue
         if len(pending(queue)) >= cap:
-            if all(e["key"] != normalise(topic) for e in queue):
+            if find(queue, normalise(topic)) is None:
                 over_cap += 1
             continue
         if add_topic(ctx, queue, topic, source) is None:
@@ -153,16 +195,17 @@ def render_queue(ctx: ActionContext, queue: list[dict[str, Any]]) -> str:
     """The queue as markdown: pending topics in order, then what was researched."""
     lines = ["# Research queue", "", f"Updated {ctx.now().isoformat(timespec='minutes')}.", "", "## Pending", ""]
     todo = pending(queue)
-    lines += [f"{i}. {e['topic']} *(from {e.get('source', '?')})*" for i, e in enumerate(todo, 1)] or ["(none)"]
+    lines += [f"{i}. {e['topic']} *(from {e.get('source', '?')})*" + (" — being researched" if e.get("status") == "in_progress" else "")
+              for i, e in enumerate(todo, 1)] or ["(none)"]
     lines += ["", "## Researched", ""]
     done = [e for e in queue if e.get("status") == "done"]
-    lines += [f"- {e['topic']} \u2014 {str(e.get('done_at', '?'))[:10]} \u2014 [note]({e.get('note', '')})" for e in done] or ["(none)"]
+    lines += [f"- {e['topic']} — {str(e.get('done_at', '?'))[:10]} — [note]({e.get('note', '')})" for e in done] or ["(none)"]
     return "\n".join(lines) + "\n"
 
 
-def write_queue_file(ctx: ActionContext, queue: list[dict[str, Any]]) -> None:
-    """Write ``research-queue.md`` and register it as an artifact."""
-    path = ctx.write_text(QUEUE_FILE, render_queue(ctx, queue))
+def write_queue_file(ctx: ActionContext) -> None:
+    """Write ``research-queue.md`` from the stored queue and register it as an artifact."""
+    path = ctx.write_text(QUEUE_FILE, render_queue(ctx, load_queue(ctx)))
     ctx.add_artifact("markdown", "Research queue", path)
 
 
@@ -180,11 +223,11 @@ class ResearchJob:
 def prepare_job(ctx: ActionContext, entry: dict[str, Any]) -> ResearchJob:
     """The note prompt for ``entry``: the topic, why it came up, related work and earlier notes."""
     topic = entry["topic"]
-    topic_words = words(topic)
+    topic_words = keywords(topic, 4)
     related: list[str] = []
     for summary in ctx.history.summaries(limit=setting_int(ctx, "recent_summaries", 10, minimum=0, maximum=200) or 0):
         text = " ".join([str(summary.get("narrative", "")), *map(str, summary.get("insights") or [])])
-        if len(topic_words & words(text)) >= 2:
+        if len(topic_words & keywords(text, 4)) >= 2:
             related.append(clip(text, 500))
     notes_dir = ctx.data_dir / NOTES_DIR
     earlier = sorted(p.stem for p in notes_dir.glob("*.md")) if notes_dir.is_dir() else []
@@ -201,43 +244,53 @@ def prepare_job(ctx: ActionContext, entry: dict[str, Any]) -> ResearchJob:
 
 
 def derive_findings(topic: str, body: str) -> ResearchFindings:
-    """Findings built from the note's text without a model (offline, or when the meter stopped)."""
-    real = "" if is_offline_text(body) else body
-    found = sentences(real)
+    """Findings built from the note's text without a model (offline, or when the findings call failed).
+
+    Sentences of a real note are the model's own words and are kept as they are;
+    everything composed here (the summary, a placeholder finding, the topic as a
+    question) carries the offline label.
+    """
+    real = "" if is_offline(body) else body
+    found = sentences(plain(real))
     statements = dedupe([clip(s, 300) for s in found if not s.endswith("?") and len(s.split()) >= 5], limit=3)
     questions = dedupe([clip(s, 300) for s in found if s.endswith("?")], limit=3)
     if not statements:
-        statements = [f"Started a note on: {topic}"]
+        statements = [label_offline(f"Started a note on: {topic}")]
     if not questions and topic.endswith("?"):
-        questions = [topic]
-    return ResearchFindings(summary=clip(f"Research note on: {topic}" + (f" {statements[0]}" if real else ""), 400),
-                            findings=statements, open_questions=questions)
+        questions = [label_offline(topic)]
+    summary = clip(f"Research note on: {topic}" + (f" {statements[0]}" if real else ""), 400)
+    return ResearchFindings(summary=label_offline(summary), findings=statements, open_questions=questions)
 
 
-async def research(ctx: ActionContext, queue: list[dict[str, Any]], job: ResearchJob, max_tokens: int) -> dict[str, Any]:
-    """Research ``job``'s topic: write the note, mark the topic done, save the queue; return a report.
+async def research(ctx: ActionContext, job: ResearchJob, max_tokens: int) -> dict[str, Any]:
+    """Research ``job``'s claimed topic: write the note, mark the topic done; return a report.
 
-    Raises :class:`LLMError` when the note call itself fails (nothing is written then).
+    Raises :class:`LLMError` when the note call itself fails (nothing is written then,
+    and the topic is given back to the queue).
     """
     entry = job.entry
     relative_path = f"{NOTES_DIR}/{entry['slug']}.md"
     if (ctx.data_dir / relative_path).exists():
         # Written by a run that crashed before marking the topic done: never research it twice.
-        mark_done(ctx, queue, entry, relative_path, recovered=True)
+        mark_done(ctx, entry, relative_path, recovered=True)
         return {"topic": entry["topic"], "path": relative_path, "recovered": True, "insights": [], "questions": []}
-    response = await ctx.llm.complete(job.prompt, system=RESEARCH_SYSTEM, max_tokens=max_tokens)
-    body = response.text.strip()
-    how = "offline" if response.provider == "offline" else "model"
     try:
-        findings = await ctx.llm.structured(
-            f"Here is a research note on: {entry['topic']}\n\n{body}\n\nGive its summary, up to five key findings and "
-            "up to five open questions.", ResearchFindings, system=RESEARCH_SYSTEM, max_tokens=800,
-            offline=lambda: derive_findings(entry["topic"], body))
-        if how == "offline":
-            how = f"offline, {DERIVED_LABEL}"
-    except LLMError as exc:
-        ctx.logger.warning("research %r: findings derived from the note: %s", entry["topic"], exc)
-        findings, how = derive_findings(entry["topic"], body), f"{DERIVED_LABEL} ({exc.kind})"
+        response = await ctx.llm.complete(job.prompt, system=RESEARCH_SYSTEM, max_tokens=max_tokens)
+        body = response.text.strip()
+        how = "offline" if response.provider == "offline" else "model"
+        try:
+            findings = await ctx.llm.structured(
+                f"Here is a research note on: {entry['topic']}\n\n{body}\n\nGive its summary, up to five key findings and "
+                "up to five open questions.", ResearchFindings, system=RESEARCH_SYSTEM, max_tokens=800,
+                offline=lambda: derive_findings(entry["topic"], body))
+            if how == "offline":
+                how = f"offline, {DERIVED_LABEL}"
+        except LLMError as exc:
+            ctx.logger.warning("research %r: findings derived from the note: %s", entry["topic"], exc)
+            findings, how = derive_findings(entry["topic"], body), f"{DERIVED_LABEL} ({exc.kind})"
+    except BaseException:
+        release(ctx, entry["key"])  # a failed or cancelled run gives its topic back
+        raise
     findings = ResearchFindings(summary=clip(findings.summary, 600),
                                 findings=dedupe([clip(f, 400) for f in findings.findings], limit=5),
                                 open_questions=dedupe([clip(q, 400) for q in findings.open_questions], limit=5))
@@ -256,17 +309,27 @@ async def research(ctx: ActionContext, queue: list[dict[str, Any]], job: Researc
         lines += ["## Open questions", "", *[f"- {q}" for q in findings.open_questions], ""]
     path = ctx.write_text(relative_path, "\n".join(lines).rstrip() + "\n")
     ctx.add_artifact("markdown", f"Research note: {clip(entry['topic'], 80)}", path)
-    mark_done(ctx, queue, entry, relative_path, recovered=False)
+    mark_done(ctx, entry, relative_path, recovered=False)
     ctx.emit("research.note_written", {"topic": entry["topic"], "path": relative_path})
     return {"topic": entry["topic"], "path": relative_path, "recovered": False, "summary": findings.summary,
             "insights": findings.findings, "questions": findings.open_questions}
 
 
-def mark_done(ctx: ActionContext, queue: list[dict[str, Any]], entry: dict[str, Any], note: str, *, recovered: bool) -> None:
-    """Mark ``entry`` researched (with its note) and save the queue at once."""
-    entry.update({"status": "done", "done_at": ctx.now().isoformat(), "note": note, "run_key": ctx.run_key})
+def mark_done(ctx: ActionContext, entry: dict[str, Any], note: str, *, recovered: bool) -> None:
+    """Mark ``entry`` researched (with its note) in the freshly re-read queue, and save it at once.
+
+    Only this entry changes: topics a concurrent refresh added meanwhile are kept.
+    """
+    queue = load_queue(ctx)
+    current = find(queue, entry["key"])
+    if current is None:  # the queue was emptied meanwhile: keep the record of this topic anyway
+        current = dict(entry)
+        queue.append(current)
+    current.pop("claimed_by", None)
+    current.pop("claimed_at", None)
+    current.update({"status": "done", "done_at": ctx.now().isoformat(), "note": note, "run_key": ctx.run_key})
     if recovered:
-        entry["recovered"] = True
+        current["recovered"] = True
     save_queue(ctx, queue)
 
 
@@ -275,15 +338,21 @@ def note_tokens(ctx: ActionContext) -> int:
     return setting_int(ctx, "research_max_tokens", 1500, minimum=128, maximum=16000)
 
 
-def next_entry(ctx: ActionContext, queue: list[dict[str, Any]], report: dict[str, Any]) -> dict[str, Any] | None:
-    """The next pending topic; when none, refresh the queue first (recorded in ``report``)."""
-    todo = pending(queue)
-    if todo:
-        return todo[0]
-    report["refreshed"] = refresh(ctx, queue)
-    save_queue(ctx, queue)
-    todo = pending(queue)
-    return todo[0] if todo else None
+def claim_next(ctx: ActionContext, report: dict[str, Any]) -> dict[str, Any] | None:
+    """Claim the next topic this run may research; when there is none, refresh the queue first.
+
+    A topic this run claimed before (a re-run after a crash) comes first. Loading,
+    refreshing and claiming happen with no ``await`` in between, so no other run in the
+    process can take the same topic. The refresh is recorded in ``report``.
+    """
+    queue = load_queue(ctx)
+    own = [e for e in queue if e.get("status") == "in_progress" and e.get("claimed_by") == ctx.run_key]
+    todo = own or [e for e in queue if claimable(ctx, e)]
+    if not todo:
+        report["refreshed"] = refresh(ctx, queue)
+        save_queue(ctx, queue)
+        todo = [e for e in queue if claimable(ctx, e)]
+    return claim(ctx, queue, todo[0]) if todo else None
 
 
 # -- handlers -----------------------------------------------------------------------------------
@@ -293,7 +362,7 @@ async def refresh_queue(ctx: ActionContext) -> ActionResult:
     queue = load_queue(ctx)
     report = refresh(ctx, queue)
     save_queue(ctx, queue)
-    write_queue_file(ctx, queue)
+    write_queue_file(ctx)
     summary = (f"Research queue refreshed: {len(report['added'])} new topic(s), {report['pending']} pending, "
                f"{report['done']} already researched.")
     if report["over_cap"]:
@@ -303,46 +372,52 @@ async def refresh_queue(ctx: ActionContext) -> ActionResult:
 
 async def run_single(ctx: ActionContext) -> ActionResult:
     """``research.run_single``: research the next topic (or ``params.topic``) and write its note."""
-    queue = load_queue(ctx)
     report: dict[str, Any] = {}
-    wanted = clean_topic(ctx.params.get("topic"))
-    if ctx.params.get("topic") is not None and wanted is None:
-        return ActionResult(summary="The topic given is too short to research (two words at least): nothing done.",
-                            data={"stop_reason": "nothing_to_do"})
+    raw = ctx.params.get("topic")
+    wanted = clean_topic(raw)
+    if raw is not None and wanted is None:
+        raise ActionFailed(f"params.topic: {raw!r} cannot be researched: a topic needs two words or more "
+                           "and must not be an [offline] placeholder")
     if wanted is not None:
-        entry = next((e for e in queue if e["key"] == normalise(wanted)), None) or add_topic(ctx, queue, wanted, "params")
+        queue = load_queue(ctx)
+        entry = find(queue, normalise(wanted)) or add_topic(ctx, queue, wanted, "params")
         assert entry is not None
-        save_queue(ctx, queue)
         if entry.get("status") == "done":
             return ActionResult(summary=f"Already researched on {str(entry.get('done_at', '?'))[:10]}: {entry['topic']} "
                                         f"(see {entry.get('note')}); a topic is never researched twice.",
                                 data={"topic": entry["topic"], "note": entry.get("note"), "stop_reason": "already_done"})
+        if not claimable(ctx, entry):
+            save_queue(ctx, queue)
+            return ActionResult(summary=f"{entry['topic']} is being researched by another run ({entry.get('claimed_by')}); "
+                                        "a topic is never researched twice.",
+                                data={"topic": entry["topic"], "claimed_by": entry.get("claimed_by"),
+                                      "stop_reason": "in_progress"})
+        claimed: dict[str, Any] | None = claim(ctx, queue, entry)
     else:
-        entry = next_entry(ctx, queue, report)
-    if entry is None:
-        write_queue_file(ctx, queue)
+        claimed = claim_next(ctx, report)
+    if claimed is None:
+        write_queue_file(ctx)
         return ActionResult(summary="The research queue is empty even after a refresh: nothing to research.",
                             data={**report, "stop_reason": "queue_empty"})
-    done = await research(ctx, queue, prepare_job(ctx, entry), note_tokens(ctx))
-    write_queue_file(ctx, queue)
+    done = await research(ctx, prepare_job(ctx, claimed), note_tokens(ctx))
+    write_queue_file(ctx)
     how = "recovered the note of an interrupted run" if done["recovered"] else "wrote a note"
-    return ActionResult(summary=f"Researched {clip(entry['topic'], 160)}: {how} at {done['path']}.",
+    return ActionResult(summary=f"Researched {clip(claimed['topic'], 160)}: {how} at {done['path']}.",
                         data={**report, **{k: v for k, v in done.items() if k not in ('insights', 'questions')},
-                              "pending": len(pending(queue))},
+                              "pending": len(pending(load_queue(ctx)))},
                         insights=done["insights"], questions=done["questions"])
 
 
 async def run_batch(ctx: ActionContext) -> ActionResult:
     """``research.run_batch``: research up to ``params.max_tasks`` topics, stopping before the cost cap."""
     max_tasks = int(ctx.params.get("max_tasks", 3))
-    queue = load_queue(ctx)
     report: dict[str, Any] = {}
     tokens = note_tokens(ctx)
     done: list[dict[str, Any]] = []
     stop = "max_tasks"
     dearest = 0.0
     for _ in range(max_tasks):
-        entry = next_entry(ctx, queue, report)
+        entry = claim_next(ctx, report)
         if entry is None:
             stop = "queue_empty"
             break
@@ -350,11 +425,12 @@ async def run_batch(ctx: ActionContext) -> ActionResult:
         # Two calls per topic (note, findings); never less than the dearest topic so far.
         needed = max(dearest, 2 * ctx.llm.estimate_usd(job.prompt, system=RESEARCH_SYSTEM, max_tokens=tokens))
         if ctx.llm.stop_reason is not None or ctx.llm.remaining_usd < needed:
+            release(ctx, entry["key"])
             stop = ctx.llm.stop_reason or "cost_cap_near"
             break
         before = ctx.llm.spent_usd
         try:
-            result = await research(ctx, queue, job, tokens)
+            result = await research(ctx, job, tokens)
         except LLMError as exc:
             if exc.kind in METER_KINDS:
                 stop = exc.kind
@@ -366,7 +442,7 @@ async def run_batch(ctx: ActionContext) -> ActionResult:
             break
         dearest = max(dearest, ctx.llm.spent_usd - before)
         done.append(result)
-    write_queue_file(ctx, queue)
+    write_queue_file(ctx)
     reasons = {"max_tasks": f"reached max_tasks ({max_tasks})", "queue_empty": "the queue is empty",
                "cost_cap_near": f"the cost cap (${ctx.llm.max_cost_usd:.2f}) would not cover another topic",
                "cost_cap": "the cost cap refused a call", "budget": "the budget refused a call",
@@ -380,23 +456,23 @@ async def run_batch(ctx: ActionContext) -> ActionResult:
         summary=summary,
         data={**report, "stop_reason": stop, "researched": [{"topic": d["topic"], "path": d["path"],
                                                              "recovered": d["recovered"]} for d in done],
-              "pending": len(pending(queue)), "spent_usd": ctx.llm.spent_usd, "max_cost_usd": ctx.llm.max_cost_usd},
+              "pending": len(pending(load_queue(ctx))), "spent_usd": ctx.llm.spent_usd,
+              "max_cost_usd": ctx.llm.max_cost_usd},
         insights=dedupe([i for d in done for i in d["insights"]], limit=10),
         questions=dedupe([q for d in done for q in d["questions"]], limit=10),
     )
 
 
 def settle_topic(ctx: ActionContext, topic: str, record: str) -> bool:
-    """Mark ``topic`` done with ``record`` (a session record) if it is pending in the queue."""
-    queue = load_queue(ctx)
-    entry = next((e for e in pending(queue) if e["key"] == normalise(topic)), None)
+    """Mark ``topic`` done with ``record`` (a session record) if it waits in the queue."""
+    entry = next((e for e in load_queue(ctx) if e["key"] == normalise(topic) and claimable(ctx, e)), None)
     if entry is None:
         return False
-    mark_done(ctx, queue, entry, record, recovered=False)
+    mark_done(ctx, entry, record, recovered=False)
     return True
 
 
 def peek_topic(ctx: ActionContext) -> str | None:
-    """The next pending topic without taking it (``session.research`` uses it as a default theme)."""
-    todo = pending(load_queue(ctx))
+    """The next topic a run could take, without taking it (``session.research`` uses it as a default theme)."""
+    todo = [e for e in load_queue(ctx) if claimable(ctx, e)]
     return todo[0]["topic"] if todo else None

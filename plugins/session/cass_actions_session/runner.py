@@ -8,7 +8,10 @@ its material); the loop itself is the same for all twelve. It stops at the first
 - the **turn cap**: ``params.max_turns``, else ``[packs.session] max_turns``, else 4
   (never more than 10, the earlier system's limit);
 - the **time budget**: no new turn starts once ``[packs.session] max_minutes`` (default:
-  the action's ``default_duration_minutes``) of wall time (``time.monotonic``) is spent;
+  the action's ``default_duration_minutes``) of wall time (``time.monotonic``) is spent.
+  The budget never exceeds the action's ``timeout_seconds`` less
+  :data:`TIMEOUT_RESERVE_SECONDS` (kept for the last turn and the conclusions call): a
+  larger setting is capped, so the executor never cancels a session it has paid for;
 - the **meter**: the metered client refuses a call at the action's ``max_cost_usd``
   (``cost_cap``), its ``max_llm_calls`` (``call_cap``) or the category budget
   (``budget``). The session then ends gracefully with the turns it has;
@@ -18,10 +21,17 @@ its material); the loop itself is the same for all twelve. It stops at the first
 
 Then one structured call turns the session into ``{summary, insights, questions}``
 (offline: derived from the session text by :func:`derive_conclusions`; when the meter
-has already stopped, derived the same way without a call). The record -- what was
-read, every turn, the conclusions, why it stopped -- is written to
-``<data_dir>/sessions/<local date>/<kind>-<unit>.md``, and a short entry is kept in the
-pack's key-value area (``session_log``) for later sessions and the self-model actions.
+has already stopped, derived the same way without a call). Derived conclusions carry
+the offline label (``[offline]``) on everything the pack composed; only sentences taken
+verbatim from the model's own replies stay unlabelled. The record -- what was read,
+every turn, the conclusions, why it stopped -- is written to
+``<data_dir>/sessions/<local date>/<kind>-<unit>.md``, and a short entry (with the
+action's result) is kept in the pack's key-value area (``session_log``) for later
+sessions and the self-model actions.
+
+Re-running a step (a restart after a crash) is free: when the session log already
+holds the run key and its record file exists, the stored result is returned without
+any LLM call.
 """
 
 from __future__ import annotations
@@ -35,14 +45,13 @@ from pydantic import BaseModel, Field
 
 from cass_actions_core.actions import ActionContext, ActionResult
 from cass_actions_core.llm.errors import METER_KINDS, LLMError
+from cass_actions_core.text import clip, is_offline, label_offline, sentences
 
 from cass_actions_session.common import (
     DERIVED_LABEL,
-    clip,
     dedupe,
     definition,
-    is_offline_text,
-    sentences,
+    plain,
     setting_int,
     setting_number,
     unit_short_id,
@@ -57,6 +66,14 @@ MAX_TURNS_LIMIT = 10
 #: Key of the session log in the pack's key-value area, and how many entries it keeps.
 SESSION_LOG_KEY = "session_log"
 SESSION_LOG_SIZE = 200
+#: Seconds of an action's timeout the time budget leaves free for the last turn and the
+#: conclusions call (``max_minutes`` is capped at ``timeout_seconds`` less this).
+TIMEOUT_RESERVE_SECONDS = 600
+#: Highest ``[packs.session] max_minutes`` the settings schema accepts (the largest cap
+#: of any session action; each action caps it further to fit its own timeout).
+MAX_MINUTES_SETTING = 30
+#: Warnings kept with a result in the session log (the record lists them all).
+LOGGED_WARNINGS = 20
 
 STOP_PHRASES = {
     "natural_end": "ended naturally",
@@ -86,6 +103,8 @@ class SessionLimits:
     turn_max_tokens: int
     recent_files: int
     recent_summaries: int
+    #: The ``max_minutes`` asked for when it was capped to fit the action's timeout.
+    minutes_capped_from: float | None = None
 
 
 @dataclass
@@ -131,15 +150,33 @@ class Turn:
     cut_off: bool = False
 
 
+def minutes_cap(action_id: str) -> float:
+    """The longest time budget ``action_id`` allows: its timeout less :data:`TIMEOUT_RESERVE_SECONDS`."""
+    return max(0.0, (float(definition(action_id)["timeout_seconds"]) - TIMEOUT_RESERVE_SECONDS) / 60)
+
+
 def session_limits(ctx: ActionContext, action_id: str) -> SessionLimits:
-    """The run's bounds: params override settings, settings override the defaults."""
+    """The run's bounds: params override settings, settings override the defaults.
+
+    ``max_minutes`` is capped at :func:`minutes_cap` (logged, and reported in the
+    result's data): a budget longer than the action's timeout would get the handler
+    cancelled mid-session and the turns already paid for lost.
+    """
     turns = ctx.params.get("max_turns")
     if turns is None:
         turns = setting_int(ctx, "max_turns", DEFAULT_MAX_TURNS, minimum=1, maximum=MAX_TURNS_LIMIT)
-    default_minutes = float(definition(action_id)["default_duration_minutes"])
+    cap = minutes_cap(action_id)
+    wanted = setting_number(ctx, "max_minutes", float(definition(action_id)["default_duration_minutes"]), minimum=0,
+                            maximum=MAX_MINUTES_SETTING)
+    capped_from = None
+    if wanted > cap:
+        ctx.logger.info("%s: [packs.session] max_minutes %g capped at %g to fit the action's timeout",
+                        action_id, wanted, cap)
+        capped_from = wanted
     return SessionLimits(
         max_turns=int(turns),
-        max_minutes=setting_number(ctx, "max_minutes", default_minutes, minimum=0),
+        max_minutes=min(wanted, cap),
+        minutes_capped_from=capped_from,
         turn_max_tokens=setting_int(ctx, "turn_max_tokens", 1024, minimum=64, maximum=16000),
         recent_files=setting_int(ctx, "recent_files", 3, minimum=0, maximum=50),
         recent_summaries=setting_int(ctx, "recent_summaries", 10, minimum=0, maximum=200),
@@ -198,25 +235,28 @@ def derive_conclusions(spec: SessionSpec, prepared: Prepared, turns: list[Turn],
     """Conclusions built from the session's own text, without a model (deterministic).
 
     Statements and questions are taken from the model's replies (the last reply first:
-    that is where conclusions are asked for). Offline replies are digests of the prompt,
-    not thoughts, so for them the threads the session took up and the material's open
-    questions are used instead.
+    that is where conclusions are asked for); those sentences are the model's own words
+    and stay as they are. Offline replies are digests of the prompt, not thoughts, so for
+    them the threads the session took up and the material's open questions are used
+    instead. Everything the pack composes or copies here -- the summary, those threads,
+    those questions -- carries the offline label: it is not the daemon's own thought.
     """
-    real = [t.reply for t in turns if t.reply and not is_offline_text(t.reply)]
-    ordered = ([*sentences(real[-1]), *[s for r in real[:-1] for s in sentences(r)]]) if real else []
+    real = [t.reply for t in turns if t.reply and not is_offline(t.reply)]
+    ordered = ([*sentences(plain(real[-1])), *[s for r in real[:-1] for s in sentences(plain(r))]]) if real else []
     statements = [clip(s, 300) for s in ordered if not s.endswith("?") and len(s.split()) >= 5]
     questions = [clip(s, 300) for s in ordered if s.endswith("?") and len(s.split()) >= 3]
     insights = dedupe(statements, limit=3)
     if not insights:
-        insights = dedupe([f"Stayed with the thread: {t}" for t in threads], limit=3) or \
-            [f"Worked from {prepared.material.describe()}."]
+        insights = dedupe([label_offline(f"Stayed with the thread: {t}") for t in threads], limit=3) or \
+            [label_offline(f"Worked from {prepared.material.describe()}.")]
     if not questions:
-        questions = prepared.material.questions()
+        questions = [label_offline(q) for q in prepared.material.questions()]
     stop_note = f"{len(turns)} turn(s) drawing on {prepared.material.describe()}"
     summary = f"{spec.title} session on {prepared.theme}: {stop_note}."
     if real and statements:
         summary += f" {statements[0]}"
-    return SessionConclusions(summary=clip(summary, 500), insights=insights, questions=dedupe(questions, limit=3))
+    return SessionConclusions(summary=label_offline(clip(summary, 500)), insights=insights,
+                              questions=dedupe(questions, limit=3))
 
 
 def _clean(conclusions: SessionConclusions) -> SessionConclusions:
@@ -308,8 +348,39 @@ def session_log(ctx: ActionContext) -> list[dict[str, Any]]:
     return [e for e in log if isinstance(e, dict)] if isinstance(log, list) else []
 
 
+def finished_run(ctx: ActionContext) -> dict[str, Any] | None:
+    """The session log's entry for this run key, when its record file exists too (a finished run)."""
+    for entry in reversed(session_log(ctx)):
+        if entry.get("run_key") == ctx.run_key:
+            path = entry.get("path")
+            return entry if isinstance(path, str) and (ctx.data_dir / path).is_file() else None
+    return None
+
+
+def replay(ctx: ActionContext, spec: SessionSpec, entry: dict[str, Any]) -> ActionResult:
+    """The stored result of a run that already finished (no LLM call, nothing rewritten)."""
+    stored = entry.get("result") if isinstance(entry.get("result"), dict) else {}
+    path = str(entry["path"])
+    data = stored.get("data") if isinstance(stored.get("data"), dict) else {
+        "theme": entry.get("theme"), "path": path, "turns": entry.get("turns"), "stop_reason": entry.get("stop_reason"),
+        "summary": entry.get("summary")}
+    summary = stored.get("summary") or (f"{spec.title} session on {clip(str(entry.get('theme', '?')), 120)}: "
+                                        f"{entry.get('turns', '?')} turn(s), "
+                                        f"{STOP_PHRASES.get(str(entry.get('stop_reason')), str(entry.get('stop_reason')))}.")
+    ctx.add_artifact("markdown", f"{spec.title} session, {entry.get('local_date', ctx.local_date.isoformat())}",
+                     ctx.data_dir / path)
+    ctx.logger.info("%s: run %s already finished (%s): its stored result is returned, no LLM call",
+                    spec.action_id, ctx.run_key, path)
+    return ActionResult(summary=str(summary), data={**data, "replayed": True},
+                        insights=[str(i) for i in stored.get("insights", entry.get("insights")) or []],
+                        questions=[str(q) for q in stored.get("questions", entry.get("questions")) or []])
+
+
 async def run_session(ctx: ActionContext, spec: SessionSpec) -> ActionResult:
     """Run one bounded session for ``spec`` and record it (see the module docstring)."""
+    done = finished_run(ctx)
+    if done is not None:
+        return replay(ctx, spec, done)
     limits = session_limits(ctx, spec.action_id)
     prepared = spec.prepare(ctx, limits)
     data = dict(prepared.data)
@@ -366,22 +437,29 @@ async def run_session(ctx: ActionContext, spec: SessionSpec) -> ActionResult:
     relative_path = f"sessions/{ctx.local_date.isoformat()}/{spec.kind}-{unit_short_id(ctx)}{suffix}.md"
     path = ctx.write_text(relative_path, record)
     ctx.add_artifact("markdown", f"{spec.title} session, {ctx.local_date.isoformat()}", path)
-    log_session(ctx, {
-        "run_key": ctx.run_key, "local_date": ctx.local_date.isoformat(), "action_id": spec.action_id,
-        "theme": prepared.theme, "path": relative_path, "turns": len(turns), "stop_reason": stop,
-        "summary": conclusions.summary, "insights": conclusions.insights, "questions": conclusions.questions,
-    })
-    if prepared.after is not None:
-        prepared.after(relative_path)
-    ctx.emit("session.completed", {"action_id": spec.action_id, "turns": len(turns), "stop_reason": stop,
-                                   "path": relative_path})
     data.update({
-        "path": relative_path, "turns": len(turns), "max_turns": limits.max_turns, "stop_reason": stop,
-        "stop_detail": stop_detail, "spent_usd": ctx.llm.spent_usd, "max_cost_usd": ctx.llm.max_cost_usd,
-        "conclusions_source": source, "threads": taken, "summary": conclusions.summary,
+        "path": relative_path, "turns": len(turns), "max_turns": limits.max_turns, "max_minutes": limits.max_minutes,
+        "stop_reason": stop, "stop_detail": stop_detail, "spent_usd": ctx.llm.spent_usd,
+        "max_cost_usd": ctx.llm.max_cost_usd, "conclusions_source": source, "threads": taken,
+        "summary": conclusions.summary,
     })
+    if limits.minutes_capped_from is not None:
+        data["max_minutes_capped_from"] = limits.minutes_capped_from
     summary = (f"{spec.title} session on {clip(prepared.theme, 120)}: {len(turns)} turn(s) drawing on "
                f"{prepared.material.describe()}, {STOP_PHRASES.get(stop, stop)}.")
     if source == "model":
         summary += f" {clip(conclusions.summary, 300)}"
+    if prepared.after is not None:
+        prepared.after(relative_path)
+    # Logged last: an entry in the log (with its record file) means the run finished, so a
+    # re-run of this step returns the stored result instead of paying again.
+    log_session(ctx, {
+        "run_key": ctx.run_key, "local_date": ctx.local_date.isoformat(), "action_id": spec.action_id,
+        "theme": prepared.theme, "path": relative_path, "turns": len(turns), "stop_reason": stop,
+        "summary": conclusions.summary, "insights": conclusions.insights, "questions": conclusions.questions,
+        "result": {"summary": summary, "insights": conclusions.insights, "questions": conclusions.questions,
+                   "data": {**data, "warnings": data["warnings"][:LOGGED_WARNINGS]}},
+    })
+    ctx.emit("session.completed", {"action_id": spec.action_id, "turns": len(turns), "stop_reason": stop,
+                                   "path": relative_path})
     return ActionResult(summary=summary, data=data, insights=conclusions.insights, questions=conclusions.questions)

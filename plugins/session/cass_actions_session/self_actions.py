@@ -8,6 +8,16 @@ before the unit's summary exists). Offline, the entry is built from that same te
 With no work today there is nothing to derive from: the action succeeds, changes
 nothing and makes no call.
 
+Offline (no real LLM reply), the entry is labelled ``[offline]`` and recorded with
+``"source": "offline"``; an entry the model wrote has ``"source": "derived"``; one given
+in params has ``"source": "params"`` (or ``params.source`` for an insight). Offline-
+labelled insights of today's work are never picked as the daemon's own.
+
+A growth edge named by the model must be one of the listed areas: a near miss
+("Patience with open question") is matched to the closest listed area (``difflib``);
+an area matching none fails the action and changes nothing. Only ``params.area``
+creates a new growth edge.
+
 Updates are a read-modify-write of ``self/model.json`` with no ``await`` in between (so
 two actions in one process cannot interleave), written atomically, keeping every key
 this pack does not know. A malformed model file is never overwritten: the action fails
@@ -16,14 +26,16 @@ naming the file.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
+from cass_actions_core.text import OFFLINE_LABEL, clip, first_sentence, is_offline, keywords, label_offline
 
 from cass_actions_session import selfmodel
-from cass_actions_session.common import clip, dedupe, first_sentence, is_offline_text, normalise, words
+from cass_actions_session.common import dedupe, normalise
 from cass_actions_session.runner import session_log
 
 SELF_SYSTEM = (
@@ -92,10 +104,10 @@ def _lead(items: list[dict[str, Any]]) -> str:
     """What stands out in the newest work: its first insight, else its first sentence (offline labels skipped)."""
     for item in reversed(items):
         for insight in item["insights"]:
-            if insight and not is_offline_text(insight) and not insight.rstrip().endswith("?"):
+            if insight and not is_offline(insight) and not insight.rstrip().endswith("?"):
                 return clip(insight, 240)
         text = item["text"]
-        if text and not is_offline_text(text):
+        if text and not is_offline(text):
             sentence = first_sentence(text, 240)
             if sentence:
                 return sentence
@@ -104,13 +116,36 @@ def _lead(items: list[dict[str, Any]]) -> str:
 
 def closest_edge(edges: list[dict[str, Any]], text: str) -> dict[str, Any] | None:
     """The edge sharing most words with ``text`` (at least one), first edge on ties."""
-    target = words(text)
+    target = keywords(text, 4)
     best, score = None, 0
     for edge in edges:
-        shared = len(words(f"{edge['area']} {edge.get('current_state', '')}") & target)
+        shared = len(keywords(f"{edge['area']} {edge.get('current_state', '')}", 4) & target)
         if shared > score:
             best, score = edge, shared
     return best
+
+
+def _key(area: str) -> str:
+    return " ".join(area.lower().split())
+
+
+def match_area(areas: list[str], named: str) -> str | None:
+    """The listed area the model meant by ``named``, or ``None``.
+
+    The same area (case and spacing ignored), else the only area containing it (or
+    contained in it), else the closest by ``difflib`` (ratio 0.75 or more).
+    """
+    by_key = {_key(a): a for a in areas}
+    key = _key(named)
+    if not key:
+        return None
+    if key in by_key:
+        return by_key[key]
+    containing = [a for k, a in by_key.items() if key in k or k in key]
+    if len(containing) == 1:
+        return containing[0]
+    close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.75)
+    return by_key[close[0]] if close else None
 
 
 # -- updating the model ---------------------------------------------------------------------------
@@ -149,23 +184,31 @@ async def add_observation(ctx: ActionContext) -> ActionResult:
                                 data={"changed": False, "reason": "no work today"})
         edges = selfmodel.growth_edges(load_for_update(ctx))
         areas = [e["area"] for e in edges]
+        offline_used = False
 
         def offline() -> Observation:
-            """The observation built from today's work without a model."""
+            """The observation built from today's work without a model (labelled offline)."""
+            nonlocal offline_used
+            offline_used = True
             joined = " ".join(i["text"] for i in work)
             lead = _lead(work)
             observation = "Today my work went to " + "; ".join(i["label"] for i in work[:4]) + "."
             if lead:
                 observation += f" What stands out: {lead}"
             edge = closest_edge(edges, joined)
-            return Observation(text=observation, area=edge["area"] if edge else "")
+            return Observation(text=label_offline(observation), area=edge["area"] if edge else "")
 
         prompt = (f"Today's work ({ctx.local_date.isoformat()}):\n\n{render_work(work)}\n\n"
                   + (f"My growth edges: {'; '.join(areas)}.\n\n" if areas else "")
                   + "Write one observation about myself that this work shows. Name the growth edge it concerns, if any.")
         derived = await ctx.llm.structured(prompt, Observation, system=SELF_SYSTEM, max_tokens=400, offline=offline)
-        # An area given in params wins over the derived one.
-        text, area, source = derived.text, area or derived.area or None, "derived"
+        source = "offline" if offline_used else "derived"
+        # An area given in params wins over the derived one; a derived area must be a listed one.
+        named = derived.area.strip()
+        matched = match_area(areas, named) if named else None
+        if named and matched is None:
+            ctx.logger.info("self.add_observation: the model named growth edge %r, which is not listed; no edge recorded", named)
+        text, area = derived.text, area or matched
     text = " ".join(str(text).split())
     model = load_for_update(ctx)
     if normalise(text) in {normalise(t) for t in selfmodel.entry_texts(model, "observations")}:
@@ -197,19 +240,25 @@ async def record_insight(ctx: ActionContext) -> ActionResult:
             return ActionResult(summary="No work today to draw an insight from: the self model is unchanged.",
                                 data={"changed": False, "reason": "no work today"})
         recorded = {normalise(t) for t in selfmodel.entry_texts(load_for_update(ctx), "insights")}
-        candidates = dedupe([i for item in work for i in item["insights"] if not is_offline_text(i)], exclude=recorded)
+        # Not one already recorded, as it is or with the offline label of an earlier offline run.
+        already = recorded | {normalise(t.removeprefix(OFFLINE_LABEL)) for t in recorded}
+        candidates = dedupe([i for item in work for i in item["insights"] if not is_offline(i)], exclude=already)
+        offline_used = False
 
         def offline() -> Insight:
-            """The first insight of today's work not yet recorded, else one built from its text."""
+            """The first real insight of today's work not yet recorded, else one built from its text (labelled)."""
+            nonlocal offline_used
+            offline_used = True
             if candidates:
-                return Insight(text=candidates[0])
+                return Insight(text=label_offline(candidates[0]))
             lead = _lead(work)
-            return Insight(text=f"Today's work ({'; '.join(i['label'] for i in work[:3])}) showed me: {lead or 'where my attention went'}.")
+            return Insight(text=label_offline(
+                f"Today's work ({'; '.join(i['label'] for i in work[:3])}) showed me: {lead or 'where my attention went'}."))
 
         prompt = (f"Today's work ({ctx.local_date.isoformat()}):\n\n{render_work(work)}\n\n"
                   "Name the one insight from this work most worth keeping in my self model.")
         text = (await ctx.llm.structured(prompt, Insight, system=SELF_SYSTEM, max_tokens=300, offline=offline)).text
-        source = "derived"
+        source = "offline" if offline_used else "derived"
     text = " ".join(str(text).split())
     model = load_for_update(ctx)
     if normalise(text) in {normalise(t) for t in selfmodel.entry_texts(model, "insights")}:
@@ -240,24 +289,37 @@ async def update_growth_edge(ctx: ActionContext) -> ActionResult:
             return ActionResult(summary="No work today to update a growth edge from: the self model is unchanged.",
                                 data={"changed": False, "reason": "no work today"})
 
+        offline_used = False
+
         def offline() -> EdgeUpdate:
-            """Evidence for the edge today's work shares most words with; the state is left as it is."""
+            """Evidence for the edge today's work shares most words with (labelled); the state is left as it is."""
+            nonlocal offline_used
+            offline_used = True
             edge = closest_edge(edges, " ".join(i["text"] for i in work)) or edges[0]
             lead = _lead(work)
             evidence = f"{ctx.local_date.isoformat()}: worked on " + "; ".join(i["label"] for i in work[:3]) + "."
             if lead:
                 evidence += f" {lead}"
-            return EdgeUpdate(area=edge["area"], observation=evidence, current_state="")
+            return EdgeUpdate(area=edge["area"], observation=label_offline(evidence), current_state="")
 
         listing = "\n".join(f"- {e['area']}: {e.get('current_state', '')}" for e in edges)
         prompt = (f"My growth edges:\n{listing}\n\nToday's work ({ctx.local_date.isoformat()}):\n\n{render_work(work)}\n\n"
                   "Pick the growth edge today's work says most about, write the evidence as an observation, and give a "
                   "new current state only if it has really changed.")
         update = await ctx.llm.structured(prompt, EdgeUpdate, system=SELF_SYSTEM, max_tokens=400, offline=offline)
-        area, observation, state, source = update.area, update.observation, update.current_state or None, "derived"
+        areas = [e["area"] for e in edges]
+        matched = match_area(areas, update.area)
+        if matched is None:
+            raise ActionFailed(f"the model named growth edge {update.area!r}, which is not in the self model "
+                               f"(listed: {'; '.join(areas)}); nothing changed. A new growth edge is created only "
+                               "from params.area.")
+        area, observation, state = matched, update.observation, update.current_state or None
+        source = "offline" if offline_used else "derived"
     area = " ".join(str(area).split())
     model = load_for_update(ctx)
     edge = selfmodel.find_edge(model, area)
+    if edge is None and source != "params":
+        raise ActionFailed(f"growth edge {area!r} is no longer in the self model; nothing changed")
     created = edge is None
     now = ctx.now().isoformat()
     try:

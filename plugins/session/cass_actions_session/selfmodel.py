@@ -1,7 +1,7 @@
 """The daemon's self model, ``workspace/self/model.json``: reading, rendering, updating.
 
 The file is the daemon's own, human-readable JSON. This pack reads it (sessions, the
-planner's context) and updates three lists in it (``observations``, ``insights`` and the
+planner's context, the research queue: through the core's ``read_self_model``) and updates three lists in it (``observations``, ``insights`` and the
 ``observations`` of each growth edge). Every update is a read-modify-write of the whole
 document that keeps keys this pack does not know, written atomically. A malformed file
 is never overwritten: the update fails with a message naming the file.
@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cass_actions_core.workspace import SELF_MODEL
+from cass_actions_core.workspace import SELF_MODEL, read_self_model
 
 from cass_actions_session.common import write_json_atomic
 
@@ -39,7 +39,10 @@ def model_path(workspace: Path) -> Path:
 
 
 def load_self_model(workspace: Path) -> dict[str, Any] | None:
-    """The self model document, or ``None`` when the file does not exist.
+    """The self model document to update, or ``None`` when the file does not exist.
+
+    Only for updating (readers use ``cass_actions_core.workspace.read_self_model``):
+    a file that cannot be used must stop the update, never be overwritten.
 
     Raises :class:`SelfModelError` for a file that is not valid JSON (with line and
     column) or whose top level is not an object.
@@ -49,7 +52,7 @@ def load_self_model(workspace: Path) -> dict[str, Any] | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SelfModelError(f"{path}: cannot read the self model: {exc}") from None
     try:
         document = json.loads(text)
@@ -199,11 +202,7 @@ def gather(context: Any) -> None:
     A missing file sets nothing. A malformed file is logged as a warning naming the
     file and sets nothing: planning goes on without these facts, never fails on them.
     """
-    try:
-        model = load_self_model(Path(context.workspace))
-    except SelfModelError as exc:
-        log.warning("session pack: self model not used for planning: %s", exc)
-        return
+    model = read_self_model(Path(context.workspace), log)
     if model is None:
         return
     for key, value in context_facts(model).items():

@@ -13,9 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 from cass_actions_core.actions import ActionContext, ActionResult
+from cass_actions_core.text import clip, is_offline
 
 from cass_actions_session import inputs, research, selfmodel
-from cass_actions_session.common import clip, dedupe, setting_int
+from cass_actions_session.common import dedupe, setting_int
 from cass_actions_session.inputs import Material, Section
 from cass_actions_session.runner import Prepared, SessionLimits, SessionSpec, run_session, session_log
 
@@ -31,11 +32,8 @@ def _start(ctx: ActionContext, with_self: bool = True) -> tuple[Material, dict[s
     material = Material()
     model = inputs.self_section(ctx, material) if with_self else None
     if not with_self:
-        # Still read the name the daemon gives itself.
-        try:
-            model = selfmodel.load_self_model(ctx.workspace)
-        except selfmodel.SelfModelError:
-            model = None
+        # Still read the name the daemon gives itself (a bad file is reported once it is read as material).
+        model = inputs.read_model(ctx)
     return material, model
 
 
@@ -93,6 +91,8 @@ def _insights_section(ctx: ActionContext, material: Material, model: dict[str, A
                       summaries: list[dict[str, Any]]) -> Section:
     found = [(str(i), f"{s.get('local_date', '?')} {s.get('name', '')}".strip()) for s in summaries for i in s.get("insights") or []]
     found += [(i, "self model") for i in selfmodel.entry_texts(model or {}, "insights")[-10:]]
+    # Offline-labelled insights are placeholders, not the daemon's own: nothing to synthesise.
+    found = [(t, o) for t, o in found if not is_offline(t)]
     texts = dedupe([t for t, _ in found], limit=25)
     origin = {t: o for t, o in reversed(found)}
     section = Section("insights", "Recent insights", "\n".join(f"- {t} *({origin.get(t, '?')})*" for t in texts),
@@ -102,7 +102,7 @@ def _insights_section(ctx: ActionContext, material: Material, model: dict[str, A
 
 
 def prepare_synthesis(ctx: ActionContext, limits: SessionLimits) -> Prepared:
-    """Integrates recent insights (work summaries, self model); nothing to do without any."""
+    """Integrates recent insights (work summaries, self model; offline-labelled ones skipped); nothing to do without any."""
     material, model = _start(ctx, with_self=False)
     summaries = ctx.history.summaries(limit=max(limits.recent_summaries, 20))
     _insights_section(ctx, material, model, summaries)

@@ -83,8 +83,14 @@ def test_session_action_offline_writes_its_record(action_id, demo_runtime, run_a
     assert re.fullmatch(r"# [A-Z][a-z -]+ session \u2014 2026-01-05", text.splitlines()[0])
     assert f"- Action: `{action_id}`" in text
     assert f"- `{path}`" in text  # what it read is listed
-    assert text.count("[offline]") == data["turns"] == 4  # every turn, labelled
+    turns_text = text.split("## Session", 1)[1].split("## Conclusions", 1)[0]
+    assert turns_text.count("[offline]") == data["turns"] == 4  # every turn, labelled
     assert "## Conclusions (offline, derived from the text, no LLM)" in text
+    conclusions_text = text.split("## Conclusions", 1)[1]
+    items = [line[2:] for line in conclusions_text.splitlines() if line.startswith("- ")]
+    assert items and all(item.startswith("[offline] ") for item in items)  # offline conclusions, every item labelled
+    assert all(i.startswith("[offline] ") for i in outcome.result["insights"] + outcome.result["questions"])
+    assert data["summary"].startswith("[offline] ")
     assert outcome.cost_usd > 0 and outcome.result["llm"]["calls"] == 5  # four turns and the conclusions call
     assert outcome.result["insights"], "derived conclusions always hold an insight"
     log = runtime.store.kv_get("session", "session_log")
@@ -225,7 +231,8 @@ def test_a_malformed_self_model_is_reported_not_fatal(demo_runtime, run_action):
     (runtime.workspace / "self" / "model.json").write_text('{"identity": [', encoding="utf-8")
     outcome = run_action(runtime, "session.writing")
     assert outcome.ok, outcome.error
-    assert any("model.json: invalid JSON at line 1" in w for w in outcome.result["data"]["warnings"])
+    assert any("model.json: the self model is not valid JSON" in w and "at line 1, column" in w
+               for w in outcome.result["data"]["warnings"])
 
 
 def test_user_synthesis_reads_the_memory_packs_conversation_summaries(cass_runtime, run_action, fake_anthropic, conclusions):

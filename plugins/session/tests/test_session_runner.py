@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cass_actions_core.llm.base import Usage
 from cass_actions_core.llm.errors import LLMError
 from cass_actions_core.llm.scripted import ScriptedReply
+from cass_actions_core.problems import CatalogueError
 
 
 def _provider(plugin):
@@ -138,7 +141,18 @@ def test_invalid_conclusions_fall_back_to_derived_ones(demo_runtime, run_action,
     assert outcome.result["insights"] == ["Rest belongs inside the work rather than after it."]
 
 
-def test_a_bad_setting_fails_naming_the_key(demo_runtime, run_action):
-    runtime = demo_runtime(config={"packs": {"session": {"max_turns": "many"}}})
-    outcome = run_action(runtime, "session.reflection")
-    assert not outcome.ok and "[packs.session] max_turns" in outcome.error
+def test_a_bad_setting_is_refused_at_startup_naming_the_key(demo_runtime):
+    with pytest.raises(CatalogueError) as info:
+        demo_runtime(config={"packs": {"session": {"max_turns": "many"}}})
+    assert [(p.code, p.path) for p in info.value.problems] == [("invalid-pack-settings", "$.packs.session.max_turns")]
+
+
+def test_the_run_time_getter_still_names_a_bad_key():
+    from types import SimpleNamespace
+
+    from cass_actions_core.actions import ActionFailed
+    from cass_actions_session.runner import session_limits
+
+    ctx = SimpleNamespace(params={}, settings={"max_turns": "many"})
+    with pytest.raises(ActionFailed, match=r"\[packs.session\] max_turns"):
+        session_limits(ctx, "session.reflection")

@@ -54,9 +54,12 @@ def test_add_observation_derived_offline_from_todays_work(demo_runtime, run_acti
     assert outcome.ok, outcome.error
     assert _calls(outcome) == 1
     observation = read_model(runtime)["observations"][-1]
-    assert observation["source"] == "derived"
-    assert observation["text"].startswith("Today my work went to Growth edge session")
+    # Built without a model: labelled, and recorded as offline, never as the daemon's own.
+    assert observation["source"] == "offline"
+    assert observation["text"].startswith("[offline] Today my work went to Growth edge session")
     assert observation["area"] in {"patience with open questions", "writing with a lighter touch"}
+    edge = next(e for e in read_model(runtime)["growth_edges"] if e["area"] == observation["area"])
+    assert edge["observations"][-1]["source"] == "offline"
 
 
 def test_add_observation_through_the_fake_messages_api(demo_runtime, run_action, fake_anthropic, read_model):
@@ -83,13 +86,35 @@ def test_record_insight_from_params_and_never_twice(demo_runtime, run_action, re
     assert again.result["data"]["changed"] is False and len(read_model(runtime)["insights"]) == 1
 
 
-def test_record_insight_derived_offline_keeps_a_session_insight(demo_runtime, run_action, read_model):
+def test_record_insight_derived_offline_is_labelled_and_skips_offline_insights(demo_runtime, run_action, read_model):
     runtime = demo_runtime()
     session = run_action(runtime, "session.reflection", {"max_turns": 2})
+    assert session.result["insights"][0].startswith("[offline] ")  # offline conclusions are labelled
     outcome = run_action(runtime, "self.record_insight")
     assert outcome.ok, outcome.error
-    assert read_model(runtime)["insights"][-1]["text"] == session.result["insights"][0]
-    assert read_model(runtime)["insights"][-1]["source"] == "derived"
+    insight = read_model(runtime)["insights"][-1]
+    assert insight["source"] == "offline"
+    assert insight["text"].startswith("[offline] Today's work (")  # the session's placeholder is not taken as an insight
+    assert insight["text"] != session.result["insights"][0]
+
+
+def test_record_insight_offline_keeps_a_real_session_insight_labelled(cass_runtime, run_action, read_model, scripted_llm,
+                                                                      tmp_path):
+    from cass_actions_core.workspace import seed_demo_workspace
+
+    llm = scripted_llm(["A thought.\nSESSION COMPLETE", {"summary": "s", "insights": ["Rest is part of the work."],
+                                                         "questions": []}], cycle=False)
+    first = cass_runtime(load=["session"], plugins=[("llm", llm)], provider="scripted", data_dir=tmp_path / "d")
+    seed_demo_workspace(first.workspace, now=first.clock.now())
+    assert run_action(first, "session.reflection").ok
+    first.close()
+    second = cass_runtime(load=["session"], data_dir=tmp_path / "d")  # offline from here on
+    outcome = run_action(second, "self.record_insight")
+    assert outcome.ok, outcome.error
+    insight = read_model(second)["insights"][-1]
+    # The model's insight is chosen without a model: kept, but labelled and recorded as offline.
+    assert insight["text"] == "[offline] Rest is part of the work."
+    assert insight["source"] == "offline"
 
 
 def test_record_insight_through_the_fake_messages_api(demo_runtime, run_action, fake_anthropic, read_model):
@@ -133,7 +158,9 @@ def test_update_growth_edge_derived_offline(demo_runtime, run_action, read_model
     assert outcome.ok, outcome.error
     edge = read_model(runtime)["growth_edges"][1]  # the edge the work talks about (word overlap)
     assert edge["area"] == "writing with a lighter touch"
-    assert edge["observations"][-1]["text"].startswith("2026-01-05: worked on Record an insight")
+    assert edge["observations"][-1]["text"].startswith("[offline] 2026-01-05: worked on Record an insight")
+    assert edge["observations"][-1]["source"] == "offline"
+    assert outcome.result["data"]["source"] == "offline"
     assert edge["current_state"] == "My entries explain too much and show too little."  # offline never rewrites it
 
 

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cass_actions_core.actions import ActionContext, ActionFailed
-from cass_actions_core.workspace import SELF_MODEL
+from cass_actions_core.text import OFFLINE_LABEL, clip, is_offline, label_offline
+from cass_actions_core.workspace import read_self_model
 
 from cass_actions_wonderland.state import WonderlandState, experience_id
-from cass_actions_wonderland.world import Room, World, WorldError, first_sentence, load_world
+from cass_actions_wonderland.world import Room, World, WorldError, load_world
 
-#: The ``[packs.wonderland]`` settings, their types and defaults (documented in the README).
+if TYPE_CHECKING:
+    from cass_actions_core.llm.base import LLMResponse
+
+#: The ``[packs.wonderland]`` settings, their types and defaults. ``settings.schema.json``
+#: declares the same keys (checked when the catalogue is built); :func:`setting` checks
+#: again at run time, as a second line of defence.
 SETTINGS: dict[str, tuple[type, Any]] = {
     "world_file": (str, None),
     "journal_narrative": (bool, True),
     "prompt_experiences": (int, 12),
     "max_tokens": (int, 600),
 }
+
+#: Inclusive bounds of the integer settings (the same as in ``settings.schema.json``).
+BOUNDS: dict[str, tuple[int, int]] = {"prompt_experiences": (1, 50), "max_tokens": (1, 4096)}
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer"}
 
@@ -35,8 +43,12 @@ def setting(ctx: ActionContext, key: str) -> Any:
     # bool is an int subclass: refuse true/false where a number is expected.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ActionFailed(f"[packs.wonderland] {key} must be {_TYPE_NAMES[kind]}, not {type(value).__name__} ({value!r})")
-    if kind is int and value < 1:
-        raise ActionFailed(f"[packs.wonderland] {key} must be at least 1, not {value}")
+    if kind is int:
+        low, high = BOUNDS[key]
+        if not low <= value <= high:
+            raise ActionFailed(f"[packs.wonderland] {key} must be between {low} and {high}, not {value}")
+    if kind is str and not value.strip():
+        raise ActionFailed(f"[packs.wonderland] {key} must not be empty")
     return value
 
 
@@ -73,17 +85,13 @@ def ensure_presence(ctx: ActionContext, state: WonderlandState, world: World) ->
 
 
 def daemon_name(ctx: ActionContext) -> str:
-    """The daemon's name from the workspace's self model, else its id (capitalised)."""
-    path = ctx.workspace / SELF_MODEL
-    if path.is_file():
-        try:
-            model = json.loads(path.read_text("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-            ctx.logger.warning("%s: cannot read the self model%s (%s); using the daemon id as the name", path, where, exc)
-        else:
-            if isinstance(model, dict) and isinstance(model.get("name"), str) and model["name"].strip():
-                return model["name"].strip()
+    """The daemon's name from the workspace's self model, else its id (capitalised).
+
+    A malformed self model is reported (file, line, column) and the id is used instead.
+    """
+    model = read_self_model(ctx.workspace, ctx.logger)
+    if model is not None and isinstance(model.get("name"), str) and model["name"].strip():
+        return model["name"].strip()
     return ctx.daemon_id[:1].upper() + ctx.daemon_id[1:]
 
 
@@ -91,12 +99,6 @@ def system_prompt(ctx: ActionContext, world: World) -> str:
     """The system prompt every wonderland LLM call shares."""
     return (f"You are {daemon_name(ctx)}, an AI daemon spending a little time in {world.name}, a quiet text world. "
             "Write in the first person, briefly and concretely, and do not invent events that are not in the notes.")
-
-
-def clip(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
 def experience_lines(experiences: list[dict[str, Any]], limit: int) -> list[str]:
@@ -121,13 +123,20 @@ def context_lines(ctx: ActionContext) -> list[str]:
 
 
 def new_experience(ctx: ActionContext, kind: str, room: Room, title: str, text: str,
-                   details: dict[str, Any] | None = None, index: int = 0) -> dict[str, Any]:
-    """An experience record for the buffer, keyed by this run (so a re-run replaces it)."""
-    return {
+                   details: dict[str, Any] | None = None, index: int = 0, source: str | None = None) -> dict[str, Any]:
+    """An experience record for the buffer, keyed by this run (so a re-run replaces it).
+
+    ``source`` is ``"llm"`` or ``"offline"`` for experiences written by an LLM call (an
+    offline one's title and text carry the offline label); absent otherwise.
+    """
+    record = {
         "id": experience_id(kind, ctx.run_key, index), "run_key": ctx.run_key, "kind": kind,
         "at": ctx.now().isoformat(), "phase": ctx.phase, "room": room.id, "room_name": room.name,
         "title": title, "text": text, "details": details or {},
     }
+    if source is not None:
+        record["source"] = source
+    return record
 
 
 def describe_room(world: World, room: Room) -> dict[str, Any]:
@@ -154,13 +163,24 @@ def join_names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def offline_label_free(text: str) -> bool:
-    """Whether ``text`` came from a model rather than the offline provider's labelled digest."""
-    return not text.lstrip().startswith("[offline]")
+def offline_reply(reply: LLMResponse | None) -> bool:
+    """Whether ``reply`` came from the offline provider (not a model's words)."""
+    return reply is not None and (reply.provider == "offline" or is_offline(reply.text))
+
+
+def unlabelled(text: str) -> str:
+    """``text`` without a leading offline label (to build a labelled whole from labelled parts)."""
+    text = str(text).strip()
+    return text[len(OFFLINE_LABEL):].strip() if is_offline(text) else text
+
+
+def labelled_if(offline: bool, text: str) -> str:
+    """``text`` with the offline label when ``offline``, else unchanged."""
+    return label_offline(text) if offline else text
 
 
 __all__ = [
-    "KIND_TITLES", "SETTINGS", "clip", "context_lines", "daemon_name", "describe_room", "ensure_presence",
-    "experience_lines", "first_sentence", "join_names", "new_experience", "offline_label_free", "sense_room",
-    "setting", "system_prompt", "world_for",
+    "BOUNDS", "KIND_TITLES", "SETTINGS", "context_lines", "daemon_name", "describe_room", "ensure_presence",
+    "experience_lines", "join_names", "labelled_if", "new_experience", "offline_reply", "sense_room",
+    "setting", "system_prompt", "unlabelled", "world_for",
 ]

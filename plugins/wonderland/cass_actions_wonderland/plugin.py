@@ -19,8 +19,9 @@ __all__ = ["HANDLERS", "register_actions", "register_templates"]
 
 @hookimpl
 def register_actions(register: Any) -> None:
-    """Register the pack's action metadata file and one handler per action."""
+    """Register the pack's action metadata file, its settings schema and one handler per action."""
     register.load(files(__package__) / "actions.json")
+    register.settings(files(__package__) / "settings.schema.json")
     for action_id, handler in HANDLERS.items():
         register.handler(action_id, handler)
 

@@ -258,13 +258,6 @@ def _reference_problems(doc: dict[str, Any]) -> list[str]:
     return out
 
 
-def first_sentence(text: str) -> str:
-    """The first sentence of ``text`` (up to and including its full stop)."""
-    text = " ".join(text.split())
-    match = re.search(r"[.!?](\s|$)", text)
-    return text[: match.end()].strip() if match else text
-
-
 def slug(text: str, limit: int = 40) -> str:
     """An id made from ``text``: lower case, words joined by ``_``, starting with a letter."""
     words = re.findall(r"[a-z0-9]+", text.lower())

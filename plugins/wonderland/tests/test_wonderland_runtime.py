@@ -71,30 +71,34 @@ def test_building_template_parks_for_approval_then_creates_the_object(wonderland
     done = runtime.store.get_unit(unit.id)
     assert done.status == "completed", done.reason
     (obj,) = [o for o in wl.kv(runtime, "world_changes")["objects"] if o["run_key"].endswith(f"/{unit.id}/1")]
-    assert obj["inspired"] is True and obj["description"].startswith("[offline]")
+    assert obj["inspired"] is True and obj["description"].startswith("[offline]") and obj["name"].startswith("[offline]")
     journal = wl.journal_path(runtime).read_text("utf-8")
-    assert f"Made {obj['name']}" in journal and "\u00b7 Creation \u00b7" in journal
+    bare = obj["name"].removeprefix("[offline] ")
+    assert f"**[offline] Made {bare} and left it in" in journal and "\u00b7 Creation \u00b7" in journal
 
 
 def test_a_journal_flush_rerun_after_a_crash_writes_its_section_once(wonderland, cass_runtime, monkeypatch, wl):
     runtime = wonderland()
     runtime.acquire_lease()
-    original = WonderlandState.remove_experiences
+    original = WonderlandState.finish_flush
     calls = {"n": 0}
 
-    def crash_once(self, ids):
+    def crash_once(self, run_key, experiences):
         calls["n"] += 1
         if calls["n"] == 1:
             raise Crash("killed after the journal file was written")
-        return original(self, ids)
+        return original(self, run_key, experiences)
 
-    monkeypatch.setattr(WonderlandState, "remove_experiences", crash_once)
+    monkeypatch.setattr(WonderlandState, "finish_flush", crash_once)
     unit = runtime.trigger("wonderland_exploration")
     with pytest.raises(Crash):
         asyncio.run(runtime.tick())
     text = wl.journal_path(runtime).read_text("utf-8")
     assert text.count("<!-- wonderland-flush ") == 1
-    assert len(wl.kv(runtime, "experiences")) == 1  # not cleared: the crash came first
+    # Claimed by the flush (out of the buffer), not yet archived: the crash came first.
+    assert wl.kv(runtime, "experiences") == [] and wl.kv(runtime, "journaled", []) == []
+    (pending,) = wl.kv(runtime, "journal_flushes").values()
+    assert pending["written"] is False and len(pending["experiences"]) == 1
     asyncio.run(runtime.stop())
 
     # A new process on the same data folder resumes the unit and re-runs the (idempotent) step.
