@@ -6,10 +6,7 @@ core; the LLM is reached through ``ctx.llm``.
 
 from __future__ import annotations
 
-from importlib.resources import files
-from typing import Any
-
-from cass_actions_core import hookimpl
+from cass_actions_core.packs import file_pack_hooks
 from cass_actions_core.registrars import Handler
 
 from cass_actions_journal.daily import generate_daily
@@ -23,17 +20,4 @@ HANDLERS: dict[str, Handler] = {
     "dream.nightly": nightly,
 }
 
-
-@hookimpl
-def register_actions(register: Any) -> None:
-    """Register the pack's settings schema, action metadata file and one handler per action."""
-    register.settings(files(__package__) / "settings.schema.json")
-    register.load(files(__package__) / "actions.json")
-    for action_id, handler in HANDLERS.items():
-        register.handler(action_id, handler)
-
-
-@hookimpl
-def register_templates(register: Any) -> None:
-    """Register the pack's templates."""
-    register.load(files(__package__) / "templates.json")
+register_actions, register_templates = file_pack_hooks(__package__, HANDLERS)

@@ -8,11 +8,11 @@ for the pack's commands.
 from __future__ import annotations
 
 from datetime import datetime
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from cass_actions_core import hookimpl
+from cass_actions_core.packs import file_pack_hooks
 from cass_actions_core.registrars import Handler
 
 from cass_actions_memory.consolidate import consolidate
@@ -37,20 +37,7 @@ HANDLERS: dict[str, Handler] = {
     "wiki.update_note": update_note,
 }
 
-
-@hookimpl
-def register_actions(register: Any) -> None:
-    """Register the pack's action metadata file, its settings schema and one handler per action."""
-    register.load(files(__package__) / "actions.json")
-    register.settings(files(__package__) / "settings.schema.json")
-    for action_id, handler in HANDLERS.items():
-        register.handler(action_id, handler)
-
-
-@hookimpl
-def register_templates(register: Any) -> None:
-    """Register the pack's templates."""
-    register.load(files(__package__) / "templates.json")
+register_actions, register_templates = file_pack_hooks(__package__, HANDLERS)
 
 
 @hookimpl

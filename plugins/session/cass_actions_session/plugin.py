@@ -7,10 +7,10 @@ standard library (never the Anthropic SDK; LLM calls go through ``ctx.llm``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from importlib.resources import files
 from typing import Any
 
 from cass_actions_core import hookimpl
+from cass_actions_core.packs import file_pack_hooks
 from cass_actions_core.actions import ActionContext, ActionResult
 
 from cass_actions_session import research, self_actions, selfmodel
@@ -27,20 +27,7 @@ HANDLERS: dict[str, Callable[[ActionContext], Awaitable[ActionResult]]] = {
     "research.run_batch": research.run_batch,
 }
 
-
-@hookimpl
-def register_actions(register: Any) -> None:
-    """Register the pack's action metadata file, its settings schema and one handler per action."""
-    register.load(files(__package__) / "actions.json")
-    register.settings(files(__package__) / "settings.schema.json")
-    for action_id, handler in HANDLERS.items():
-        register.handler(action_id, handler)
-
-
-@hookimpl
-def register_templates(register: Any) -> None:
-    """Register the pack's templates."""
-    register.load(files(__package__) / "templates.json")
+register_actions, register_templates = file_pack_hooks(__package__, HANDLERS)
 
 
 @hookimpl
