@@ -313,40 +313,26 @@ class BudgetLedger:
         returns False. Spend above the granted amount is still recorded as spent (money
         that left is a fact) and noted as an overspend.
         """
-        actual = _amount(actual_usd, "actual_usd")
+        return self._close(reservation, "settle", _amount(actual_usd, "actual_usd"), now, note)
+
+    def release(self, reservation: Reservation, now: datetime, note: str | None = None) -> bool:
+        """Close the reservation with no spend (the action never ran); idempotent like :meth:`settle`."""
+        return self._close(reservation, "release", 0.0, now, note)
+
+    def _close(self, reservation: Reservation, kind: str, amount: float, now: datetime, note: str | None) -> bool:
         with self.store.transaction(immediate=True):
             entries = self._entries(reservation)
             if self._closed(entries) is not None:
                 return False
             current = self._from_entries(entries)
-            if actual > current.amount_usd + EPSILON:
-                overspend = f"overspent: granted {_usd(current.amount_usd)}, spent {_usd(actual)}"
+            if amount > current.amount_usd + EPSILON:
+                overspend = f"overspent: granted {_usd(current.amount_usd)}, spent {_usd(amount)}"
                 note = f"{note}; {overspend}" if note else overspend
             self.store.append_ledger_entry(
                 budget_day=current.budget_day,
                 category=current.category,
-                kind="settle",
-                amount_usd=actual,
-                reservation_id=current.id,
-                unit_id=current.unit_id,
-                note=note,
-                now=now,
-                critical=current.critical,
-            )
-        return True
-
-    def release(self, reservation: Reservation, now: datetime, note: str | None = None) -> bool:
-        """Close the reservation with no spend (the action never ran); idempotent like :meth:`settle`."""
-        with self.store.transaction(immediate=True):
-            entries = self._entries(reservation)
-            if self._closed(entries) is not None:
-                return False
-            current = self._from_entries(entries)
-            self.store.append_ledger_entry(
-                budget_day=current.budget_day,
-                category=current.category,
-                kind="release",
-                amount_usd=0.0,
+                kind=kind,
+                amount_usd=amount,
                 reservation_id=current.id,
                 unit_id=current.unit_id,
                 note=note,

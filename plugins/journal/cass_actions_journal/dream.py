@@ -10,8 +10,8 @@ from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
 from cass_actions_core.llm.errors import LLMError
 from cass_actions_core.text import clip, first_sentence, parse_front_matter, render_front_matter
 
-from cass_actions_journal.daily import last_finished_day
-from cass_actions_journal.sources import DayMaterial, Entry, material_for, parse_day, read_entry, system_prompt
+from cass_actions_journal.daily import target_day
+from cass_actions_journal.sources import DayMaterial, Entry, material_for, read_entry, system_prompt
 from cass_actions_journal.text import setting_int
 
 #: Folder (inside the pack's data folder) of the dreams.
@@ -35,20 +35,13 @@ def _latest_entry(ctx: ActionContext, day: Any) -> Entry | None:
 
 
 def dream_day(ctx: ActionContext) -> date:
-    """The day to dream about: the ``date`` parameter, else the day that just ended.
+    """The day to dream about: the same day the journal writes (:func:`~cass_actions_journal.daily.target_day`).
 
-    That is :func:`~cass_actions_journal.daily.last_finished_day`, the day the journal
-    writes: in the night phase of D (after midnight too) it is D; earlier in a day it is
-    the day before. A ``date`` later than that day is refused: the day is not over yet.
+    That is the ``date`` parameter, else the day that just ended: in the night phase of
+    D (after midnight too) it is D; earlier in a day it is the day before. A ``date``
+    later than that day is refused: the day is not over yet.
     """
-    latest = last_finished_day(ctx)
-    if ctx.params.get("date"):
-        day = parse_day(ctx.params["date"])
-        if day > latest:
-            raise ActionFailed(f"parameter 'date' {day.isoformat()} is not over yet (the latest finished day is "
-                               f"{latest.isoformat()})")
-        return day
-    return latest
+    return target_day(ctx)
 
 
 SHIFT_PROMPT = ("The dream shifts. Something from the day returns in a changed form; continue the dream "
