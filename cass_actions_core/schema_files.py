@@ -21,6 +21,9 @@ from typing import Any
 
 CACHE_ENV = "CASS_ACTIONS_CACHE_DIR"
 
+#: Most entries the validation cache file keeps.
+CACHE_LIMIT = 5000
+
 #: Schema names shipped in ``cass_actions_core/schemas`` (``schemas/`` in the repository).
 ACTION_PACK = "action-pack"
 TEMPLATE_FILE = "template-file"
@@ -54,11 +57,15 @@ def json_path(parts: Iterable[Any]) -> str:
 
 
 class _ValidCache:
-    """Digests of (schema, document) pairs already found valid, kept across processes."""
+    """Digests of (schema, document) pairs already found valid, kept across processes.
+
+    The file keeps the most recently used entries last and is capped at
+    :data:`CACHE_LIMIT` entries, dropping the least recently used first.
+    """
 
     def __init__(self) -> None:
         self._known: set[str] | None = None
-        self._added: set[str] = set()
+        self._used: list[str] = []  # hits and new entries of this process, in order
 
     @property
     def path(self) -> Path:
@@ -71,40 +78,49 @@ class _ValidCache:
 
         return Path(root) / f"valid-documents-{__version__}.json"
 
+    def _read(self) -> list[str]:
+        try:
+            entries = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError, TypeError):
+            return []  # no cache, or an unreadable one: validate everything
+        return [e for e in entries if isinstance(e, str)] if isinstance(entries, list) else []
+
     def _load(self) -> set[str]:
         if self._known is None:
-            try:
-                self._known = set(json.loads(self.path.read_text("utf-8")))
-            except (OSError, ValueError, TypeError):
-                self._known = set()  # no cache, or an unreadable one: validate everything
+            self._known = set(self._read())
         return self._known
 
     def __contains__(self, key: str) -> bool:
-        return key in self._load()
+        if key in self._load():
+            self._touch(key)
+            return True
+        return False
 
     def add(self, key: str) -> None:
-        if not self._added:
-            atexit.register(self.save)
         self._load().add(key)
-        self._added.add(key)
+        self._touch(key)
+
+    def _touch(self, key: str) -> None:
+        if not self._used:
+            atexit.register(self.save)
+        self._used.append(key)
 
     def save(self) -> None:
         """Write the cache (best effort: a read-only or full disk only costs speed)."""
-        if not self._added:
+        if not self._used:
             return
         try:
             path = self.path
             path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                known = set(json.loads(path.read_text("utf-8")))
-            except (OSError, ValueError, TypeError):
-                known = set()
+            recent = list(dict.fromkeys(self._used))
+            fresh = set(recent)
+            entries = [e for e in self._read() if e not in fresh] + recent
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(sorted((known | self._added))[-5000:]), "utf-8")
+            tmp.write_text(json.dumps(entries[-CACHE_LIMIT:]), "utf-8")
             tmp.replace(path)
         except OSError:
             pass
-        self._added.clear()
+        self._used.clear()
 
 
 _valid = _ValidCache()

@@ -48,3 +48,18 @@ def test_an_unreadable_cache_only_costs_speed(tmp_path: Path, monkeypatch):
     assert "anything" not in cache
     assert schema_files.check_schema({"type": "object"}) is None
     assert schema_files.check_schema({"type": "objekt"}) is not None
+
+
+def test_the_cache_keeps_the_most_recently_used_entries(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CASS_ACTIONS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(schema_files, "CACHE_LIMIT", 3)
+    first = schema_files._ValidCache()
+    for key in ["a", "b", "c"]:
+        first.add(key)
+    first.save()
+    second = schema_files._ValidCache()
+    assert "a" in second  # used again: becomes the most recent
+    second.add("d")
+    second.save()
+    third = schema_files._ValidCache()
+    assert "a" in third and "d" in third and "c" in third and "b" not in third
