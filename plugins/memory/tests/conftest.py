@@ -8,6 +8,9 @@ modules are not importable by name there).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +24,15 @@ from cass_actions_memory.store import ConversationStore
 
 class MemoryHelpers:
     """Small helpers for building inbox files and reading the pack's store and files."""
+
+    @staticmethod
+    def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        """Run the real ``cass-actions`` CLI in a subprocess with only the memory pack loaded."""
+        env = {**os.environ, "CASS_ACTIONS_LOAD_PLUGINS": "memory"}
+        env.pop("CASS_ACTIONS_DATA_DIR", None)
+        env.pop("CASS_ACTIONS_CONFIG", None)
+        return subprocess.run([sys.executable, "-m", "cass_actions_core.cli.main", *args], capture_output=True, text=True,
+                              env=env, cwd=cwd, timeout=120, stdin=subprocess.DEVNULL)
 
     @staticmethod
     def message(conversation_id: str, role: str, content: str, at: datetime) -> dict[str, Any]:

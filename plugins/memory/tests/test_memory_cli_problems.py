@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from cass_actions_memory.store import ConversationStore, LineProblem
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CASS_ACTIONS_LOAD_PLUGINS": "memory"}
-    env.pop("CASS_ACTIONS_DATA_DIR", None)
-    env.pop("CASS_ACTIONS_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "cass_actions_core.cli.main", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def test_problems_lists_skipped_inbox_lines_per_file_after_the_action_reported_them(tmp_path, mem):
@@ -36,7 +24,7 @@ def test_problems_lists_skipped_inbox_lines_per_file_after_the_action_reported_t
         assert len(first.problems) == 3
         assert store.import_inbox(workspace, now=T0 + timedelta(hours=2)).problems == []  # reported once by actions
 
-    result = cli("memory", "problems", "--json", "--data-dir", str(data), cwd=tmp_path)
+    result = mem.cli("memory", "problems", "--json", "--data-dir", str(data), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (record,) = json.loads(result.stdout)
     assert (record["file"], record["lines"], record["new_messages"], record["exists"]) == \
@@ -44,23 +32,23 @@ def test_problems_lists_skipped_inbox_lines_per_file_after_the_action_reported_t
     assert [(p["line"], p["field"]) for p in record["problems"]] == [(2, "role"), (3, None), (4, "at")]
     assert record["problems"][2]["message"].startswith("field 'at' has no UTC offset")
 
-    table = cli("memory", "problems", "--data-dir", str(data), cwd=tmp_path)
+    table = mem.cli("memory", "problems", "--data-dir", str(data), cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "conversations/inbox/chat.jsonl" in table.stdout and "not valid JSON" in table.stdout
-    listed = cli("memory", "list", "--data-dir", str(data), cwd=tmp_path)
+    listed = mem.cli("memory", "list", "--data-dir", str(data), cwd=tmp_path)
     assert "3 inbox line(s) in 1 file(s) were skipped" in listed.stdout and "memory problems" in listed.stdout
-    assert isinstance(json.loads(cli("memory", "list", "--json", "--data-dir", str(data), cwd=tmp_path).stdout), list)
+    assert isinstance(json.loads(mem.cli("memory", "list", "--json", "--data-dir", str(data), cwd=tmp_path).stdout), list)
 
     # Fixed and imported again: the problems are gone.
     mem.write_jsonl(workspace / "conversations" / "inbox" / "chat.jsonl", [mem.message("c", "user", "Fine.", T0)])
     with ConversationStore.in_folder(workspace / "memory") as store:
         store.import_inbox(workspace, now=T0 + timedelta(hours=3))
-    clean = cli("memory", "problems", "--data-dir", str(data), cwd=tmp_path)
+    clean = mem.cli("memory", "problems", "--data-dir", str(data), cwd=tmp_path)
     assert clean.returncode == 0 and "No inbox import problems (1 inbox file(s)" in clean.stdout
 
 
-def test_problems_with_no_store_creates_nothing(tmp_path):
-    result = cli("memory", "problems", "--json", "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
+def test_problems_with_no_store_creates_nothing(tmp_path, mem):
+    result = mem.cli("memory", "problems", "--json", "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
     assert result.returncode == 0 and json.loads(result.stdout) == []
     assert not (tmp_path / "d" / "workspace" / "memory" / "conversations.sqlite").exists()
 
