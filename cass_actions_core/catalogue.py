@@ -308,6 +308,9 @@ def _check_categories(catalogue: Catalogue) -> None:
         users.setdefault(a.definition.category, []).append(a.definition.id)
     for t in catalogue.templates.values():
         users.setdefault(t.template.category, []).append(t.template.id)
+    planner = catalogue.config.planner
+    if planner.enabled:
+        users.setdefault(planner.category, []).append("the day planner ($.planner.category)")
     for category in sorted(users):
         if category not in allocations:
             ids = users[category]

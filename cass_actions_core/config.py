@@ -34,9 +34,10 @@ DEFAULT_ALLOCATIONS: dict[str, float] = {
     "reflection": 0.18,
     "growth": 0.10,
     "curiosity": 0.10,
-    "research": 0.20,
+    "research": 0.18,
     "creative": 0.10,
     "wonderland": 0.04,
+    "planning": 0.02,
 }
 
 #: Scalar environment overrides: variable -> (dotted config key, type).
@@ -98,6 +99,34 @@ class SchedulerSettings(_Section):
     tick_seconds: float = 30
 
 
+class PlannerWeights(_Section):
+    """Weight of each score component of a candidate (see ``docs/planner.md``)."""
+
+    window: float = 3.0
+    growth: float = 1.5
+    curiosity: float = 1.0
+    mood: float = 0.5
+    variety: float = 2.0
+    priority: float = 0.5
+
+
+class PlannerSettings(_Section):
+    """The day planner: scores, the planning call and the money-aware choices."""
+
+    enabled: bool = True
+    top_k: int = 24
+    max_units_per_day: int = 12
+    category: str = "planning"
+    model: str | None = None
+    max_tokens: int = 1500
+    max_cost_usd: float = 0.05
+    variety_days: int = 7
+    learned_cost_runs: int = 20
+    cheap_model: str | None = None
+    cheap_below_fraction: float = 0.25
+    weights: PlannerWeights = Field(default_factory=PlannerWeights)
+
+
 class ApprovalSettings(_Section):
     """Which work needs a human yes, and what happens when nobody answers."""
 
@@ -157,6 +186,7 @@ class Config(_Section):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     phases: PhaseSettings = Field(default_factory=PhaseSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult, CoreServices, InvalidResult
 from cass_actions_core.catalogue import Catalogue, CatalogueAction
 from cass_actions_core.clock import to_utc
-from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation
+from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation, format_usd
 from cass_actions_core.models import Priority
 from cass_actions_core.plugins import BUILTIN_NAME
 from cass_actions_core.summaries import build_summary
@@ -38,12 +38,13 @@ if TYPE_CHECKING:
     from cass_actions_core.clock import Clock
     from cass_actions_core.events import EventBus
     from cass_actions_core.llm.metered import MeteredLLM
+    from cass_actions_core.planning.costs import CostBook
     from cass_actions_core.store import Store, UnitRow
 
 log = logging.getLogger("cass_actions.executor")
 
-#: Builds the metered LLM client for one action run: (action, run key, gate) -> client.
-LLMFactory = Callable[[CatalogueAction, str, "LedgerGate"], "MeteredLLM"]
+#: Builds the metered LLM client for one action run: (action, run key, gate, model or None) -> client.
+LLMFactory = Callable[[CatalogueAction, str, "LedgerGate", "str | None"], "MeteredLLM"]
 
 
 def run_key(unit: UnitRow, step_index: int) -> str:
@@ -126,13 +127,16 @@ class Executor:
 
     def __init__(self, *, catalogue: Catalogue, store: Store, ledger: BudgetLedger, clock: Clock, bus: EventBus,
                  workspace: Path, llm_factory: LLMFactory, plan_source: Callable[[Any], str | None] | None = None,
-                 stop_requested: Callable[[], bool] | None = None) -> None:
+                 stop_requested: Callable[[], bool] | None = None, costs: Callable[[], CostBook] | None = None) -> None:
         self.catalogue, self.store, self.ledger, self.clock, self.bus = catalogue, store, ledger, clock, bus
         self.config = catalogue.config
         self.workspace = workspace
         self.llm_factory = llm_factory
         self._plan_source = plan_source or (lambda unit: None)
         self._stop_requested = stop_requested or (lambda: False)
+        self._costs = costs
+        #: In a simulation: move the virtual clock on by each step's (learned) duration.
+        self.advance_clock = False
 
     # -- approvals -------------------------------------------------------------------
     def needs_approval(self, action: CatalogueAction) -> bool:
@@ -175,15 +179,18 @@ class Executor:
             parked = self._check_approval(unit, index, action)
             if parked is not None:
                 return UnitOutcome(parked, ran) if parked.status != "failed" else self._finish_written(parked, ran)
+            model, choice = self.model_for(unit, index, action)
             reservation = self.ledger.reserve(
-                action.definition.category, action.definition.estimated_cost_usd,
+                action.definition.category, self.reservation_for(action, model),
                 budget_day=self.clock.today(), now=self.clock.now(), unit_id=unit.id,
                 critical=Priority.of(action.definition.priority) == Priority.CRITICAL,
                 note=f"{action.definition.id} step {index + 1}",
             )
             if isinstance(reservation, Blocked):
                 return UnitOutcome(self._park_budget(unit, index, action, reservation), ran)
-            ok = await self._run_step(unit, index, step, action, key, reservation)
+            ok = await self._run_step(unit, index, step, action, key, reservation, model, choice)
+            if isinstance(ok, Blocked):
+                return UnitOutcome(self._park_budget(unit, index, action, ok), ran)
             ran += 1
             unit = self.store.set_next_step(unit.id, index + 1, self.clock.now())
             if not ok and not step.get("optional", False):
@@ -218,7 +225,8 @@ class Executor:
 
     def _park_budget(self, unit: UnitRow, index: int, action: CatalogueAction, blocked: Blocked) -> UnitRow:
         reason = f"step {index + 1} ({action.definition.id}) blocked by budget: {blocked.reason}"
-        parked = self.store.set_unit_status(unit.id, "budget_blocked", reason=reason, now=self.clock.now())
+        parked = self.store.set_unit_status(unit.id, "budget_blocked", reason=reason, now=self.clock.now(),
+                                            data={**unit.data, "budget_need_usd": blocked.amount_usd})
         self.write_summary(parked)
         self.bus.emit("budget.blocked", {"category": blocked.category, "needed_usd": blocked.amount_usd,
                                          "available_usd": blocked.available_usd, "reason": blocked.reason,
@@ -226,13 +234,51 @@ class Executor:
         self.bus.emit("work_unit.parked", {"status": "budget_blocked", "reason": reason}, unit_id=unit.id)
         return parked
 
+    def reservation_for(self, action: CatalogueAction, model: str | None = None) -> float:
+        """What a step reserves before it runs: the action's learned cost (its declared estimate until runs teach better).
+
+        The metered LLM client grows the reservation before each call to that call's worst case, so a low first
+        reservation never lets a step spend money the ledger did not grant.
+        """
+        if self._costs is None:
+            return action.definition.estimated_cost_usd
+        return self._costs().cost(action.definition, model)
+
+    def model_for(self, unit: UnitRow, index: int, action: CatalogueAction) -> tuple[str | None, str | None]:
+        """The cheaper model a step's LLM calls use, if any, and why (None: the configured model).
+
+        The planner's choice for the unit comes first; otherwise the same rule mid-day: a category
+        below ``planner.cheap_below_fraction`` of its money runs its LLM actions on ``planner.cheap_model``.
+        """
+        d = action.definition
+        if not d.uses_llm:
+            return None, None
+        if unit.data.get("model"):
+            return str(unit.data["model"]), None  # chosen by the planner; its reason is on the unit
+        planner = self.config.planner
+        if not planner.cheap_model:
+            return None, None
+        from cass_actions_core.llm.registry import resolve_settings
+
+        if resolve_settings(self.config.llm, d).model == planner.cheap_model:
+            return None, None
+        limit = self.config.budget.category_limit(d.category)
+        left = self.ledger.available(d.category, self.clock.today())
+        if limit <= 0 or left / limit >= planner.cheap_below_fraction:
+            return None, None
+        return planner.cheap_model, (f"step {index + 1} ({d.id}) on {planner.cheap_model}: {d.category} has "
+                                     f"{left / limit:.0%} of its money left, below planner.cheap_below_fraction "
+                                     f"{planner.cheap_below_fraction:.0%}")
+
     async def _run_step(self, unit: UnitRow, index: int, step: dict[str, Any], action: CatalogueAction, key: str,
-                        reservation: Reservation) -> bool:
+                        reservation: Reservation, model: str | None = None, choice: str | None = None) -> bool | Blocked:
+        """Run one step; True/False for its outcome, or :class:`Blocked` when an idempotent step failed only
+        because the budget refused its first LLM call (nothing spent: the unit parks and the step runs again)."""
         definition = action.definition
         self.store.begin_action_run(key, unit.id, index, definition.id, self.clock.now())
         gate = LedgerGate(self.ledger, reservation, self.store, self.clock)
         try:
-            llm = self.llm_factory(action, key, gate)
+            llm = self.llm_factory(action, key, gate, model)
         except Exception as exc:  # e.g. an unknown provider: the step fails, the money goes back
             error = f"no LLM client for {definition.id}: {exc}"
             self.ledger.release(reservation, self.clock.now(), note=error)
@@ -257,9 +303,25 @@ class Executor:
         result.cost_usd = llm.spent_usd
         self.ledger.settle(reservation, llm.spent_usd, self.clock.now(), note=f"{definition.id} {'ok' if result.success else 'failed'}")
         self.store.delete_state(spend_key(reservation.id))
+        if not result.success and llm.stop_reason == "budget" and not llm.spent_usd and definition.idempotent:
+            # Money, not the action, stopped it before anything was spent: park, don't fail.
+            self.store.withdraw_action_run(key)
+            left = self.ledger.available(definition.category, self.clock.today())
+            needs = llm.stop_estimate_usd or 0.0
+            limit = self.config.budget.category_limit(definition.category)
+            return Blocked(definition.category, self.clock.today(), needs, left,
+                           f"{definition.category}: {format_usd(left)} left of {format_usd(limit)}, its next LLM call may cost "
+                           f"up to {format_usd(needs)}")
+        if self.advance_clock and self._costs is not None:
+            # A simulated step takes its (learned) duration of virtual time, as a real one would.
+            advance = getattr(self.clock, "advance", None)
+            if advance is not None:
+                advance(timedelta(minutes=self._costs().minutes(definition)))
         record = result.to_dict()
         record["artifacts"] = [a.to_dict() for a in [*ctx.artifacts, *result.artifacts]]
         record["llm"] = llm_record(llm)
+        if choice:
+            record["choices"] = [choice]
         status = "completed" if result.success else "failed"
         self.store.finish_action_run(key, status, llm.spent_usd, record, result.error, self.clock.now())
         self.bus.emit(f"action.{status}", {"action_id": definition.id, "step": index, "cost_usd": llm.spent_usd,
@@ -290,7 +352,7 @@ def llm_record(llm: MeteredLLM) -> dict[str, Any]:
     """The metered client's totals, as stored with the action run."""
     usage = llm.usage
     return {
-        "calls": llm.calls, "spent_usd": llm.spent_usd, "stop_reason": llm.stop_reason,
+        "calls": llm.calls, "spent_usd": llm.spent_usd, "stop_reason": llm.stop_reason, "model": llm.settings.model,
         "transcript_ids": list(llm.transcript_ids),
         "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                   "cache_write_5m_tokens": usage.cache_write_5m_tokens, "cache_write_1h_tokens": usage.cache_write_1h_tokens,

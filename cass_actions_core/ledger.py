@@ -89,7 +89,7 @@ class Blocked:
     reason: str
 
 
-def _usd(value: float) -> str:
+def format_usd(value: float) -> str:
     """Money for people: cents when exact, otherwise up to 6 decimals."""
     value = round(value, 6)
     if math.isclose(value, round(value, 2), abs_tol=EPSILON):
@@ -190,7 +190,7 @@ class BudgetLedger:
                     budget_day,
                     amount,
                     day.available(category),
-                    f"{category}: {_usd(max(0.0, room))} left of {_usd(limit)}, needs {_usd(amount)}",
+                    f"{category}: {format_usd(max(0.0, room))} left of {format_usd(limit)}, needs {format_usd(amount)}",
                 )
             if amount > pool_left + EPSILON:
                 return Blocked(
@@ -198,8 +198,8 @@ class BudgetLedger:
                     budget_day,
                     amount,
                     day.available(category),
-                    f"{category}: the day's budget has {_usd(max(0.0, pool_left))} left of {_usd(day.pool)} for "
-                    f"ordinary work ({_usd(day.reserve)} reserve held back), needs {_usd(amount)}",
+                    f"{category}: the day's budget has {format_usd(max(0.0, pool_left))} left of {format_usd(day.pool)} for "
+                    f"ordinary work ({format_usd(day.reserve)} reserve held back), needs {format_usd(amount)}",
                 )
             return None
         from_pool = min(amount, max(0.0, room))
@@ -211,8 +211,8 @@ class BudgetLedger:
                 budget_day,
                 amount,
                 day.available(category, critical=True),
-                f"{category} (critical): {_usd(max(0.0, room))} left of {_usd(limit)} plus "
-                f"{_usd(max(0.0, reserve_left))} left of the {_usd(day.reserve)} reserve, needs {_usd(amount)}",
+                f"{category} (critical): {format_usd(max(0.0, room))} left of {format_usd(limit)} plus "
+                f"{format_usd(max(0.0, reserve_left))} left of the {format_usd(day.reserve)} reserve, needs {format_usd(amount)}",
             )
         return None
 
@@ -300,7 +300,7 @@ class BudgetLedger:
                 amount_usd=delta,
                 reservation_id=current.id,
                 unit_id=current.unit_id,
-                note=f"extended to {_usd(new_total)}",
+                note=f"extended to {format_usd(new_total)}",
                 now=now,
                 critical=current.critical,
             )
@@ -326,7 +326,7 @@ class BudgetLedger:
                 return False
             current = self._from_entries(entries)
             if amount > current.amount_usd + EPSILON:
-                overspend = f"overspent: granted {_usd(current.amount_usd)}, spent {_usd(amount)}"
+                overspend = f"overspent: granted {format_usd(current.amount_usd)}, spent {format_usd(amount)}"
                 note = f"{note}; {overspend}" if note else overspend
             self.store.append_ledger_entry(
                 budget_day=current.budget_day,

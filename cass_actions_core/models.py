@@ -127,6 +127,7 @@ class Template(BaseModel):
     requires_idle: bool = False
     max_per_day: int = 1
     cooldown: str = "0m"
+    tags: list[str] = Field(default_factory=list)
 
     @property
     def cooldown_delta(self) -> timedelta:

@@ -40,7 +40,10 @@ from cass_actions_core.executor import Executor, LedgerGate, run_key, spend_key
 from cass_actions_core.ledger import BudgetLedger
 from cass_actions_core.models import Priority
 from cass_actions_core.phases import DayPhases, DayPhaseTracker, PhaseInstance
-from cass_actions_core.planning import PHASE_ORDER, DayPlan, plan_from_templates
+from cass_actions_core.planning import PHASE_ORDER, DayPlan
+from cass_actions_core.planning.plans import window_opens
+from cass_actions_core.planning.costs import CostBook
+from cass_actions_core.planning.engine import DecisionEngine
 from cass_actions_core.problems import UserError
 from cass_actions_core.store import Store, UnitRow
 
@@ -129,9 +132,14 @@ class Runtime:
         self.bus = EventBus(self.store, self.catalogue.plugin_manager, self.clock)
         self.phases = DayPhases(config.phases, config.timezone)
         self.tracker = DayPhaseTracker(self.phases, self.clock, last_seen=self.store.get_state(LAST_PHASE_KEY))
+        self.planner = DecisionEngine(catalogue=self.catalogue, store=self.store, ledger=self.ledger, phases=self.phases,
+                                      now=self.clock.now, paused=self.paused_categories,
+                                      transcripts=lambda key: StoreTranscripts(self.store, self.clock, key))
+        self._costs: CostBook | None = None
         self.executor = Executor(catalogue=self.catalogue, store=self.store, ledger=self.ledger, clock=self.clock,
                                  bus=self.bus, workspace=self.workspace, llm_factory=self._llm_for,
-                                 plan_source=self._plan_source, stop_requested=lambda: self._stop_requested)
+                                 plan_source=self._plan_source, stop_requested=lambda: self._stop_requested,
+                                 costs=self.costs)
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
@@ -152,9 +160,15 @@ class Runtime:
         config = load_config(config_path)
         return cls(config, data_dir=Path(data_dir) if data_dir else default_data_dir(), **kwargs)
 
-    def _llm_for(self, action: Any, key: str, gate: LedgerGate) -> Any:
+    def _llm_for(self, action: Any, key: str, gate: LedgerGate, model: str | None = None) -> Any:
         return self.providers.metered(self.config.llm, action.definition, gate=gate,
-                                      transcripts=StoreTranscripts(self.store, self.clock, key), run_key=key)
+                                      transcripts=StoreTranscripts(self.store, self.clock, key), run_key=key, model=model)
+
+    def costs(self) -> CostBook:
+        """Learned costs and durations (read from the store at each planning run, and on first use)."""
+        if self._costs is None:
+            self._costs = self.planner.costs()
+        return self._costs
 
     def _plan_source(self, unit: UnitRow) -> str | None:
         plan = self.store.get_plan(unit.local_date)
@@ -224,9 +238,11 @@ class Runtime:
 
     async def _loop(self) -> None:
         while not self._stop_requested:
-            await self.tick()
+            report = await self.tick()
             if self._stop_requested:
                 break
+            if report.ran:
+                continue  # running took time: units whose window opened meanwhile start now
             wake = self.next_wakeup()
             assert self._wake is not None
             self._wake.clear()
@@ -253,6 +269,9 @@ class Runtime:
             candidates.append(to_utc(now) + timedelta(seconds=self.config.scheduler.tick_seconds))
         for approval in self.store.list_approvals(status="pending"):
             candidates.append(approval.expires_at)
+        for unit in self.store.list_units(statuses=["queued"]):
+            if unit.not_before is not None and to_utc(unit.not_before) > to_utc(now):
+                candidates.append(unit.not_before)
         return min(candidates, key=to_utc)
 
     # -- recovery ----------------------------------------------------------------------
@@ -293,16 +312,28 @@ class Runtime:
         return touched
 
     # -- planning ----------------------------------------------------------------------
-    def plan_day(self, day: date, plan: DayPlan | None = None, *, from_phase: str = "morning") -> DayPlan:
-        """Store ``day``'s plan (given, or built from templates) and create its units.
+    async def plan_day(self, day: date, *, from_phase: str = "morning") -> DayPlan:
+        """Plan ``day`` from ``from_phase`` on with the DecisionEngine, store the plan and create its units.
+
+        One planning call per run (``source: llm``); any failure of it gives the
+        deterministic plan from the same scores (``source: fallback``), with the reason.
+        """
+        phases = PHASE_ORDER[PHASE_ORDER.index(from_phase):]
+        self._costs = self.planner.costs()
+        plan = await self.planner.plan(day, phases, self.gather_context())
+        return self.store_plan(day, plan)
+
+    def plan_dry_run(self, day: date, *, from_phase: str = "morning") -> dict[str, Any]:
+        """What :meth:`plan_day` would send and fall back to: candidates, score components, the prompt; calls nothing."""
+        phases = PHASE_ORDER[PHASE_ORDER.index(from_phase):]
+        return self.planner.dry_run(day, phases, self.gather_context())
+
+    def store_plan(self, day: date, plan: DayPlan) -> DayPlan:
+        """Store ``day``'s plan and create its units (a plan file, or one the planner made).
 
         Re-planning a date replaces its units that have not started (F9); units that
         started, or that a human answered, stay.
         """
-        phases = PHASE_ORDER[PHASE_ORDER.index(from_phase):]
-        if plan is None:
-            plan = plan_from_templates(self.catalogue, day, self.config.phases,
-                                       max_per_phase=self.config.scheduler.max_units_per_phase, phases=phases)
         now = self.clock.now()
         removed = self.store.delete_units_for_plan(day)
         self._apply_limits(plan)
@@ -311,11 +342,14 @@ class Runtime:
         for phase, items in plan.phases.items():
             for position, item in enumerate(items):
                 self._insert_unit(day, phase, item.template, focus=item.focus, motivation=item.motivation,
-                                  params=item.params, position=position, source=plan.source)
+                                  params=item.params, position=position, source=plan.source, skip=item.skip_steps,
+                                  model=item.model, choices=list(item.choices), estimate=item.estimated_cost_usd,
+                                  wait_for_window=True)
                 count += 1
         self.bus.emit("day.planned", {"date": day.isoformat(), "source": plan.source, "reason": plan.reason,
                                       "units": count, "replaced": len(removed), "dropped": plan.dropped,
-                                      "intention": plan.intention})
+                                      "decisions": plan.decisions, "intention": plan.intention,
+                                      "cost_usd": plan.cost_usd, "provider": plan.provider, "model": plan.model})
         return plan
 
     def _last_start(self, template_id: str) -> datetime | None:
@@ -346,10 +380,14 @@ class Runtime:
 
     def _insert_unit(self, day: date, phase: str, template_id: str, *, focus: str | None, motivation: str | None,
                      params: dict[str, dict[str, Any]] | None = None, position: int = 0, status: str = "planned",
-                     source: str | None = None, deadline: datetime | None = None) -> UnitRow:
+                     source: str | None = None, deadline: datetime | None = None, skip: Sequence[int] = (),
+                     model: str | None = None, choices: Sequence[str] = (), estimate: float | None = None,
+                     wait_for_window: bool = False) -> UnitRow:
         template = self.catalogue.template(template_id).template
         steps = []
         for i, step in enumerate(template.steps):
+            if i in skip:
+                continue  # an optional step left out to fit the money (the reason is in choices)
             merged = {**step.params, **(params or {}).get(str(i), {})}
             steps.append({"action": step.action, "params": merged, "optional": step.optional})
         requires_idle = template.requires_idle or any(
@@ -357,11 +395,23 @@ class Runtime:
         data: dict[str, Any] = {"source": source}
         if deadline is not None:
             data["deadline"] = deadline.isoformat()
+        if model:
+            data["model"] = model
+        if choices:
+            data["choices"] = list(choices)
+        not_before = None
+        if wait_for_window:
+            # A planned unit starts no earlier than its preferred windows open in its phase.
+            instance = self.phases.instance(day, phase)
+            opens = window_opens(template, instance.start.astimezone(self.clock.tz), instance.end.astimezone(self.clock.tz))
+            if opens is not None and to_utc(opens) > to_utc(instance.start):
+                not_before = opens
         return self.store.insert_unit(
             local_date=day, phase=phase, template_id=template.id, name=template.name, category=template.category,
             steps=steps, now=self.clock.now(), priority=int(Priority.of(template.priority)), position=position,
-            estimated_cost_usd=self.catalogue.template_cost(template), status=status, focus=focus,
-            motivation=motivation, requires_idle=requires_idle, data=data,
+            estimated_cost_usd=self.catalogue.template_cost(template) if estimate is None else estimate,
+            status=status, focus=focus,
+            motivation=motivation, requires_idle=requires_idle, data=data, not_before=not_before,
         )
 
     def trigger(self, template_id: str, *, focus: str | None = None, motivation: str | None = None) -> UnitRow:
@@ -438,7 +488,7 @@ class Runtime:
         now = self.clock.now()
         fired = self.tracker.poll()
         for instance in fired:
-            self._phase_began(instance, now)
+            await self._phase_began(instance, now)
         if fired:
             self.store.set_state(LAST_PHASE_KEY, self.tracker.last_seen)
         self._handle_approvals(now)
@@ -448,13 +498,13 @@ class Runtime:
         ran = await self._run_queued()
         return TickReport(now, [i.key for i in fired], ran)
 
-    def _phase_began(self, instance: PhaseInstance, now: datetime) -> None:
+    async def _phase_began(self, instance: PhaseInstance, now: datetime) -> None:
         current = instance.contains(now) or instance.empty and to_utc(instance.start) == to_utc(now)
         self.bus.emit("day_phase.changed", {"phase": instance.phase.value, "day": instance.day.isoformat(),
                                             "start": instance.start.isoformat(), "end": instance.end.isoformat(),
                                             "late": not current})
         if self.store.get_plan(instance.day) is None:
-            self.plan_day(instance.day, from_phase=instance.phase.value)
+            await self.plan_day(instance.day, from_phase=instance.phase.value)
         late = to_utc(now) - to_utc(instance.end)
         missed = not current
         units = self.store.list_units(local_date=instance.day, phase=instance.phase.value, statuses=["planned"])
@@ -537,7 +587,9 @@ class Runtime:
             action = self.catalogue.actions.get(unit.steps[unit.next_step]["action"]) if unit.next_step < len(unit.steps) else None
             if action is None:
                 continue
-            need = action.definition.estimated_cost_usd
+            # what it was refused (a step's reservation, or its next call's worst case), or its learned cost
+            need = max(float(unit.data.get("budget_need_usd", 0.0)),
+                       self.executor.reservation_for(action, unit.data.get("model") if action.definition.uses_llm else None))
             critical = Priority.of(action.definition.priority) == Priority.CRITICAL
             if self.ledger.available(action.definition.category, self.clock.today(), critical=critical) + 1e-9 >= need:
                 self._requeue(unit, "budget available again", now, retry="budget")
@@ -555,6 +607,8 @@ class Runtime:
             instance = self.phases.instance(unit.local_date, unit.phase)
             if to_utc(instance.start) > to_utc(now):
                 continue  # queued early (never by the loop itself); waits for its phase
+            if unit.not_before is not None and to_utc(unit.not_before) > to_utc(now):
+                continue  # waits for its preferred window to open
             if unit.requires_idle:
                 idle = self.is_idle() if idle is None else idle
                 if not idle:
@@ -568,12 +622,17 @@ class Runtime:
                 current = self.store.get_unit(unit.id)
                 if current is None or current.status != "queued":
                     return
+                if to_utc(self._deadline(current)) <= to_utc(self.clock.now()):
+                    return  # its phase ended while earlier units ran (simulated time moves): it expires next tick
                 try:
-                    await self.executor.run_unit(unit.id)
+                    outcome = await self.executor.run_unit(unit.id)
                 except Exception as exc:  # a bug must cost one unit, never the loop
                     log.exception("unit %s (%s) crashed the executor", unit.id, unit.template_id)
                     self._internal_failure(unit.id, exc)
-                ran.append(unit.id)
+                    ran.append(unit.id)
+                    return
+                if outcome.ran_steps or outcome.unit.is_terminal:
+                    ran.append(unit.id)  # a unit that parked at once did no work: no reason to look again
 
         await asyncio.gather(*(run(u) for u in candidates))
         return ran
@@ -691,8 +750,12 @@ class Runtime:
             "phase": instance.phase.value,
             "phase_day": today.isoformat(),
             "next_transition": self.phases.next_transition(now).start.isoformat(),
-            "plan": None if plan is None else {"source": plan.source, "reason": plan.reason, "intention": plan.intention},
+            "plan": None if plan is None else {"source": plan.source, "reason": plan.reason, "intention": plan.intention,
+                                               "dropped": plan.data.get("dropped", []),
+                                               "decisions": plan.data.get("decisions", [])},
             "units": counts,
+            "today": [{"id": u.id, "phase": u.phase, "template_id": u.template_id, "status": u.status, "focus": u.focus,
+                       "motivation": u.motivation} for u in units],
             "parked": [{"id": u.id, "template_id": u.template_id, "status": u.status, "reason": u.reason}
                        for u in self.store.list_units(statuses=["budget_blocked", "awaiting_approval"])],
             "budget": self.ledger.status(self.clock.today()),
@@ -714,22 +777,27 @@ class Runtime:
     async def simulate_until(self, end: datetime, on_tick: Any = None) -> list[TickReport]:
         """Drive the loop on a :class:`VirtualClock` until ``end``, waking at each point of interest.
 
-        Work runs in zero virtual time; the clock jumps from one wake-up (phase boundary,
-        local midnight, approval expiry) to the next, so a day takes seconds.
+        Each step takes its learned duration of virtual time (so a phase's work ends
+        when it would in a real day); between steps the clock jumps from one wake-up
+        (phase boundary, local midnight, approval expiry) to the next, so a day takes seconds.
         """
         if not isinstance(self.clock, VirtualClock):
             raise TypeError("simulate_until needs a VirtualClock")
+        self.executor.advance_clock = True
         reports = []
         while True:
             report = await self.tick()
             reports.append(report)
             if on_tick is not None:
                 on_tick(report)
-            wake = self.next_wakeup()
+            # Work moves the virtual clock: after a tick that ran units, look again at once
+            # (a window may have opened meanwhile); a wake-up may also be past already.
+            wake = self.clock.now() if report.ran else max(self.next_wakeup(), self.clock.now(), key=to_utc)
             if to_utc(wake) >= to_utc(end):
                 # Stop at `end` without starting the phase that begins there, but
                 # close what ended with it (expiries), so no unit is left unexplained.
-                await self.clock.run_until(end)
+                if to_utc(self.clock.now()) < to_utc(end):  # the last step may have run past it
+                    await self.clock.run_until(end)
                 now = self.clock.now()
                 self._handle_approvals(now)
                 self._expire_stale(now)

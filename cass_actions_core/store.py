@@ -106,7 +106,7 @@ class LeaseLostError(StoreError):
 PHASES: tuple[str, ...] = ("morning", "afternoon", "evening", "night")
 
 #: Where a day plan came from.
-PLAN_SOURCES: tuple[str, ...] = ("llm", "fallback", "file", "templates")
+PLAN_SOURCES: tuple[str, ...] = ("llm", "fallback", "file", "manual")
 
 #: Every status a work unit can have.
 UNIT_STATUSES: tuple[str, ...] = (
@@ -601,10 +601,28 @@ _SCHEMA_V1: tuple[str, ...] = (
     )""",
 )
 
+#: Version 2: the planner's plan sources (the plans table is rebuilt for its CHECK).
+_PLAN_SOURCES_V2: tuple[str, ...] = (
+    """CREATE TABLE plans_v2 (
+        local_date TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('llm','fallback','file','manual')),
+        reason TEXT,
+        intention TEXT,
+        data TEXT NOT NULL
+    )""",
+    # Plans built from the templates in order were deterministic: they are fallbacks now.
+    "INSERT INTO plans_v2 SELECT local_date, created_at, CASE source WHEN 'templates' THEN 'fallback' ELSE source END,"
+    " reason, intention, data FROM plans",
+    "DROP TABLE plans",
+    "ALTER TABLE plans_v2 RENAME TO plans",
+)
+
 #: Every schema step, in order; a file's ``meta.schema_version`` says how many were applied.
 #: Append new steps at the end; never edit a released one.
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", lambda conn: _run_statements(conn, _SCHEMA_V1)),
+    Migration(2, "plan sources: llm, fallback, file, manual", lambda conn: _run_statements(conn, _PLAN_SOURCES_V2)),
 ]
 
 #: The schema version this code writes.
@@ -1187,6 +1205,18 @@ class Store:
         assert finished is not None
         return finished
 
+    def withdraw_action_run(self, key: str) -> None:
+        """Forget a started run that spent nothing, so its step runs again later (a step that
+        yielded to the budget before its first paid call). A finished run is history and stays."""
+        with self.transaction(immediate=True):
+            run = self.get_action_run(key)
+            if run is None:
+                raise NotFoundError(f"no action run with key {key!r} in {self.path}.")
+            if run.status != "started" or run.cost_usd:
+                raise StoreError(f"action run {key!r} is {run.status!r} with ${run.cost_usd:.6f} spent; only a started "
+                                 "run that spent nothing can be withdrawn.")
+            self._conn.execute("DELETE FROM action_runs WHERE key = ? AND status = 'started'", (key,))
+
     def get_action_run(self, key: str) -> ActionRunRow | None:
         """The action run with this idempotency key, or None."""
         row = self._one("SELECT * FROM action_runs WHERE key = ?", (key,))
@@ -1199,6 +1229,39 @@ class Store:
             (unit_id,),
         )
         return [_action_run(row) for row in rows]
+
+    def recent_action_runs(self, per_action: int) -> dict[str, list[tuple[float, float]]]:
+        """``(cost_usd, minutes)`` of each action's latest ``per_action`` completed runs, newest first.
+
+        What the planner learns costs and durations from (one query for all actions).
+        """
+        if per_action <= 0:
+            return {}
+        rows = self._all(
+            "SELECT action_id, cost_usd, minutes FROM ("
+            " SELECT action_id, cost_usd,"
+            " (julianday(finished_at) - julianday(started_at)) * 1440.0 AS minutes,"
+            " ROW_NUMBER() OVER (PARTITION BY action_id ORDER BY julianday(finished_at) DESC, rowid DESC) AS n"
+            " FROM action_runs WHERE status = 'completed' AND finished_at IS NOT NULL"
+            ") WHERE n <= ? ORDER BY action_id, n",
+            (per_action,),
+        )
+        out: dict[str, list[tuple[float, float]]] = {}
+        for row in rows:
+            out.setdefault(row["action_id"], []).append((float(row["cost_usd"]), max(0.0, float(row["minutes"] or 0.0))))
+        return out
+
+    def template_activity(self, since: date) -> tuple[dict[str, datetime], list[tuple[str, date]]]:
+        """Each template's latest unit start (any date), and ``(template, date)`` of units completed since ``since``.
+
+        What the planner's cooldown check and variety score read (two queries for all templates).
+        """
+        starts = {row["template_id"]: _dt(row["started"]) for row in self._all(
+            "SELECT template_id, MAX(started_at) AS started FROM units WHERE started_at IS NOT NULL GROUP BY template_id")}
+        done = [(row["template_id"], date.fromisoformat(row["local_date"])) for row in self._all(
+            "SELECT template_id, local_date FROM units WHERE status = 'completed' AND local_date >= ?",
+            (_day(since, "since"),))]
+        return starts, done
 
     # ---------------------------------------------------------------- ledger rows
 

@@ -76,6 +76,10 @@ def build_summary(store: Store, unit: UnitRow, *, daemon_id: str, plan_source: s
             "artifacts": arts,
             "data": dict(result.get("data", {})),
         })
+    # Money-aware decisions: the planner's for the unit, then each step's own (a cheaper model mid-day).
+    choices = [str(c) for c in unit.data.get("choices", [])]
+    for run in runs.values():
+        choices += [str(c) for c in (run.result or {}).get("choices", [])]
     duration = None
     if unit.started_at and unit.finished_at:
         duration = round((unit.finished_at - unit.started_at).total_seconds() / 60, 3)
@@ -96,13 +100,14 @@ def build_summary(store: Store, unit: UnitRow, *, daemon_id: str, plan_source: s
         "started_at": _iso(unit.started_at),
         "finished_at": _iso(unit.finished_at),
         "duration_minutes": duration,
-        "narrative": narrative(unit, actions, round(cost, 6)),
+        "narrative": narrative(unit, actions, round(cost, 6), choices),
         "cost_usd": round(cost, 6),
         "tokens": tokens,
         "insights": insights,
         "questions_raised": questions,
         "artifacts": artifacts,
         "actions": actions,
+        "choices": choices,
     }
     errors = schema_files.validate(schema_files.SUMMARY, record)
     if errors:
@@ -114,7 +119,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def narrative(unit: UnitRow, actions: list[dict[str, Any]], cost: float) -> str:
+def narrative(unit: UnitRow, actions: list[dict[str, Any]], cost: float, choices: list[str] | None = None) -> str:
     """A readable account of the unit, from its outcome and its actions' own summaries."""
     outcome = {
         "completed": "completed", "failed": "failed", "expired": "expired without running to the end",
@@ -130,6 +135,8 @@ def narrative(unit: UnitRow, actions: list[dict[str, Any]], cost: float) -> str:
         parts.append(f"Focus: {unit.focus.rstrip('.')}.")
     if unit.motivation:
         parts.append(f"Why: {unit.motivation.rstrip('.')}.")
+    for choice in choices or []:
+        parts.append(f"Choice: {choice.rstrip('.')}.")
     for a in actions:
         line = f"Step {a['step'] + 1} {a['action_id']} {a['status']}"
         if a.get("summary"):

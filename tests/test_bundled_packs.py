@@ -33,12 +33,13 @@ def test_a_simulated_day_with_the_four_packs_does_real_work(tmp_path: Path):
     # a journal entry for the day, written in its night
     entry = workspace / "journal" / "2026-11-26.md"
     assert entry.exists() and "[offline]" in entry.read_text()
-    # summarised conversations
-    summaries = sorted(p.name for p in (workspace / "memory" / "summaries").glob("*.md"))
-    assert {"conv-garden.md", "conv-reading.md"} <= set(summaries)
-    # a wonderland exploration record
+    # summarised conversations: the planner picks which memory template runs, each writes one
+    # summary per demo conversation it handled
+    summaries = {p.name for p in (workspace / "memory" / "summaries").glob("*.md")}
+    assert summaries and summaries <= {"conv-short.md", "conv-garden.md", "conv-reading.md"}, summaries
+    # a wonderland journal with at least one recorded experience
     wl = (workspace / "wonderland" / "journal" / "2026-11-26.md").read_text()
-    assert "exploration" in wl.lower()
+    assert "<!-- wonderland-flush 2026-11-26/" in wl and any(f"· {kind} ·" in wl for kind in ("Exploration", "Encounter", "Reflection", "Creation")), wl
     # at least one session artifact
     sessions = list((workspace / "session" / "sessions" / "2026-11-26").glob("*.md"))
     assert sessions and all(p.read_text().strip() for p in sessions)

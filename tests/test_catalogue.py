@@ -160,13 +160,24 @@ def test_template_cannot_type_its_own_cost_estimate(tmp_path: Path):
 
 def test_f1_category_with_no_budget_allocation_is_rejected(tmp_path: Path):
     config_file = tmp_path / "c.toml"
-    config_file.write_text("[budget.allocations]\nreflection = 0.5\nsystem = 0.1\n")
+    config_file.write_text("[budget.allocations]\nreflection = 0.5\nsystem = 0.1\nplanning = 0.02\n")
     cat = build(("demo", HandPack([action_def("demo.a"), action_def("demo.b", category="creative")])),
                 config=load_config(config_file))
     (problem,) = cat.problems
     assert problem.code == "unbudgeted-category" and problem.item_id == "creative"
     assert problem.file == str(config_file.resolve())
     assert "demo.b" in problem.message
+
+
+def test_the_planners_category_needs_an_allocation_unless_the_planner_is_off(tmp_path: Path):
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[budget.allocations]\nreflection = 0.5\nsystem = 0.1\n")
+    pack = ("demo", HandPack([action_def("demo.a")]))
+    (problem,) = build(pack, config=load_config(config_file)).problems
+    assert problem.code == "unbudgeted-category" and problem.item_id == "planning"
+    assert "$.planner.category" in problem.message
+    config_file.write_text("[budget.allocations]\nreflection = 0.5\nsystem = 0.1\n[planner]\nenabled = false\n")
+    assert build(pack, config=load_config(config_file)).problems == []
 
 
 def test_user_template_files_from_config_are_checked(tmp_path: Path):

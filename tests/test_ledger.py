@@ -22,14 +22,17 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cass_actions_core.config import BudgetSettings
+from cass_actions_core.config import DEFAULT_ALLOCATIONS, BudgetSettings
 from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation, budget_day_for
 from cass_actions_core.store import LedgerEntry, NotFoundError, Store
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=TOKYO)
 DAY = date(2026, 11, 26)
-DEFAULT = BudgetSettings()  # $5/day, 10% reserve, reflection 18% = $0.90
+#: $5/day, 10% reserve, reflection 18% = $0.90, research 20% = $1.00: the default shares with the
+#: planner's 2% handed back to research, so the figures below stay round.
+ALLOCATIONS = {k: v for k, v in DEFAULT_ALLOCATIONS.items() if k != "planning"} | {"research": 0.20}
+DEFAULT = BudgetSettings(allocations=ALLOCATIONS)
 
 
 @pytest.fixture

@@ -116,7 +116,7 @@ def by_template(runtime: Runtime) -> dict[str, Any]:
 
 def test_a_simulated_day_leaves_a_summary_for_every_unit_with_reasons(tmp_path: Path):
     budget = {"budget": {"allocations": {"reflection": 0.2, "system": 0.05, "creative": 0.01, "wonderland": 0.05,
-                                         "memory": 0.05, "research": 0.1}},
+                                         "memory": 0.05, "research": 0.1, "planning": 0.02}},
               "approvals": {"expire_after_hours": 2}, "scheduler": {"catch_up_window_minutes": 0, "max_units_per_phase": 5}}
     active = IdleFacts(at(DAY, 23, 59) + timedelta(days=1))  # the user is always active: idle work must wait
     runtime = make_runtime(tmp_path, config=budget, extra=[("ctx", active)])
@@ -126,15 +126,15 @@ def test_a_simulated_day_leaves_a_summary_for_every_unit_with_reasons(tmp_path: 
     assert set(summaries) == set(units), "every unit has a summary"
     expect = {
         "reflect_then_tidy": "completed", "tidy": "completed", "doomed": "failed", "soft_fail": "completed",
-        "expensive": "expired", "gated": "failed", "quiet": "expired", "runaway": "failed",
+        "gated": "failed", "quiet": "expired", "runaway": "failed",
         "housekeeping": "completed",  # the core's own template
     }
     assert {k: u.status for k, u in units.items()} == expect
     assert "the well is dry" in units["doomed"].reason and "step 1" in units["doomed"].reason
-    # parked by budget all day, then expired when its plan day ended (catch-up window 0)
-    assert "still blocked by budget" in units["expensive"].reason and "needs $0.30" in units["expensive"].reason
-    parked = [t for t in runtime.store.transitions(units["expensive"].id) if t.to_status == "budget_blocked"]
-    assert parked and "creative" in parked[0].reason
+    # a unit that can never fit its category's money is not planned at all (it used to park all
+    # day and expire): the plan says why
+    assert runtime.store.get_plan(DAY).data["dropped"] == [
+        "expensive: creative has $0.05 left today, its cheapest form needs $0.30"]
     assert "expired unanswered" in units["gated"].reason
     assert "never became idle" in units["quiet"].reason
     assert "call" in units["runaway"].reason
@@ -215,8 +215,8 @@ def test_b3_a_runaway_llm_loop_is_stopped_at_its_cap_with_the_reason(tmp_path: P
 
 def test_f1_with_money_in_every_category_every_template_is_planned(tmp_path: Path):
     runtime = make_runtime(tmp_path, config={"scheduler": {"max_units_per_phase": 8},
-                                            "budget": {"allocations": {c: 0.1 for c in ["reflection", "system", "creative", "wonderland", "memory", "research"]}}})
-    plan = runtime.plan_day(DAY)
+                                            "budget": {"allocations": {c: 0.1 for c in ["reflection", "system", "creative", "wonderland", "memory", "research", "planning"]}}})
+    plan = asyncio.run(runtime.plan_day(DAY))
     planned = {i.template for items in plan.phases.values() for i in items}
     assert planned == set(runtime.catalogue.templates)
     runtime.close()
@@ -228,9 +228,13 @@ def test_f2_budget_blocked_work_is_parked_visible_and_runs_when_money_frees(tmp_
                      template_def("two", ["t.spend"], category="creative", preferred_windows=[{"start_hour": 6, "end_hour": 12}])],
                     handlers={"t.spend": llm_action})
     # $0.50 a day for creative; two units run at once and each reserves its $0.30 estimate
-    runtime = make_runtime(tmp_path, pack=pack, config={"budget": {"allocations": {"creative": 0.1, "system": 0.05}},
+    runtime = make_runtime(tmp_path, pack=pack, config={"budget": {"allocations": {"creative": 0.1, "system": 0.05, "planning": 0.02}},
                                                         "scheduler": {"max_concurrent_units": 2}})
-    simulate(runtime, at(DAY, 7))
+    # the planner would plan only one (it knows the money holds one $0.30 estimate); a plan
+    # file asks for both, as a person may
+    runtime.store_plan(DAY, DayPlan(DAY, {"morning": [PlanItem("one"), PlanItem("two")]}, source="file", reason="by hand"))
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())  # one tick: both start at once
     units = {k: u for k, u in by_template(runtime).items() if k in ("one", "two")}
     assert sorted(u.status for u in units.values()) == ["budget_blocked", "completed"]
     blocked = next(u for u in units.values() if u.status == "budget_blocked")
@@ -240,7 +244,7 @@ def test_f2_budget_blocked_work_is_parked_visible_and_runs_when_money_frees(tmp_
     events = [e.type for e in runtime.store.list_events(types=["budget.blocked"])]
     assert events == ["budget.blocked"]
     # the first unit settled at its (small) actual cost, so money freed up: the next tick runs it
-    simulate(runtime, at(DAY, 12, 30))
+    asyncio.run(runtime.tick())
     assert runtime.store.get_unit(blocked.id).status == "completed"
     assert runtime.store.get_summary(blocked.id).status == "completed"
     runtime.close()
@@ -314,10 +318,10 @@ def test_f8_unknown_template_in_a_plan_file_is_reported(tmp_path: Path):
 
 def test_f9_replanning_a_date_replaces_its_unstarted_units(tmp_path: Path):
     runtime = make_runtime(tmp_path)
-    runtime.plan_day(DAY)
+    asyncio.run(runtime.plan_day(DAY))
     first = {u.id for u in runtime.units(local_date=DAY)}
     plan = DayPlan(DAY, {"evening": [PlanItem("tidy", focus="only this")]}, source="file", reason="by hand")
-    runtime.plan_day(DAY, plan)
+    runtime.store_plan(DAY, plan)
     units = runtime.units(local_date=DAY)
     assert [(u.template_id, u.phase) for u in units] == [("tidy", "evening")]
     assert not first & {u.id for u in units}
@@ -465,10 +469,11 @@ def test_f2_budget_blocked_work_runs_when_the_budget_day_rolls_over(tmp_path: Pa
                      template_def("two", ["t.spend"], category="creative", preferred_windows=window)],
                     handlers={"t.spend": llm_action})
     cfg = Config.model_validate({"timezone": TZ, "llm": {"model": "claude-sonnet-5-5"},
-                                 "budget": {"allocations": {"creative": 0.1, "system": 0.05}}})  # $0.50 a day
+                                 "budget": {"allocations": {"creative": 0.1, "system": 0.05, "planning": 0.02}}})  # $0.50 a day
     clock = VirtualClock(ZoneInfo(TZ), at(DAY, 18))
     runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=clock, plugins=[("t", pack), ("llm", llm)],
                       entry_points=False, provider="scripted")
+    runtime.store_plan(DAY, DayPlan(DAY, {"evening": [PlanItem("one"), PlanItem("two")]}, source="file", reason="by hand"))
     simulate(runtime, at(DAY, 21))
     units = {k: u for k, u in by_template(runtime).items() if k in ("one", "two")}
     assert [units["one"].status, units["two"].status] == ["completed", "budget_blocked"]

@@ -170,7 +170,7 @@ def test_a_plan_replaced_mid_day_queues_the_current_phase_and_expires_past_ones(
     asyncio.run(runtime.tick())  # the afternoon began; the day is planned from here
     plan = DayPlan(DAY, {"morning": [PlanItem("gated")], "afternoon": [PlanItem("doomed", focus="now")],
                          "evening": [PlanItem("reflect_then_tidy")]}, source="file", reason="by hand")
-    runtime.plan_day(DAY, plan)
+    runtime.store_plan(DAY, plan)
     asyncio.run(runtime.tick())
     units = sorted((u.phase, u.template_id, u.status) for u in runtime.units(local_date=DAY) if u.data.get("source") == "file")
     assert units == [("afternoon", "doomed", "failed"), ("evening", "reflect_then_tidy", "planned"),

@@ -180,6 +180,25 @@ def test_later_migrations_run_in_order_on_an_older_file(db_path: Path, monkeypat
         assert applied == [SCHEMA_VERSION + 1, SCHEMA_VERSION + 2]
 
 
+def test_a_version_1_file_keeps_its_plans_and_template_plans_become_fallbacks(db_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store written before the planner (schema 1, plan source 'templates'), upgraded in place.
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    with Store.open(db_path, daemon_id="cass") as old:
+        old._conn.execute("INSERT INTO plans (local_date, created_at, source, reason, intention, data) VALUES "
+                          "('2026-11-25', '2026-11-25T06:00:00+00:00', 'templates', 'each template once', '', '{}')")
+        old.save_plan(DAY, "file", "by hand", "", {"phases": {}}, NOW)
+        assert old.schema_version == 1
+    monkeypatch.undo()
+    with Store.open(db_path, daemon_id="cass") as upgraded:
+        assert upgraded.schema_version == SCHEMA_VERSION >= 2
+        assert upgraded.get_plan(date(2026, 11, 25)).source == "fallback"
+        assert upgraded.get_plan(DAY).source == "file" and upgraded.get_plan(DAY).reason == "by hand"
+        with pytest.raises(sqlite3.IntegrityError):
+            upgraded._conn.execute("UPDATE plans SET source = 'templates'")
+
+
 def test_a_failing_migration_leaves_the_file_at_its_old_version(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with Store.open(db_path, daemon_id="cass"):
         pass

@@ -26,14 +26,20 @@ def _warn_about(catalogue: Catalogue) -> None:
 @click.option("--category", "categories", multiple=True, help="Only actions of this budget category (repeatable).")
 @click.option("--tier", "tiers", multiple=True, type=click.IntRange(1, 5), help="Only actions of this tier (repeatable).")
 @click.option("--templates", "show_templates", is_flag=True, help="List templates (steps, derived cost and duration) instead of actions.")
+@click.option("--costs", "show_costs", is_flag=True,
+              help="Also show each action's learned cost and duration (from the store in --data-dir), "
+                   "which the planner and the budget use instead of the declared estimate.")
 @click.pass_obj
 def list_command(state: CLIState, as_json: bool, packs: tuple[str, ...], categories: tuple[str, ...],
-                 tiers: tuple[int, ...], show_templates: bool) -> None:
+                 tiers: tuple[int, ...], show_templates: bool, show_costs: bool) -> None:
     """List the registered actions (or, with --templates, the templates)."""
     catalogue = state.catalogue()
     _warn_about(catalogue)
     if show_templates:
         _list_templates(catalogue, as_json, packs, categories)
+        return
+    if show_costs:
+        _list_costs(state, catalogue, as_json, packs, categories, tiers)
         return
     actions = sorted(catalogue.actions.values(), key=lambda a: (a.definition.tier, a.definition.id))
     actions = [
@@ -57,6 +63,43 @@ def list_command(state: CLIState, as_json: bool, packs: tuple[str, ...], categor
         justify_right=["tier", "est. cost", "max cost"],
     )
     click.echo(f"{len(actions)} action(s)")
+
+
+def _list_costs(state: CLIState, catalogue: Catalogue, as_json: bool, packs: tuple[str, ...],
+                categories: tuple[str, ...], tiers: tuple[int, ...]) -> None:
+    from cass_actions_core.planning.costs import CostBook
+    from cass_actions_core.store import Store, StoreError
+
+    config = catalogue.config
+    path = state.data_dir / "cass-actions.sqlite"
+    store = None
+    if path.exists():  # never create a store just to list
+        try:
+            store = Store.open(path, daemon_id=config.daemon_id)
+        except StoreError as exc:
+            raise click.UsageError(str(exc)) from None
+    try:
+        book = CostBook(catalogue, store, runs=config.planner.learned_cost_runs, model=config.llm.model)
+    finally:
+        if store is not None:
+            store.close()
+    rows = [f for f in book.figures.values()
+            if (a := catalogue.actions[f.action_id]) and (not packs or a.pack in packs)
+            and (not categories or a.definition.category in categories) and (not tiers or a.definition.tier in tiers)]
+    rows.sort(key=lambda f: f.action_id)
+    if as_json:
+        print_json([{"id": f.action_id, "pack": catalogue.actions[f.action_id].pack,
+                     "estimated_cost_usd": f.declared_usd, "learned_cost_usd": f.learned_usd,
+                     "default_duration_minutes": f.declared_minutes, "learned_minutes": round(f.learned_minutes, 2),
+                     "learned_runs": f.runs} for f in rows])
+        return
+    print_table(None, ["id", "est. cost", "learned", "minutes", "learned min", "runs"],
+                [(f.action_id, usd(f.declared_usd), usd(f.learned_usd), f"{f.declared_minutes:g}",
+                  f"{f.learned_minutes:.1f}", f.runs) for f in rows],
+                justify_right=["est. cost", "learned", "minutes", "learned min", "runs"])
+    source = f"the last {config.planner.learned_cost_runs} completed run(s) per action in {path}" if store is not None \
+        else f"no store at {path} yet: learned = declared"
+    click.echo(f"{len(rows)} action(s); learned = (n x median of {source} + declared) / (n + 1)")
 
 
 def _list_templates(catalogue: Catalogue, as_json: bool, packs: tuple[str, ...], categories: tuple[str, ...]) -> None:

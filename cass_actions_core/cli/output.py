@@ -19,12 +19,14 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     """Print a rich table (plain text when stdout is not a terminal)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, box=None if not sys.stdout.isatty() else None, header_style="bold", pad_edge=False)
     for col in columns:
         table.add_column(col, justify="right" if col in justify_right else "left", overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        # Text, not markup: cells hold user and model text such as "[offline] ..."
+        table.add_row(*(Text("" if v is None else str(v)) for v in row))
     Console(width=200 if not sys.stdout.isatty() else None, soft_wrap=False).print(table)
 
 

@@ -78,7 +78,19 @@ def _event_line(runtime: Runtime, event: Any, names: dict[str, str]) -> str | No
     if t == "day_phase.changed":
         return f"{at}  ── {d['phase']} of {d['day']} begins{' (late)' if d.get('late') else ''}"
     if t == "day.planned":
-        return f"{at}  plan for {d['date']}: {d['units']} unit(s) ({d['source']}: {d['reason']})"
+        lines = [f"{at}  plan for {d['date']}: {d['units']} unit(s) ({d['source']}: {d['reason']})"]
+        if d.get("intention"):
+            lines.append(f"{at}    intention: {d['intention']}")
+        for decision in d.get("decisions") or []:
+            lines.append(f"{at}    choice: {decision}")
+        for drop in d.get("dropped") or []:
+            lines.append(f"{at}    dropped: {drop}")
+        return "\n".join(lines)
+    if t == "work_unit.started":
+        unit = runtime.store.get_unit(event.unit_id) if event.unit_id else None
+        if unit is None or not (unit.focus or unit.motivation) or d.get("step"):
+            return None
+        return f"{at}  start      {who} — focus: {(unit.focus or '')[:80]}; why: {(unit.motivation or '')[:80]}"
     if t in ("work_unit.completed", "work_unit.failed", "work_unit.expired", "work_unit.abandoned", "work_unit.cancelled"):
         reason = f" — {d['reason']}" if d.get("reason") else ""
         return f"{at}  {t.split('.')[1]:<10} {who}{reason}"
@@ -124,9 +136,12 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
                      plan_file: str | None, fresh: bool) -> None:
     """Simulate DAYS days on a virtual clock in the data directory (offline LLM by default).
 
-    Runs from the morning boundary of --start to the morning after the last day; work
-    takes no virtual time. Prints a timeline and a closing summary; the store keeps a
-    summary for every unit, including failed, parked and expired ones.
+    Runs from the morning boundary of --start to the morning after the last day. Each
+    day is planned by the planner (the offline provider answers its call), each unit
+    waits for its preferred window and each step takes its learned duration of virtual
+    time, so a simulated day shows when the work would happen. Prints a timeline and a
+    closing summary; the store keeps a summary for every unit, including failed, parked
+    and expired ones.
     """
     from cass_actions_core.clock import VirtualClock, to_utc
     from cass_actions_core.phases import DayPhases
@@ -169,7 +184,7 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
             click.echo(f"demo workspace created in {runtime.workspace}: {', '.join(seeded)}")
         if plan_file:
             plan = load_plan_file(plan_file, runtime.catalogue, start_day)
-            runtime.plan_day(plan.day, plan)
+            runtime.store_plan(plan.day, plan)
         show = _timeline_printer(runtime) if not as_json else (lambda: None)
         if not as_json:
             click.echo(f"simulating {days} day(s) from {begin:%Y-%m-%d %H:%M} {config.timezone} "
@@ -243,7 +258,7 @@ def run_command(state: CLIState, plan_file: str | None) -> None:
                 runtime.acquire_lease()  # never change a plan under another running daemon
             except LeaseHeldError as exc:
                 raise click.ClickException(str(exc)) from None
-            runtime.plan_day(plan.day, plan)
+            runtime.store_plan(plan.day, plan)
 
         async def serve() -> None:
             # Handlers first: a signal that arrives while the runtime starts still stops it cleanly.
@@ -301,6 +316,11 @@ def status_command(state: CLIState, as_json: bool) -> None:
     click.echo(f"daemon {info['daemon_id']}: {info['phase']} of {info['phase_day']} (next phase at {info['next_transition']})")
     plan = info["plan"]
     click.echo(f"plan: {plan['source']} — {plan['reason']}" if plan else "plan: none yet for this date")
+    if plan and plan.get("intention"):
+        click.echo(f"intention: {plan['intention']}")
+    for item in info.get("today", []):
+        click.echo(f"  {item['phase']:<9} {item['template_id']:<24} {item['status']:<17} {(item['focus'] or '')[:60]}"
+                   + (f" — {item['motivation'][:60]}" if item.get("motivation") else ""))
     click.echo("units: " + (", ".join(f"{v} {k}" for k, v in sorted(info["units"].items())) or "none"))
     for p in info["parked"]:
         click.echo(f"  parked {p['id'][:8]} {p['template_id']}: {p['status']} — {p['reason']}")
@@ -437,33 +457,109 @@ def trigger_command(state: CLIState, as_json: bool, template_id: str, focus: str
 @json_option
 @click.option("--date", "date_text", metavar="YYYY-MM-DD", help="Plan date (default: the current phase's date).")
 @click.option("--file", "plan_file", type=click.Path(dir_okay=False), help="Replace the date's plan with this plan file.")
-@click.option("--from-templates", is_flag=True, help="Replace the date's plan with one built from the templates in order.")
+@click.option("--replan", is_flag=True, help="Plan the date's remaining phases again with the planner (one planning call).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the candidates with their score components and the exact planning prompt; calls nothing, changes nothing.")
+@click.option("--provider", help="LLM provider for --replan or --dry-run (e.g. offline).")
 @click.pass_obj
-def plan_command(state: CLIState, as_json: bool, date_text: str | None, plan_file: str | None, from_templates: bool) -> None:
-    """Show a date's plan, or replace it (units not yet started are replaced, never stacked)."""
+def plan_command(state: CLIState, as_json: bool, date_text: str | None, plan_file: str | None, replan: bool,
+                 dry_run: bool, provider: str | None) -> None:
+    """Show a date's plan, re-plan it, or show what the planner would do.
+
+    Re-planning replaces the units that have not started (never stacks them) and plans
+    only the phases still to come. A plan shows its source (llm, fallback, file,
+    manual), the day's intention, each unit's focus and motivation, and what was
+    dropped or chosen to fit the money, with the reasons.
+    """
     from cass_actions_core.planning import load_plan_file
 
-    with open_runtime(state, strict=bool(plan_file or from_templates)) as runtime:
-        day = _parse_date(date_text) or runtime.phases.instance_at(runtime.clock.now()).day
+    if sum(map(bool, (plan_file, replan, dry_run))) > 1:
+        raise click.UsageError("--file, --replan and --dry-run are alternatives: give one of them")
+    with open_runtime(state, strict=bool(plan_file or replan or dry_run), provider=provider) as runtime:
+        now = runtime.clock.now()
+        current = runtime.phases.instance_at(now)
+        day = _parse_date(date_text) or current.day
+        # A date under way is planned from its current phase on; a later date from its morning.
+        from_phase = current.phase.value if day == current.day else "morning"
+        if day < current.day:
+            if replan or dry_run:
+                raise click.UsageError(f"{day} is over; only today or a later date can be planned")
+        if dry_run:
+            info = runtime.plan_dry_run(day, from_phase=from_phase)
+            _print_dry_run(info, as_json)
+            return
         if plan_file:
             plan = load_plan_file(plan_file, runtime.catalogue, day)
             if date_text and plan.day != day:
                 raise click.UsageError(f"{plan_file} plans {plan.day}, but --date says {day}")
             day = plan.day
-            runtime.plan_day(day, plan)
-        elif from_templates:
-            runtime.plan_day(day)
+            runtime.store_plan(day, plan)
+        elif replan:
+            async def replan_day() -> None:
+                try:
+                    await runtime.plan_day(day, from_phase=from_phase)
+                finally:
+                    await runtime.providers.aclose()
+
+            asyncio.run(replan_day())
         row = runtime.store.get_plan(day)
         units = runtime.units(local_date=day)
     if row is None:
-        raise click.ClickException(f"no plan for {day} yet (it is made when the daemon reaches that date).")
+        if as_json:
+            print_json({"date": day.isoformat(), "plan": None, "units": []})
+            return
+        raise click.ClickException(f"no plan for {day} yet (it is made when the daemon reaches that date; "
+                                   "`cass-actions plan --replan` makes it now).")
     if as_json:
         print_json({"date": day.isoformat(), "source": row.source, "reason": row.reason, "intention": row.intention,
                     "plan": row.data, "units": [_unit_dict(u) for u in units]})
         return
-    click.echo(f"plan for {day}: {row.source} — {row.reason}")
-    print_table(None, ["phase", "template", "status", "focus"],
-                [(u.phase, u.template_id, u.status, (u.focus or "")[:70]) for u in units])
+    _print_plan(row, units)
+
+
+def _print_plan(row: Any, units: list[Any]) -> None:
+    data = row.data
+    click.echo(f"plan for {row.local_date}: {row.source} — {row.reason}")
+    if data.get("provider"):
+        click.echo(f"planning call: {data['provider']} {data.get('model')}, {data.get('input_tokens', 0)} in / "
+                   f"{data.get('output_tokens', 0)} out tokens, {usd(data.get('cost_usd') or 0)}")
+    if row.intention:
+        click.echo(f"intention: {row.intention}")
+    print_table(None, ["phase", "from", "template", "status", "cost", "focus", "motivation"],
+                [(u.phase, f"{u.not_before:%H:%M}" if u.not_before else "", u.template_id, u.status,
+                  usd(u.estimated_cost_usd), u.focus or "", u.motivation or "") for u in units], justify_right=["cost"])
+    for decision in data.get("decisions") or []:
+        click.echo(f"choice: {decision}")
+    dropped = data.get("dropped") or []
+    if dropped:
+        click.echo(f"dropped ({len(dropped)}):")
+        for drop in dropped:
+            click.echo(f"  - {drop}")
+
+
+def _print_dry_run(info: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(info)
+        return
+    click.echo(f"dry run for {info['date']} (phases: {', '.join(info['phases'])}); nothing was called or changed")
+    rows = []
+    for c in info["candidates"]:
+        comp = c["components"][c["best_phase"]]
+        rows.append((c["template"], c["category"], c["best_phase"], f"{c['best_score']:.2f}",
+                     " ".join(f"{k[:3]}={v:+.2f}" for k, v in comp.items()), usd(c["cost_usd"]),
+                     "yes" if c["template"] in info["offered"] else ""))
+    print_table("Candidates (components in their best phase)", ["template", "category", "phase", "score", "components",
+                                                                 "cost", "offered"], rows, justify_right=["score", "cost"])
+    for line in info["excluded"]:
+        click.echo(f"excluded: {line}")
+    for line in info["decisions"]:
+        click.echo(f"fallback choice: {line}")
+    prompt = info["prompt"]
+    click.echo(f"\n--- planning prompt (about {prompt['tokens_estimate']} tokens, bound {prompt['tokens_bound']}; "
+               f"sha256 {prompt['sha256'][:16]}) ---")
+    for block in prompt["system"]:
+        click.echo(f"[system{' (cached)' if block.get('cache_control') else ''}]\n{block['text']}\n")
+    click.echo(f"[user]\n{prompt['message']}")
 
 
 @click.command("approvals")

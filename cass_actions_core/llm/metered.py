@@ -189,6 +189,11 @@ class MeteredLLM:
         return self._stop.kind if self._stop else None
 
     @property
+    def stop_estimate_usd(self) -> float | None:
+        """The estimate of the call the meter refused when it stopped (USD), or None."""
+        return getattr(self, "_stop_estimate", None)
+
+    @property
     def last_response(self) -> LLMResponse | None:
         """The response of the most recent call that returned one."""
         return self._last
@@ -235,6 +240,7 @@ class MeteredLLM:
     def _refuse(self, kind: str, message: str, request: LLMRequest, estimate: Decimal) -> LLMError:
         error = LLMError(message, kind=kind, model=request.model, provider=self.provider.name)
         self._stop = error
+        self._stop_estimate = _usd(estimate)
         now = self._clock()
         self._save(request, None, error, estimate, now, now, 0.0, output_model=None, refused=True)
         return error

@@ -161,11 +161,19 @@ class ProviderRegistry:
         gate: SpendGate | None = None,
         transcripts: TranscriptSink | None = None,
         run_key: str | None = None,
+        model: str | None = None,
     ) -> MeteredLLM:
-        """A :class:`~cass_actions_core.llm.metered.MeteredLLM` for one run of ``definition``."""
+        """A :class:`~cass_actions_core.llm.metered.MeteredLLM` for one run of ``definition``.
+
+        ``model`` replaces the resolved model (the planner's or executor's cheaper-model choice).
+        """
+        from dataclasses import replace
+
         from cass_actions_core.llm.metered import MeteredLLM
 
         settings = resolve_settings(config_llm, definition)
+        if model:
+            settings = replace(settings, model=model, sources={**settings.sources, "model": "budget: cheaper model"})
         return MeteredLLM.for_action(self.provider_for(settings), settings, definition,
                                      gate=gate, transcripts=transcripts, run_key=run_key)
 

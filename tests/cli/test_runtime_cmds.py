@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,11 @@ def test_simulate_a_day_and_every_unit_has_a_summary_with_reasons(sim_site: Path
     assert status["morning_thoughts"][0] == "completed"
     assert status["broken"] == ("failed", "step 1 (sim.fail) failed: nothing to work with")
     assert status["build"][0] == "failed" and "expired unanswered" in status["build"][1]  # approval expired → rejected
-    assert status["splurge"][0] == "expired" and "blocked by budget" in status["splurge"][1]  # parked all day, then expired
+    # splurge ($0.60) can never fit creative's $0.50: the planner leaves it out and says why
+    assert "splurge" not in status
+    plan = json.loads(run_cli("plan", "--json", "--date", "2026-11-26", "--data-dir", str(data), "--config", str(cfg),
+                              site=sim_site, env=ENV).stdout)
+    assert "splurge: creative has $0.50 left today, its cheapest form needs $0.60" in plan["plan"]["dropped"]
     assert status["late_thoughts"][0] == "completed"
     thoughts = data / "workspace" / "simpack" / "thoughts" / "2026-11-26.md"
     assert thoughts.read_text().startswith("[offline]")
@@ -166,17 +171,68 @@ def test_approvals_through_the_cli(sim_site: Path, tmp_path: Path):
 def test_plan_command_shows_and_replaces_a_plan(sim_site: Path, tmp_path: Path):
     data = tmp_path / "d"
     common = ["--data-dir", str(data)]
-    none = run_cli("plan", "--date", "2026-11-26", *common, site=sim_site, env=ENV)
-    assert none.returncode == 1 and "no plan for 2026-11-26" in none.stderr
-    made = json.loads(run_cli("plan", "--json", "--date", "2026-11-26", "--from-templates", *common, site=sim_site, env=ENV).stdout)
-    assert made["source"] == "templates" and len(made["units"]) >= 4
+    day = (date.today() + timedelta(days=2)).isoformat()  # a date still to come, whatever the machine's zone
+    none = run_cli("plan", "--date", day, *common, site=sim_site, env=ENV)
+    assert none.returncode == 1 and f"no plan for {day}" in none.stderr
+    made = json.loads(run_cli("plan", "--json", "--date", day, "--replan", "--provider", "offline", *common,
+                              site=sim_site, env=ENV).stdout)
+    assert made["source"] == "llm" and len(made["units"]) >= 4
+    assert made["plan"]["provider"] == "offline" and made["intention"].startswith("[offline]")
     f = tmp_path / "p.json"
     f.write_text(json.dumps({"phases": {"evening": [{"template": "broken", "focus": "by hand"}]}}))
-    replaced = json.loads(run_cli("plan", "--json", "--date", "2026-11-26", "--file", str(f), *common, site=sim_site, env=ENV).stdout)
+    replaced = json.loads(run_cli("plan", "--json", "--date", day, "--file", str(f), *common, site=sim_site, env=ENV).stdout)
     assert [(u["template_id"], u["phase"], u["focus"]) for u in replaced["units"]] == [("broken", "evening", "by hand")]
     f.write_text('{"phases": {"evening": [{"template": "brokn"}]}}')
-    bad = run_cli("plan", "--date", "2026-11-26", "--file", str(f), *common, site=sim_site, env=ENV)
+    bad = run_cli("plan", "--date", day, "--file", str(f), *common, site=sim_site, env=ENV)
     assert bad.returncode == 1 and "did you mean 'broken'" in bad.stderr
+
+
+def test_plan_dry_run_shows_candidates_components_and_the_prompt_and_changes_nothing(sim_site: Path, tmp_path: Path):
+    data = tmp_path / "d"
+    day = (date.today() + timedelta(days=2)).isoformat()
+    out = run_cli("plan", "--dry-run", "--json", "--date", day, "--provider", "offline", "--data-dir", str(data),
+                  site=sim_site, env=ENV)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    by_id = {c["template"]: c for c in info["candidates"]}
+    assert {"morning_thoughts", "broken", "build", "late_thoughts"} <= set(by_id)
+    components = by_id["morning_thoughts"]["components"]["morning"]
+    assert set(components) == {"window", "growth", "curiosity", "mood", "variety", "priority"}
+    assert by_id["morning_thoughts"]["best_phase"] == "morning"
+    assert any(e.startswith("splurge: creative has $0.50 left today") for e in info["excluded"])
+    prompt = info["prompt"]
+    assert prompt["tokens_estimate"] <= prompt["tokens_bound"] and len(prompt["sha256"]) == 64
+    assert "morning_thoughts" in prompt["message"] and prompt["system"][0]["text"]
+    # nothing was called or stored
+    none = run_cli("plan", "--json", "--date", day, "--data-dir", str(data), site=sim_site, env=ENV)
+    shown = json.loads(none.stdout)
+    assert shown["plan"] is None and shown["units"] == []
+    table = run_cli("plan", "--dry-run", "--date", day, "--provider", "offline", "--data-dir", str(data), site=sim_site, env=ENV)
+    assert "nothing was called or changed" in table.stdout and "morning_thoughts" in table.stdout
+
+
+def test_replan_replaces_unstarted_units_and_status_shows_the_intention(sim_site: Path, tmp_path: Path):
+    data = tmp_path / "d"
+    common = ["--data-dir", str(data)]
+    day = (date.today() + timedelta(days=2)).isoformat()
+    first = json.loads(run_cli("plan", "--json", "--replan", "--provider", "offline", "--date", day, *common,
+                               site=sim_site, env=ENV).stdout)
+    again = json.loads(run_cli("plan", "--json", "--replan", "--provider", "offline", "--date", day, *common,
+                               site=sim_site, env=ENV).stdout)
+    assert len(again["units"]) == len(first["units"])  # replaced, never stacked
+    assert not {u["id"] for u in first["units"]} & {u["id"] for u in again["units"]}
+    assert all(u["focus"] and u["motivation"] for u in again["units"])
+    shown = run_cli("plan", "--date", day, *common, site=sim_site, env=ENV).stdout
+    assert f"intention: {again['intention']}" in shown
+    for unit in again["units"]:  # focus and motivation in full, "[offline]" labels kept
+        assert unit["motivation"].startswith("[offline]")
+        assert unit["motivation"] in " ".join(shown.split()) or unit["motivation"][:60] in shown
+
+
+def test_plan_refuses_a_date_that_is_over(sim_site: Path, tmp_path: Path):
+    out = run_cli("plan", "--replan", "--date", "2026-01-01", "--data-dir", str(tmp_path / "d"), site=sim_site, env=ENV)
+    assert out.returncode == 2 and "2026-01-01 is over; only today or a later date can be planned" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_init_creates_the_demo_workspace_once(tmp_path: Path):
@@ -285,7 +341,8 @@ def test_run_with_a_plan_refuses_without_touching_a_running_daemons_plan(sim_sit
         out = run_cli("run", "--plan", str(f), "--data-dir", str(data), site=sim_site, env=ENV)
         assert out.returncode == 1 and f"pid {daemon.pid}" in out.stderr
         with Store.open(db, daemon_id="cass") as store:
-            assert store.get_plan(plan_before.local_date).source == plan_before.source == "templates"
+            # no API key here: the planner's call failed and the deterministic plan stands
+            assert store.get_plan(plan_before.local_date).source == plan_before.source == "fallback"
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.communicate(timeout=60)

@@ -33,3 +33,21 @@ def test_readme_pack_example_is_valid_metadata():
     templates = next(json.loads(b) for b in blocks if '"templates"' in b)
     assert schema_files.validate(schema_files.ACTION_PACK, actions) == []
     assert schema_files.validate(schema_files.TEMPLATE_FILE, templates) == []
+
+
+def toml_blocks(path) -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", path.read_text(), flags=re.S)
+
+
+def test_the_readme_and_planner_configs_work_with_the_bundled_packs(tmp_path):
+    # A config a user copies from the docs must pass the catalogue check with the bundled packs.
+    from support import run_cli
+
+    readme = next(b for b in toml_blocks(REPO / "README.md") if "[budget]" in b)
+    (planner,) = [b for b in toml_blocks(REPO / "docs" / "planner.md") if "[planner]" in b]
+    for name, text in (("readme.toml", readme.replace('disable = ["wonderland"]\n', "")), ("planner.toml", planner)):
+        path = tmp_path / name
+        path.write_text(text.replace('templates = ["my-templates.json"]', "templates = []"))
+        out = run_cli("validate", "--strict", "--config", str(path),
+                      env={"CASS_ACTIONS_LOAD_PLUGINS": "journal,memory,wonderland,session"})
+        assert out.returncode == 0, (name, out.stdout, out.stderr)

@@ -72,7 +72,7 @@ def test_the_journal_runs_after_the_memory_packs_night_work(journal_runtime):
     """All night units queue at 22:00 and run in priority order: the journal's come last."""
     runtime = journal_runtime(load=("memory",))
     sunday = runtime.clock.today().replace(day=11)
-    runtime.plan_day(sunday)
+    asyncio.run(runtime.plan_day(sunday))
     night = [u.template_id for u in runtime.store.list_units(local_date=sunday, phase="night")]
     assert {"memory_consolidation", "journal_and_dream", "weekly_review"} <= set(night), night
     assert night.index("memory_consolidation") < night.index("journal_and_dream") < night.index("weekly_review"), night

@@ -18,7 +18,7 @@ PACK = "wonderland"
 def quiet_day(runtime: Any) -> None:
     """Store an empty plan for today, so a tick runs only the units a test queues itself."""
     day = runtime.phases.instance_at(runtime.clock.now()).day
-    runtime.plan_day(day, DayPlan(day, {}, source="file", reason="empty plan: the test queues its own units"))
+    runtime.store_plan(day, DayPlan(day, {}, source="file", reason="empty plan: the test queues its own units"))
 
 
 def kv(runtime: Any, key: str, default: Any = None) -> Any:

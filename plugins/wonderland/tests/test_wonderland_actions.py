@@ -229,7 +229,7 @@ def test_create_inspired_object_through_the_messages_api(cass_runtime, run_actio
     from cass_actions_core.planning import DayPlan
 
     day = runtime.clock.today()
-    runtime.plan_day(day, DayPlan(day, {}, source="file", reason="empty plan: the test queues its own units"))
+    runtime.store_plan(day, DayPlan(day, {}, source="file", reason="empty plan: the test queues its own units"))
     assert run_action(runtime, "wonderland.explore").ok
     exploration = wl.kv(runtime, "experiences")[0]
     fake_anthropic.reply_json({"name": "a teacup of rain", "description": "A cup that is always about to be full.",

@@ -1,41 +1,64 @@
-"""Day plans until the LLM planner lands: a plan file given by hand, or templates in order.
+"""Day plans: what a plan holds, where it came from, and plan files given by hand.
 
 A plan maps each day phase to an ordered list of :class:`PlanItem` (a template id, a
-focus, a motivation). It is persisted once per local date; re-planning a date replaces
-that date's not-yet-started units (the earlier system stacked stale units on top: F9).
-Unknown template ids in a plan file are reported, never silently skipped (F8).
+focus, a motivation, and the money-aware choices made for it). It is persisted once per
+local date with its provenance; re-planning a date replaces that date's not-yet-started
+units (the earlier system stacked stale units on top: F9). Unknown template ids in a
+plan file are reported, never silently skipped (F8).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cass_actions_core import schema_files
 from cass_actions_core.catalogue import Catalogue, closest
 from cass_actions_core.config import PhaseSettings
-from cass_actions_core.models import Priority, Template
+from cass_actions_core.models import Template
 from cass_actions_core.problems import UserError, read_user_file
 
 PHASE_ORDER = ("morning", "afternoon", "evening", "night")
 
 
+#: Where a plan came from: the planning call, the deterministic plan from the scores
+#: (the call failed or was not made), a plan file, or a person's edits.
+PLAN_SOURCES = ("llm", "fallback", "file", "manual")
+
+
 @dataclass(frozen=True)
 class PlanItem:
-    """One planned unit: which template, what to focus on, and why."""
+    """One planned unit: which template, what to focus on, and why.
+
+    ``skip_steps`` are optional steps left out and ``model`` a cheaper model for its LLM
+    actions, both to fit the day's money; ``choices`` says why, in words. ``score`` is
+    the planner's score for the template in this phase (None for a plan file).
+    """
 
     template: str
     focus: str | None = None
     motivation: str | None = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skip_steps: tuple[int, ...] = ()
+    model: str | None = None
+    choices: tuple[str, ...] = ()
+    score: float | None = None
+    estimated_cost_usd: float | None = None
+    estimated_minutes: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping, as stored in the plan."""
+        out = asdict(self)
+        out["skip_steps"], out["choices"] = list(self.skip_steps), list(self.choices)
+        return out
 
 
 @dataclass
 class DayPlan:
-    """A day's plan: items per phase, where it came from, and why."""
+    """A day's plan: items per phase and its provenance (where it came from, why, at what cost)."""
 
     day: date
     phases: dict[str, list[PlanItem]]
@@ -43,13 +66,30 @@ class DayPlan:
     reason: str
     intention: str = ""
     dropped: list[str] = field(default_factory=list)
+    #: Money-aware decisions that shaped the whole plan (cheaper templates, left-out steps...).
+    decisions: list[str] = field(default_factory=list)
+    provider: str | None = None
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    prompt_sha256: str | None = None
+
+    def items(self) -> list[tuple[str, PlanItem]]:
+        """Every ``(phase, item)`` in phase order."""
+        return [(p, i) for p in PHASE_ORDER for i in self.phases.get(p, [])]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping, as stored."""
+        """JSON-ready mapping, as stored (and printed by ``plan --json``)."""
         return {
             "date": self.day.isoformat(), "intention": self.intention, "source": self.source, "reason": self.reason,
-            "dropped": self.dropped,
-            "phases": {p: [asdict(i) for i in items] for p, items in self.phases.items()},
+            "provider": self.provider, "model": self.model, "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens, "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens, "cost_usd": self.cost_usd,
+            "prompt_sha256": self.prompt_sha256, "dropped": self.dropped, "decisions": self.decisions,
+            "phases": {p: [i.to_dict() for i in items] for p, items in self.phases.items()},
         }
 
 
@@ -71,45 +111,20 @@ def window_fit(template: Template, hours: list[int], day: date) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def plan_from_templates(catalogue: Catalogue, day: date, settings: PhaseSettings, *, max_per_phase: int,
-                        phases: tuple[str, ...] = PHASE_ORDER) -> DayPlan:
-    """A deterministic plan: each template once, in the phase its preferred windows fit best.
+def window_opens(template: Template, start: datetime, end: datetime) -> datetime | None:
+    """When, in ``[start, end)``, the template's preferred windows are first open (``start`` itself
+    if they are open then); None for a template without windows or none open in the span.
 
-    Templates with windows come first, each group by priority, then id. One with windows goes to its best-fitting
-    phase with room (ties: the earlier phase), and is left out (with the reason) when
-    its windows touch none of the phases planned; one without windows fills the phase
-    with the most room left. Only ``phases`` are planned (a mid-day start plans the rest of
-    the day). Templates in a category with a zero allocation are left out, with a reason.
+    A unit waits for this time within its phase, so work lands inside its windows.
     """
-    hours = phase_hours(settings)
-    plan: dict[str, list[PlanItem]] = {p: [] for p in phases}
-    dropped: list[str] = []
-    # Templates with preferred windows are placed first, so one that may run any time
-    # never takes the slot of one that fits only this phase.
-    templates = sorted((t.template for t in catalogue.templates.values()),
-                       key=lambda t: (not t.preferred_windows, Priority.of(t.priority), t.id))
-    allocations = catalogue.config.budget.allocations
-    for template in templates:
-        if allocations.get(template.category, 0.0) <= 0:
-            dropped.append(f"{template.id}: category {template.category!r} has no budget today")
-            continue
-        fits = {p: window_fit(template, hours[p], day) for p in phases}
-        if template.preferred_windows:
-            ranked = [p for p in sorted(phases, key=lambda p: (-fits[p], PHASE_ORDER.index(p))) if fits[p] > 0]
-            if not ranked:
-                dropped.append(f"{template.id}: its preferred windows fall in no phase still to come today")
-                continue
-        else:
-            ranked = sorted(phases, key=lambda p: (len(plan[p]), PHASE_ORDER.index(p)))
-        target = next((p for p in ranked if len(plan[p]) < max_per_phase), None)
-        if target is None:
-            dropped.append(f"{template.id}: every remaining phase already has {max_per_phase} unit(s)")
-            continue
-        motivation = (f"fits the {target} window best (score {fits[target]:.2f})" if template.preferred_windows
-                      else f"no preferred window; {target} had the most room")
-        plan[target].append(PlanItem(template.id, focus=template.description, motivation=motivation))
-    return DayPlan(day, plan, source="templates", reason="built from the catalogue's templates in order (no planner call)",
-                   dropped=dropped)
+    if not template.preferred_windows:
+        return None
+    t = start
+    while t < end:
+        if template.window_score(t.hour, t.weekday()) > 0:
+            return t
+        t = t.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return None
 
 
 def load_plan_file(path: str | Path, catalogue: Catalogue, default_day: date) -> DayPlan:

@@ -1,0 +1,92 @@
+"""Money-aware degrading mid-day: the executor moves LLM steps to the cheaper model when actual
+costs outrun the estimates and a category falls below ``planner.cheap_below_fraction``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cass_actions_core.clock import VirtualClock
+from cass_actions_core.config import Config
+from cass_actions_core.llm.base import Usage
+from cass_actions_core.planning import DayPlan, PlanItem
+from cass_actions_core.runtime import Runtime
+from cass_actions_core.testing.pytest_plugin import ScriptedLLMPlugin
+from support import HandPack, action_def, template_def
+
+TZ = ZoneInfo("UTC")
+DAY = date(2026, 11, 26)
+
+
+async def write(ctx: Any) -> dict[str, Any]:
+    reply = await ctx.llm.complete("write about " + (ctx.focus or "the day"))
+    return {"summary": reply.text[:30]}
+
+
+def make_runtime(tmp_path: Path, **planner: Any) -> Runtime:
+    # Each call is billed 6,000 output tokens (within max_tokens 8,000): $0.06 on Sonnet 5.5,
+    # $0.003 on Haiku 5.5, while the pack declares $0.01: the actual cost outruns the estimate.
+    llm = ScriptedLLMPlugin(["a draft"], usage=Usage(input_tokens=0, output_tokens=6000))
+    pack = HandPack([action_def("m.write", category="creative", estimated_cost_usd=0.01, max_cost_usd=0.09)],
+                    [template_def(n, ["m.write"], category="creative") for n in ("first", "second", "third")],
+                    handlers={"m.write": write})
+    cfg = Config.model_validate({
+        "timezone": "UTC", "llm": {"model": "claude-sonnet-5-5", "max_tokens": 8000},
+        "budget": {"daily_usd": 1.0, "allocations": {"creative": 0.1, "system": 0.05, "planning": 0.02}},
+        "planner": {"cheap_model": "claude-haiku-5-5", "cheap_below_fraction": 0.5, **planner}})
+    clock = VirtualClock(TZ, datetime(2026, 11, 26, 6, tzinfo=TZ))
+    return Runtime(cfg, data_dir=tmp_path / "d", clock=clock, plugins=[("m", pack), ("llm", llm)],
+                   entry_points=False, provider="scripted")
+
+
+def run_day(runtime: Runtime) -> dict[str, Any]:
+    plan = DayPlan(DAY, {"morning": [PlanItem("first"), PlanItem("second"), PlanItem("third")]}, source="file",
+                   reason="by hand")
+    runtime.store_plan(DAY, plan)
+    runtime.acquire_lease()
+
+    async def go() -> None:
+        await runtime.simulate_until(datetime(2026, 11, 26, 12, tzinfo=TZ))
+    asyncio.run(go())
+    return {s.template_id: s for s in runtime.history(local_date=DAY)}
+
+
+def models(runtime: Runtime, summary: Any) -> set[str]:
+    runs = runtime.store.action_runs_for_unit(summary.unit_id)
+    return {runtime.store.get_transcript(t).data["model"] for r in runs for t in r.result["llm"]["transcript_ids"]}
+
+
+def test_the_executor_moves_steps_to_the_cheaper_model_when_a_category_runs_low(tmp_path: Path):
+    runtime = make_runtime(tmp_path)
+    done = run_day(runtime)
+    assert {k: s.status for k, s in done.items()} == {"first": "completed", "second": "completed", "third": "completed"}
+    # first: $0.10 of $0.10 left, on Sonnet: $0.06 -> 40% left, below 50%
+    assert models(runtime, done["first"]) == {"claude-sonnet-5-5"} and not done["first"].data["choices"]
+    for later in ("second", "third"):
+        assert models(runtime, done[later]) == {"claude-haiku-5-5"}
+        (choice,) = done[later].data["choices"]
+        assert choice.startswith("step 1 (m.write) on claude-haiku-5-5: creative has ")
+        assert "below planner.cheap_below_fraction 50%" in choice
+        assert "Choice: " + choice in done[later].text
+    assert runtime.ledger.spent("creative", budget_day=DAY) == pytest.approx(0.06 + 2 * 0.003, abs=1e-6)
+    runtime.close()
+
+
+def test_without_a_cheaper_model_the_same_day_parks_the_work_instead(tmp_path: Path):
+    runtime = make_runtime(tmp_path, cheap_model=None)
+    done = run_day(runtime)
+    assert done["first"].status == "completed"
+    # $0.04 left; the next call's worst case on Sonnet ($0.08) does not fit: parked, never overspent
+    assert done["second"].status == done["third"].status == "budget_blocked"
+    assert "creative: $0.04 left of $0.10" in done["second"].data["reason"]
+    assert runtime.ledger.spent("creative", budget_day=DAY) == pytest.approx(0.06, abs=1e-6)
+    # the refused step left no run behind: it runs again, whole, when the money is there
+    assert runtime.store.action_runs_for_unit(done["second"].unit_id) == []
+    unit = runtime.store.get_unit(done["second"].unit_id)
+    assert unit.next_step == 0 and unit.data["budget_need_usd"] == pytest.approx(0.08, abs=0.001)
+    runtime.close()
