@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from cass_actions_core.summaries import build_summary
 if TYPE_CHECKING:
     from cass_actions_core.clock import Clock
     from cass_actions_core.events import EventBus
+    from cass_actions_core.llm.errors import LLMError
     from cass_actions_core.llm.metered import MeteredLLM
     from cass_actions_core.planning.costs import CostBook
     from cass_actions_core.store import Store, UnitRow
@@ -48,8 +49,36 @@ LLMFactory = Callable[[CatalogueAction, str, "LedgerGate", "str | None"], "Meter
 
 
 def run_key(unit: UnitRow, step_index: int) -> str:
-    """The idempotency key of a step: ``<local date>/<phase>/<unit id>/<step index>``."""
-    return f"{unit.local_date.isoformat()}/{unit.phase}/{unit.id}/{step_index}"
+    """The idempotency key of a step: ``<local date>/<phase>/<unit id>/<step index>``, plus
+    ``~<n>`` for its n-th attempt after a temporary failure (each attempt is its own run)."""
+    base = f"{unit.local_date.isoformat()}/{unit.phase}/{unit.id}/{step_index}"
+    attempt = unit.data.get("attempt") or {}
+    n = int(attempt.get("n", 1)) if attempt.get("step") == step_index else 1
+    return base if n <= 1 else f"{base}~{n}"
+
+
+#: Backoff before the n-th attempt of a step: RETRY_BASE * 2**(n-2), at most RETRY_CAP; a provider's
+#: retry-after is honoured up to RETRY_AFTER_CAP.
+RETRY_BASE = timedelta(minutes=1)
+RETRY_CAP = timedelta(minutes=30)
+RETRY_AFTER_CAP = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A step failed for a temporary reason (``error``) and may run again; the provider may have
+    asked for a wait (``retry_after_seconds``)."""
+
+    error: str
+    retry_after_seconds: float | None = None
+
+
+def retry_delay(attempt: int, retry_after_seconds: float | None) -> timedelta:
+    """The wait before attempt ``attempt`` (2, 3, ...) of a step (see :data:`RETRY_BASE`)."""
+    delay = min(RETRY_CAP, RETRY_BASE * 2 ** max(0, attempt - 2))
+    if retry_after_seconds is not None:
+        delay = max(delay, min(RETRY_AFTER_CAP, timedelta(seconds=retry_after_seconds)))
+    return delay
 
 
 class LedgerGate:
@@ -72,6 +101,12 @@ class LedgerGate:
         """The action has actually spent ``total_usd`` so far."""
         self.spent = total_usd
         self.store.set_state(spend_key(self.reservation.id), total_usd)
+
+    def headroom(self) -> float:
+        """The most the action's total could be granted now: its reservation plus what its category may still get."""
+        current = self.ledger.reservation(self.reservation.id)
+        return round(current.amount_usd + self.ledger.available(current.category, current.budget_day,
+                                                                 critical=current.critical), 6)
 
 
 def spend_key(reservation_id: str) -> str:
@@ -192,11 +227,45 @@ class Executor:
             if isinstance(ok, Blocked):
                 return UnitOutcome(self._park_budget(unit, index, action, ok), ran)
             ran += 1
+            exhausted: list[str] = []
+            if isinstance(ok, Retry):
+                outcome, exhausted = self._retry_or_fail(unit, index, action, ok, ran)
+                if outcome is not None:
+                    return outcome
+                ok = False  # every attempt failed
             unit = self.store.set_next_step(unit.id, index + 1, self.clock.now())
             if not ok and not step.get("optional", False):
                 run = self.store.get_action_run(key)
-                return self._finish(unit, "failed", f"step {index + 1} ({action.definition.id}) failed: {run.error if run else '?'}", ran)
+                why = f"step {index + 1} ({action.definition.id}) failed: {run.error if run else '?'}"
+                if len(exhausted) > 1:
+                    listed = "; ".join(f"{i + 1}) {e}" for i, e in enumerate(exhausted))
+                    why = f"step {index + 1} ({action.definition.id}) failed after {len(exhausted)} attempts: {listed}"
+                return self._finish(unit, "failed", why, ran)
         return self._finish(unit, "completed", None, ran)
+
+    def _retry_or_fail(self, unit: UnitRow, index: int, action: CatalogueAction, retry: Retry,
+                       ran: int) -> tuple[UnitOutcome | None, list[str]]:
+        """Re-queue the unit for another attempt of step ``index`` after its backoff; or, when the
+        action's ``max_attempts`` are used up, ``(None, every attempt's error)`` for the caller to end it."""
+        now = self.clock.now()
+        previous = unit.data.get("attempt") or {}
+        same = previous.get("step") == index
+        n = int(previous.get("n", 1)) if same else 1
+        errors = [*(previous.get("errors", []) if same else []),
+                  f"{now.astimezone(self.clock.tz):%Y-%m-%d %H:%M} {retry.error}"]
+        if n >= action.definition.max_attempts:
+            return None, errors
+        when = to_utc(now) + retry_delay(n + 1, retry.retry_after_seconds)
+        data = {**unit.data, "attempt": {"step": index, "n": n + 1, "errors": errors}}
+        deadline = unit.data.get("deadline")
+        if deadline is None or to_utc(datetime.fromisoformat(deadline)) < when + RETRY_CAP:
+            data["deadline"] = (when + RETRY_CAP).isoformat()  # room to start after the wait
+        reason = (f"step {index + 1} ({action.definition.id}) attempt {n} of {action.definition.max_attempts} failed "
+                  f"({retry.error}); attempt {n + 1} at {when.astimezone(self.clock.tz):%H:%M}")
+        queued = self.store.set_unit_status(unit.id, "queued", reason=reason, now=now, not_before=when, data=data)
+        self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "reason": reason, "retry": "temporary-failure",
+                                           "attempt": n + 1}, unit_id=unit.id)
+        return UnitOutcome(queued, ran), errors
 
     def _check_approval(self, unit: UnitRow, index: int, action: CatalogueAction) -> UnitRow | None:
         if not self.needs_approval(action):
@@ -271,9 +340,11 @@ class Executor:
                                      f"{planner.cheap_below_fraction:.0%}")
 
     async def _run_step(self, unit: UnitRow, index: int, step: dict[str, Any], action: CatalogueAction, key: str,
-                        reservation: Reservation, model: str | None = None, choice: str | None = None) -> bool | Blocked:
-        """Run one step; True/False for its outcome, or :class:`Blocked` when an idempotent step failed only
-        because the budget refused its first LLM call (nothing spent: the unit parks and the step runs again)."""
+                        reservation: Reservation, model: str | None = None,
+                        choice: str | None = None) -> bool | Blocked | Retry:
+        """Run one step; True/False for its outcome, :class:`Blocked` when an idempotent step failed only
+        because the budget refused its first LLM call (nothing spent: the unit parks and the step runs
+        again), or :class:`Retry` when it failed for a temporary LLM reason (rate limit, overload...)."""
         definition = action.definition
         self.store.begin_action_run(key, unit.id, index, definition.id, self.clock.now())
         gate = LedgerGate(self.ledger, reservation, self.store, self.clock)
@@ -299,7 +370,7 @@ class Executor:
             logger=logging.getLogger(f"cass_actions.pack.{pack}"),
             core=CoreServices(self.store, self.config) if pack == BUILTIN_NAME else None,
         )
-        result = await invoke(action, ctx)
+        result, llm_error = await invoke(action, ctx)
         result.cost_usd = llm.spent_usd
         self.ledger.settle(reservation, llm.spent_usd, self.clock.now(), note=f"{definition.id} {'ok' if result.success else 'failed'}")
         self.store.delete_state(spend_key(reservation.id))
@@ -326,6 +397,8 @@ class Executor:
         self.store.finish_action_run(key, status, llm.spent_usd, record, result.error, self.clock.now())
         self.bus.emit(f"action.{status}", {"action_id": definition.id, "step": index, "cost_usd": llm.spent_usd,
                                           "summary": result.summary, "error": result.error}, unit_id=unit.id)
+        if not result.success and llm_error is not None and llm_error.retryable:
+            return Retry(result.error or llm_error.message, llm_error.retry_after_seconds)
         return result.success
 
     def _finish(self, unit: UnitRow, status: str, reason: str | None, ran: int) -> UnitOutcome:
@@ -360,16 +433,53 @@ def llm_record(llm: MeteredLLM) -> dict[str, Any]:
     }
 
 
-async def invoke(action: CatalogueAction, ctx: ActionContext) -> ActionResult:
-    """Call the handler with its timeout; every failure becomes a failed result with a clear error."""
+class _HandlerRaised(Exception):
+    """A handler raised a BaseException (CancelledError of its own, SystemExit, KeyboardInterrupt...)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__name__}: {exc}")
+        self.name = type(exc).__name__
+        self.detail = str(exc) or "no message"
+
+
+async def _guarded(coro: Any) -> Any:
+    """Await a handler, turning the BaseExceptions it raises itself into :class:`_HandlerRaised`.
+
+    asyncio re-raises SystemExit and KeyboardInterrupt out of the event loop, so they must
+    be caught inside the task. A CancelledError is the handler's own unless this task is
+    being cancelled (the step's timeout or the scheduler's shutdown), which still propagates.
+    """
+    try:
+        return await coro
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise _HandlerRaised(exc) from None
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise _HandlerRaised(exc) from None
+
+
+async def invoke(action: CatalogueAction, ctx: ActionContext) -> tuple[ActionResult, LLMError | None]:
+    """Call the handler with its timeout; every failure becomes a failed result with a clear error.
+
+    Also returns the :class:`~cass_actions_core.llm.errors.LLMError` that ended the handler, if
+    one did (a handler that catches it and raises ActionFailed decides for itself: no retry).
+    """
     from cass_actions_core.llm.errors import LLMError
 
     definition = action.definition
     assert action.handler is not None
+    llm_error: LLMError | None = None
     try:
-        value = await asyncio.wait_for(action.handler(ctx), definition.timeout_seconds)
+        value = await asyncio.wait_for(_guarded(action.handler(ctx)), definition.timeout_seconds)
         result = ActionResult.from_handler(value)
         result.check()
+    except _HandlerRaised as exc:
+        log.error("action %s raised %s", definition.id, exc.name)
+        result = ActionResult(success=False, error=f"the handler raised {exc.name}: {exc.detail}")
     except asyncio.TimeoutError:
         result = ActionResult(success=False, error=f"timed out after {definition.timeout_seconds:g} s")
     except ActionFailed as exc:
@@ -377,10 +487,11 @@ async def invoke(action: CatalogueAction, ctx: ActionContext) -> ActionResult:
     except InvalidResult as exc:
         result = ActionResult(success=False, error=f"the handler returned an unusable result: {exc}")
     except LLMError as exc:
+        llm_error = exc
         result = ActionResult(success=False, error=f"LLM call stopped ({exc.kind}): {exc}")
     except Exception as exc:  # a handler bug must not take the loop down
         log.exception("action %s raised", definition.id)
         result = ActionResult(success=False, error=f"{type(exc).__name__}: {exc}")
     if not result.success and not result.error:
         result.error = result.summary or "the handler reported failure"
-    return result
+    return result, llm_error

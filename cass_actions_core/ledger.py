@@ -132,8 +132,15 @@ class _Day:
         return round(self.daily - self.reserve, 6)
 
     @property
+    def reserve_left(self) -> float:
+        return round(max(0.0, self.reserve - self.reserve_used), 6)
+
+    @property
     def pool_left(self) -> float:
-        return round(self.pool - (self.day_committed - self.reserve_used), 6)
+        """What ordinary work may still be granted today: the day's money not yet committed, less the
+        reserve still held back. Spending past a category's limit (an overspend, or critical work)
+        counts against the day too, so an overspent day has nothing left (negative)."""
+        return round(self.daily - self.day_committed - self.reserve_left, 6)
 
     def available(self, category: str, critical: bool = False) -> float:
         """What one more request in ``category`` could be granted."""
@@ -143,7 +150,7 @@ class _Day:
         ordinary = max(0.0, min(room, self.pool_left))
         if not critical:
             return round(ordinary, 6)
-        return round(ordinary + max(0.0, self.reserve - self.reserve_used), 6)
+        return round(ordinary + self.reserve_left if self.pool_left > -EPSILON else 0.0, 6)
 
 
 class BudgetLedger:

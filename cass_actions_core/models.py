@@ -11,7 +11,7 @@ from datetime import timedelta
 from enum import IntEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PriorityName = Literal["critical", "high", "normal", "low", "idle"]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
@@ -57,6 +57,7 @@ class ActionDefinition(BaseModel):
     estimated_cost_usd: float
     max_cost_usd: float
     max_llm_calls: int = 20
+    max_attempts: int = 3
     default_duration_minutes: float
     timeout_seconds: float
     priority: PriorityName
@@ -106,10 +107,22 @@ class TimeWindow(BaseModel):
         return inside and (self.weekdays is None or start_day in self.weekdays)
 
 
+#: The longest cooldown a template may have (longer ones are refused, not clipped).
+MAX_COOLDOWN = timedelta(days=366)
+
+
 def parse_cooldown(text: str) -> timedelta:
-    """``"90m"``, ``"4h"`` or ``"1d"`` as a :class:`~datetime.timedelta`."""
-    unit = {"m": "minutes", "h": "hours", "d": "days"}[text[-1]]
-    return timedelta(**{unit: int(text[:-1])})
+    """``"90m"``, ``"4h"`` or ``"1d"`` as a :class:`~datetime.timedelta`.
+
+    Raises ValueError for a malformed text or one longer than :data:`MAX_COOLDOWN`.
+    """
+    minutes_per = {"m": 1, "h": 60, "d": 1440}.get(text[-1:]) if text else None
+    if minutes_per is None or not text[:-1].isdigit():
+        raise ValueError(f"cooldown {text!r}: expected a whole number of minutes, hours or days, such as 90m, 4h or 1d")
+    minutes = int(text[:-1]) * minutes_per  # a Python int: no overflow however long the text
+    if minutes > MAX_COOLDOWN.total_seconds() / 60:
+        raise ValueError(f"cooldown {text!r} is longer than the most allowed, 366d")
+    return timedelta(minutes=minutes)
 
 
 class Template(BaseModel):
@@ -128,6 +141,12 @@ class Template(BaseModel):
     max_per_day: int = 1
     cooldown: str = "0m"
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown_in_range(cls, value: str) -> str:
+        parse_cooldown(value)
+        return value
 
     @property
     def cooldown_delta(self) -> timedelta:

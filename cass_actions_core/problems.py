@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,35 @@ def read_user_file(path: Path, what: str) -> str:
         raise UserError(f"{path}: {what} not found.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the {what}: {exc}.") from None
+
+
+#: Deepest nesting accepted in any JSON file the framework reads (its formats need a handful).
+MAX_JSON_DEPTH = 64
+
+
+class JSONTextError(ValueError):
+    """Text that is not usable JSON; the message is one sentence saying where or why."""
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` that refuses, with :class:`JSONTextError`, invalid text and nesting deeper than
+    :data:`MAX_JSON_DEPTH` (which would otherwise end in a ``RecursionError`` somewhere later)."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JSONTextError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise JSONTextError(f"nested too deeply (more than {MAX_JSON_DEPTH} levels)") from None
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:  # iterative: the check itself must not recurse
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise JSONTextError(f"nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return doc

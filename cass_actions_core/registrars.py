@@ -7,7 +7,6 @@ be discarded as a whole if the pack's hook raises.
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 
 from cass_actions_core import schema_files
 from cass_actions_core.models import ActionDefinition, Template
-from cass_actions_core.problems import Problem
+from cass_actions_core.problems import JSONTextError, Problem, parse_json
 
 #: An action handler: ``async def handler(ctx) -> ActionResult | dict``.
 Handler = Callable[[Any], Any]
@@ -54,12 +53,21 @@ def _read_document(source: Source, pack: str, problems: list[Problem]) -> tuple[
         problems.append(Problem("unreadable-file", f"cannot read the file: {exc}", file=label, pack=pack))
         return None
     try:
-        return json.loads(text), label
-    except json.JSONDecodeError as exc:
-        problems.append(
-            Problem("invalid-json", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", file=label, pack=pack)
-        )
+        return parse_json(text), label
+    except JSONTextError as exc:
+        problems.append(Problem("invalid-json", str(exc), file=label, pack=pack))
         return None
+
+
+def _model_problems(exc: ValidationError, label: str, pack: str, where: str, raw: Any) -> list[Problem]:
+    """One problem per error of a model check, at its JSON path, in one sentence (no pydantic dump)."""
+    item_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else None
+    out = []
+    for error in exc.errors():
+        path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        out.append(Problem("schema", message, file=label, pack=pack, item_id=item_id, path=path))
+    return out
 
 
 def _schema_problems(name: str, doc: Any, label: str, pack: str, key: str) -> list[Problem]:
@@ -145,7 +153,7 @@ class ActionRegistrar:
             try:
                 definition = ActionDefinition.model_validate(raw)
             except ValidationError as exc:  # the schema and the model disagree: report, don't crash
-                self.problems.append(Problem("schema", str(exc), file=label, pack=self.pack, path=f"$.actions[{index}]"))
+                self.problems.extend(_model_problems(exc, label, self.pack, f"$.actions[{index}]", raw))
                 continue
             self.definitions.append((definition, Registered(self.pack, label, index)))
 
@@ -192,6 +200,6 @@ class TemplateRegistrar:
             try:
                 template = Template.model_validate(raw)
             except ValidationError as exc:
-                self.problems.append(Problem("schema", str(exc), file=label, pack=self.pack, path=f"$.templates[{index}]"))
+                self.problems.extend(_model_problems(exc, label, self.pack, f"$.templates[{index}]", raw))
                 continue
             self.templates.append((template, Registered(self.pack, label, index)))

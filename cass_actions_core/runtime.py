@@ -45,7 +45,7 @@ from cass_actions_core.planning.plans import window_opens
 from cass_actions_core.planning.costs import CostBook
 from cass_actions_core.planning.engine import DecisionEngine
 from cass_actions_core.problems import UserError
-from cass_actions_core.store import Store, UnitRow
+from cass_actions_core.store import Store, StoreUnavailable, UnitRow
 
 log = logging.getLogger("cass_actions.runtime")
 
@@ -60,6 +60,10 @@ LEASE_RENEW_SECONDS = 20.0
 
 #: The least time a re-queued unit gets to start before it expires.
 REQUEUE_GRACE = timedelta(minutes=15)
+
+
+#: A unit found running after this many consecutive crashes in the same step is poison: abandoned.
+POISON_CRASHES = 3
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ class Runtime:
         self._lease_refs = 0
         #: Why the loop stopped on its own (the lease was lost), or None.
         self.lease_lost: str | None = None
+        #: Why the last tick could not write to the store (a full disk...), or None.
+        self.store_trouble: str | None = None
 
     # -- construction helpers ----------------------------------------------------------
     @classmethod
@@ -238,12 +244,21 @@ class Runtime:
 
     async def _loop(self) -> None:
         while not self._stop_requested:
-            report = await self.tick()
+            try:
+                report = await self.tick()
+            except StoreUnavailable as exc:
+                # A full disk or a read-only store: nothing was written; wait and try again, never stop.
+                log.error("%s; the scheduler tries again in %g s", exc, self.config.scheduler.tick_seconds)
+                self.store_trouble = str(exc)
+                report = None
+            else:
+                self.store_trouble = None
             if self._stop_requested:
                 break
-            if report.ran:
+            if report is not None and report.ran:
                 continue  # running took time: units whose window opened meanwhile start now
-            wake = self.next_wakeup()
+            wake = self.next_wakeup() if report is not None else \
+                to_utc(self.clock.now()) + timedelta(seconds=self.config.scheduler.tick_seconds)
             assert self._wake is not None
             self._wake.clear()
             sleeper = asyncio.create_task(self.clock.sleep_until(wake))
@@ -292,9 +307,23 @@ class Runtime:
             run = self.store.get_action_run(run_key(unit, index)) if index < len(unit.steps) else None
             action = self.catalogue.actions.get(unit.steps[index]["action"]) if index < len(unit.steps) else None
             if run is not None and run.status == "started":
-                if action is not None and action.definition.idempotent:
+                crashes = unit.data.get("crashes", {})
+                count = (int(crashes.get("count", 0)) if crashes.get("step") == index else 0) + 1
+                if count >= POISON_CRASHES:
+                    reason = (f"poison: the process died during step {index + 1} ({run.action_id}) {count} times in a "
+                              "row; not resumed again")
+                    self.store.finish_action_run(run.key, "failed", 0.0, {"summary": "", "interrupted": True}, reason, now)
+                    unit = self.store.set_unit_status(unit.id, "abandoned", reason=reason, now=now)
+                    self.executor.write_summary(unit)
+                    self.bus.emit("work_unit.abandoned", {"reason": reason, "poison": True}, unit_id=unit.id)
+                elif action is not None and action.definition.idempotent:
+                    unit = self.store.set_unit_status(unit.id, "running", reason=unit.reason, now=now,
+                                                      data={**unit.data, "crashes": {"step": index, "count": count}}) \
+                        if False else unit
                     unit = self._requeue(unit, f"resumed after a restart: step {index + 1} ({run.action_id}) was "
-                                               "interrupted and is idempotent, so it runs again", now, retry="restart") or unit
+                                               f"interrupted (crash {count} of at most {POISON_CRASHES - 1}) and is "
+                                               "idempotent, so it runs again", now, retry="restart",
+                                         data={"crashes": {"step": index, "count": count}}) or unit
                 else:
                     reason = (f"interrupted by a crash during step {index + 1} ({run.action_id}), which is not idempotent: "
                               "not safe to run again")
@@ -557,15 +586,16 @@ class Runtime:
             if to_utc(day_end) <= to_utc(now):
                 self._expire(unit, f"still blocked by budget when its plan day ended ({unit.reason})")
 
-    def _requeue(self, unit: UnitRow, reason: str, now: datetime, **event: Any) -> UnitRow | None:
+    def _requeue(self, unit: UnitRow, reason: str, now: datetime, data: dict[str, Any] | None = None,
+                 **event: Any) -> UnitRow | None:
         """Put a parked or interrupted unit back in the queue, with its reason and an event.
 
-        Another process (a CLI ``approve``) may have moved the unit first: then nothing
-        happens, so two writers never fight over one unit.
+        ``data`` is merged into the unit's data. Another process (a CLI ``approve``) may
+        have moved the unit first: then nothing happens, so two writers never fight over one unit.
         """
         try:
             unit = self.store.set_unit_status(unit.id, "queued", now=now, reason=reason,
-                                              data={**unit.data, "deadline": self._requeue_deadline(now)})
+                                              data={**unit.data, **(data or {}), "deadline": self._requeue_deadline(now)})
         except ValueError:
             current = self.store.get_unit(unit.id)
             if current is not None and current.status != unit.status:

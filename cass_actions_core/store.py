@@ -45,9 +45,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cass_actions_core import __version__
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ACTION_RUN_STATUSES",
@@ -75,6 +77,7 @@ __all__ = [
     "PlanRow",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "SummaryRow",
     "TranscriptRow",
     "TransitionRow",
@@ -86,6 +89,11 @@ __all__ = [
 
 class StoreError(Exception):
     """The store cannot do what was asked; the message is one paragraph a person can act on."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be written or read right now (disk full, read-only, locked); nothing was changed.
+    The scheduler waits and tries again instead of stopping."""
 
 
 class NotFoundError(StoreError, LookupError):
@@ -664,8 +672,9 @@ class Store:
         if not daemon_id or not isinstance(daemon_id, str):
             raise ValueError("daemon_id must be a non-empty string")
         path = Path(path).expanduser()
+        if not path.exists() and not path.is_symlink():
+            cls._create(path, daemon_id)
         _preflight(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
@@ -701,6 +710,42 @@ class Store:
             conn.close()
             raise
         return store
+
+    @classmethod
+    def _create(cls, path: Path, daemon_id: str) -> None:
+        """Create a new store file atomically: built aside, then linked into place.
+
+        So a file at ``path`` is always a whole store, never one half made; an empty file
+        there can only be damage, and :meth:`open` refuses it. When two processes create
+        the same store at once, the first link wins and both use that file.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the store's folder: {exc.strerror or exc}.") from None
+        aside = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+        try:
+            conn = sqlite3.connect(aside, isolation_level=None)
+            try:
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA foreign_keys = ON")
+                cls(conn, aside, daemon_id)._migrate()
+            finally:
+                conn.close()
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            except OSError:
+                if not path.exists():  # a file system without hard links
+                    os.replace(aside, path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot create the store: {exc}.") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the store: {exc.strerror or exc}.") from None
+        finally:
+            for leftover in (aside, aside.with_name(aside.name + "-journal")):
+                leftover.unlink(missing_ok=True)
 
     def _migrate(self) -> None:
         now = datetime.now(timezone.utc)
@@ -763,14 +808,14 @@ class Store:
         conn = self._conn
         depth = self._depth
         savepoint = f"sp_{depth}"
-        if depth == 0:
-            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-        else:
-            conn.execute(f"SAVEPOINT {savepoint}")
+        try:
+            conn.execute(("BEGIN IMMEDIATE" if immediate else "BEGIN") if depth == 0 else f"SAVEPOINT {savepoint}")
+        except sqlite3.OperationalError as exc:
+            raise self._write_error(exc) from None
         self._depth = depth + 1
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self._depth = depth
             if depth == 0:
                 if conn.in_transaction:
@@ -778,17 +823,30 @@ class Store:
             else:
                 conn.execute(f"ROLLBACK TO {savepoint}")
                 conn.execute(f"RELEASE {savepoint}")
+            if depth == 0 and isinstance(exc, sqlite3.OperationalError):
+                raise self._write_error(exc) from None
             raise
         self._depth = depth
         if depth == 0:
             try:
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise self._write_error(exc) from None
                 raise
         else:
             conn.execute(f"RELEASE {savepoint}")
+
+    def _write_error(self, exc: sqlite3.OperationalError) -> StoreError:
+        """A full disk, a read-only file or a lock held too long, as one sentence naming the file."""
+        text = str(exc)
+        hint = ("free some disk space" if "full" in text else
+                "check the file's and its folder's permissions" if "readonly" in text or "read-only" in text else
+                "another process may be holding the store; try again")
+        return StoreUnavailable(f"{self.path}: the store could not be written ({text}); nothing of this change was kept. "
+                                f"{hint[0].upper()}{hint[1:]}.")
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
@@ -797,12 +855,23 @@ class Store:
     def _all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
         return list(self._conn.execute(sql, params).fetchall())
 
+    def _map(self, read: Callable[[sqlite3.Row], _T], row: sqlite3.Row) -> _T:
+        """``read(row)``, or a StoreError naming the file, the table and the row when a value in it is damaged."""
+        try:
+            return read(row)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            keys = row.keys()
+            ident = next((f"{k} {row[k]!r}" for k in ("id", "key", "unit_id", "local_date") if k in keys), "?")
+            raise StoreError(f"{self.path}: a damaged {read.__name__.strip('_').replace('_', ' ')} row ({ident}): "
+                             f"{type(exc).__name__}: {exc}. Nothing was changed; restore the file from a backup, "
+                             "or fix or delete that row.") from None
+
     # ---------------------------------------------------------------- lease
 
     def get_lease(self) -> Lease | None:
         """The current lease row for this daemon (expired or not), or None."""
         row = self._one("SELECT * FROM lease WHERE daemon_id = ?", (self.daemon_id,))
-        return None if row is None else _lease(row)
+        return None if row is None else self._map(_lease, row)
 
     def acquire_lease(self, holder: str, now: datetime, ttl: timedelta) -> Lease:
         """Take the scheduler lease for ``holder`` until ``now + ttl``.
@@ -905,14 +974,7 @@ class Store:
         row = self._one("SELECT * FROM plans WHERE local_date = ?", (_day(local_date, "local_date"),))
         if row is None:
             return None
-        return PlanRow(
-            local_date=date.fromisoformat(row["local_date"]),
-            created_at=_dt(row["created_at"]),
-            source=row["source"],
-            reason=row["reason"],
-            intention=row["intention"],
-            data=_unjson(row["data"]),
-        )
+        return self._map(_plan, row)
 
     # ---------------------------------------------------------------- units
 
@@ -985,7 +1047,7 @@ class Store:
     def get_unit(self, unit_id: str) -> UnitRow | None:
         """The unit with this id, or None."""
         row = self._one("SELECT * FROM units WHERE id = ?", (unit_id,))
-        return None if row is None else _unit(row)
+        return None if row is None else self._map(_unit, row)
 
     def _require_unit(self, unit_id: str) -> UnitRow:
         unit = self.get_unit(unit_id)
@@ -1025,7 +1087,7 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position, julianday(created_at), rowid"
-        return [_unit(row) for row in self._all(sql, params)]
+        return [self._map(_unit, row) for row in self._all(sql, params)]
 
     def delete_units_for_plan(
         self, local_date: date, statuses: Iterable[str] = ("planned", "queued"),
@@ -1055,7 +1117,7 @@ class Store:
                 " AND coalesce(json_extract(u.data, '$.source'), '') NOT IN (" + placeholders + ")",
                 [_day(local_date, "local_date"), *wanted, *keep],
             )
-            removed = [_unit(row) for row in rows]
+            removed = [self._map(_unit, row) for row in rows]
             self._conn.executemany("DELETE FROM units WHERE id = ?", [(u.id,) for u in removed])
         return removed
 
@@ -1120,17 +1182,8 @@ class Store:
 
     def transitions(self, unit_id: str) -> list[TransitionRow]:
         """Every recorded status change of the unit, oldest first."""
-        return [
-            TransitionRow(
-                id=row["id"],
-                unit_id=row["unit_id"],
-                at=_dt(row["at"]),
-                from_status=row["from_status"],
-                to_status=row["to_status"],
-                reason=row["reason"],
-            )
-            for row in self._all("SELECT * FROM unit_transitions WHERE unit_id = ? ORDER BY id", (unit_id,))
-        ]
+        return [self._map(_transition, row)
+                for row in self._all("SELECT * FROM unit_transitions WHERE unit_id = ? ORDER BY id", (unit_id,))]
 
     def set_next_step(self, unit_id: str, n: int, now: datetime) -> UnitRow:
         """Record that the unit's steps before ``n`` are done (a restart resumes at step ``n``)."""
@@ -1220,7 +1273,7 @@ class Store:
     def get_action_run(self, key: str) -> ActionRunRow | None:
         """The action run with this idempotency key, or None."""
         row = self._one("SELECT * FROM action_runs WHERE key = ?", (key,))
-        return None if row is None else _action_run(row)
+        return None if row is None else self._map(_action_run, row)
 
     def action_runs_for_unit(self, unit_id: str) -> list[ActionRunRow]:
         """A unit's action runs in step order."""
@@ -1228,7 +1281,7 @@ class Store:
             "SELECT * FROM action_runs WHERE unit_id = ? ORDER BY step_index, julianday(started_at), rowid",
             (unit_id,),
         )
-        return [_action_run(row) for row in rows]
+        return [self._map(_action_run, row) for row in rows]
 
     def recent_action_runs(self, per_action: int) -> dict[str, list[tuple[float, float]]]:
         """``(cost_usd, minutes)`` of each action's latest ``per_action`` completed runs, newest first.
@@ -1298,7 +1351,7 @@ class Store:
         )
         row = self._one("SELECT * FROM ledger_entries WHERE id = ?", (cursor.lastrowid,))
         assert row is not None
-        return _ledger_entry(row)
+        return self._map(_ledger_entry, row)
 
     def ledger_entries(
         self,
@@ -1322,7 +1375,7 @@ class Store:
         sql = "SELECT * FROM ledger_entries"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_ledger_entry(row) for row in self._all(sql + " ORDER BY id", params)]
+        return [self._map(_ledger_entry, row) for row in self._all(sql + " ORDER BY id", params)]
 
     def ledger_totals(self, budget_day: date) -> dict[str, LedgerTotals]:
         """Per category on ``budget_day``: settled spend and outstanding (unclosed) reservations."""
@@ -1375,7 +1428,7 @@ class Store:
                 (unit_id, int(step_index)),
             )
             if existing is not None:
-                return _approval(existing)
+                return self._map(_approval, existing)
             approval_id = _new_id()
             try:
                 self._conn.execute(
@@ -1387,12 +1440,12 @@ class Store:
                 raise NotFoundError(f"cannot request approval: no work unit with id {unit_id!r}.") from None
             row = self._one("SELECT * FROM approvals WHERE id = ?", (approval_id,))
         assert row is not None
-        return _approval(row)
+        return self._map(_approval, row)
 
     def get_approval(self, approval_id: str) -> ApprovalRow | None:
         """The approval with this id, or None."""
         row = self._one("SELECT * FROM approvals WHERE id = ?", (approval_id,))
-        return None if row is None else _approval(row)
+        return None if row is None else self._map(_approval, row)
 
     def resolve_approval(
         self, approval_id: str, approved: bool, by: str, note: str | None, now: datetime
@@ -1428,7 +1481,7 @@ class Store:
         if status is not None:
             sql += " WHERE status = ?"
             params = (status,)
-        return [_approval(row) for row in self._all(sql + " ORDER BY julianday(requested_at), rowid", params)]
+        return [self._map(_approval, row) for row in self._all(sql + " ORDER BY julianday(requested_at), rowid", params)]
 
     def approval_for(self, unit_id: str, step_index: int) -> ApprovalRow | None:
         """The latest approval requested for this unit step, whatever its status, or None."""
@@ -1437,7 +1490,7 @@ class Store:
             " ORDER BY julianday(requested_at) DESC, rowid DESC LIMIT 1",
             (unit_id, int(step_index)),
         )
-        return None if row is None else _approval(row)
+        return None if row is None else self._map(_approval, row)
 
     def expire_approvals(self, now: datetime) -> list[ApprovalRow]:
         """Mark pending approvals whose ``expires_at <= now`` as expired; returns them."""
@@ -1480,10 +1533,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [
-            EventRow(id=row["id"], at=_dt(row["at"]), type=row["type"], unit_id=row["unit_id"], data=_unjson(row["data"]))
-            for row in self._all(sql, params)
-        ]
+        return [self._map(_event, row) for row in self._all(sql, params)]
 
     # ---------------------------------------------------------------- summaries
 
@@ -1541,12 +1591,12 @@ class Store:
     def get_summary(self, unit_id: str) -> SummaryRow | None:
         """The summary of ``unit_id``, or None."""
         row = self._one("SELECT * FROM summaries WHERE unit_id = ?", (unit_id,))
-        return None if row is None else _summary(row)
+        return None if row is None else self._map(_summary, row)
 
     def get_summary_by_slug(self, slug: str) -> SummaryRow | None:
         """The summary with this slug, or None."""
         row = self._one("SELECT * FROM summaries WHERE slug = ?", (slug,))
-        return None if row is None else _summary(row)
+        return None if row is None else self._map(_summary, row)
 
     def query_summaries(
         self,
@@ -1586,7 +1636,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [_summary(row) for row in self._all(sql, params)]
+        return [self._map(_summary, row) for row in self._all(sql, params)]
 
     # ---------------------------------------------------------------- transcripts
 
@@ -1605,7 +1655,7 @@ class Store:
         row = self._one("SELECT * FROM transcripts WHERE id = ?", (transcript_id,))
         if row is None:
             return None
-        return TranscriptRow(id=row["id"], run_key=row["run_key"], created_at=_dt(row["created_at"]), data=_unjson(row["data"]))
+        return self._map(_transcript, row)
 
     # ---------------------------------------------------------------- kv and state
 
@@ -1693,9 +1743,14 @@ def _other_daemon(path: Path, stored: str, wanted: str) -> StoreError:
 
 
 def _preflight(path: Path) -> None:
-    """Refuse a path that cannot hold a store file at all (a folder, an unreadable file)."""
+    """Refuse a path that cannot hold a store file at all (a folder, an unreadable file, an empty file)."""
     if path.is_dir():
         raise StoreError(f"{path}: is a folder, not a store file.")
+    wal = path.with_name(path.name + "-wal")
+    if path.exists() and path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
+        # A new store is created only where no file exists: an emptied file means lost data.
+        raise StoreError(f"{path}: the store file is empty (0 bytes), so its history and spending are gone. It was "
+                         "left untouched; restore it from a backup, or delete it to start a new store.")
     if path.exists():
         try:
             with path.open("rb"):
@@ -1788,6 +1843,24 @@ def _lease(row: sqlite3.Row) -> Lease:
         renewed_at=_dt(row["renewed_at"]),
         expires_at=_dt(row["expires_at"]),
     )
+
+
+def _plan(row: sqlite3.Row) -> PlanRow:
+    return PlanRow(local_date=date.fromisoformat(row["local_date"]), created_at=_dt(row["created_at"]),
+                   source=row["source"], reason=row["reason"], intention=row["intention"], data=_unjson(row["data"]))
+
+
+def _transition(row: sqlite3.Row) -> TransitionRow:
+    return TransitionRow(id=row["id"], unit_id=row["unit_id"], at=_dt(row["at"]), from_status=row["from_status"],
+                         to_status=row["to_status"], reason=row["reason"])
+
+
+def _event(row: sqlite3.Row) -> EventRow:
+    return EventRow(id=row["id"], at=_dt(row["at"]), type=row["type"], unit_id=row["unit_id"], data=_unjson(row["data"]))
+
+
+def _transcript(row: sqlite3.Row) -> TranscriptRow:
+    return TranscriptRow(id=row["id"], run_key=row["run_key"], created_at=_dt(row["created_at"]), data=_unjson(row["data"]))
 
 
 def _unit(row: sqlite3.Row) -> UnitRow:

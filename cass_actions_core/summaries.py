@@ -41,7 +41,10 @@ class SummaryInvalid(ValueError):
 
 def build_summary(store: Store, unit: UnitRow, *, daemon_id: str, plan_source: str | None = None) -> dict[str, Any]:
     """Build (and validate) the summary record of ``unit`` from its stored action runs."""
-    runs = {r.step_index: r for r in store.action_runs_for_unit(unit.id)}
+    all_runs = store.action_runs_for_unit(unit.id)  # step order, then attempt order
+    by_step: dict[int, list[Any]] = {}
+    for r in all_runs:
+        by_step.setdefault(r.step_index, []).append(r)
     actions: list[dict[str, Any]] = []
     cost = 0.0
     tokens: dict[str, int] = {}
@@ -49,14 +52,23 @@ def build_summary(store: Store, unit: UnitRow, *, daemon_id: str, plan_source: s
     questions: list[str] = []
     artifacts: list[dict[str, Any]] = []
     for index, step in enumerate(unit.steps):
-        run = runs.get(index)
-        if run is None:
+        attempts = by_step.get(index)
+        if not attempts:
             continue
+        run = attempts[-1]  # the latest attempt says how the step ended
         result = run.result or {}
         llm = result.get("llm", {})
-        step_tokens = _tokens(llm.get("usage"))
+        # Money and tokens of every attempt count: history and the ledger must agree.
+        step_tokens: dict[str, int] = {}
+        step_cost = 0.0
+        calls = 0
+        for attempt in attempts:
+            attempt_llm = (attempt.result or {}).get("llm", {})
+            _add_tokens(step_tokens, _tokens(attempt_llm.get("usage")))
+            step_cost += attempt.cost_usd or 0.0
+            calls += int(attempt_llm.get("calls", 0))
         _add_tokens(tokens, step_tokens)
-        cost += run.cost_usd or 0.0
+        cost += step_cost
         insights += [str(i) for i in result.get("insights", [])]
         questions += [str(q) for q in result.get("questions", [])]
         arts = [dict(a) for a in result.get("artifacts", [])]
@@ -68,17 +80,18 @@ def build_summary(store: Store, unit: UnitRow, *, daemon_id: str, plan_source: s
             "optional": bool(step.get("optional", False)),
             "summary": str(result.get("summary", "")),
             "error": run.error,
-            "cost_usd": round(run.cost_usd or 0.0, 6),
-            "llm_calls": int(llm.get("calls", 0)),
+            "cost_usd": round(step_cost, 6),
+            "llm_calls": calls,
             "tokens": step_tokens,
             "stop_reason": llm.get("stop_reason"),
-            "transcript_ids": list(llm.get("transcript_ids", [])),
+            "transcript_ids": [t for a in attempts for t in (a.result or {}).get("llm", {}).get("transcript_ids", [])],
             "artifacts": arts,
             "data": dict(result.get("data", {})),
+            "attempts": len(attempts),
         })
     # Money-aware decisions: the planner's for the unit, then each step's own (a cheaper model mid-day).
     choices = [str(c) for c in unit.data.get("choices", [])]
-    for run in runs.values():
+    for run in all_runs:
         choices += [str(c) for c in (run.result or {}).get("choices", [])]
     duration = None
     if unit.started_at and unit.finished_at:

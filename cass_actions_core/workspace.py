@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cass_actions_core.problems import JSONTextError, parse_json
+
 SELF_MODEL = Path("self") / "model.json"
 FEEDS = Path("feeds")
 CONVERSATION_INBOX = Path("conversations") / "inbox"
@@ -42,9 +44,9 @@ def read_self_model(workspace: Path, logger: logging.Logger | None = None) -> di
         log.warning("%s: cannot read the self model: %s", path, exc)
         return None
     try:
-        model = json.loads(text)
-    except json.JSONDecodeError as exc:
-        log.warning("%s: the self model is not valid JSON: %s at line %d, column %d", path, exc.msg, exc.lineno, exc.colno)
+        model = parse_json(text)
+    except JSONTextError as exc:
+        log.warning("%s: the self model is %s", path, exc)
         return None
     if not isinstance(model, dict):
         log.warning("%s: the self model must be a JSON object, not %s", path, type(model).__name__)

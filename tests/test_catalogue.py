@@ -268,3 +268,25 @@ def test_pack_settings_are_checked_against_the_schema_the_pack_declares(tmp_path
     assert all(p.file == str(config_file.resolve()) for p in cat.problems)
     config_file.write_text("[packs.demo]\nmax_turns = 4\n")
     assert build(("demo", SettingsPack([action_def("demo.a")])), config=load_config(config_file)).problems == []
+
+
+# -- issue 9, finding 8: a cooldown past any date, JSON nested past any need --------------
+
+def test_a_cooldown_longer_than_a_year_is_a_problem_not_an_overflow(tmp_path: Path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"templates": [template_def("forever", ["demo.a"], cooldown="99999999999999999999d"),
+                                              template_def("yearly", ["demo.a"], cooldown="366d")]}))
+    cat = build(("demo", HandPack([action_def("demo.a")])), files=(path,))
+    (problem,) = cat.problems
+    assert problem.item_id == "forever" and problem.path == "$.templates[0].cooldown"
+    assert problem.message == "cooldown '99999999999999999999d' is longer than the most allowed, 366d"
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deeply_nested_json_is_a_problem_not_a_recursion_error(tmp_path: Path, depth: int):
+    path = tmp_path / "deep.json"
+    path.write_text('{"templates": ' + "[" * depth + "]" * depth + "}")
+    cat = build(("demo", HandPack([action_def("demo.a")])), files=(path,))
+    (problem,) = cat.problems
+    assert problem.code == "invalid-json" and problem.file == str(path)
+    assert problem.message == "nested too deeply (more than 64 levels)"

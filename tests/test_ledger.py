@@ -532,3 +532,107 @@ def test_concurrent_units_never_overspend_and_settled_equals_actuals(
                 )
                 assert ledger.reserved(category, budget_day=DAY) == 0.0
             assert ledger.spent(budget_day=DAY) == pytest.approx(sum(outcome.settled.values()), abs=1e-6)
+
+
+# -- issue 9, finding 3: an overspend counts against the day, not as the reserve ----------------
+
+def test_an_overspend_past_the_category_counts_against_the_day_and_nothing_more_is_granted(store: Store) -> None:
+    budget = BudgetSettings(daily_usd=1.0, reserve_fraction=0.1, allocations={"small": 0.2, "other": 0.5})
+    ledger = BudgetLedger(store, budget)
+    r = granted(ledger.reserve("small", 0.10, budget_day=DAY, now=NOW))
+    ledger.settle(r, 12.0, NOW)  # the API billed far more than any estimate
+    assert ledger.spent("small", budget_day=DAY) == pytest.approx(12.0)  # money that left is a fact
+    status = ledger.status(DAY)
+    assert status["totals"]["available"] == 0.0
+    assert status["categories"]["other"]["available"] == 0.0
+    refusal = blocked(ledger.reserve("other", 0.01, budget_day=DAY, now=NOW))
+    assert "the day's budget has $0.00 left" in refusal.reason
+    critical = blocked(ledger.reserve("other", 0.01, budget_day=DAY, now=NOW, critical=True))
+    assert critical.available_usd == 0.0
+
+
+def test_a_small_overspend_still_leaves_the_rest_of_the_day(store: Store) -> None:
+    budget = BudgetSettings(daily_usd=1.0, reserve_fraction=0.1, allocations={"small": 0.2, "other": 0.5})
+    ledger = BudgetLedger(store, budget)
+    ledger.settle(granted(ledger.reserve("small", 0.2, budget_day=DAY, now=NOW)), 0.25, NOW)
+    # $1 - $0.25 spent - $0.05 of the reserve still held back ($0.05 of it covered the overspend)
+    assert ledger.available("other", DAY) == pytest.approx(0.5)
+    assert ledger.status(DAY)["totals"]["available"] == pytest.approx(0.5)
+    assert blocked(ledger.reserve("small", 0.01, budget_day=DAY, now=NOW)).reason.startswith("small: $0.00 left of $0.20")
+
+
+# -- issue 9, finding 3: the day's money is a ceiling for metered calls --------------------------
+
+CALL = st.fixed_dictionaries({
+    "category": st.sampled_from(["a", "b"]),
+    "calls": st.integers(1, 4),
+    "input_tokens": st.integers(0, 3000),
+    "output_tokens": st.integers(0, 4000),
+    "overbill": st.sampled_from([0, 0, 0, 1, 20_000]),  # extra output tokens past max_tokens (a hostile API)
+})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(actions=st.lists(CALL, min_size=1, max_size=10), max_tokens=st.sampled_from([500, 2000, 4000]))
+def test_metered_calls_never_pass_the_days_money_by_more_than_what_was_billed_past_their_worst_case(
+    actions: list[dict[str, Any]], max_tokens: int
+) -> None:
+    """The stated bound: settled spend per category and per day <= its limit + the sum, over calls, of
+    what a call was billed past its own worst case (0 for an API that bills at most the estimated input
+    and at most max_tokens output). Actions run concurrently on one store, as the executor runs them."""
+    from cass_actions_core.config import LLMSettings
+    from cass_actions_core.executor import LedgerGate
+    from cass_actions_core.llm.base import EffectiveLLMSettings, Usage
+    from cass_actions_core.llm.errors import LLMError
+    from cass_actions_core.llm.metered import MeteredLLM
+    from cass_actions_core.llm.scripted import ScriptedProvider, ScriptedReply
+
+    budget = BudgetSettings(daily_usd=0.2, reserve_fraction=0.1, allocations={"a": 0.5, "b": 0.4})
+    llm_settings = EffectiveLLMSettings.from_llm_settings(
+        LLMSettings(provider="scripted", model="claude-sonnet-5-5", max_tokens=max_tokens))
+    past_worst_case = defaultdict(float)
+
+    class Clock:
+        def now(self) -> datetime:
+            return NOW
+
+    async def run_all(ledger: BudgetLedger, store: Store) -> None:
+        async def one(spec: dict[str, Any]) -> None:
+            result = ledger.reserve(spec["category"], 0.001, budget_day=DAY, now=NOW)
+            if isinstance(result, Blocked):
+                return
+            meter: MeteredLLM
+
+            def reply(request: Any) -> ScriptedReply:
+                out = min(spec["output_tokens"], request.max_tokens) + spec["overbill"]
+                tokens_in = min(spec["input_tokens"], len(request.prompt_text().encode()) // 3)
+                return ScriptedReply("x", usage=Usage(tokens_in, out), stop_reason="end_turn")
+
+            provider = ScriptedProvider(reply)
+            meter = MeteredLLM(provider, llm_settings, action_id="t.act", max_cost_usd=1.0, max_calls=10,
+                               gate=LedgerGate(ledger, result, store, Clock()))  # type: ignore[arg-type]
+            for _ in range(spec["calls"]):
+                before = meter.spent_usd
+                try:
+                    await meter.complete("Write the next paragraph. " * 30)
+                except LLMError:
+                    break
+                finally:
+                    await asyncio.sleep(0)  # let the other actions interleave
+                request = provider.requests[-1]
+                worst = meter.estimate_usd("Write the next paragraph. " * 30, max_tokens=request.max_tokens)
+                past_worst_case[spec["category"]] += max(0.0, meter.spent_usd - before - worst)
+            ledger.settle(result, meter.spent_usd, NOW)
+
+        await asyncio.gather(*(one(a) for a in actions))
+
+    with tempfile.TemporaryDirectory() as folder:
+        with Store.open(Path(folder) / "cass.db", daemon_id="cass") as store:
+            ledger = BudgetLedger(store, budget)
+            asyncio.run(run_all(ledger, store))
+            over = sum(past_worst_case.values())
+            for category in ("a", "b"):
+                spent = ledger.spent(category, budget_day=DAY)
+                assert spent <= budget.category_limit(category) + past_worst_case[category] + 1e-6, (category, spent)
+            assert ledger.spent(budget_day=DAY) <= budget.daily_usd + over + 1e-6
+            event("overbilled" if over else "honest API")

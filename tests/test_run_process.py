@@ -182,3 +182,53 @@ def test_second_run_refuses_while_the_first_holds_the_lease_and_takes_over_after
 def store_lease(data_dir: Path):
     with store(data_dir) as s:
         return s.get_lease()
+
+
+POISON = '''
+import os, signal
+from pathlib import Path
+from cass_actions_core import hookimpl
+
+HERE = Path(__file__).resolve().parent
+
+async def die(ctx):
+    with open(ctx.data_dir / "die.log", "a") as f:
+        f.write("started\\n")
+    os.kill(os.getpid(), signal.SIGKILL)   # takes the whole process down, every time
+
+@hookimpl
+def register_actions(register):
+    register.load(HERE / "poison_actions.json")
+    register.handler("poison.die", die)
+
+@hookimpl
+def register_templates(register):
+    register.load(HERE / "poison_templates.json")
+'''
+
+
+def test_a_unit_that_kills_the_process_every_time_is_abandoned_as_poison(site: Path, tmp_path: Path):
+    make_dist(site, "cass-actions-poison", ep_name="poison", module="poison", module_source=POISON,
+              actions=[no_llm("poison.die", idempotent=True)],
+              templates=[template_def("poison_course", ["poison.die"], category="system")])
+    data_dir = tmp_path / "daemon"
+    log = data_dir / "workspace" / "poison" / "die.log"
+    plan = plan_only(data_dir, "poison_course")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "poison", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    command = [sys.executable, "-m", "cass_actions_core.cli.main", "run"]
+    for attempt in range(3):  # the first start, then two resumes: each dies in the step
+        args = command + (["--plan", str(plan)] if attempt == 0 else [])
+        proc = subprocess.run(args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        assert log.read_text().count("started") == attempt + 1
+    survivor = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+    abandoned = wait_for(lambda: (u := unit_of(data_dir, "poison_course")) and u.status == "abandoned" and u,
+                         what="the poison unit to be abandoned")
+    code, err = stop(survivor)  # the daemon lived on
+    assert code == 0, err
+    assert abandoned.reason.startswith("poison: the process died during step 1 (poison.die) 3 times in a row")
+    assert log.read_text().count("started") == 3  # not run a fourth time
+    with store(data_dir) as s:
+        assert s.get_summary(abandoned.id).status == "abandoned"

@@ -200,3 +200,57 @@ def test_an_unusable_data_dir_is_a_user_error(tmp_path: Path):
     blocker.write_text("x")
     with pytest.raises(UserError, match="cannot use it as the data directory"):
         make_runtime(blocker / "sub")
+
+
+# -- issue 9, finding 1: handlers that raise BaseExceptions ----------------------------------
+
+async def raises_cancelled(ctx):
+    raise asyncio.CancelledError("the handler cancelled itself")
+
+
+async def raises_system_exit(ctx):
+    raise SystemExit(3)
+
+
+async def raises_keyboard_interrupt(ctx):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("handler, name", [(raises_cancelled, "CancelledError"), (raises_system_exit, "SystemExit"),
+                                           (raises_keyboard_interrupt, "KeyboardInterrupt")])
+def test_a_handler_raising_a_base_exception_fails_its_unit_and_the_loop_goes_on(tmp_path: Path, handler, name):
+    window = [{"start_hour": 6, "end_hour": 12}]
+    pack = pack_with({"t.bad": handler, "t.ok": ok},
+                     [template_def("bad", ["t.bad"], category="system", preferred_windows=window, priority="high"),
+                      template_def("fine", ["t.ok"], category="system", preferred_windows=window, priority="low")])
+    runtime = make_runtime(tmp_path, pack=pack)
+    runtime.store_plan(DAY, DayPlan(DAY, {"morning": [PlanItem("bad"), PlanItem("fine")]}, source="file", reason="test"))
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())  # returns: nothing escaped the loop
+    units = by_template(runtime)
+    assert units["bad"].status == "failed" and f"the handler raised {name}" in units["bad"].reason
+    assert units["fine"].status == "completed"
+    assert runtime.store.get_summary(units["bad"].id).status == "failed"
+    runtime.close()
+
+
+def test_the_schedulers_own_cancellation_still_stops_a_step(tmp_path: Path):
+    started = asyncio.Event()
+
+    async def waits(ctx):
+        started.set()
+        await asyncio.sleep(60)
+        return {"summary": "never"}
+
+    pack = pack_with({"t.wait": waits}, [template_def("wait", ["t.wait"], category="system")])
+    runtime = make_runtime(tmp_path, pack=pack)
+    runtime.acquire_lease()
+
+    async def go():
+        task = asyncio.create_task(runtime.run_action("t.wait"))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    asyncio.run(go())
+    runtime.close()

@@ -908,3 +908,51 @@ def test_prune_removes_only_old_events_and_transcripts(store: Store) -> None:
     assert store.get_transcript(kept_transcript) is not None
     assert store.get_unit(unit.id) is not None
     assert store.prune(cutoff, cutoff) == {"events": 0, "transcripts": 0}
+
+
+# -- issue 9, finding 7: store faults ---------------------------------------------------------
+
+def test_an_empty_store_file_is_refused_untouched_not_taken_for_a_new_store(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    db_path.write_bytes(b"")
+    with pytest.raises(StoreError) as info:
+        Store.open(db_path, daemon_id="cass")
+    assert str(db_path) in str(info.value) and "empty (0 bytes)" in str(info.value)
+    assert db_path.read_bytes() == b""  # untouched
+    assert not db_path.with_name(db_path.name + "-wal").exists()
+
+
+@pytest.mark.parametrize("column, value", [("data", "{not json"), ("created_at", "yesterday-ish"),
+                                           ("local_date", "2026-13-45")])
+def test_a_damaged_row_is_an_error_naming_the_file_and_the_row(db_path: Path, column: str, value: str) -> None:
+    with Store.open(db_path, daemon_id="cass") as s:
+        unit = make_unit(s)
+    raw = sqlite3.connect(db_path)
+    raw.execute(f"UPDATE units SET {column} = ? WHERE id = ?", (value, unit.id))
+    raw.commit()
+    raw.close()
+    with Store.open(db_path, daemon_id="cass") as s:
+        with pytest.raises(StoreError) as info:
+            s.list_units()
+    message = str(info.value)
+    assert message.startswith(f"{db_path}: a damaged unit row (id {unit.id!r}): ") and "\n" not in message
+
+
+def test_a_full_disk_or_a_read_only_store_is_a_store_unavailable_error_and_nothing_is_half_written(db_path: Path) -> None:
+    from cass_actions_core.store import StoreUnavailable
+
+    with Store.open(db_path, daemon_id="cass") as s:
+        unit = make_unit(s)
+        pages = s._conn.execute("PRAGMA page_count").fetchone()[0]
+        s._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
+        with pytest.raises(StoreUnavailable) as info:
+            for i in range(200):
+                s.append_event("filler", {"text": "x" * 4000, "i": i}, NOW)
+        assert str(db_path) in str(info.value) and "database or disk is full" in str(info.value)
+        assert "Free some disk space" in str(info.value)
+        s._conn.execute("PRAGMA max_page_count = 1073741823")
+        s._conn.execute("PRAGMA query_only = ON")  # and now read-only
+        with pytest.raises(StoreUnavailable, match="readonly"):
+            s.set_unit_status(unit.id, "queued", reason=None, now=NOW)
+        s._conn.execute("PRAGMA query_only = OFF")
+        assert s.get_unit(unit.id).status == unit.status  # nothing half-written

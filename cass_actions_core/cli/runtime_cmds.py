@@ -488,20 +488,31 @@ def plan_command(state: CLIState, as_json: bool, date_text: str | None, plan_fil
             info = runtime.plan_dry_run(day, from_phase=from_phase)
             _print_dry_run(info, as_json)
             return
-        if plan_file:
-            plan = load_plan_file(plan_file, runtime.catalogue, day)
-            if date_text and plan.day != day:
-                raise click.UsageError(f"{plan_file} plans {plan.day}, but --date says {day}")
-            day = plan.day
-            runtime.store_plan(day, plan)
-        elif replan:
-            async def replan_day() -> None:
-                try:
-                    await runtime.plan_day(day, from_phase=from_phase)
-                finally:
-                    await runtime.providers.aclose()
+        if plan_file or replan:
+            from cass_actions_core.store import LeaseHeldError
 
-            asyncio.run(replan_day())
+            plan = load_plan_file(plan_file, runtime.catalogue, day) if plan_file else None
+            if plan is not None and date_text and plan.day != day:
+                raise click.UsageError(f"{plan_file} plans {plan.day}, but --date says {day}")
+            try:
+                runtime.acquire_lease()  # never change a plan under another running daemon (as run --plan)
+            except LeaseHeldError as exc:
+                raise click.ClickException(f"{exc} Stop that daemon first, or give the plan to it with `run --plan`.") \
+                    from None
+            try:
+                if plan is not None:
+                    day = plan.day
+                    runtime.store_plan(day, plan)
+                else:
+                    async def replan_day() -> None:
+                        try:
+                            await runtime.plan_day(day, from_phase=from_phase)
+                        finally:
+                            await runtime.providers.aclose()
+
+                    asyncio.run(replan_day())
+            finally:
+                runtime.release_lease()
         row = runtime.store.get_plan(day)
         units = runtime.units(local_date=day)
     if row is None:

@@ -33,6 +33,7 @@ that never calls the model needs no key.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import weakref
 from collections.abc import Callable, Mapping
@@ -131,6 +132,18 @@ def _root_cause(exc: BaseException) -> str:
     return "connection error"
 
 
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a response asks for (``retry-after-ms``, or ``retry-after`` in seconds), if any."""
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        if headers.get("retry-after"):
+            return max(0.0, float(headers["retry-after"]))
+    except (TypeError, ValueError):
+        return None  # an HTTP date or garbage: the scheduler's own backoff applies
+    return None
+
+
 def classify_error(exc: BaseException, *, model: str) -> LLMError:
     """Turn an SDK exception into an :class:`LLMError` with a kind and one-sentence message.
 
@@ -142,10 +155,12 @@ def classify_error(exc: BaseException, *, model: str) -> LLMError:
 
     attempts = _attempts(exc)
 
-    def error(kind: str, detail: str | None, status: int | None = None, request_id: str | None = None) -> LLMError:
+    def error(kind: str, detail: str | None, status: int | None = None, request_id: str | None = None,
+              retry_after: float | None = None) -> LLMError:
         message = describe_failure(kind, provider=PROVIDER_NAME, model=model, status_code=status,
                                    request_id=request_id, attempts=attempts, detail=detail)
-        return LLMError(message, kind=kind, status_code=status, request_id=request_id, model=model, provider=PROVIDER_NAME)
+        return LLMError(message, kind=kind, status_code=status, request_id=request_id, model=model, provider=PROVIDER_NAME,
+                        retry_after_seconds=retry_after)
 
     if isinstance(exc, anthropic.APITimeoutError):
         return error("timeout", f"no reply from {exc.request.url.copy_with(path='/')}")
@@ -159,9 +174,10 @@ def classify_error(exc: BaseException, *, model: str) -> LLMError:
         if exc.type == "overloaded_error":
             kind = "overloaded"
         api_type = f"{exc.type}: " if exc.type else ""
-        return error(kind, f"{api_type}{exc.api_message or exc.message}", status, exc.request_id)
+        return error(kind, f"{api_type}{exc.api_message or exc.message}", status, exc.request_id,
+                     retry_after_seconds(exc.response.headers))
     if isinstance(exc, anthropic.APIResponseValidationError):
-        return error("api_error", "the response did not have the expected shape", exc.status_code)
+        return error("malformed_response", "the response did not have the expected shape", exc.status_code)
     return error("api_error", f"{type(exc).__name__}: {exc}")
 
 
@@ -269,6 +285,13 @@ class AnthropicProvider:
             message = await client.messages.create(**self._params(request, output_config))
         except anthropic.AnthropicError as exc:
             raise classify_error(exc, model=request.model) from exc
+        except json.JSONDecodeError as exc:
+            # A 200 whose body is not JSON: sent (and maybe billed), worth another try.
+            raise LLMError(
+                describe_failure("malformed_response", provider=PROVIDER_NAME, model=request.model,
+                                 detail=f"the body is not JSON: {exc.msg} at position {exc.pos}"),
+                kind="malformed_response", model=request.model, provider=PROVIDER_NAME,
+            ) from exc
         except ValueError as exc:
             # The SDK refuses some requests before sending (e.g. a max_tokens that
             # would need streaming); nothing was billed.

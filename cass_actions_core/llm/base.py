@@ -196,6 +196,11 @@ class SpendGate(Protocol):
         """The action has now actually spent total_usd."""
         ...
 
+    def headroom(self) -> float | None:
+        """The largest total the action's spend could be granted now (None: unknown). The meter
+        lowers a call's max_tokens to fit it rather than refuse the call outright."""
+        ...
+
 
 class TranscriptSink(Protocol):
     """The transcript seam: the scheduler implements it with its SQLite store."""

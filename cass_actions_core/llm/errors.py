@@ -20,8 +20,12 @@ if TYPE_CHECKING:  # pragma: no cover - only for annotations
 
 #: Kinds worth trying again later (the SDK has already spent its own retries on them).
 RETRYABLE_KINDS: Final[frozenset[str]] = frozenset(
-    {"rate_limit", "overloaded", "server_error", "connection", "timeout", "conflict"}
+    {"rate_limit", "overloaded", "server_error", "connection", "timeout", "conflict", "malformed_response"}
 )
+
+#: Kinds where the request went out and no usage came back, though the provider may have
+#: billed it: the meter charges the call's estimate.
+MAYBE_BILLED_KINDS: Final[frozenset[str]] = frozenset({"timeout", "malformed_response"})
 
 #: Every kind this package raises, with a short description used in messages.
 KIND_DESCRIPTIONS: Final[dict[str, str]] = {
@@ -39,6 +43,7 @@ KIND_DESCRIPTIONS: Final[dict[str, str]] = {
     "too_large": "the request is too large for the API",
     "unprocessable": "the API could not process the request",
     "api_error": "the API call failed",
+    "malformed_response": "the API sent a reply that could not be read",
     "no_api_key": "no API key is configured",
     # unusable replies
     "cut_off": "the reply was cut off at max_tokens",
@@ -71,6 +76,7 @@ class LLMError(Exception):
         response: the reply that was received but could not be used (``cut_off``,
             ``refusal``, ``invalid_output``): its tokens were billed, so the meter
             counts its ``cost_usd``. ``None`` when nothing came back.
+        retry_after_seconds: how long the provider asked to wait (``retry-after``), when it did.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class LLMError(Exception):
         model: str | None = None,
         provider: str | None = None,
         response: LLMResponse | None = None,
+        retry_after_seconds: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -95,6 +102,7 @@ class LLMError(Exception):
         self.model = model
         self.provider = provider
         self.response = response
+        self.retry_after_seconds = retry_after_seconds
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready summary (stored with transcripts and events)."""
@@ -106,6 +114,7 @@ class LLMError(Exception):
             "request_id": self.request_id,
             "model": self.model,
             "provider": self.provider,
+            "retry_after_seconds": self.retry_after_seconds,
         }
 
     def __repr__(self) -> str:

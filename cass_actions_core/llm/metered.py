@@ -38,6 +38,7 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import replace
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
@@ -60,7 +61,7 @@ from cass_actions_core.llm.base import (
     conservative_tokens,
     normalize_messages,
 )
-from cass_actions_core.llm.errors import LLMError
+from cass_actions_core.llm.errors import MAYBE_BILLED_KINDS, LLMError
 from cass_actions_core.llm.prices import PriceTable, price_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,6 +72,9 @@ log = logging.getLogger(__name__)
 #: Tokens added per message to the estimate (role markers and formatting).
 MESSAGE_OVERHEAD_TOKENS = 8
 _MICRO = Decimal("0.000001")
+
+#: The fewest output tokens a call is lowered to when its max_tokens does not fit the money left.
+MIN_FITTED_TOKENS = 256
 _R = TypeVar("_R", LLMResponse, StructuredResult[Any])
 
 
@@ -143,6 +147,8 @@ class MeteredLLM:
         self._transcript_ids: list[str] = []
         self._stop: LLMError | None = None
         self._last: LLMResponse | None = None
+        #: ``(asked, given)`` for each call whose max_tokens was lowered to fit the money left.
+        self.lowered_max_tokens: list[tuple[int, int]] = []
 
     @classmethod
     def for_action(
@@ -245,6 +251,35 @@ class MeteredLLM:
         self._save(request, None, error, estimate, now, now, 0.0, output_model=None, refused=True)
         return error
 
+    def _fit_output(self, request: LLMRequest, output_model: type[BaseModel] | None,
+                    estimate: Decimal) -> tuple[LLMRequest, Decimal]:
+        """Lower ``max_tokens`` so the call's worst case fits the money the budget has left, when it
+        would not fit whole but at least :data:`MIN_FITTED_TOKENS` output tokens (or a quarter of
+        the asked ``max_tokens``) would; otherwise leave the request for :meth:`_admit` to refuse.
+
+        The action's own cost cap is a runaway guard, not money left: a call over it is refused."""
+        if self._stop is not None or self._spent + self._reserved + estimate > self._cap:
+            return request, estimate
+        headroom = getattr(self.gate, "headroom", None) if self.gate is not None else None
+        room = headroom() if callable(headroom) else None
+        if room is None:
+            return request, estimate
+        spare = Decimal(str(room)) - self._spent - self._reserved
+        if spare >= estimate:
+            return request, estimate
+        out_price = Decimal(str(self.prices.price_for(request.model, request.max_tokens).output)) / Decimal(1_000_000)
+        if out_price <= 0:
+            return request, estimate
+        input_cost = estimate - request.max_tokens * out_price
+        tokens = int((spare - input_cost) / out_price)
+        if tokens < max(MIN_FITTED_TOKENS, request.max_tokens // 4) or tokens >= request.max_tokens:
+            return request, estimate
+        lowered = replace(request, max_tokens=tokens)
+        self.lowered_max_tokens.append((request.max_tokens, tokens))
+        log.info("action %s: max_tokens lowered from %d to %d to fit the money left", self.action_id,
+                 request.max_tokens, tokens)
+        return lowered, self._estimate(lowered, output_model)
+
     def _admit(self, request: LLMRequest, estimate: Decimal) -> None:
         if self._stop is not None:
             raise LLMError(
@@ -286,6 +321,7 @@ class MeteredLLM:
         invoke: Callable[[LLMRequest], Awaitable[_R]],
     ) -> _R:
         estimate = self._estimate(request, output_model)
+        request, estimate = self._fit_output(request, output_model, estimate)
         self._admit(request, estimate)
         # Count and reserve before awaiting, so concurrent calls see each other.
         self._calls += 1
@@ -293,13 +329,15 @@ class MeteredLLM:
         started, t0 = self._clock(), time.perf_counter()
         response: LLMResponse | None = None
         error: BaseException | None = None
-        cancelled = False
+        cancelled = maybe_billed = False
         try:
             result = await invoke(request)
             response = result if isinstance(result, LLMResponse) else result.response
             return result
         except LLMError as exc:
             error, response = exc, exc.response  # a billed but unusable reply still costs
+            # Sent, no usage back, maybe billed (a timeout, an unreadable 200): charge the estimate.
+            maybe_billed = response is None and exc.kind in MAYBE_BILLED_KINDS
             raise
         except (asyncio.CancelledError, TimeoutError) as exc:
             # Cancelled or timed out after the request went out: no usage came back, but
@@ -315,11 +353,11 @@ class MeteredLLM:
                 self._spent += Decimal(str(response.cost_usd))
                 self._usage = self._usage + response.usage
                 self._last = response
-            elif cancelled:
+            elif cancelled or maybe_billed:
                 self._spent += _charge(estimate)
             elapsed_ms = (time.perf_counter() - t0) * 1000
             self._save(request, response, error, estimate, started, self._clock(), elapsed_ms,
-                       output_model=output_model, cancelled=cancelled)
+                       output_model=output_model, cancelled=cancelled, charged_estimate=maybe_billed)
             if self.gate is not None:
                 try:
                     self.gate.record(self.spent_usd)
@@ -341,6 +379,7 @@ class MeteredLLM:
         output_model: type[BaseModel] | None,
         refused: bool = False,
         cancelled: bool = False,
+        charged_estimate: bool = False,
     ) -> None:
         if self.transcripts is None:
             return
@@ -365,7 +404,7 @@ class MeteredLLM:
             "request": {**request.to_dict(), "output_model": output_model.__name__ if output_model else None},
             "response": response.to_dict() if response else None,
             "usage": (response.usage if response else Usage()).to_dict(),
-            "cost_usd": response.cost_usd if response else (_usd(_charge(estimate)) if cancelled else 0.0),
+            "cost_usd": response.cost_usd if response else (_usd(_charge(estimate)) if cancelled or charged_estimate else 0.0),
             "estimate_usd": _usd(estimate),
             "spent_usd": self.spent_usd,
             "started_at": started.isoformat(),

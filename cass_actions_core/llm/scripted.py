@@ -189,6 +189,10 @@ class MemorySpendGate:
         """Remember the action's actual total."""
         self.recorded.append(total_usd)
 
+    def headroom(self) -> float | None:
+        """The fixed allowance (None: unlimited)."""
+        return self.limit_usd
+
     @property
     def spent_usd(self) -> float:
         """The last recorded total (0 before any record)."""

@@ -9,7 +9,6 @@ plan file are reported, never silently skipped (F8).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from cass_actions_core import schema_files
 from cass_actions_core.catalogue import Catalogue, closest
 from cass_actions_core.config import PhaseSettings
 from cass_actions_core.models import Template
-from cass_actions_core.problems import UserError, read_user_file
+from cass_actions_core.problems import JSONTextError, UserError, parse_json, read_user_file
 
 PHASE_ORDER = ("morning", "afternoon", "evening", "night")
 
@@ -132,9 +131,9 @@ def load_plan_file(path: str | Path, catalogue: Catalogue, default_day: date) ->
     path = Path(path)
     text = read_user_file(path, "plan file")
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+        doc = parse_json(text)
+    except JSONTextError as exc:
+        raise UserError(f"{path}: {exc}.") from None
     errors = schema_files.validate(schema_files.PLAN, doc)
     if errors:
         raise UserError(f"{path}: invalid plan: " + "; ".join(f"{p}: {m}" for p, m in errors) + ".")

@@ -4,4 +4,6 @@
   real Anthropic SDK talks to.
 - :mod:`cass_actions_core.testing.pytest_plugin`: pytest fixtures (loaded automatically
   when cass-actions is installed).
+- :mod:`cass_actions_core.testing.crash`: real process deaths at an exact point (``die``
+  inside a forked child, ``in_child``), for crash-recovery tests.
 """

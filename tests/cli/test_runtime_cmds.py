@@ -340,9 +340,38 @@ def test_run_with_a_plan_refuses_without_touching_a_running_daemons_plan(sim_sit
         f.write_text(json.dumps({"date": plan_before.local_date.isoformat(), "phases": {"night": [{"template": "broken"}]}}))
         out = run_cli("run", "--plan", str(f), "--data-dir", str(data), site=sim_site, env=ENV)
         assert out.returncode == 1 and f"pid {daemon.pid}" in out.stderr
+        # plan --file and plan --replan follow the same rule (issue 9, finding 7)
+        day = plan_before.local_date.isoformat()
+        for args in (["--file", str(f)], ["--replan", "--provider", "offline"]):
+            out = run_cli("plan", "--date", day, *args, "--data-dir", str(data), site=sim_site, env=ENV)
+            assert out.returncode == 1 and f"pid {daemon.pid}" in out.stderr, (args, out.stderr)
+            assert "Stop that daemon first" in out.stderr
         with Store.open(db, daemon_id="cass") as store:
             # no API key here: the planner's call failed and the deterministic plan stands
             assert store.get_plan(plan_before.local_date).source == plan_before.source == "fallback"
+            assert store.get_plan(plan_before.local_date).created_at == plan_before.created_at
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.communicate(timeout=60)
+
+
+# -- issue 9, finding 7 -------------------------------------------------------------------------
+
+def test_queue_and_history_report_a_damaged_row_in_one_line(sim_site: Path, tmp_path: Path):
+    import sqlite3
+
+    data = tmp_path / "d"
+    assert run_cli("simulate", "--start", "2026-11-26", "--data-dir", str(data), site=sim_site, env=ENV).returncode == 0
+    db = data / "cass-actions.sqlite"
+    raw = sqlite3.connect(db)
+    (unit_id,) = raw.execute("SELECT id FROM units LIMIT 1").fetchone()
+    raw.execute("UPDATE units SET data = '{broken' WHERE id = ?", (unit_id,))
+    raw.execute("UPDATE summaries SET created_at = 'not a time'")
+    raw.commit()
+    raw.close()
+    for command, kind in (("queue", "unit"), ("history", "summary")):
+        out = run_cli(command, "--data-dir", str(data), site=sim_site, env=ENV)
+        assert out.returncode == 1, (command, out.stdout)
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith(f"Error: {db}: a damaged {kind} row ({'id' if kind == 'unit' else 'unit_id'} ")
+        assert "Traceback" not in out.stderr

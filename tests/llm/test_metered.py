@@ -113,13 +113,30 @@ def test_the_budget_gate_is_asked_and_told(run: Any) -> None:
 
     assert error.kind == "budget"
     assert meter.stop_reason == "budget"
-    assert provider.calls == 2
-    assert gate.recorded == [0.012, 0.024]
-    assert len(gate.requested) == 3
+    # two whole calls, then one with max_tokens lowered to the $0.006 the gate leaves (596
+    # tokens), then refused. (This provider bills 1000 output tokens whatever max_tokens
+    # says, so the lowered call overshoots: a real API never bills past max_tokens.)
+    assert provider.calls == 3 and meter.lowered_max_tokens == [(1000, 596)]
+    assert provider.requests[-1].max_tokens == 596
+    assert gate.recorded == [0.012, 0.024, 0.036]
+    assert len(gate.requested) == 4
     # Each request asks for spent + the call's estimate (a little over $0.01).
     assert 0.010 < gate.requested[0] < 0.0102
-    assert gate.requested[2] > 0.03
+    assert gate.requested[2] <= 0.03 < gate.requested[3]
     assert "budget cannot cover" in error.message
+
+
+def test_with_an_api_that_bills_at_most_max_tokens_the_gate_is_never_passed(run: Any) -> None:
+    def reply(request: LLMRequest) -> ScriptedReply:
+        return ScriptedReply("p", usage=Usage(len(request.prompt_text().encode()) // 3, min(1000, request.max_tokens)),
+                             stop_reason="end_turn")
+
+    gate = MemorySpendGate(limit_usd=0.03)
+    meter = MeteredLLM(ScriptedProvider(reply), settings(), action_id="a.b", max_cost_usd=1.0, max_calls=100, gate=gate)
+    error = run(loop_until_refused(meter))
+    assert error.kind == "budget"
+    assert 0.0295 < meter.spent_usd <= 0.03  # the room left was used, never passed
+    assert meter.lowered_max_tokens and all(given < asked for asked, given in meter.lowered_max_tokens)
 
 
 def test_failed_calls_count_and_billed_failures_cost(run: Any) -> None:

@@ -9,13 +9,10 @@ from datetime import datetime
 
 import pytest
 
+from cass_actions_core.testing.crash import DEATH_EXIT_CODE, die, in_child
 from cass_actions_core.workspace import seed_demo_workspace
 
 from cass_actions_wonderland.state import WonderlandState
-
-
-class Crash(BaseException):
-    """Stands in for the process dying mid-action (escapes the executor like a real kill would)."""
 
 
 def test_metadata_is_honest_and_every_action_is_used(cass_runtime):
@@ -78,31 +75,27 @@ def test_building_template_parks_for_approval_then_creates_the_object(wonderland
 
 
 def test_a_journal_flush_rerun_after_a_crash_writes_its_section_once(wonderland, cass_runtime, monkeypatch, wl):
-    runtime = wonderland()
-    runtime.acquire_lease()
-    original = WonderlandState.finish_flush
-    calls = {"n": 0}
+    first = wonderland()
+    unit = first.trigger("wonderland_exploration")
+    data_dir, clock = first.data_dir, first.clock
+    first.close()
 
-    def crash_once(self, run_key, experiences):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise Crash("killed after the journal file was written")
-        return original(self, run_key, experiences)
-
-    monkeypatch.setattr(WonderlandState, "finish_flush", crash_once)
-    unit = runtime.trigger("wonderland_exploration")
-    with pytest.raises(Crash):
+    def killed_after_the_journal_file_was_written() -> None:
+        runtime = cass_runtime(load=["wonderland"], data_dir=data_dir, clock=clock)
+        monkeypatch.setattr(WonderlandState, "finish_flush", lambda self, run_key, experiences: die())
+        runtime.acquire_lease()
         asyncio.run(runtime.tick())
-    text = wl.journal_path(runtime).read_text("utf-8")
-    assert text.count("<!-- wonderland-flush ") == 1
-    # Claimed by the flush (out of the buffer), not yet archived: the crash came first.
-    assert wl.kv(runtime, "experiences") == [] and wl.kv(runtime, "journaled", []) == []
-    (pending,) = wl.kv(runtime, "journal_flushes").values()
-    assert pending["written"] is False and len(pending["experiences"]) == 1
-    asyncio.run(runtime.stop())
 
-    # A new process on the same data folder resumes the unit and re-runs the (idempotent) step.
-    restarted = cass_runtime(load=["wonderland"], data_dir=runtime.data_dir, clock=runtime.clock)
+    assert in_child(killed_after_the_journal_file_was_written) == DEATH_EXIT_CODE
+    restarted = cass_runtime(load=["wonderland"], data_dir=data_dir, clock=clock)
+    text = wl.journal_path(restarted).read_text("utf-8")
+    assert text.count("<!-- wonderland-flush ") == 1
+    # Claimed by the flush (out of the buffer), not yet archived: the death came first.
+    assert wl.kv(restarted, "experiences") == [] and wl.kv(restarted, "journaled", []) == []
+    (pending,) = wl.kv(restarted, "journal_flushes").values()
+    assert pending["written"] is False and len(pending["experiences"]) == 1
+
+    # The new process on the same data folder resumes the unit and re-runs the (idempotent) step.
     restarted.acquire_lease()
     asyncio.run(restarted.tick())
     assert restarted.store.get_unit(unit.id).status == "completed"
@@ -117,26 +110,30 @@ def test_a_journal_flush_rerun_after_a_crash_writes_its_section_once(wonderland,
 @pytest.mark.parametrize("moved_before_crash", [False, True], ids=["crash-before-move", "crash-after-move"])
 def test_an_explore_rerun_after_a_crash_moves_once_and_records_once(wonderland, cass_runtime, monkeypatch, wl,
                                                                       moved_before_crash):
-    runtime = wonderland()
-    runtime.acquire_lease()
+    first = wonderland()
+    unit = first.trigger("wonderland_exploration")
+    data_dir, clock = first.data_dir, first.clock
+    first.close()
     original = WonderlandState.move
 
-    def crash(self, room, now, run_key):
-        if moved_before_crash:
-            original(self, room, now, run_key)
-        raise Crash("killed while exploring")
+    def killed_while_exploring() -> None:
+        runtime = cass_runtime(load=["wonderland"], data_dir=data_dir, clock=clock)
 
-    monkeypatch.setattr(WonderlandState, "move", crash)
-    unit = runtime.trigger("wonderland_exploration")
-    with pytest.raises(Crash):
+        def crash(self, room, now, run_key):
+            if moved_before_crash:
+                original(self, room, now, run_key)
+            die()
+
+        monkeypatch.setattr(WonderlandState, "move", crash)
+        runtime.acquire_lease()
         asyncio.run(runtime.tick())
-    (recorded,) = wl.kv(runtime, "experiences")
-    expected_room = recorded["details"]["to"] if moved_before_crash else "threshold"
-    assert wl.kv(runtime, "presence")["room"] == expected_room
-    asyncio.run(runtime.stop())
-    monkeypatch.setattr(WonderlandState, "move", original)
 
-    restarted = cass_runtime(load=["wonderland"], data_dir=runtime.data_dir, clock=runtime.clock)
+    assert in_child(killed_while_exploring) == DEATH_EXIT_CODE
+    restarted = cass_runtime(load=["wonderland"], data_dir=data_dir, clock=clock)
+    (recorded,) = wl.kv(restarted, "experiences")
+    expected_room = recorded["details"]["to"] if moved_before_crash else "threshold"
+    assert wl.kv(restarted, "presence")["room"] == expected_room
+
     restarted.acquire_lease()
     asyncio.run(restarted.tick())
     assert restarted.store.get_unit(unit.id).status == "completed"

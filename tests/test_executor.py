@@ -1,0 +1,114 @@
+"""The executor's temporary-failure retries (issue 9, finding 5), through the real SDK against the
+fake Messages API on 127.0.0.1, on a virtual clock with a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cass_actions_core.clock import VirtualClock
+from cass_actions_core.config import Config
+from cass_actions_core.executor import RETRY_BASE, retry_delay
+from cass_actions_core.planning import DayPlan, PlanItem
+from cass_actions_core.runtime import Runtime
+from cass_actions_core.testing.fake_anthropic import FakeAnthropic, usage
+from support import HandPack, action_def, template_def
+
+UTC = ZoneInfo("UTC")
+START = datetime(2026, 11, 26, 6, tzinfo=UTC)
+
+
+async def think(ctx: Any) -> dict[str, Any]:
+    reply = await ctx.llm.complete("think about the day")
+    return {"summary": reply.text[:40]}
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    with FakeAnthropic() as server:
+        yield server
+
+
+def make_runtime(tmp_path: Path, fake: FakeAnthropic, **action: Any) -> Runtime:
+    pack = HandPack([action_def("r.think", category="reflection", estimated_cost_usd=0.001, max_cost_usd=0.05, **action)],
+                    [template_def("think", ["r.think"])], handlers={"r.think": think})
+    cfg = Config.model_validate({"timezone": "UTC", "planner": {"enabled": False},
+                                 "llm": {"provider": "anthropic", "base_url": fake.url, "max_retries": 0, "timeout_seconds": 5}})
+    runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=VirtualClock(UTC, START), plugins=[("r", pack)], entry_points=False)
+    runtime.store_plan(START.date(), DayPlan(START.date(), {"morning": [PlanItem("think")]}, source="file", reason="test"))
+    runtime.acquire_lease()
+    return runtime
+
+
+def simulate(runtime: Runtime, until: datetime) -> None:
+    async def go() -> None:
+        await runtime.simulate_until(until)
+    asyncio.run(go())
+
+
+def test_backoff_doubles_from_a_minute_and_honours_retry_after_with_a_cap():
+    assert retry_delay(2, None) == RETRY_BASE
+    assert retry_delay(3, None) == 2 * RETRY_BASE and retry_delay(4, None) == 4 * RETRY_BASE
+    assert retry_delay(20, None) == timedelta(minutes=30)
+    assert retry_delay(2, 600) == timedelta(minutes=10)
+    assert retry_delay(2, 10**9) == timedelta(hours=1)
+
+
+@pytest.mark.parametrize("script, kind", [
+    (lambda f: f.reply_rate_limit(retry_after_ms=120_000), "rate_limit"),
+    (lambda f: f.reply_overloaded(retry_after_ms=5), "overloaded"),
+    (lambda f: f.reply_error(500, "api_error", "Internal server error"), "server_error"),
+    (lambda f: f.reply_raw(200, b"<html>not json</html>"), "malformed_response"),
+])
+def test_a_temporary_failure_requeues_the_unit_and_the_next_attempt_completes_it(tmp_path, fake, script, kind):
+    script(fake)
+    fake.reply_text("a thought", usage=usage(100, 20))
+    runtime = make_runtime(tmp_path, fake)
+    simulate(runtime, START + timedelta(hours=3))
+    (unit,) = runtime.units(template_id="think")
+    assert unit.status == "completed", unit.reason
+    runs = runtime.store.action_runs_for_unit(unit.id)
+    assert [r.status for r in runs] == ["failed", "completed"]
+    assert kind in runs[0].error
+    # the second attempt waited its backoff (the provider's retry-after for the 429: 2 minutes)
+    wait = runs[1].started_at - runs[0].finished_at
+    assert wait >= (timedelta(minutes=2) if kind == "rate_limit" else RETRY_BASE)
+    queued = [t for t in runtime.store.transitions(unit.id) if t.to_status == "queued" and "attempt 2" in (t.reason or "")]
+    assert queued and f"attempt 1 of 3 failed" in queued[0].reason
+    # history and the ledger agree, every attempt counted
+    summary = runtime.store.get_summary(unit.id).data
+    assert summary["actions"][0]["attempts"] == 2
+    assert summary["cost_usd"] == pytest.approx(sum(r.cost_usd for r in runs), abs=1e-9)
+    assert runtime.ledger.spent("reflection", budget_day=START.date()) == pytest.approx(summary["cost_usd"], abs=1e-9)
+    if kind == "malformed_response":
+        assert runs[0].cost_usd > 0  # sent, maybe billed: charged at its estimate
+    runtime.close()
+
+
+def test_attempts_are_bounded_per_action_and_the_failure_lists_every_attempt(tmp_path, fake):
+    fake.reply_overloaded(retry_after_ms=5, times=10)
+    runtime = make_runtime(tmp_path, fake, max_attempts=2)
+    simulate(runtime, START + timedelta(hours=3))
+    (unit,) = runtime.units(template_id="think")
+    assert unit.status == "failed"
+    assert re.match(r"step 1 \(r\.think\) failed after 2 attempts: 1\) 2026-11-26 06:\d\d LLM call stopped \(overloaded\)"
+                    r".*; 2\) 2026-11-26 06:\d\d LLM call stopped \(overloaded\)", unit.reason), unit.reason
+    assert len(fake.message_requests) == 2
+    runtime.close()
+
+
+def test_a_final_failure_is_not_retried(tmp_path, fake):
+    fake.reply_error(400, "invalid_request_error", "max_tokens: too large")
+    runtime = make_runtime(tmp_path, fake)
+    simulate(runtime, START + timedelta(hours=3))
+    (unit,) = runtime.units(template_id="think")
+    assert unit.status == "failed" and "bad_request" in unit.reason
+    assert len(fake.message_requests) == 1
+    runtime.close()
