@@ -48,10 +48,17 @@ log = logging.getLogger("cass_actions.executor")
 LLMFactory = Callable[[CatalogueAction, str, "LedgerGate", "str | None"], "MeteredLLM"]
 
 
+def step_key(unit: UnitRow, step_index: int) -> str:
+    """The idempotency key of a step, ``<local date>/<phase>/<unit id>/<step index>``: the same for
+    every attempt of the step (``ActionContext.run_key``; packs key their side effects on it)."""
+    return f"{unit.local_date.isoformat()}/{unit.phase}/{unit.id}/{step_index}"
+
+
 def run_key(unit: UnitRow, step_index: int) -> str:
-    """The idempotency key of a step: ``<local date>/<phase>/<unit id>/<step index>``, plus
-    ``~<n>`` for its n-th attempt after a temporary failure (each attempt is its own run)."""
-    base = f"{unit.local_date.isoformat()}/{unit.phase}/{unit.id}/{step_index}"
+    """The key of the step's current attempt in the store's action runs: :func:`step_key`, plus
+    ``~<n>`` for its n-th attempt (after a temporary failure or a crash), so each attempt keeps
+    its own outcome and cost."""
+    base = step_key(unit, step_index)
     attempt = unit.data.get("attempt") or {}
     n = int(attempt.get("n", 1)) if attempt.get("step") == step_index else 1
     return base if n <= 1 else f"{base}~{n}"
@@ -71,6 +78,16 @@ class Retry:
 
     error: str
     retry_after_seconds: float | None = None
+
+
+def next_attempt(unit: UnitRow, index: int, error: str, when: datetime) -> tuple[int, dict[str, Any]]:
+    """The number of the attempt of step ``index`` that just ended with ``error`` (1, 2, ...) and the
+    unit's ``attempt`` record for the next one: ``{"step", "n", "errors"}`` (every attempt's error, timed)."""
+    previous = unit.data.get("attempt") or {}
+    same = previous.get("step") == index
+    n = int(previous.get("n", 1)) if same else 1
+    errors = [*(previous.get("errors", []) if same else []), f"{when:%Y-%m-%d %H:%M} {error}"]
+    return n, {"step": index, "n": n + 1, "errors": errors}
 
 
 def retry_delay(attempt: int, retry_after_seconds: float | None) -> timedelta:
@@ -100,6 +117,10 @@ class LedgerGate:
     def record(self, total_usd: float) -> None:
         """The action has actually spent ``total_usd`` so far."""
         self.spent = total_usd
+        self.store.set_state(spend_key(self.reservation.id), total_usd)
+
+    def hold(self, total_usd: float) -> None:
+        """A call is out: a crash before it returns settles the reservation at ``total_usd``."""
         self.store.set_state(spend_key(self.reservation.id), total_usd)
 
     def headroom(self) -> float:
@@ -248,15 +269,11 @@ class Executor:
         """Re-queue the unit for another attempt of step ``index`` after its backoff; or, when the
         action's ``max_attempts`` are used up, ``(None, every attempt's error)`` for the caller to end it."""
         now = self.clock.now()
-        previous = unit.data.get("attempt") or {}
-        same = previous.get("step") == index
-        n = int(previous.get("n", 1)) if same else 1
-        errors = [*(previous.get("errors", []) if same else []),
-                  f"{now.astimezone(self.clock.tz):%Y-%m-%d %H:%M} {retry.error}"]
+        n, attempt = next_attempt(unit, index, retry.error, now.astimezone(self.clock.tz))
         if n >= action.definition.max_attempts:
-            return None, errors
+            return None, attempt["errors"]
         when = to_utc(now) + retry_delay(n + 1, retry.retry_after_seconds)
-        data = {**unit.data, "attempt": {"step": index, "n": n + 1, "errors": errors}}
+        data = {**unit.data, "attempt": attempt}
         deadline = unit.data.get("deadline")
         if deadline is None or to_utc(datetime.fromisoformat(deadline)) < when + RETRY_CAP:
             data["deadline"] = (when + RETRY_CAP).isoformat()  # room to start after the wait
@@ -265,7 +282,7 @@ class Executor:
         queued = self.store.set_unit_status(unit.id, "queued", reason=reason, now=now, not_before=when, data=data)
         self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "reason": reason, "retry": "temporary-failure",
                                            "attempt": n + 1}, unit_id=unit.id)
-        return UnitOutcome(queued, ran), errors
+        return UnitOutcome(queued, ran), attempt["errors"]
 
     def _check_approval(self, unit: UnitRow, index: int, action: CatalogueAction) -> UnitRow | None:
         if not self.needs_approval(action):
@@ -362,7 +379,7 @@ class Executor:
         data_dir.mkdir(parents=True, exist_ok=True)
         ctx = ActionContext(
             action_id=definition.id, pack=pack, params=dict(step.get("params", {})), focus=unit.focus,
-            motivation=unit.motivation, unit_id=unit.id, run_key=key, daemon_id=self.config.daemon_id,
+            motivation=unit.motivation, unit_id=unit.id, run_key=step_key(unit, index), daemon_id=self.config.daemon_id,
             phase=unit.phase, local_date=unit.local_date, clock=self.clock, llm=llm, workspace=self.workspace,
             data_dir=data_dir, kv=StoreKV(self.store, pack), history=StoreHistory(self.store),
             settings=self.config.pack_settings(pack),
@@ -370,7 +387,11 @@ class Executor:
             logger=logging.getLogger(f"cass_actions.pack.{pack}"),
             core=CoreServices(self.store, self.config) if pack == BUILTIN_NAME else None,
         )
-        result, llm_error = await invoke(action, ctx)
+        try:
+            result, llm_error = await invoke(action, ctx)
+        except asyncio.CancelledError:
+            self._stopped_mid_step(unit, index, action, key, reservation, llm)
+            raise
         result.cost_usd = llm.spent_usd
         self.ledger.settle(reservation, llm.spent_usd, self.clock.now(), note=f"{definition.id} {'ok' if result.success else 'failed'}")
         self.store.delete_state(spend_key(reservation.id))
@@ -400,6 +421,27 @@ class Executor:
         if not result.success and llm_error is not None and llm_error.retryable:
             return Retry(result.error or llm_error.message, llm_error.retry_after_seconds)
         return result.success
+
+    def _stopped_mid_step(self, unit: UnitRow, index: int, action: CatalogueAction, key: str, reservation: Reservation,
+                          llm: MeteredLLM) -> None:
+        """The scheduler stopped (shutdown) while step ``index`` ran: charge it, then requeue or abandon its unit."""
+        definition = action.definition
+        now = self.clock.now()
+        spent = llm.spent_usd  # includes calls that were out, at their estimate
+        self.ledger.settle(reservation, spent, now, note=f"{definition.id} stopped by a shutdown")
+        self.store.delete_state(spend_key(reservation.id))
+        reason = f"stopped by a shutdown during step {index + 1} ({definition.id}); ${spent:.6f} charged"
+        self.store.finish_action_run(key, "failed", spent, {"summary": "", "llm": llm_record(llm), "stopped": True},
+                                     reason, now)
+        if definition.idempotent:
+            _n, attempt = next_attempt(unit, index, reason, now.astimezone(self.clock.tz))
+            self.store.set_unit_status(unit.id, "queued", reason=f"{reason}; it runs again at the next start", now=now,
+                                       data={**unit.data, "attempt": attempt})
+        else:
+            why = f"{reason}, which is not idempotent: not safe to run again"
+            stopped = self.store.set_unit_status(unit.id, "abandoned", reason=why, now=now)
+            self.write_summary(stopped)
+            self.bus.emit("work_unit.abandoned", {"reason": why}, unit_id=unit.id)
 
     def _finish(self, unit: UnitRow, status: str, reason: str | None, ran: int) -> UnitOutcome:
         unit = self.store.set_unit_status(unit.id, status, reason=reason, now=self.clock.now())

@@ -36,7 +36,7 @@ from cass_actions_core.clock import Clock, SystemClock, VirtualClock, local_midn
 from cass_actions_core.config import Config, load_config
 from cass_actions_core.context import PlanningContext
 from cass_actions_core.events import EventBus
-from cass_actions_core.executor import Executor, LedgerGate, run_key, spend_key
+from cass_actions_core.executor import Executor, LedgerGate, next_attempt, run_key, spend_key
 from cass_actions_core.ledger import BudgetLedger
 from cass_actions_core.models import Priority
 from cass_actions_core.phases import DayPhases, DayPhaseTracker, PhaseInstance
@@ -64,6 +64,9 @@ REQUEUE_GRACE = timedelta(minutes=15)
 
 #: A unit found running after this many consecutive crashes in the same step is poison: abandoned.
 POISON_CRASHES = 3
+
+#: How long a stop request lets the current step finish before stopping it (SIGTERM is honoured within ~2 s).
+STOP_GRACE_SECONDS = 1.5
 
 
 @dataclass(frozen=True)
@@ -200,18 +203,33 @@ class Runtime:
         self._task = asyncio.create_task(self._loop(), name="cass-actions-scheduler")
         self._lease_task = asyncio.create_task(self._renew_lease(), name="cass-actions-lease")
 
-    async def stop(self) -> None:
-        """Stop the loop after the current unit step, release the lease, close nothing else."""
+    async def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Stop the loop, release the lease, close nothing else.
+
+        The current step gets ``grace_seconds`` to finish; then it is cancelled: its cost so far
+        (calls in flight at their worst case) is charged and its unit goes back to the queue
+        (an idempotent step runs again at the next start) or, for a step that is not
+        idempotent, is abandoned with the reason.
+        """
         self._stop_requested = True
         if self._wake is not None:
             self._wake.set()
         if self._lease_task is not None:
             self._lease_task.cancel()
+        if self._task is not None and not self._task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
+            except (TimeoutError, asyncio.TimeoutError):
+                log.warning("the current step did not finish within %g s of the stop request; stopping it", grace_seconds)
+                self._task.cancel()
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # the loop crashed: surfaced by wait(), not here
+                pass
         for task in (self._task, self._lease_task):
             if task is None:
                 continue
             try:
-                # The loop finishes its current step and exits; the lease renewer is cancelled.
                 await task
             except asyncio.CancelledError:
                 pass
@@ -291,53 +309,61 @@ class Runtime:
 
     # -- recovery ----------------------------------------------------------------------
     def recover(self) -> list[UnitRow]:
-        """After a crash: resume or abandon units found running; settle open reservations.
+        """After a crash: settle open reservations, then resume or abandon units found running.
 
-        A unit found ``running`` resumes at its first unfinished step. If that step had
-        started (its run key was written) but not finished, it runs again only when the
-        action is idempotent; otherwise the unit is ``abandoned`` with the reason.
+        Each open reservation is settled at the spend recorded before the crash, which
+        includes the worst case of any LLM call that was out (the API bills it). A unit
+        found ``running`` resumes at its first unfinished step. If that step had started
+        but not finished, its run is closed as failed with that cost (so history and the
+        ledger agree), and the step runs again as a new attempt only when the action is
+        idempotent; otherwise the unit is ``abandoned`` with the reason. A step the
+        process died in :data:`POISON_CRASHES` times in a row abandons its unit as poison.
         """
         if self._recovered:
             return []
         self._recovered = True
         now = self.clock.now()
+        crashed_cost: dict[str, float] = {}
+        for reservation in self.ledger.open_reservations():
+            spent = float(self.store.get_state(spend_key(reservation.id), 0.0) or 0.0)
+            self.ledger.settle(reservation, spent, now, note="settled after a restart with the spend recorded before "
+                                                                 "the crash (calls in flight at their worst case)")
+            self.store.delete_state(spend_key(reservation.id))
+            if reservation.unit_id:
+                crashed_cost[reservation.unit_id] = crashed_cost.get(reservation.unit_id, 0.0) + spent
         touched = []
         for unit in self.store.list_units(statuses=["running"]):
             index = unit.next_step
             run = self.store.get_action_run(run_key(unit, index)) if index < len(unit.steps) else None
             action = self.catalogue.actions.get(unit.steps[index]["action"]) if index < len(unit.steps) else None
-            if run is not None and run.status == "started":
-                crashes = unit.data.get("crashes", {})
-                count = (int(crashes.get("count", 0)) if crashes.get("step") == index else 0) + 1
-                if count >= POISON_CRASHES:
-                    reason = (f"poison: the process died during step {index + 1} ({run.action_id}) {count} times in a "
-                              "row; not resumed again")
-                    self.store.finish_action_run(run.key, "failed", 0.0, {"summary": "", "interrupted": True}, reason, now)
-                    unit = self.store.set_unit_status(unit.id, "abandoned", reason=reason, now=now)
-                    self.executor.write_summary(unit)
-                    self.bus.emit("work_unit.abandoned", {"reason": reason, "poison": True}, unit_id=unit.id)
-                elif action is not None and action.definition.idempotent:
-                    unit = self.store.set_unit_status(unit.id, "running", reason=unit.reason, now=now,
-                                                      data={**unit.data, "crashes": {"step": index, "count": count}}) \
-                        if False else unit
-                    unit = self._requeue(unit, f"resumed after a restart: step {index + 1} ({run.action_id}) was "
-                                               f"interrupted (crash {count} of at most {POISON_CRASHES - 1}) and is "
-                                               "idempotent, so it runs again", now, retry="restart",
-                                         data={"crashes": {"step": index, "count": count}}) or unit
-                else:
-                    reason = (f"interrupted by a crash during step {index + 1} ({run.action_id}), which is not idempotent: "
-                              "not safe to run again")
-                    self.store.finish_action_run(run.key, "failed", 0.0, {"summary": "", "interrupted": True}, reason, now)
-                    unit = self.store.set_unit_status(unit.id, "abandoned", reason=reason, now=now)
-                    self.executor.write_summary(unit)
-                    self.bus.emit("work_unit.abandoned", {"reason": reason}, unit_id=unit.id)
-            else:
+            if run is None or run.status != "started":
                 unit = self._requeue(unit, f"resumed after a restart at step {index + 1}", now, retry="restart") or unit
+                touched.append(unit)
+                continue
+            cost = round(crashed_cost.get(unit.id, 0.0), 6)
+            crashes = unit.data.get("crashes", {})
+            count = (int(crashes.get("count", 0)) if crashes.get("step") == index else 0) + 1
+            idempotent = action is not None and action.definition.idempotent
+            if count >= POISON_CRASHES:
+                reason = (f"poison: the process died during step {index + 1} ({run.action_id}) {count} times in a "
+                          "row; not resumed again")
+            elif not idempotent:
+                reason = (f"interrupted by a crash during step {index + 1} ({run.action_id}), which is not idempotent: "
+                          "not safe to run again")
+            else:
+                reason = f"interrupted by a crash (the process died during the step); ${cost:.6f} charged for its calls"
+            self.store.finish_action_run(run.key, "failed", cost, {"summary": "", "interrupted": True}, reason, now)
+            if count >= POISON_CRASHES or not idempotent:
+                unit = self.store.set_unit_status(unit.id, "abandoned", reason=reason, now=now)
+                self.executor.write_summary(unit)
+                self.bus.emit("work_unit.abandoned", {"reason": reason, "poison": count >= POISON_CRASHES}, unit_id=unit.id)
+            else:
+                _n, attempt = next_attempt(unit, index, reason, now.astimezone(self.clock.tz))
+                unit = self._requeue(unit, f"resumed after a restart: step {index + 1} ({run.action_id}) was "
+                                           f"interrupted (crash {count} of at most {POISON_CRASHES - 1}) and is "
+                                           "idempotent, so it runs again", now, retry="restart",
+                                     data={"crashes": {"step": index, "count": count}, "attempt": attempt}) or unit
             touched.append(unit)
-        for reservation in self.ledger.open_reservations():
-            spent = float(self.store.get_state(spend_key(reservation.id), 0.0) or 0.0)
-            self.ledger.settle(reservation, spent, now, note="settled after a restart with the spend recorded before the crash")
-            self.store.delete_state(spend_key(reservation.id))
         return touched
 
     # -- planning ----------------------------------------------------------------------
@@ -516,7 +542,7 @@ class Runtime:
         self.recover()
         now = self.clock.now()
         fired = self.tracker.poll()
-        for instance in fired:
+        for instance in self._without_missed(fired, now):
             await self._phase_began(instance, now)
         if fired:
             self.store.set_state(LAST_PHASE_KEY, self.tracker.last_seen)
@@ -526,6 +552,27 @@ class Runtime:
         self._queue_due_planned(now)
         ran = await self._run_queued()
         return TickReport(now, [i.key for i in fired], ran)
+
+    def _without_missed(self, fired: list[PhaseInstance], now: datetime) -> list[PhaseInstance]:
+        """The phase instances still worth beginning: the current one and those that ended within the
+        catch-up window. Older ones (the daemon was down) are neither planned nor replayed; one
+        ``downtime.missed`` event says what was skipped, so a daemon asleep for months starts at once."""
+        cutoff = to_utc(now) - self._catch_up_window()
+        keep = [i for i in fired if to_utc(i.end) > cutoff or i.contains(now)]
+        missed = [i for i in fired if i not in keep]
+        if missed:
+            days = sorted({i.day for i in missed})
+            whole = [d for d in days if all(i.day != d for i in keep) and self.store.get_plan(d) is None]
+            self.bus.emit("downtime.missed", {
+                "from": missed[0].start.isoformat(), "to": missed[-1].end.isoformat(), "phases": len(missed),
+                "days_missed": len(whole), "first_day": days[0].isoformat(), "last_day": days[-1].isoformat(),
+                "reason": f"the scheduler was not running from {missed[0].start:%Y-%m-%d %H:%M} to "
+                          f"{missed[-1].end:%Y-%m-%d %H:%M}: {len(missed)} phase(s) and {len(whole)} whole day(s) "
+                          "were skipped, not planned",
+            })
+            log.warning("skipped %d phase(s) missed while the scheduler was not running (%s to %s)", len(missed),
+                        missed[0].start, missed[-1].end)
+        return keep
 
     async def _phase_began(self, instance: PhaseInstance, now: datetime) -> None:
         current = instance.contains(now) or instance.empty and to_utc(instance.start) == to_utc(now)

@@ -141,7 +141,9 @@ def test_sigkill_mid_unit_then_restart_resumes_at_the_unfinished_step(crashy_sit
         assert any("resumed after a restart" in r and "idempotent" in r for r in transitions)
         assert len(s.list_events(types=["day.planned"])) == plans_before == 1  # the plan was not made again
         assert s.get_summary(unit.id).status == "completed"
-        assert [r.status for r in s.action_runs_for_unit(unit.id)] == ["completed", "completed"]
+        # the interrupted attempt is kept, with what it cost, next to the one that completed
+        assert [r.status for r in s.action_runs_for_unit(unit.id)] == ["completed", "failed", "completed"]
+        assert "interrupted by a crash" in s.action_runs_for_unit(unit.id)[1].error
 
 
 def test_sigkill_during_a_non_idempotent_step_abandons_the_unit(crashy_site: Path, tmp_path: Path):
@@ -184,27 +186,21 @@ def store_lease(data_dir: Path):
         return s.get_lease()
 
 
-POISON = '''
-import os, signal
-from pathlib import Path
-from cass_actions_core import hookimpl
+def pack_source(pack: str, body: str, handlers: dict[str, str]) -> str:
+    """The module of a hand-made pack: ``body`` (the handlers) plus the two registration hooks."""
+    bind = "".join(f"    register.handler({a!r}, {f})\n" for a, f in handlers.items())
+    return (f"import os, signal\nfrom pathlib import Path\nfrom cass_actions_core import hookimpl\n\n"
+            f"HERE = Path(__file__).resolve().parent\n\n{body}\n\n"
+            f"@hookimpl\ndef register_actions(register):\n    register.load(HERE / '{pack}_actions.json')\n{bind}\n"
+            f"@hookimpl\ndef register_templates(register):\n    register.load(HERE / '{pack}_templates.json')\n")
 
-HERE = Path(__file__).resolve().parent
 
+POISON = pack_source("poison", """
 async def die(ctx):
     with open(ctx.data_dir / "die.log", "a") as f:
         f.write("started\\n")
     os.kill(os.getpid(), signal.SIGKILL)   # takes the whole process down, every time
-
-@hookimpl
-def register_actions(register):
-    register.load(HERE / "poison_actions.json")
-    register.handler("poison.die", die)
-
-@hookimpl
-def register_templates(register):
-    register.load(HERE / "poison_templates.json")
-'''
+""", {"poison.die": "die"})
 
 
 def test_a_unit_that_kills_the_process_every_time_is_abandoned_as_poison(site: Path, tmp_path: Path):
@@ -232,3 +228,75 @@ def test_a_unit_that_kills_the_process_every_time_is_abandoned_as_poison(site: P
     assert log.read_text().count("started") == 3  # not run a fourth time
     with store(data_dir) as s:
         assert s.get_summary(abandoned.id).status == "abandoned"
+
+
+THINKER = pack_source("thinker", """
+async def think(ctx):
+    reply = await ctx.llm.complete("Think about the day, at length. " * 40)
+    return {"summary": reply.text[:40]}
+""", {"thinker.think": "think"})
+
+
+def test_sigkill_during_an_llm_call_charges_its_worst_case_and_history_agrees_with_the_ledger(site: Path, tmp_path: Path):
+    from cass_actions_core.testing.fake_anthropic import FakeAnthropic, usage
+
+    make_dist(site, "cass-actions-thinker", ep_name="thinker", module="thinker", module_source=THINKER,
+              actions=[action_def("thinker.think", category="reflection", estimated_cost_usd=0.001, max_cost_usd=0.5,
+                                  idempotent=True, timeout_seconds=600)],
+              templates=[template_def("thinking", ["thinker.think"])])
+    data_dir = tmp_path / "daemon"
+    with FakeAnthropic() as fake:
+        data_dir.mkdir(parents=True)
+        (data_dir / "config.toml").write_text(
+            f'[llm]\nprovider = "anthropic"\nbase_url = "{fake.url}"\nmax_retries = 0\nmodel = "claude-sonnet-5-5"\n'
+            "max_tokens = 2000\n[planner]\nenabled = false\n")
+        fake.reply_text("never seen", delay=120)  # the call hangs: the process is killed while it is out
+        fake.reply_text("a thought", usage=usage(900, 50))
+        plan = plan_only(data_dir, "thinking")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+        env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "thinker", "CASS_ACTIONS_DATA_DIR": str(data_dir),
+                    "ANTHROPIC_API_KEY": "test-key"})
+        command = [sys.executable, "-m", "cass_actions_core.cli.main", "run"]
+        first = subprocess.Popen(command + ["--plan", str(plan)], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        wait_for(lambda: len(fake.message_requests) == 1, what="the call to go out")
+        first.kill()
+        first.wait(timeout=30)
+        second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  stdin=subprocess.DEVNULL)
+        done = wait_for(lambda: (u := unit_of(data_dir, "thinking")) and u.status == "completed" and u, what="completion")
+        code, err = stop(second)
+        assert code == 0, err
+    with store(data_dir) as s:
+        runs = s.action_runs_for_unit(done.id)
+        assert [r.status for r in runs] == ["failed", "completed"]
+        # the killed call: 2,000 output tokens at $10/M at least (its worst case), never $0
+        assert runs[0].cost_usd >= 0.02 and "interrupted by a crash" in runs[0].error
+        ledger_total = sum(e.amount_usd for e in s.ledger_entries() if e.unit_id == done.id and e.kind == "settle")
+        summary = s.get_summary(done.id).data
+        assert summary["cost_usd"] == pytest.approx(ledger_total, abs=1e-6) == pytest.approx(sum(r.cost_usd for r in runs))
+        assert summary["actions"][0]["attempts"] == 2
+
+
+def test_sigterm_during_a_long_step_is_honoured_within_two_seconds_and_the_step_runs_again(crashy_site: Path,
+                                                                                          tmp_path: Path):
+    data_dir = tmp_path / "daemon"
+    pack_dir = data_dir / "workspace" / "crashy"
+    first = run_with_plan(crashy_site, data_dir, "safe_course")
+    wait_for(lambda: (pack_dir / "slow.log").exists(), what="the slow step (120 s) to start")
+    began = time.monotonic()
+    code, err = stop(first)
+    took = time.monotonic() - began
+    assert code == 0, err
+    assert took < 2.0 + 1.0, f"SIGTERM took {took:.2f} s to stop the daemon"  # 2 s, plus interpreter exit
+    unit = unit_of(data_dir, "safe_course")
+    assert unit.status == "queued" and "stopped by a shutdown during step 2 (crashy.slow)" in unit.reason
+    with store(data_dir) as s:
+        assert [r.status for r in s.action_runs_for_unit(unit.id)] == ["completed", "failed"]
+        assert store_lease(data_dir) is None
+    second = restart(crashy_site, data_dir)
+    done = wait_for(lambda: (u := unit_of(data_dir, "safe_course")) and u.status == "completed" and u, what="completion")
+    code, err = stop(second)
+    assert code == 0, err
+    assert (pack_dir / "first.log").read_text() == "ran\n"  # the finished step did not run again
+    assert (pack_dir / "slow.log").read_text() == "started\nstarted\n"

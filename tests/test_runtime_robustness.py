@@ -254,3 +254,27 @@ def test_the_schedulers_own_cancellation_still_stops_a_step(tmp_path: Path):
             await task
     asyncio.run(go())
     runtime.close()
+
+
+# -- issue 9, finding 6: months of downtime --------------------------------------------------------
+
+def test_after_months_asleep_missed_days_are_not_planned_and_one_record_says_so(tmp_path: Path):
+    import time as wall
+
+    runtime = make_runtime(tmp_path)
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())  # the morning of DAY: planned
+    plans_before = len(runtime.store.list_events(types=["day.planned"]))
+    runtime.clock.set(at(DAY + timedelta(days=180), 13))  # six months later, mid-afternoon
+    began = wall.perf_counter()
+    asyncio.run(runtime.tick())
+    took = wall.perf_counter() - began
+    assert took < 2.0, f"the first tick after the downtime took {took:.2f} s"
+    (missed,) = runtime.store.list_events(types=["downtime.missed"])
+    assert missed.data["days_missed"] >= 178 and missed.data["phases"] > 700
+    assert "were skipped, not planned" in missed.data["reason"]
+    # only today was planned (from its current phase on); no unit for any day in between
+    assert len(runtime.store.list_events(types=["day.planned"])) == plans_before + 1
+    dates = {u.local_date for u in runtime.units()}
+    assert dates <= {DAY, DAY + timedelta(days=180)}
+    runtime.close()

@@ -246,7 +246,7 @@ def run_command(state: CLIState, plan_file: str | None) -> None:
     process holds this daemon's lease.
     """
     from cass_actions_core.planning import load_plan_file
-    from cass_actions_core.runtime import Runtime
+    from cass_actions_core.runtime import STOP_GRACE_SECONDS, Runtime
     from cass_actions_core.store import LeaseHeldError
 
     runtime = Runtime(state.config(), data_dir=state.data_dir, plugins=[("cli-timeline", _TimelinePlugin())])
@@ -279,7 +279,7 @@ def run_command(state: CLIState, plan_file: str | None) -> None:
             if loop_task in done:
                 waiter.cancel()
                 loop_task.result()  # re-raise a crash of the loop
-            click.echo("cass-actions: stopping after the current step ...", err=True)
+            click.echo(f"cass-actions: stopping (the current step gets {STOP_GRACE_SECONDS:g} s to finish) ...", err=True)
             await runtime.stop()
             click.echo("cass-actions: stopped.", err=True)
             if runtime.lease_lost:

@@ -196,6 +196,12 @@ class SpendGate(Protocol):
         """The action has now actually spent total_usd."""
         ...
 
+    def hold(self, total_usd: float) -> None:
+        """A call is about to go out: should the process die before the next :meth:`record`, settle
+        the action at ``total_usd`` (its spend so far plus the call's worst case: the API bills a
+        call the process never saw return)."""
+        ...
+
     def headroom(self) -> float | None:
         """The largest total the action's spend could be granted now (None: unknown). The meter
         lowers a call's max_tokens to fit it rather than refuse the call outright."""

@@ -326,6 +326,10 @@ class MeteredLLM:
         # Count and reserve before awaiting, so concurrent calls see each other.
         self._calls += 1
         self._reserved += estimate
+        hold = getattr(self.gate, "hold", None) if self.gate is not None else None
+        if callable(hold):
+            # If the process dies with this call out, it was billed all the same: settle at the worst case.
+            hold(_usd(_charge(self._spent + self._reserved)))
         started, t0 = self._clock(), time.perf_counter()
         response: LLMResponse | None = None
         error: BaseException | None = None
@@ -361,6 +365,8 @@ class MeteredLLM:
             if self.gate is not None:
                 try:
                     self.gate.record(self.spent_usd)
+                    if callable(hold) and self._reserved > 0:  # other calls of this action are still out
+                        hold(_usd(_charge(self._spent + self._reserved)))
                 except Exception:
                     if error is None:
                         raise

@@ -178,6 +178,8 @@ class MemorySpendGate:
         self.requested: list[float] = []
         #: Totals recorded as actually spent, in order.
         self.recorded: list[float] = []
+        #: Pessimistic totals held while calls were out, in order.
+        self.held: list[float] = []
 
     def request(self, total_usd: float) -> bool:
         """Grant ``total_usd`` when it fits the limit."""
@@ -188,6 +190,10 @@ class MemorySpendGate:
     def record(self, total_usd: float) -> None:
         """Remember the action's actual total."""
         self.recorded.append(total_usd)
+
+    def hold(self, total_usd: float) -> None:
+        """Remember the pessimistic total held while a call is out."""
+        self.held.append(total_usd)
 
     def headroom(self) -> float | None:
         """The fixed allowance (None: unlimited)."""

@@ -100,7 +100,7 @@ def test_a_journal_flush_rerun_after_a_crash_writes_its_section_once(wonderland,
     asyncio.run(restarted.tick())
     assert restarted.store.get_unit(unit.id).status == "completed"
     runs = restarted.store.action_runs_for_unit(unit.id)
-    assert [r.status for r in runs] == ["completed"] * 3
+    assert [r.status for r in runs] == ["completed", "completed", "failed", "completed"]  # the killed attempt kept
     final = wl.journal_path(restarted).read_text("utf-8")
     assert final == text  # no second section
     assert wl.kv(restarted, "experiences") == []
