@@ -97,6 +97,7 @@ class SchedulerSettings(_Section):
     catch_up_window_minutes: int = 120
     idle_after_minutes: float = 30
     tick_seconds: float = 30
+    stall_limit_seconds: float = 30
 
 
 class PlannerWeights(_Section):

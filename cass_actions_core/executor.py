@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult, CoreServices, InvalidResult
 from cass_actions_core.catalogue import Catalogue, CatalogueAction
@@ -193,6 +193,9 @@ class Executor:
         self._costs = costs
         #: In a simulation: move the virtual clock on by each step's (learned) duration.
         self.advance_clock = False
+        #: Why this process should be replaced (a handler that could not be stopped is still running), or None.
+        self.restart_requested: str | None = None
+        self._current: tuple[UnitRow, int, CatalogueAction, str, Reservation, MeteredLLM] | None = None
 
     # -- approvals -------------------------------------------------------------------
     def needs_approval(self, action: CatalogueAction) -> bool:
@@ -387,11 +390,17 @@ class Executor:
             logger=logging.getLogger(f"cass_actions.pack.{pack}"),
             core=CoreServices(self.store, self.config) if pack == BUILTIN_NAME else None,
         )
+        self._current = (unit, index, action, key, reservation, llm)
         try:
-            result, llm_error = await invoke(action, ctx)
+            result, llm_error, abandoned = await invoke(action, ctx)
         except asyncio.CancelledError:
             self._stopped_mid_step(unit, index, action, key, reservation, llm)
             raise
+        finally:
+            self._current = None
+        if abandoned:
+            # Only a new process stops it: ask for one (``run`` replaces its worker; see restart_requested).
+            self.restart_requested = f"step {index + 1} ({definition.id}) of unit {unit.id}: {abandoned}"
         result.cost_usd = llm.spent_usd
         self.ledger.settle(reservation, llm.spent_usd, self.clock.now(), note=f"{definition.id} {'ok' if result.success else 'failed'}")
         self.store.delete_state(spend_key(reservation.id))
@@ -421,6 +430,15 @@ class Executor:
         if not result.success and llm_error is not None and llm_error.retryable:
             return Retry(result.error or llm_error.message, llm_error.retry_after_seconds)
         return result.success
+
+    def stop_current(self) -> bool:
+        """End the step running now as stopped by a shutdown (its handler ignored the cancellation and
+        goes on, abandoned); False if no step is running."""
+        current, self._current = self._current, None
+        if current is None:
+            return False
+        self._stopped_mid_step(*current)
+        return True
 
     def _stopped_mid_step(self, unit: UnitRow, index: int, action: CatalogueAction, key: str, reservation: Reservation,
                           llm: MeteredLLM) -> None:
@@ -475,6 +493,37 @@ def llm_record(llm: MeteredLLM) -> dict[str, Any]:
     }
 
 
+#: How long a handler past its timeout gets to honour the cancellation before it is abandoned.
+CANCEL_GRACE_SECONDS = 5.0
+
+
+class Unstoppable(Exception):
+    """A handler went on past its timeout and ignored the cancellation: it was abandoned (still running)."""
+
+
+async def _with_time_limit(coro: Any, timeout: float) -> Any:
+    """Await ``coro`` for at most ``timeout`` seconds; then cancel it and give it
+    :data:`CANCEL_GRACE_SECONDS` to stop. A handler that ignores the cancellation is left behind
+    (:class:`Unstoppable`): asyncio cannot stop it, only a new process can (``run`` restarts its
+    worker for that; see ``docs/reliability.md``)."""
+    task = asyncio.ensure_future(coro)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if task in done:
+            return task.result()
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE_SECONDS)
+    except asyncio.CancelledError:
+        task.cancel()  # the scheduler itself is stopping: the handler goes with it
+        raise
+    if task not in done:
+        raise Unstoppable(f"timed out after {timeout:g} s and ignored the cancellation for {CANCEL_GRACE_SECONDS:g} s: "
+                          "the handler was abandoned, still running")
+    if not task.cancelled():
+        task.exception()  # retrieved: whatever it raised on its way out, the step timed out
+    raise asyncio.TimeoutError
+
+
 class _HandlerRaised(Exception):
     """A handler raised a BaseException (CancelledError of its own, SystemExit, KeyboardInterrupt...)."""
 
@@ -504,21 +553,32 @@ async def _guarded(coro: Any) -> Any:
         raise _HandlerRaised(exc) from None
 
 
-async def invoke(action: CatalogueAction, ctx: ActionContext) -> tuple[ActionResult, LLMError | None]:
-    """Call the handler with its timeout; every failure becomes a failed result with a clear error.
+class Invocation(NamedTuple):
+    """What one handler call gave: its result, the LLM error that ended it (if one did: a handler
+    that catches it and raises ActionFailed decides for itself, no retry), and why it was abandoned
+    still running (it ignored the cancellation at its timeout), if it was."""
 
-    Also returns the :class:`~cass_actions_core.llm.errors.LLMError` that ended the handler, if
-    one did (a handler that catches it and raises ActionFailed decides for itself: no retry).
-    """
+    result: ActionResult
+    llm_error: LLMError | None
+    abandoned: str | None
+
+
+async def invoke(action: CatalogueAction, ctx: ActionContext) -> Invocation:
+    """Call the handler with its time limit; every failure becomes a failed result with a clear error."""
     from cass_actions_core.llm.errors import LLMError
 
     definition = action.definition
     assert action.handler is not None
     llm_error: LLMError | None = None
+    abandoned: str | None = None
     try:
-        value = await asyncio.wait_for(_guarded(action.handler(ctx)), definition.timeout_seconds)
+        value = await _with_time_limit(_guarded(action.handler(ctx)), definition.timeout_seconds)
         result = ActionResult.from_handler(value)
         result.check()
+    except Unstoppable as exc:
+        log.error("action %s: %s", definition.id, exc)
+        result = ActionResult(success=False, error=str(exc))
+        abandoned = str(exc)
     except _HandlerRaised as exc:
         log.error("action %s raised %s", definition.id, exc.name)
         result = ActionResult(success=False, error=f"the handler raised {exc.name}: {exc.detail}")
@@ -536,4 +596,4 @@ async def invoke(action: CatalogueAction, ctx: ActionContext) -> tuple[ActionRes
         result = ActionResult(success=False, error=f"{type(exc).__name__}: {exc}")
     if not result.success and not result.error:
         result.error = result.summary or "the handler reported failure"
-    return result, llm_error
+    return Invocation(result, llm_error, abandoned)

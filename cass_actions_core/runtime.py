@@ -45,7 +45,8 @@ from cass_actions_core.planning.plans import window_opens
 from cass_actions_core.planning.costs import CostBook
 from cass_actions_core.planning.engine import DecisionEngine
 from cass_actions_core.problems import UserError
-from cass_actions_core.store import Store, StoreUnavailable, UnitRow
+from cass_actions_core.store import LeaseLostError, Store, StoreUnavailable, UnitRow
+from cass_actions_core.supervisor import STALL_KEY, stall_note
 
 log = logging.getLogger("cass_actions.runtime")
 
@@ -113,7 +114,7 @@ class Runtime:
     def __init__(self, config: Config, *, data_dir: Path, clock: Clock | None = None,
                  plugins: Sequence[tuple[str, Any]] = (), entry_points: bool = True,
                  template_files: Sequence[str | Path] = (), provider: str | None = None, strict: bool = True,
-                 check: bool = True) -> None:
+                 check: bool = True, lease_holder: str | None = None, lease_pid: int | None = None) -> None:
         if provider is not None:
             config = config.model_copy(update={"llm": config.llm.model_copy(update={"provider": provider, "actions": {
                 k: v.model_copy(update={"provider": None}) for k, v in config.llm.actions.items()}})})
@@ -147,7 +148,9 @@ class Runtime:
                                  bus=self.bus, workspace=self.workspace, llm_factory=self._llm_for,
                                  plan_source=self._plan_source, stop_requested=lambda: self._stop_requested,
                                  costs=self.costs)
-        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # run's supervisor hands each of its workers the same holder and its own pid (see supervisor.py)
+        self._holder = lease_holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease_pid = lease_pid
         self._task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._stop_requested = False
@@ -158,6 +161,10 @@ class Runtime:
         self.lease_lost: str | None = None
         #: Why the last tick could not write to the store (a full disk...), or None.
         self.store_trouble: str | None = None
+        #: Why the loop stopped asking for a new process (a handler ignored its cancellation), or None.
+        self.restart_reason: str | None = None
+        #: Whether :meth:`stop` had to leave a handler running (the process must exit without waiting for it).
+        self.stuck = False
 
     # -- construction helpers ----------------------------------------------------------
     @classmethod
@@ -186,7 +193,7 @@ class Runtime:
     # -- lifecycle ---------------------------------------------------------------------
     def acquire_lease(self) -> None:
         """Take the store's single-scheduler lease (``LeaseHeldError`` if another process holds it)."""
-        self.store.acquire_lease(self._holder, datetime.now(UTC), LEASE_TTL)
+        self.store.acquire_lease(self._holder, datetime.now(UTC), LEASE_TTL, pid=self._lease_pid)
 
     def release_lease(self) -> None:
         """Give the lease up (a no-op if this runtime does not hold it)."""
@@ -216,23 +223,28 @@ class Runtime:
             self._wake.set()
         if self._lease_task is not None:
             self._lease_task.cancel()
-        if self._task is not None and not self._task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
-            except (TimeoutError, asyncio.TimeoutError):
+        task = self._task
+        if task is not None and not task.done():
+            done, _ = await asyncio.wait({task}, timeout=grace_seconds)
+            if not done:
                 log.warning("the current step did not finish within %g s of the stop request; stopping it", grace_seconds)
-                self._task.cancel()
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=grace_seconds)
+            if not done:
+                # A handler deaf to cancellation: end its step and unit here; only a new process stops it.
+                self.executor.stop_current()
+                self.restart_reason = self.restart_reason or "a handler ignored the cancellation at shutdown"
+                self.stuck = True
+        for waiting in (task, self._lease_task):
+            if waiting is None or (waiting is task and self.stuck):
+                continue
+            try:
+                await waiting
             except asyncio.CancelledError:
                 pass
             except Exception:  # the loop crashed: surfaced by wait(), not here
-                pass
-        for task in (self._task, self._lease_task):
-            if task is None:
-                continue
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+                if waiting is not task:
+                    raise
         self._task = self._lease_task = None
         await self.bus.drain()
         await self.providers.aclose()
@@ -251,7 +263,7 @@ class Runtime:
         while True:
             await asyncio.sleep(LEASE_RENEW_SECONDS)
             try:
-                self.store.renew_lease(self._holder, datetime.now(UTC), LEASE_TTL)
+                self.store.renew_lease(self._holder, datetime.now(UTC), LEASE_TTL, pid=self._lease_pid)
             except Exception as exc:  # lost to another process, or the store is unusable
                 # Never keep scheduling without the lease: stop after the current step.
                 self.lease_lost = f"the scheduler lease could not be renewed: {exc}"
@@ -264,6 +276,9 @@ class Runtime:
         while not self._stop_requested:
             try:
                 report = await self.tick()
+            except LeaseLostError as exc:
+                self._lost(exc)
+                break
             except StoreUnavailable as exc:
                 # A full disk or a read-only store: nothing was written; wait and try again, never stop.
                 log.error("%s; the scheduler tries again in %g s", exc, self.config.scheduler.tick_seconds)
@@ -271,6 +286,11 @@ class Runtime:
                 report = None
             else:
                 self.store_trouble = None
+            if self.executor.restart_requested and self.restart_reason is None:
+                # A handler that could not be stopped is still running here: only a new process ends it.
+                self.restart_reason = self.executor.restart_requested
+                log.error("%s; this process should be replaced", self.restart_reason)
+                self._stop_requested = True
             if self._stop_requested:
                 break
             if report is not None and report.ran:
@@ -284,6 +304,14 @@ class Runtime:
             done, pending = await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
+
+    def _lost(self, exc: LeaseLostError) -> None:
+        """The store refused a write: this process no longer holds the lease. Stop, writing nothing."""
+        if self.lease_lost is None:
+            self.lease_lost = f"the scheduler lease was lost: {exc}"
+            log.error("%s; stopping", self.lease_lost)
+        self._stop_requested = True
+        self.poke()
 
     def poke(self) -> None:
         """Wake the loop now (after an approval, a trigger, recorded activity)."""
@@ -324,6 +352,9 @@ class Runtime:
         self._recovered = True
         now = self.clock.now()
         crashed_cost: dict[str, float] = {}
+        stalled = self.store.get_state(STALL_KEY)
+        if stalled is not None:
+            self.store.delete_state(STALL_KEY)
         for reservation in self.ledger.open_reservations():
             spent = float(self.store.get_state(spend_key(reservation.id), 0.0) or 0.0)
             self.ledger.settle(reservation, spent, now, note="settled after a restart with the spend recorded before "
@@ -351,7 +382,8 @@ class Runtime:
                 reason = (f"interrupted by a crash during step {index + 1} ({run.action_id}), which is not idempotent: "
                           "not safe to run again")
             else:
-                reason = f"interrupted by a crash (the process died during the step); ${cost:.6f} charged for its calls"
+                why = stall_note(stalled) or "interrupted by a crash (the process died during the step)"
+                reason = f"{why}; ${cost:.6f} charged for its calls"
             self.store.finish_action_run(run.key, "failed", cost, {"summary": "", "interrupted": True}, reason, now)
             if count >= POISON_CRASHES or not idempotent:
                 unit = self.store.set_unit_status(unit.id, "abandoned", reason=reason, now=now)
@@ -703,6 +735,9 @@ class Runtime:
                     return  # its phase ended while earlier units ran (simulated time moves): it expires next tick
                 try:
                     outcome = await self.executor.run_unit(unit.id)
+                except LeaseLostError as exc:  # another process runs this daemon now: write nothing more
+                    self._lost(exc)
+                    return
                 except Exception as exc:  # a bug must cost one unit, never the loop
                     log.exception("unit %s (%s) crashed the executor", unit.id, unit.template_id)
                     self._internal_failure(unit.id, exc)

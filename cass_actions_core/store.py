@@ -652,6 +652,9 @@ class Store:
         self._conn = conn
         self._depth = 0
         self._closed = False
+        #: The lease holder this store writes for, once it acquired the lease (fencing), else None.
+        self._fence: str | None = None
+        self._lease_write = False
         #: The database file.
         self.path = path
         #: The daemon whose data this file holds.
@@ -812,6 +815,16 @@ class Store:
             conn.execute(("BEGIN IMMEDIATE" if immediate else "BEGIN") if depth == 0 else f"SAVEPOINT {savepoint}")
         except sqlite3.OperationalError as exc:
             raise self._write_error(exc) from None
+        if depth == 0 and immediate and self._fence is not None and not self._lease_write:
+            # Fencing: a lease holder writes only while it still holds the lease (under the write lock),
+            # so a process that lost it (stuck past its lease, then taken over) can write nothing.
+            row = conn.execute("SELECT holder FROM lease WHERE daemon_id = ?", (self.daemon_id,)).fetchone()
+            if row is None or row[0] != self._fence:
+                conn.execute("ROLLBACK")
+                fence, self._fence = self._fence, None
+                who = "nobody" if row is None else repr(row[0])
+                raise LeaseLostError(f"{self.path}: {fence!r} lost the lease of daemon {self.daemon_id!r} (now held by "
+                                     f"{who}); its write was refused. This process must stop running the scheduler.")
         self._depth = depth + 1
         try:
             yield
@@ -873,13 +886,14 @@ class Store:
         row = self._one("SELECT * FROM lease WHERE daemon_id = ?", (self.daemon_id,))
         return None if row is None else self._map(_lease, row)
 
-    def acquire_lease(self, holder: str, now: datetime, ttl: timedelta) -> Lease:
+    def acquire_lease(self, holder: str, now: datetime, ttl: timedelta, pid: int | None = None) -> Lease:
         """Take the scheduler lease for ``holder`` until ``now + ttl``.
 
         Succeeds when there is no lease, the lease expired, ``holder`` already holds it
         (then it is renewed), or its holder was a process on this host that no longer
         exists (a SIGKILLed run is taken over at once). Otherwise raises
-        :class:`LeaseHeldError` naming the holder's pid, host and expiry.
+        :class:`LeaseHeldError` naming the holder's pid, host and expiry. ``pid`` is the
+        process the lease names (default this one; ``run``'s supervisor for its workers).
         """
         if not holder:
             raise ValueError("lease holder must be a non-empty string")
@@ -887,7 +901,7 @@ class Store:
             raise ValueError(f"lease ttl must be positive, got {ttl}")
         now_s = _ts(now, "now")
         expires_s = _ts(now + ttl, "expires_at")
-        with self.transaction(immediate=True):
+        with self._lease_transaction():
             current = self.get_lease()
             if current is not None and current.holder == holder:
                 acquired_s = current.acquired_at.isoformat()
@@ -903,17 +917,28 @@ class Store:
             self._conn.execute(
                 "INSERT OR REPLACE INTO lease (daemon_id, holder, pid, hostname, acquired_at, renewed_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.daemon_id, holder, os.getpid(), self.hostname, acquired_s, now_s, expires_s),
+                (self.daemon_id, holder, pid or os.getpid(), self.hostname, acquired_s, now_s, expires_s),
             )
             lease = self.get_lease()
         assert lease is not None
+        self._fence = holder  # from now on every write of this store checks it still holds the lease
         return lease
+
+    @contextmanager
+    def _lease_transaction(self) -> Iterator[None]:
+        """A write transaction of the lease methods themselves (they check the holder on their own)."""
+        self._lease_write = True
+        try:
+            with self.transaction(immediate=True):
+                yield
+        finally:
+            self._lease_write = False
 
     def _holder_dead(self, lease: Lease) -> bool:
         # Only a pid on *this* host can be checked; elsewhere, only expiry frees a lease.
         return lease.hostname == self.hostname and not _pid_alive(lease.pid)
 
-    def renew_lease(self, holder: str, now: datetime, ttl: timedelta) -> Lease:
+    def renew_lease(self, holder: str, now: datetime, ttl: timedelta, pid: int | None = None) -> Lease:
         """Extend ``holder``'s lease to ``now + ttl``.
 
         Raises :class:`LeaseLostError` when ``holder`` no longer holds it (released, or
@@ -923,9 +948,10 @@ class Store:
             raise ValueError(f"lease ttl must be positive, got {ttl}")
         now_s = _ts(now, "now")
         expires_s = _ts(now + ttl, "expires_at")
-        with self.transaction(immediate=True):
+        with self._lease_transaction():
             current = self.get_lease()
             if current is None or current.holder != holder:
+                self._fence = None
                 who = "nobody" if current is None else f"{current.holder!r} (pid {current.pid} on host {current.hostname})"
                 raise LeaseLostError(
                     f"{self.path}: {holder!r} no longer holds the lease of daemon {self.daemon_id!r}; "
@@ -934,7 +960,7 @@ class Store:
             # An expired lease nobody took over is still ours to renew.
             self._conn.execute(
                 "UPDATE lease SET renewed_at = ?, expires_at = ?, pid = ?, hostname = ? WHERE daemon_id = ?",
-                (now_s, expires_s, os.getpid(), self.hostname, self.daemon_id),
+                (now_s, expires_s, pid or os.getpid(), self.hostname, self.daemon_id),
             )
             lease = self.get_lease()
         assert lease is not None
@@ -942,10 +968,12 @@ class Store:
 
     def release_lease(self, holder: str) -> bool:
         """Give the lease up if ``holder`` holds it; returns whether a lease was released."""
-        with self.transaction(immediate=True):
+        with self._lease_transaction():
             cursor = self._conn.execute(
                 "DELETE FROM lease WHERE daemon_id = ? AND holder = ?", (self.daemon_id, holder)
             )
+        if self._fence == holder:
+            self._fence = None
         return cursor.rowcount > 0
 
     # ---------------------------------------------------------------- plans

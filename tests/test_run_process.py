@@ -15,38 +15,41 @@ import pytest
 from cass_actions_core.store import Store
 from support import action_def, make_dist, template_def
 
-CRASHY = '''
-import asyncio
-from pathlib import Path
-from cass_actions_core import hookimpl
+def pack_source(pack: str, body: str, handlers: dict[str, str]) -> str:
+    """The module of a hand-made pack: shared helpers, ``body`` (the handlers) and the two registration hooks."""
+    bind = "".join(f"    register.handler({a!r}, {f})\n" for a, f in handlers.items())
+    return (f"import asyncio, os, signal, time\nfrom pathlib import Path\nfrom cass_actions_core import hookimpl\n\n"
+            f"HERE = Path(__file__).resolve().parent\n\n{HELPERS}\n{body}\n\n"
+            f"@hookimpl\ndef register_actions(register):\n    register.load(HERE / '{pack}_actions.json')\n{bind}\n"
+            f"@hookimpl\ndef register_templates(register):\n    register.load(HERE / '{pack}_templates.json')\n")
 
-HERE = Path(__file__).resolve().parent
 
+HELPERS = """
+def note(ctx, name, line="started"):
+    # one line per run in a log file of the pack: the tests count side effects, not rows
+    with open(ctx.data_dir / name, "a") as f:
+        f.write(line + chr(10))
+
+def first_time(ctx, marker):
+    path = ctx.data_dir / marker
+    if path.exists():
+        return False
+    path.write_text("x")
+    return True
+"""
+
+
+CRASHY = pack_source("crashy", """
 async def first(ctx):
-    with open(ctx.data_dir / "first.log", "a") as f:
-        f.write("ran\\n")
+    note(ctx, "first.log", "ran")
     return {"summary": "first step done"}
 
 async def slow(ctx):
-    with open(ctx.data_dir / "slow.log", "a") as f:
-        f.write("started\\n")
-    once = ctx.data_dir / "slow-once"
-    if not once.exists():
-        once.write_text("x")
+    note(ctx, "slow.log")
+    if first_time(ctx, "slow-once"):
         await asyncio.sleep(120)   # the test kills the process here
     return {"summary": "slow step done"}
-
-@hookimpl
-def register_actions(register):
-    register.load(HERE / "crashy_actions.json")
-    register.handler("crashy.first", first)
-    register.handler("crashy.slow", slow)
-    register.handler("crashy.risky", slow)
-
-@hookimpl
-def register_templates(register):
-    register.load(HERE / "crashy_templates.json")
-'''
+""", {"crashy.first": "first", "crashy.slow": "slow", "crashy.risky": "slow"})
 
 
 def no_llm(action_id: str, **kw):
@@ -186,19 +189,9 @@ def store_lease(data_dir: Path):
         return s.get_lease()
 
 
-def pack_source(pack: str, body: str, handlers: dict[str, str]) -> str:
-    """The module of a hand-made pack: ``body`` (the handlers) plus the two registration hooks."""
-    bind = "".join(f"    register.handler({a!r}, {f})\n" for a, f in handlers.items())
-    return (f"import os, signal\nfrom pathlib import Path\nfrom cass_actions_core import hookimpl\n\n"
-            f"HERE = Path(__file__).resolve().parent\n\n{body}\n\n"
-            f"@hookimpl\ndef register_actions(register):\n    register.load(HERE / '{pack}_actions.json')\n{bind}\n"
-            f"@hookimpl\ndef register_templates(register):\n    register.load(HERE / '{pack}_templates.json')\n")
-
-
 POISON = pack_source("poison", """
 async def die(ctx):
-    with open(ctx.data_dir / "die.log", "a") as f:
-        f.write("started\\n")
+    note(ctx, "die.log")
     os.kill(os.getpid(), signal.SIGKILL)   # takes the whole process down, every time
 """, {"poison.die": "die"})
 
@@ -212,18 +205,15 @@ def test_a_unit_that_kills_the_process_every_time_is_abandoned_as_poison(site: P
     plan = plan_only(data_dir, "poison_course")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
     env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "poison", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
-    command = [sys.executable, "-m", "cass_actions_core.cli.main", "run"]
-    for attempt in range(3):  # the first start, then two resumes: each dies in the step
-        args = command + (["--plan", str(plan)] if attempt == 0 else [])
-        proc = subprocess.run(args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
-        assert proc.returncode == -signal.SIGKILL, proc.stderr
-        assert log.read_text().count("started") == attempt + 1
-    survivor = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                stdin=subprocess.DEVNULL)
+    # One `run`: its supervisor replaces the worker each time the step kills it; the third death abandons the unit.
+    daemon = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     abandoned = wait_for(lambda: (u := unit_of(data_dir, "poison_course")) and u.status == "abandoned" and u,
                          what="the poison unit to be abandoned")
-    code, err = stop(survivor)  # the daemon lived on
+    assert daemon.poll() is None  # the daemon lived on
+    code, err = stop(daemon)
     assert code == 0, err
+    assert err.count("the worker died (killed by SIGKILL)") == 3
     assert abandoned.reason.startswith("poison: the process died during step 1 (poison.die) 3 times in a row")
     assert log.read_text().count("started") == 3  # not run a fourth time
     with store(data_dir) as s:
@@ -300,3 +290,95 @@ def test_sigterm_during_a_long_step_is_honoured_within_two_seconds_and_the_step_
     assert code == 0, err
     assert (pack_dir / "first.log").read_text() == "ran\n"  # the finished step did not run again
     assert (pack_dir / "slow.log").read_text() == "started\nstarted\n"
+
+
+HOSTILE = pack_source("hostile", """
+async def blocks(ctx):
+    note(ctx, "blocks.log")
+    if first_time(ctx, "blocked-once"):
+        time.sleep(60)   # blocks the whole event loop: no timeout can fire
+    return {"summary": "done without blocking"}
+
+async def deaf(ctx):
+    note(ctx, "deaf.log")
+    while True:          # ignores every cancellation
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            continue
+
+async def fine(ctx):
+    return {"summary": "fine"}
+""", {"hostile.blocks": "blocks", "hostile.deaf": "deaf", "hostile.fine": "fine"})
+
+
+@pytest.fixture
+def hostile_site(site: Path) -> Path:
+    make_dist(site, "cass-actions-hostile", ep_name="hostile", module="hostile", module_source=HOSTILE,
+              actions=[no_llm("hostile.blocks", idempotent=True),
+                       action_def("hostile.deaf", tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0,
+                                  category="system", timeout_seconds=1, idempotent=True),
+                       no_llm("hostile.fine", idempotent=True)],
+              templates=[template_def("blocking", ["hostile.blocks"], category="system"),
+                         template_def("deafening", ["hostile.deaf"], category="system"),
+                         template_def("afterwards", ["hostile.fine"], category="system")])
+    return site
+
+
+def hostile_daemon(site: Path, data_dir: Path, templates: list[str], **config: str) -> subprocess.Popen[str]:
+    from cass_actions_core.clock import SystemClock
+    from cass_actions_core.phases import DayPhases
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "config.toml").write_text("[scheduler]\nstall_limit_seconds = 2\n[planner]\nenabled = false\n")
+    instance = DayPhases(None, "UTC").instance_at(SystemClock("UTC").now())
+    plan = data_dir.parent / "plan.json"
+    plan.write_text(json.dumps({"date": instance.day.isoformat(),
+                                "phases": {instance.phase.value: [{"template": t} for t in templates]}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "hostile", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def test_a_handler_blocking_the_event_loop_gets_its_worker_replaced_and_the_daemon_goes_on(hostile_site: Path,
+                                                                                            tmp_path: Path):
+    data_dir = tmp_path / "daemon"
+    daemon = hostile_daemon(hostile_site, data_dir, ["blocking", "afterwards"])
+    done = wait_for(lambda: (u := unit_of(data_dir, "blocking")) and u.status == "completed" and u, what="the rerun")
+    after = wait_for(lambda: (u := unit_of(data_dir, "afterwards")) and u.status == "completed" and u, what="more work")
+    code, err = stop(daemon)
+    assert code == 0, err
+    assert "event loop stalled" in err
+    with store(data_dir) as s:
+        runs = s.action_runs_for_unit(done.id)
+        assert [r.status for r in runs] == ["failed", "completed"]
+        assert "the worker's event loop stalled for" in runs[0].error and "a handler blocking it" in runs[0].error
+        assert after.status == "completed"
+
+
+def test_a_handler_deaf_to_cancellation_fails_its_unit_and_a_new_worker_carries_on(hostile_site: Path, tmp_path: Path):
+    data_dir = tmp_path / "daemon"
+    daemon = hostile_daemon(hostile_site, data_dir, ["deafening", "afterwards"])
+    failed = wait_for(lambda: (u := unit_of(data_dir, "deafening")) and u.status == "failed" and u, what="the deaf unit")
+    after = wait_for(lambda: (u := unit_of(data_dir, "afterwards")) and u.status == "completed" and u, what="more work")
+    assert daemon.poll() is None
+    code, err = stop(daemon)
+    assert code == 0, err
+    assert "timed out after 1 s and ignored the cancellation for 5 s" in failed.reason
+    assert "this worker is replaced" in err
+    assert after.status == "completed"
+    assert (data_dir / "workspace" / "hostile" / "deaf.log").read_text().count("started") == 1  # not run again
+
+
+def test_sigterm_with_a_handler_deaf_to_cancellation_still_stops_within_seconds(hostile_site: Path, tmp_path: Path):
+    data_dir = tmp_path / "daemon"
+    daemon = hostile_daemon(hostile_site, data_dir, ["deafening"])
+    wait_for(lambda: (data_dir / "workspace" / "hostile" / "deaf.log").exists(), what="the deaf step")
+    began = time.monotonic()
+    code, err = stop(daemon)
+    assert code == 0, err
+    assert time.monotonic() - began < 5.0  # 1.5 s to finish, 1.5 s to honour the cancellation, then left behind
+    unit = unit_of(data_dir, "deafening")
+    assert unit.status == "queued" and "stopped by a shutdown during step 1 (hostile.deaf)" in unit.reason
+    assert store_lease(data_dir) is None

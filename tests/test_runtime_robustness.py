@@ -130,7 +130,9 @@ def test_losing_the_lease_stops_the_loop(tmp_path: Path, monkeypatch):
         await asyncio.wait_for(runtime.wait(), 10)
 
     asyncio.run(go())
-    assert runtime.lease_lost and "could not be renewed" in runtime.lease_lost
+    # the renewer or the next fenced write notices first, whichever comes first
+    assert runtime.lease_lost and ("could not be renewed" in runtime.lease_lost or "was lost" in runtime.lease_lost)
+    assert "someone-else" in runtime.lease_lost
     runtime.close()
 
 
@@ -277,4 +279,33 @@ def test_after_months_asleep_missed_days_are_not_planned_and_one_record_says_so(
     assert len(runtime.store.list_events(types=["day.planned"])) == plans_before + 1
     dates = {u.local_date for u in runtime.units()}
     assert dates <= {DAY, DAY + timedelta(days=180)}
+    runtime.close()
+
+
+# -- issue 9, finding 2: fencing ----------------------------------------------------------------------
+
+def test_a_process_that_lost_the_lease_mid_step_can_write_nothing(tmp_path: Path):
+    taken = {}
+
+    async def stalls_past_its_lease(ctx):
+        # As if this process were stuck for longer than the lease: another one takes over meanwhile.
+        other = Store.open(ctx.workspace.parent / "cass-actions.sqlite", daemon_id="cass")
+        with other.transaction():
+            other._conn.execute("UPDATE lease SET expires_at = ?", (datetime(2000, 1, 1, tzinfo=UTC).isoformat(),))
+        other.acquire_lease("the-new-daemon", datetime.now(UTC), timedelta(minutes=5))
+        taken["store"] = other
+        return {"summary": "a late result"}
+
+    window = [{"start_hour": 6, "end_hour": 12}]
+    pack = pack_with({"t.stall": stalls_past_its_lease}, [template_def("stall", ["t.stall"], category="system",
+                                                                        preferred_windows=window)])
+    runtime = make_runtime(tmp_path, pack=pack)
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())
+    unit = by_template(runtime)["stall"]
+    (run,) = runtime.store.action_runs_for_unit(unit.id)
+    assert run.status == "started" and unit.status == "running"  # the late result never landed
+    assert runtime.lease_lost and "the-new-daemon" in runtime.lease_lost
+    assert not runtime.store.list_events(types=["work_unit.completed"])
+    taken["store"].close()
     runtime.close()

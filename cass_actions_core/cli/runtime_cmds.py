@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import sys
@@ -238,18 +239,36 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
 @click.command("run")
 @global_options
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="A plan file for today.")
+@click.option("--worker", is_flag=True, hidden=True, help="Be the supervised worker (run starts it itself).")
 @click.pass_obj
-def run_command(state: CLIState, plan_file: str | None) -> None:
+def run_command(state: CLIState, plan_file: str | None, worker: bool) -> None:
     """Run the daemon: the scheduler loop on the system clock, until SIGINT or SIGTERM.
 
+    The scheduler runs in a worker process that run supervises: a worker whose event
+    loop stalls (a handler blocking it) or that dies is replaced, and the step it was in
+    is charged and then run again or abandoned, with the reason (docs/reliability.md).
     Refuses to start if the catalogue has any problem, a pack failed to load, or another
     process holds this daemon's lease.
     """
     from cass_actions_core.planning import load_plan_file
     from cass_actions_core.runtime import STOP_GRACE_SECONDS, Runtime
     from cass_actions_core.store import LeaseHeldError
+    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, supervise
 
-    runtime = Runtime(state.config(), data_dir=state.data_dir, plugins=[("cli-timeline", _TimelinePlugin())])
+    config = state.config()
+    if not worker:
+        args = ["run", "--data-dir", str(state.data_dir)]
+        if state.config_path:
+            args += ["--config", str(Path(state.config_path).expanduser().resolve())]
+        first = ["--plan", str(Path(plan_file).expanduser().resolve())] if plan_file else []
+        code = supervise(args, first_args=first, data_dir=state.data_dir, daemon_id=config.daemon_id,
+                         stall_limit=config.scheduler.stall_limit_seconds)
+        click.get_current_context().exit(code)
+    link = WorkerLink.from_env()
+    if link is not None:
+        link.die_with_parent()
+    runtime = Runtime(config, data_dir=state.data_dir, plugins=[("cli-timeline", _TimelinePlugin())],
+                      lease_holder=link.holder if link else None, lease_pid=link.lease_pid if link else None)
     try:
         if plan_file:
             today = runtime.phases.instance_at(runtime.clock.now()).day
@@ -272,6 +291,7 @@ def run_command(state: CLIState, plan_file: str | None) -> None:
                 raise click.ClickException(str(exc)) from None
             click.echo(f"cass-actions: daemon {runtime.config.daemon_id!r} running "
                        f"(data dir {state.data_dir}, time zone {runtime.config.timezone}); Ctrl-C stops it.", err=True)
+            beat = asyncio.create_task(link.beat()) if link is not None else None
             waiter = asyncio.create_task(stop.wait())
             loop_task = runtime._task
             assert loop_task is not None
@@ -279,9 +299,28 @@ def run_command(state: CLIState, plan_file: str | None) -> None:
             if loop_task in done:
                 waiter.cancel()
                 loop_task.result()  # re-raise a crash of the loop
-            click.echo(f"cass-actions: stopping (the current step gets {STOP_GRACE_SECONDS:g} s to finish) ...", err=True)
+            if runtime.restart_reason:
+                click.echo(f"cass-actions: {runtime.restart_reason}; this worker is replaced", err=True)
+            else:
+                click.echo(f"cass-actions: stopping (the current step gets {STOP_GRACE_SECONDS:g} s to finish) ...",
+                           err=True)
             await runtime.stop()
+            if beat is not None:
+                beat.cancel()
             click.echo("cass-actions: stopped.", err=True)
+            # A handler deaf to cancellation may still be running as its own task: asyncio.run would wait
+            # for it forever, so give it a moment, then leave without it.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+            if others:
+                _done, pending = await asyncio.wait(others, timeout=0.5)
+                if pending:
+                    runtime.restart_reason = runtime.restart_reason or "a handler ignored the cancellation at shutdown"
+            if runtime.restart_reason:
+                # The abandoned handler is still running, deaf to cancellation: leave without
+                # waiting for it (asyncio.run would), with everything written and the lease released.
+                runtime.close()
+                sys.stderr.flush()
+                os._exit(0 if stop.is_set() else EXIT_RESTART)
             if runtime.lease_lost:
                 raise click.ClickException(runtime.lease_lost)
 

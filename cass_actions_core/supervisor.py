@@ -1,0 +1,214 @@
+"""``cass-actions run`` as a supervisor of one worker process, so no handler can take the daemon down.
+
+Pack handlers are other people's code. One that blocks the event loop (``time.sleep``, a
+busy C call) or ignores cancellation cannot be stopped from inside the process: asyncio
+has no way to interrupt it. So ``run`` does not run the scheduler itself; it runs it in a
+**worker** child process (``run --worker``) and watches it, as Celery does with its pool:
+
+- The worker writes a heartbeat byte to a pipe every :data:`BEAT_SECONDS` from its event
+  loop. If none comes for ``scheduler.stall_limit_seconds`` (the loop is blocked), the
+  supervisor records why in the store (``state['stalled']``), SIGKILLs the worker and
+  starts a new one. The new worker's crash recovery charges the interrupted step (its
+  calls in flight at their worst case), then runs it again if it is idempotent, abandons
+  it otherwise, and abandons it as poison after three deaths in the same step.
+- A worker that had to abandon a handler still running (it ignored the cancellation at
+  its timeout) exits with :data:`EXIT_RESTART` after ending that unit; it is replaced at once.
+- A worker that dies (a crash, the OOM killer) is replaced with a backoff of 1, 2, 4 …
+  up to 30 seconds; a worker that ran for a minute resets the backoff.
+- A worker that exits with another code (a catalogue problem, a held lease, a bad plan
+  file: exit 1 or 2) is not restarted: restarting would not help; ``run`` exits with it.
+- SIGTERM and SIGINT are passed to the worker, which stops within about two seconds
+  (``Runtime.stop``); the supervisor then exits 0. A worker still there 10 s later is killed.
+- The worker asks the kernel to kill it if the supervisor dies (``PR_SET_PDEATHSIG`` on
+  Linux), and checks its parent every beat elsewhere, so a SIGKILLed ``run`` leaves no
+  orphan scheduler behind.
+
+The scheduler lease is held in the supervisor's name (its pid, one holder id for all its
+workers), so a new worker takes over from a dead one at once, while another ``run`` is
+refused as long as this supervisor lives. Every store write of a worker is fenced by that
+lease (:meth:`~cass_actions_core.store.Store.transaction`): a worker that lost it can
+write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+log = logging.getLogger("cass_actions.supervisor")
+
+#: A worker's exit code asking to be replaced now (a handler could not be stopped).
+EXIT_RESTART = 75
+#: How often a worker's event loop sends its heartbeat.
+BEAT_SECONDS = 0.5
+#: Environment variables the supervisor hands its worker.
+ENV_BEAT_FD = "CASS_ACTIONS_BEAT_FD"
+ENV_HOLDER = "CASS_ACTIONS_LEASE_HOLDER"
+ENV_LEASE_PID = "CASS_ACTIONS_LEASE_PID"
+ENV_PARENT = "CASS_ACTIONS_SUPERVISOR_PID"
+#: How long a stopping worker gets before it is killed.
+STOP_KILL_SECONDS = 10.0
+BACKOFF_START, BACKOFF_CAP, BACKOFF_RESET_AFTER = 1.0, 30.0, 60.0
+
+
+@dataclass(frozen=True)
+class WorkerLink:
+    """What a worker learns from its supervisor (the environment): the lease identity and the beat pipe."""
+
+    holder: str
+    lease_pid: int
+    beat_fd: int
+    parent: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> WorkerLink | None:
+        """The link, when this process was started by a supervisor; else None."""
+        env = dict(os.environ if env is None else env)
+        try:
+            return cls(env[ENV_HOLDER], int(env[ENV_LEASE_PID]), int(env[ENV_BEAT_FD]), int(env[ENV_PARENT]))
+        except (KeyError, ValueError):
+            return None
+
+    def die_with_parent(self) -> None:
+        """Have the kernel kill this process when the supervisor dies (Linux); elsewhere the beat checks."""
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            except (OSError, AttributeError):
+                pass
+        if os.getppid() != self.parent:  # the supervisor died before prctl took effect
+            os._exit(1)
+
+    async def beat(self) -> None:
+        """Send heartbeats from the event loop until cancelled (a blocked loop sends none)."""
+        while True:
+            if os.getppid() != self.parent:
+                os._exit(1)  # orphaned: the supervisor is gone, so is the daemon
+            try:
+                os.write(self.beat_fd, b".")
+            except OSError:
+                os._exit(1)
+            await asyncio.sleep(BEAT_SECONDS)
+
+
+def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), data_dir: Path, daemon_id: str,
+              stall_limit: float) -> int:
+    """Run workers (``cass-actions <worker_args> --worker``) until one stops for good; its exit code.
+
+    ``first_args`` go to the first worker only (``--plan FILE``).
+    """
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    stopping: list[float] = []
+    child: subprocess.Popen[bytes] | None = None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if not stopping:
+            stopping.append(time.monotonic())
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    backoff = BACKOFF_START
+    extra = list(first_args)
+    try:
+        while True:
+            read_fd, write_fd = os.pipe()
+            env = {**os.environ, ENV_BEAT_FD: str(write_fd), ENV_HOLDER: holder, ENV_LEASE_PID: str(os.getpid()),
+                   ENV_PARENT: str(os.getpid())}
+            command = [sys.executable, "-m", "cass_actions_core.cli.main", *worker_args, *extra, "--worker"]
+            child = subprocess.Popen(command, env=env, pass_fds=(write_fd,), stdin=subprocess.DEVNULL)
+            os.close(write_fd)
+            extra = []
+            began = last_beat = time.monotonic()
+            stalled: float | None = None
+            try:
+                while child.poll() is None:
+                    ready, _, _ = select.select([read_fd], [], [], BEAT_SECONDS)
+                    now = time.monotonic()
+                    if ready and os.read(read_fd, 4096):
+                        last_beat = now
+                    if stopping:
+                        if now - stopping[0] > STOP_KILL_SECONDS:
+                            child.kill()
+                    elif now - last_beat > stall_limit and now - began > stall_limit:
+                        stalled = now - last_beat
+                        _note_stall(data_dir, daemon_id, child.pid, stalled)
+                        print(f"cass-actions: the worker's event loop stalled for {stalled:.0f} s; replacing it",
+                              file=sys.stderr, flush=True)
+                        child.kill()
+                        child.wait()
+            finally:
+                os.close(read_fd)
+            code = child.returncode
+            if stopping:
+                return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+            if code == 0:
+                return 0
+            if code == EXIT_RESTART or stalled is not None:
+                backoff = BACKOFF_START
+                continue
+            if code > 0:
+                return code  # a user error (catalogue, lease, plan file): a new worker would fail the same way
+            if time.monotonic() - began > BACKOFF_RESET_AFTER:
+                backoff = BACKOFF_START
+            print(f"cass-actions: the worker died ({_describe(code)}); starting a new one in {backoff:g} s",
+                  file=sys.stderr, flush=True)
+            deadline = time.monotonic() + backoff
+            while time.monotonic() < deadline and not stopping:
+                time.sleep(0.1)
+            if stopping:
+                return 0
+            backoff = min(BACKOFF_CAP, backoff * 2)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _note_stall(data_dir: Path, daemon_id: str, pid: int, seconds: float) -> None:
+    """Tell the next worker's recovery why its predecessor was replaced (best effort)."""
+    from cass_actions_core.store import Store, StoreError
+
+    try:
+        with Store.open(data_dir / "cass-actions.sqlite", daemon_id=daemon_id) as store:
+            store.set_state(STALL_KEY, {"pid": pid, "seconds": round(seconds, 1), "at": datetime.now(UTC).isoformat()})
+    except (StoreError, OSError) as exc:
+        log.warning("could not record the stall in the store: %s", exc)
+
+
+#: The store state key where a supervisor notes a replaced worker's stall.
+STALL_KEY = "stalled"
+
+
+def stall_note(raw: object) -> str | None:
+    """The reason wording for a step interrupted by a stall, from ``state['stalled']``."""
+    if not isinstance(raw, dict):
+        return None
+    return (f"the worker's event loop stalled for {raw.get('seconds', '?')} s during the step (a handler blocking it), "
+            "so the supervisor replaced the worker")
+
+
+__all__ = ["EXIT_RESTART", "STALL_KEY", "WorkerLink", "stall_note", "supervise"]
