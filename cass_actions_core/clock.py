@@ -38,6 +38,7 @@ import asyncio
 import heapq
 import itertools
 import math
+import time as wall
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Protocol, cast, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -224,6 +225,36 @@ class SystemClock:
 
     def __repr__(self) -> str:
         return f"SystemClock({self.tz.key!r})"
+
+
+class AcceleratedClock(SystemClock):
+    """Real time, sped up: ``speed`` virtual seconds pass per real second, from ``start`` at the real
+    instant ``epoch`` (Unix seconds). For rehearsals (``run --speed``): a real daemon process,
+    real sleeps and real kills, a week in minutes. ``epoch`` is fixed, so a restarted process
+    continues the same timeline."""
+
+    def __init__(self, tz: ZoneInfo | str, *, start: datetime, epoch: float, speed: float, max_sleep: float = 60.0) -> None:
+        """See the class docstring; ``speed`` must be positive."""
+        super().__init__(tz, max_sleep=max_sleep)
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed!r}")
+        self.start, self.epoch, self.speed = to_utc(start), float(epoch), float(speed)
+
+    def _utc_now(self) -> datetime:
+        return self.start + timedelta(seconds=(wall.time() - self.epoch) * self.speed)
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Sleep until the accelerated time reaches ``when``."""
+        target = to_utc(when)
+        await asyncio.sleep(0)
+        while True:
+            remaining = (target - self._utc_now()).total_seconds() / self.speed
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, self.max_sleep))
+
+    def __repr__(self) -> str:
+        return f"AcceleratedClock({self.tz.key!r}, speed={self.speed:g})"
 
 
 class VirtualClock:

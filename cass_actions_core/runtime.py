@@ -327,7 +327,9 @@ class Runtime:
             local_midnight(self.clock.today() + timedelta(days=1), self.clock.tz),
         ]
         if not isinstance(self.clock, VirtualClock):
-            candidates.append(to_utc(now) + timedelta(seconds=self.config.scheduler.tick_seconds))
+            # tick_seconds is real time: on an accelerated clock that many real seconds span more
+            speed = getattr(self.clock, "speed", 1.0)
+            candidates.append(to_utc(now) + timedelta(seconds=self.config.scheduler.tick_seconds * speed))
         for approval in self.store.list_approvals(status="pending"):
             candidates.append(approval.expires_at)
         for unit in self.store.list_units(statuses=["queued"]):

@@ -382,3 +382,46 @@ def test_sigterm_with_a_handler_deaf_to_cancellation_still_stops_within_seconds(
     unit = unit_of(data_dir, "deafening")
     assert unit.status == "queued" and "stopped by a shutdown during step 1 (hostile.deaf)" in unit.reason
     assert store_lease(data_dir) is None
+
+
+def test_a_rehearsal_runs_days_in_seconds_and_a_killed_run_continues_the_same_timeline(site: Path, tmp_path: Path):
+    data_dir = tmp_path / "rehearsal"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"CASS_ACTIONS_LOAD_PLUGINS": "journal", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    command = [sys.executable, "-m", "cass_actions_core.cli.main", "run", "--provider", "offline"]
+    first = subprocess.Popen([*command, "--speed", "7200", "--start", "2026-11-26"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+    def phases_begun() -> list[tuple[str, str]]:
+        if not (data_dir / "cass-actions.sqlite").exists():
+            return []
+        with store(data_dir) as s:
+            return [(e.data["day"], e.data["phase"]) for e in s.list_events(types=["day_phase.changed"])]
+
+    wait_for(lambda: ("2026-11-26", "afternoon") in phases_begun(), what="the rehearsal's afternoon")
+    first.kill()  # the supervisor; its worker dies with it
+    first.wait(timeout=30)
+    with store(data_dir) as s:
+        last_before = max(e.at for e in s.list_events())
+    second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL)
+    wait_for(lambda: ("2026-11-26", "night") in phases_begun(), what="the night, after the restart")
+    code, err = stop(second)
+    assert code == 0, err
+    with store(data_dir) as s:
+        events = s.list_events()
+        assert len(s.list_events(types=["day.planned"])) == 1  # the restart did not plan the day again
+        assert s.get_state("rehearsal_clock")["speed"] == 7200
+    after = [e.at for e in events if e.at > last_before]
+    assert after and min(after) > last_before  # the timeline went on from where it was
+    assert phases_begun()[:4] == [("2026-11-26", p) for p in ("morning", "afternoon", "evening", "night")]
+    # a real daemon's folder cannot be rehearsed in
+    real = tmp_path / "real"
+    assert run_cli_in(real, env, ["init"]).returncode == 0
+    refused = run_cli_in(real, env, ["run", "--speed", "60"])
+    assert refused.returncode == 2 and "rehearse (run --speed) only in an empty folder" in refused.stderr
+
+
+def run_cli_in(data_dir: Path, env: dict[str, str], args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cass_actions_core.cli.main", *args, "--data-dir", str(data_dir)],
+                          env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)

@@ -239,9 +239,15 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
 @click.command("run")
 @global_options
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="A plan file for today.")
+@click.option("--speed", type=click.FloatRange(min=1, max=1_000_000), default=None,
+              help="Rehearse: run on an accelerated clock, SPEED virtual seconds per real second (only in a data "
+                   "directory a simulation or rehearsal made). Restarts continue the same timeline.")
+@click.option("--start", "start_text", metavar="YYYY-MM-DD", help="With --speed: the first local date (default: today).")
+@click.option("--provider", help="LLM provider for every action (e.g. offline, for a rehearsal without an API key).")
 @click.option("--worker", is_flag=True, hidden=True, help="Be the supervised worker (run starts it itself).")
 @click.pass_obj
-def run_command(state: CLIState, plan_file: str | None, worker: bool) -> None:
+def run_command(state: CLIState, plan_file: str | None, speed: float | None, start_text: str | None,
+                provider: str | None, worker: bool) -> None:
     """Run the daemon: the scheduler loop on the system clock, until SIGINT or SIGTERM.
 
     The scheduler runs in a worker process that run supervises: a worker whose event
@@ -256,19 +262,28 @@ def run_command(state: CLIState, plan_file: str | None, worker: bool) -> None:
     from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, supervise
 
     config = state.config()
+    if start_text and speed is None:
+        raise click.UsageError("--start needs --speed (a rehearsal); a real daemon runs on today's clock")
     if not worker:
         args = ["run", "--data-dir", str(state.data_dir)]
         if state.config_path:
             args += ["--config", str(Path(state.config_path).expanduser().resolve())]
+        if provider:
+            args += ["--provider", provider]
         first = ["--plan", str(Path(plan_file).expanduser().resolve())] if plan_file else []
+        if speed is not None:
+            _rehearsal_clock(state, config, speed, start_text)  # refuse early, in one line, before any worker
+            first += ["--speed", f"{speed:g}"]
         code = supervise(args, first_args=first, data_dir=state.data_dir, daemon_id=config.daemon_id,
                          stall_limit=config.scheduler.stall_limit_seconds)
         click.get_current_context().exit(code)
     link = WorkerLink.from_env()
     if link is not None:
         link.die_with_parent()
-    runtime = Runtime(config, data_dir=state.data_dir, plugins=[("cli-timeline", _TimelinePlugin())],
-                      lease_holder=link.holder if link else None, lease_pid=link.lease_pid if link else None)
+    clock = _rehearsal_clock(state, config, speed, start_text) if speed is not None or _rehearsing(state) else None
+    runtime = Runtime(config, data_dir=state.data_dir, plugins=[("cli-timeline", _TimelinePlugin())], clock=clock,
+                      provider=provider, lease_holder=link.holder if link else None,
+                      lease_pid=link.lease_pid if link else None)
     try:
         if plan_file:
             today = runtime.phases.instance_at(runtime.clock.now()).day
@@ -327,6 +342,57 @@ def run_command(state: CLIState, plan_file: str | None, worker: bool) -> None:
         asyncio.run(serve())
     finally:
         runtime.close()
+
+
+REHEARSAL_KEY = "rehearsal_clock"
+
+
+def _rehearsing(state: CLIState) -> bool:
+    """Whether the data directory's store runs on a rehearsal clock (set by an earlier ``run --speed``)."""
+    from cass_actions_core.store import Store
+
+    path = state.data_dir / "cass-actions.sqlite"
+    if not (state.data_dir / SIM_MARKER).exists() or not path.exists():
+        return False
+    with Store.open(path, daemon_id=state.config().daemon_id) as store:
+        return store.get_state(REHEARSAL_KEY) is not None
+
+
+def _rehearsal_clock(state: CLIState, config: Any, speed: float | None, start_text: str | None) -> Any:
+    """The accelerated clock of a rehearsal, continued from the store, or started (``--start``, ``--speed``)."""
+    import time as wall
+    from zoneinfo import ZoneInfo
+
+    from cass_actions_core.clock import AcceleratedClock, to_utc
+    from cass_actions_core.phases import DayPhases
+    from cass_actions_core.store import Store
+
+    data_dir = state.data_dir
+    path = data_dir / "cass-actions.sqlite"
+    if path.exists() and not (data_dir / SIM_MARKER).exists():
+        raise click.UsageError(f"{data_dir} holds a daemon's store that no simulation or rehearsal created; "
+                               "rehearse (run --speed) only in an empty folder or one a rehearsal made.")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / SIM_MARKER).write_text("created by cass-actions simulate or a rehearsal (run --speed)\n")
+    tz = ZoneInfo(config.timezone)
+    with Store.open(path, daemon_id=config.daemon_id) as store:
+        saved = store.get_state(REHEARSAL_KEY)
+        now_real = wall.time()
+        if saved is not None:
+            clock = AcceleratedClock(tz, start=datetime.fromisoformat(saved["start"]), epoch=saved["epoch"],
+                                     speed=saved["speed"])
+            if start_text:
+                raise click.UsageError(f"{data_dir} already rehearses from {saved['start']}; --start applies to a new "
+                                       "rehearsal only (use another --data-dir)")
+            if speed is None or speed == saved["speed"]:
+                return clock
+            start = to_utc(clock.now())  # a new speed from here on, the same timeline
+        else:
+            day = _parse_date(start_text) or datetime.now(tz).date()
+            start = to_utc(DayPhases(config.phases, config.timezone).boundary(day, "morning"))
+        assert speed is not None
+        store.set_state(REHEARSAL_KEY, {"start": start.isoformat(), "epoch": now_real, "speed": speed})
+        return AcceleratedClock(tz, start=start, epoch=now_real, speed=speed)
 
 
 class _TimelinePlugin:
