@@ -98,6 +98,7 @@ class SchedulerSettings(_Section):
     idle_after_minutes: float = 30
     tick_seconds: float = 30
     stall_limit_seconds: float = 30
+    lease_ttl_seconds: float = 90
 
 
 class PlannerWeights(_Section):

@@ -30,6 +30,7 @@ from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult,
 from cass_actions_core.catalogue import Catalogue, CatalogueAction
 from cass_actions_core.clock import to_utc
 from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation, format_usd
+from cass_actions_core.store import LeaseLostError
 from cass_actions_core.models import Priority
 from cass_actions_core.plugins import BUILTIN_NAME
 from cass_actions_core.summaries import build_summary
@@ -442,7 +443,16 @@ class Executor:
 
     def _stopped_mid_step(self, unit: UnitRow, index: int, action: CatalogueAction, key: str, reservation: Reservation,
                           llm: MeteredLLM) -> None:
-        """The scheduler stopped (shutdown) while step ``index`` ran: charge it, then requeue or abandon its unit."""
+        """The scheduler stopped (shutdown) while step ``index`` ran: charge it, then requeue or abandon its unit.
+
+        After a lost lease nothing can be written: the new holder's crash recovery does this instead."""
+        try:
+            self._record_stop(unit, index, action, key, reservation, llm)
+        except LeaseLostError:
+            log.warning("unit %s: the lease is lost; its new holder recovers step %d", unit.id, index + 1)
+
+    def _record_stop(self, unit: UnitRow, index: int, action: CatalogueAction, key: str, reservation: Reservation,
+                     llm: MeteredLLM) -> None:
         definition = action.definition
         now = self.clock.now()
         spent = llm.spent_usd  # includes calls that were out, at their estimate

@@ -56,8 +56,8 @@ PAUSED_KEY = "paused_categories"
 ACTIVITY_KEY = "last_user_activity"
 
 #: How long a lease lasts without renewal (real time), and how often it is renewed.
-LEASE_TTL = timedelta(seconds=90)
-LEASE_RENEW_SECONDS = 20.0
+#: The lease is renewed every ``scheduler.lease_ttl_seconds`` times this fraction (90 s → every 20 s).
+LEASE_RENEW_FRACTION = 2 / 9
 
 #: The least time a re-queued unit gets to start before it expires.
 REQUEUE_GRACE = timedelta(minutes=15)
@@ -151,6 +151,7 @@ class Runtime:
         # run's supervisor hands each of its workers the same holder and its own pid (see supervisor.py)
         self._holder = lease_holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease_pid = lease_pid
+        self._lease_ttl = timedelta(seconds=config.scheduler.lease_ttl_seconds)
         self._task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._stop_requested = False
@@ -193,7 +194,7 @@ class Runtime:
     # -- lifecycle ---------------------------------------------------------------------
     def acquire_lease(self) -> None:
         """Take the store's single-scheduler lease (``LeaseHeldError`` if another process holds it)."""
-        self.store.acquire_lease(self._holder, datetime.now(UTC), LEASE_TTL, pid=self._lease_pid)
+        self.store.acquire_lease(self._holder, datetime.now(UTC), self._lease_ttl, pid=self._lease_pid)
 
     def release_lease(self) -> None:
         """Give the lease up (a no-op if this runtime does not hold it)."""
@@ -261,15 +262,18 @@ class Runtime:
 
     async def _renew_lease(self) -> None:
         while True:
-            await asyncio.sleep(LEASE_RENEW_SECONDS)
+            await asyncio.sleep(self._lease_ttl.total_seconds() * LEASE_RENEW_FRACTION)
             try:
-                self.store.renew_lease(self._holder, datetime.now(UTC), LEASE_TTL, pid=self._lease_pid)
+                self.store.renew_lease(self._holder, datetime.now(UTC), self._lease_ttl, pid=self._lease_pid)
             except Exception as exc:  # lost to another process, or the store is unusable
-                # Never keep scheduling without the lease: stop after the current step.
+                # Never keep scheduling without the lease: stop now. Another process owns this
+                # daemon's work; the current step is interrupted (its writes would be refused anyway).
                 self.lease_lost = f"the scheduler lease could not be renewed: {exc}"
                 log.error("%s; stopping", self.lease_lost)
                 self._stop_requested = True
                 self.poke()
+                if isinstance(exc, LeaseLostError) and self._task is not None:
+                    self._task.cancel()
                 return
 
     async def _loop(self) -> None:

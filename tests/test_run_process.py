@@ -425,3 +425,41 @@ def test_a_rehearsal_runs_days_in_seconds_and_a_killed_run_continues_the_same_ti
 def run_cli_in(data_dir: Path, env: dict[str, str], args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cass_actions_core.cli.main", *args, "--data-dir", str(data_dir)],
                           env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_a_daemon_sigstopped_past_its_lease_is_taken_over_and_can_write_nothing_when_it_wakes(crashy_site: Path,
+                                                                                              tmp_path: Path):
+    data_dir = tmp_path / "daemon"
+    data_dir.mkdir(parents=True)
+    (data_dir / "config.toml").write_text("[scheduler]\nlease_ttl_seconds = 3\n[planner]\nenabled = false\n")
+    pack_dir = data_dir / "workspace" / "crashy"
+    plan = plan_only(data_dir, "safe_course")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(crashy_site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    command = [sys.executable, "-m", "cass_actions_core.cli.main", "run"]
+    sleeper = subprocess.Popen([*command, "--plan", str(plan)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    wait_for(lambda: (pack_dir / "slow.log").exists(), what="the slow step to start")
+    os.killpg(sleeper.pid, signal.SIGSTOP)  # supervisor and worker, frozen mid-step
+    try:
+        time.sleep(4)  # past the 3 s lease
+        taker = restart(crashy_site, data_dir)
+        done = wait_for(lambda: (u := unit_of(data_dir, "safe_course")) and u.status == "completed" and u,
+                        what="the new daemon to finish the unit")
+        with store(data_dir) as s:
+            rows_before = [(r.key, r.status) for r in s.action_runs_for_unit(done.id)]
+            events_before = len(s.list_events())
+    finally:
+        os.killpg(sleeper.pid, signal.SIGCONT)
+    _out, err = sleeper.communicate(timeout=60)  # it wakes, finds the lease gone, and stops
+    assert sleeper.returncode != 0 and "lease" in err, err
+    code, err2 = stop(taker)
+    assert code == 0, err2
+    with store(data_dir) as s:
+        assert [(r.key, r.status) for r in s.action_runs_for_unit(done.id)] == rows_before  # no late write landed
+        assert s.get_unit(done.id).status == "completed"
+        late = [e for e in s.list_events()[events_before:] if e.unit_id == done.id]
+        assert not late, late
+    assert [st for _k, st in rows_before] == ["completed", "failed", "completed"]
+    assert (pack_dir / "first.log").read_text() == "ran\n"
+    assert (pack_dir / "slow.log").read_text() == "started\nstarted\n"

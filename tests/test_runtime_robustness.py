@@ -117,7 +117,7 @@ def test_stop_returns_the_unit_to_the_queue_between_steps(tmp_path: Path):
 
 
 def test_losing_the_lease_stops_the_loop(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(runtime_module, "LEASE_RENEW_SECONDS", 0.05)
+    monkeypatch.setattr(runtime_module, "LEASE_RENEW_FRACTION", 0.01)  # renew every 0.9 s of the 90 s lease
     runtime = make_runtime(tmp_path)
 
     async def go():

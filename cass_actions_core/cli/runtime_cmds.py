@@ -313,7 +313,8 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
             done, _ = await asyncio.wait({waiter, loop_task}, return_when=asyncio.FIRST_COMPLETED)
             if loop_task in done:
                 waiter.cancel()
-                loop_task.result()  # re-raise a crash of the loop
+                if not loop_task.cancelled():  # cancelled: the lease was lost (runtime.lease_lost says so)
+                    loop_task.result()  # re-raise a crash of the loop
             if runtime.restart_reason:
                 click.echo(f"cass-actions: {runtime.restart_reason}; this worker is replaced", err=True)
             else:
