@@ -36,13 +36,14 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-__all__ = ["FakeAnthropic", "FakeReply", "RecordedRequest", "make_usage", "unused_port", "usage"]
+__all__ = ["FakeAnthropic", "FakeReply", "RecordedRequest", "example_for_schema", "make_usage", "unused_port", "usage",
+           "valid_reply"]
 
 
 def usage(
@@ -121,17 +122,64 @@ class RecordedRequest:
         return self.headers.get(name.lower())
 
 
+def example_for_schema(schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None, depth: int = 0) -> Any:
+    """A small JSON value valid for ``schema`` (objects, arrays, enums, $ref/$defs, anyOf, strings, numbers)."""
+    defs = defs if defs is not None else schema.get("$defs", {})
+    if "$ref" in schema:
+        return example_for_schema(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, depth + 1)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+            return example_for_schema(options[0], defs, depth + 1)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: example_for_schema(v, defs, depth + 1) for k, v in props.items()
+                if k in schema.get("required", list(props)) and depth < 12}
+    if kind == "array":
+        item = schema.get("items", {"type": "string"})
+        return [example_for_schema(item, defs, depth + 1) for _ in range(max(1, int(schema.get("minItems", 1))))]
+    if kind == "string":
+        return "x" * max(int(schema.get("minLength", 0)), 1) if "minLength" in schema else "a fake reply"
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+        return int(low) + (1 if "exclusiveMinimum" in schema else 0) if kind == "integer" else float(low)
+    if kind == "boolean":
+        return False
+    return None
+
+
+def valid_reply(request: RecordedRequest, *, text: str = "A fake reply.", usage_: Mapping[str, Any] | None = None) -> FakeReply:
+    """A 200 reply ``request`` accepts: JSON valid for its structured-output schema if it asked for one, else ``text``."""
+    body = request.body if isinstance(request.body, dict) else {}
+    schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
+    content = json.dumps(example_for_schema(schema)) if schema else text
+    return FakeReply(200, message={"content": [{"type": "text", "text": content}], "stop_reason": "end_turn",
+                                   "usage": dict(usage_ or make_usage(10, max(1, math.ceil(len(content) / 4))))})
+
+
 class FakeAnthropic:
     """A scripted Messages API server on 127.0.0.1; use as a context manager.
 
     Args:
         model: the ``model`` reported in replies (default: echo the request's model).
         fallback: the reply used when the queue is empty (default: a 400 error).
+        responder: ``fn(request) -> FakeReply | None`` consulted when the queue is empty, before
+            ``fallback``: for long runs whose requests cannot be scripted one by one (fault
+            soaks, rehearsals). :func:`valid_reply` builds a reply any request accepts.
     """
 
-    def __init__(self, *, model: str | None = None, fallback: FakeReply | None = None) -> None:
+    def __init__(self, *, model: str | None = None, fallback: FakeReply | None = None,
+                 responder: Callable[[RecordedRequest], FakeReply | None] | None = None) -> None:
         self.model = model
         self.fallback = fallback
+        self.responder = responder
         #: Reply to ``/v1/messages/count_tokens`` (``None``: a chars/4 estimate of the body).
         self.count_tokens_result: int | None = None
         self._queue: deque[FakeReply] = deque()
@@ -315,10 +363,14 @@ class FakeAnthropic:
             self._counter += 1
             return self._counter
 
-    def _next_reply(self, number: int) -> FakeReply:
+    def _next_reply(self, number: int, request: RecordedRequest | None = None) -> FakeReply:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
+        if self.responder is not None and request is not None:
+            reply = self.responder(request)
+            if reply is not None:
+                return reply
         if self.fallback is not None:
             return self.fallback
         return FakeReply(
@@ -359,7 +411,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
-        number = self.owner._record(RecordedRequest(self.command, self.path, headers, body, raw, time.time()))
+        recorded = RecordedRequest(self.command, self.path, headers, body, raw, time.time())
+        number = self.owner._record(recorded)
         request_id = f"req_fake_{number:06d}"
         path = self.path.split("?", 1)[0]
 
@@ -374,7 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, json.dumps(error).encode(), {}, request_id)
             return
 
-        reply = self.owner._next_reply(number)
+        reply = self.owner._next_reply(number, recorded)
         if reply.delay:
             time.sleep(reply.delay)
         if reply.raw is not None:
