@@ -60,6 +60,8 @@ ENV_LEASE_PID = "CASS_ACTIONS_LEASE_PID"
 ENV_PARENT = "CASS_ACTIONS_SUPERVISOR_PID"
 #: How long a stopping worker gets before it is killed.
 STOP_KILL_SECONDS = 10.0
+#: How long a new worker may take to start (build its catalogue, recover) before its first heartbeat.
+STARTUP_LIMIT_SECONDS = 120.0
 BACKOFF_START, BACKOFF_CAP, BACKOFF_RESET_AFTER = 1.0, 30.0, 60.0
 
 
@@ -134,7 +136,8 @@ def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), dat
             child = subprocess.Popen(command, env=env, pass_fds=(write_fd,), stdin=subprocess.DEVNULL)
             os.close(write_fd)
             extra = []
-            began = last_beat = time.monotonic()
+            began = time.monotonic()
+            last_beat: float | None = None  # the stall watch starts at the first beat: starting up is not a stall
             stalled: float | None = None
             try:
                 while child.poll() is None:
@@ -145,7 +148,13 @@ def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), dat
                     if stopping:
                         if now - stopping[0] > STOP_KILL_SECONDS:
                             child.kill()
-                    elif now - last_beat > stall_limit and now - began > stall_limit:
+                    elif last_beat is None and now - began > STARTUP_LIMIT_SECONDS:
+                        stalled = now - began
+                        print(f"cass-actions: the worker sent no heartbeat {stalled:.0f} s after it started; "
+                              "replacing it", file=sys.stderr, flush=True)
+                        child.kill()
+                        child.wait()
+                    elif last_beat is not None and now - last_beat > stall_limit:
                         stalled = now - last_beat
                         _note_stall(data_dir, daemon_id, child.pid, stalled)
                         print(f"cass-actions: the worker's event loop stalled for {stalled:.0f} s; replacing it",
@@ -156,7 +165,8 @@ def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), dat
                 os.close(read_fd)
             code = child.returncode
             if stopping:
-                return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+                # Asked to stop: a worker that ended by a signal (ours, or a stall kill just before) stopped.
+                return 0 if code <= 0 or code == EXIT_RESTART else code
             if code == 0:
                 return 0
             if code == EXIT_RESTART or stalled is not None:
