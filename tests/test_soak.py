@@ -221,6 +221,37 @@ def test_money_held_and_history_agrees_with_the_ledger(soak):
             assert summary.data["cost_usd"] == pytest.approx(ledger, abs=1e-6), unit.template_id
 
 
+def test_no_day_or_category_passed_its_money_by_more_than_the_stated_bound(soak):
+    store, *_ = soak
+    config_allocations = {"system": 0.04, "journal": 0.06, "memory": 0.08, "reflection": 0.18, "growth": 0.10,
+                          "curiosity": 0.10, "research": 0.18, "creative": 0.10, "wonderland": 0.04, "planning": 0.02}
+    daily = 5.0  # the defaults the soak runs with
+    entries = store.ledger_entries()
+    # what each unit's calls were billed past their worst case (the bound's terms), counted in every
+    # (budget day, category) the unit settled money in: generous, never too strict
+    overshoot: dict[str, float] = defaultdict(float)
+    for unit in store.list_units():
+        for r in store.action_runs_for_unit(unit.id):
+            for tid in (r.result or {}).get("llm", {}).get("transcript_ids", []):
+                t = store.get_transcript(tid)
+                if t is not None:
+                    overshoot[unit.id] += max(0.0, t.data["cost_usd"] - t.data["estimate_usd"])
+    over: dict[tuple[date, str], float] = defaultdict(float)
+    by_day: dict[tuple[date, str], float] = defaultdict(float)
+    places = {(e.unit_id, e.budget_day, e.category) for e in entries if e.kind == "settle" and e.unit_id}
+    for unit_id, day, category in places:
+        over[(day, category)] += overshoot[unit_id]
+    for e in entries:
+        if e.kind == "settle":
+            by_day[(e.budget_day, e.category)] += e.amount_usd
+    for (day, category), spent in by_day.items():
+        limit = round(daily * config_allocations.get(category, 0.0), 6)
+        assert spent <= limit + over[(day, category)] + 1e-6, (day, category, spent, limit)
+    for day in {d for d, _c in by_day}:
+        spent = sum(v for (d, _c), v in by_day.items() if d == day)
+        assert spent <= daily + sum(v for (d, _c), v in over.items() if d == day) + 1e-6, (day, spent)
+
+
 def test_the_store_is_intact(soak):
     store, *_ = soak
     assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
