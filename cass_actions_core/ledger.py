@@ -401,6 +401,6 @@ class BudgetLedger:
             "reserve": {
                 "limit": round(day.reserve, 6),
                 "used": day.reserve_used,
-                "available": round(max(0.0, day.reserve - day.reserve_used), 6),
+                "available": day.reserve_left,
             },
         }

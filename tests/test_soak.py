@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from cass_actions_core.config import BudgetSettings
 from cass_actions_core.store import Store
 from cass_actions_core.testing.fake_anthropic import FakeAnthropic
 from support import action_def, make_dist, template_def
@@ -223,9 +224,7 @@ def test_money_held_and_history_agrees_with_the_ledger(soak):
 
 def test_no_day_or_category_passed_its_money_by_more_than_the_stated_bound(soak):
     store, *_ = soak
-    config_allocations = {"system": 0.04, "journal": 0.06, "memory": 0.08, "reflection": 0.18, "growth": 0.10,
-                          "curiosity": 0.10, "research": 0.18, "creative": 0.10, "wonderland": 0.04, "planning": 0.02}
-    daily = 5.0  # the defaults the soak runs with
+    budget = BudgetSettings()  # the soak runs with the default budget
     entries = store.ledger_entries()
     # what each unit's calls were billed past their worst case (the bound's terms), counted in every
     # (budget day, category) the unit settled money in: generous, never too strict
@@ -245,11 +244,11 @@ def test_no_day_or_category_passed_its_money_by_more_than_the_stated_bound(soak)
         if e.kind == "settle":
             by_day[(e.budget_day, e.category)] += e.amount_usd
     for (day, category), spent in by_day.items():
-        limit = round(daily * config_allocations.get(category, 0.0), 6)
+        limit = budget.category_limit(category)
         assert spent <= limit + over[(day, category)] + 1e-6, (day, category, spent, limit)
     for day in {d for d, _c in by_day}:
         spent = sum(v for (d, _c), v in by_day.items() if d == day)
-        assert spent <= daily + sum(v for (d, _c), v in over.items() if d == day) + 1e-6, (day, spent)
+        assert spent <= budget.daily_usd + sum(v for (d, _c), v in over.items() if d == day) + 1e-6, (day, spent)
 
 
 def test_the_store_is_intact(soak):
