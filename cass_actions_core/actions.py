@@ -67,6 +67,15 @@ class Artifact:
         """A JSON-ready mapping."""
         return {"kind": self.kind, "title": self.title, "path": self.path, "ref": self.ref}
 
+    def check(self) -> None:
+        """Raise :class:`InvalidResult` unless kind and title are strings and path and ref strings or None."""
+        for name in ("kind", "title"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidResult(f"artifact {name} must be a string, not {type(getattr(self, name)).__name__}")
+        for name in ("path", "ref"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise InvalidResult(f"artifact {name} must be a string or null, not {type(getattr(self, name)).__name__}")
+
 
 @dataclass
 class ActionResult:
@@ -122,6 +131,8 @@ class ActionResult:
             raise InvalidResult(f"data must be a mapping, not {type(self.data).__name__}")
         if not all(isinstance(a, Artifact) for a in self.artifacts):
             raise InvalidResult("artifacts must be Artifact objects or mappings of kind, title, path, ref")
+        for a in self.artifacts:
+            a.check()
         try:
             json.dumps(self.data, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -195,6 +206,7 @@ class ActionContext:
             except ValueError:
                 path = str(p)
         artifact = Artifact(kind, title, path, ref)
+        artifact.check()
         self.artifacts.append(artifact)
         return artifact
 

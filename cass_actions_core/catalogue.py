@@ -59,6 +59,8 @@ class Catalogue:
     problems: list[Problem] = field(default_factory=list)
     #: LLM providers registered through ``register_llm_providers`` (a ProviderRegistry).
     providers: Any = None
+    #: Actions whose params schema is not a valid JSON Schema (their steps' params cannot be checked).
+    invalid_params_schemas: set[str] = field(default_factory=set)
 
     # -- queries -------------------------------------------------------------------
     def action(self, action_id: str) -> CatalogueAction:
@@ -199,7 +201,7 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
                     hint="rename one of them or disable one pack",
                 ))
                 continue
-            problems.extend(_check_definition(definition, origin))
+            problems.extend(_check_definition(definition, origin, catalogue.invalid_params_schemas))
             catalogue.actions[definition.id] = CatalogueAction(definition, None, origin)
         for action_id, handler in reg.handlers.items():
             if action_id in handlers and handler_pack[action_id] != reg.pack:
@@ -242,7 +244,7 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
             ))
 
 
-def _check_definition(definition: ActionDefinition, origin: Registered) -> list[Problem]:
+def _check_definition(definition: ActionDefinition, origin: Registered, invalid_params: set[str]) -> list[Problem]:
     out: list[Problem] = []
     base = f"$.actions[{origin.index}]"
 
@@ -252,6 +254,7 @@ def _check_definition(definition: ActionDefinition, origin: Registered) -> list[
     why = schema_files.check_schema(definition.params)
     if why:
         add("invalid-params-schema", f"params is not a valid JSON Schema: {why}", "params")
+        invalid_params.add(definition.id)
     if not definition.uses_llm and definition.estimated_cost_usd > 0:
         add("cost-without-llm", "an action that makes no LLM call must estimate 0 USD", "estimated_cost_usd")
     if definition.tier == 1 and definition.uses_llm:
@@ -291,7 +294,7 @@ def _check_template(catalogue: Catalogue, template: Template, origin: Registered
                 hint=f"closest registered action: {hint!r}" if hint else "no registered action is close; run 'cass-actions list'",
             ))
             continue
-        if schema_files.check_schema(action.definition.params) is None:
+        if step.action not in catalogue.invalid_params_schemas:
             for sub, message in schema_files.validate_instance(action.definition.params, step.params):
                 out.append(Problem(
                     "invalid-params", f"step {j + 1} params for {step.action!r}: {message}",

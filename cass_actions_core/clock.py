@@ -34,14 +34,24 @@ Clocks:
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 import math
 import time as wall
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Protocol, cast, runtime_checkable
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:
+    import asyncio
+
+
+def _asyncio() -> ModuleType:
+    """asyncio, imported on first use: the clock is imported by commands that never sleep (``list``)."""
+    import asyncio
+
+    return asyncio
 
 __all__ = [
     "Clock",
@@ -216,12 +226,12 @@ class SystemClock:
         """Sleep until the real time reaches ``when``, in chunks of at most ``max_sleep`` seconds."""
         target = to_utc(when)
         # Always yield once, so a loop that sleeps until past instants cannot starve others.
-        await asyncio.sleep(0)
+        await _asyncio().sleep(0)
         while True:
             remaining = (target - self._utc_now()).total_seconds()
             if remaining <= 0:
                 return
-            await asyncio.sleep(min(remaining, self.max_sleep))
+            await _asyncio().sleep(min(remaining, self.max_sleep))
 
     def __repr__(self) -> str:
         return f"SystemClock({self.tz.key!r})"
@@ -246,12 +256,12 @@ class AcceleratedClock(SystemClock):
     async def sleep_until(self, when: datetime) -> None:
         """Sleep until the accelerated time reaches ``when``."""
         target = to_utc(when)
-        await asyncio.sleep(0)
+        await _asyncio().sleep(0)
         while True:
             remaining = (target - self._utc_now()).total_seconds() / self.speed
             if remaining <= 0:
                 return
-            await asyncio.sleep(min(remaining, self.max_sleep))
+            await _asyncio().sleep(min(remaining, self.max_sleep))
 
     def __repr__(self) -> str:
         return f"AcceleratedClock({self.tz.key!r}, speed={self.speed:g})"
@@ -310,9 +320,9 @@ class VirtualClock:
         """Suspend the caller until virtual time reaches ``when`` (see the class docstring)."""
         target = to_utc(when)
         if target <= self._now:
-            await asyncio.sleep(0)
+            await _asyncio().sleep(0)
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = _asyncio().get_running_loop().create_future()
         heapq.heappush(self._sleepers, (target, next(self._seq), future))
         # If the sleeping task is cancelled the future is cancelled with it; the heap
         # entry is dropped lazily (done futures are skipped).
@@ -384,16 +394,16 @@ class VirtualClock:
 
     async def _settle(self) -> None:
         """Yield to the event loop until no other callback is ready to run."""
-        loop = asyncio.get_running_loop()
+        loop = _asyncio().get_running_loop()
         # CPython's loops keep runnable callbacks in `_ready`; while this coroutine runs,
         # an empty queue means every other task is blocked. There is no public API for it.
         ready = getattr(loop, "_ready", None)
         if ready is None:
             for _ in range(self.fallback_settle_rounds):
-                await asyncio.sleep(0)
+                await _asyncio().sleep(0)
             return
         for _ in range(self.settle_limit):
-            await asyncio.sleep(0)
+            await _asyncio().sleep(0)
             if not ready:
                 return
 

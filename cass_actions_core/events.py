@@ -53,13 +53,15 @@ class EventBus:
         self.listener_failures: list[tuple[str, str, str]] = []
 
     def emit(self, type: str, data: dict[str, Any] | None = None, *, unit_id: str | None = None) -> Event:
-        """Store the event now; deliver it to listeners in the background."""
+        """Store the event now (in the caller's transaction, if one is open); deliver it to listeners in the
+        background once that transaction commits."""
         now = self._clock.now()
         data = dict(data or {})
         event_id = self._store.append_event(type, data, now, unit_id=unit_id)
         event = Event(event_id, type, now, data, unit_id)
-        if type != "listener.failed":
-            self._dispatch(event)
+        if type != "listener.failed" and self._pm.hook.on_event.get_hookimpls():
+            # Listeners hear of it only once it is stored for good: never of a write that rolled back.
+            self._store.after_commit(lambda: self._dispatch(event))
         return event
 
     def _dispatch(self, event: Event) -> None:

@@ -30,7 +30,7 @@ from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult,
 from cass_actions_core.catalogue import Catalogue, CatalogueAction
 from cass_actions_core.clock import to_utc
 from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation, format_usd
-from cass_actions_core.store import LeaseLostError
+from cass_actions_core.store import LeaseLostError, NotFoundError
 from cass_actions_core.models import Priority
 from cass_actions_core.plugins import BUILTIN_NAME
 from cass_actions_core.summaries import build_summary
@@ -121,8 +121,12 @@ class LedgerGate:
         self.store.set_state(spend_key(self.reservation.id), total_usd)
 
     def hold(self, total_usd: float) -> None:
-        """A call is out: a crash before it returns settles the reservation at ``total_usd``."""
-        self.store.set_state(spend_key(self.reservation.id), total_usd)
+        """A call is about to go out: a crash before it returns settles the reservation at ``total_usd``.
+
+        Synced to the disk before the call is made (money is about to leave), so even a power
+        cut cannot lose what the call may cost."""
+        with self.store.transaction(durable=True):
+            self.store.set_state(spend_key(self.reservation.id), total_usd)
 
     def headroom(self) -> float:
         """The most the action's total could be granted now: its reservation plus what its category may still get."""
@@ -171,6 +175,24 @@ class StoreHistory:
         return [row.data for row in self._store.query_summaries(local_date=local_date, category=category, text=text, limit=limit)]
 
 
+class NotQueued(ValueError):
+    """The unit asked to run is not queued (another writer moved it, or it ended)."""
+
+
+@dataclass(frozen=True)
+class _Started:
+    """A step whose start is recorded: what its handler runs with and what its end settles."""
+
+    unit: UnitRow
+    index: int
+    action: CatalogueAction
+    key: str
+    reservation: Reservation
+    llm: MeteredLLM
+    ctx: ActionContext
+    choice: str | None
+
+
 @dataclass
 class UnitOutcome:
     """What happened to a unit in one pass of the executor."""
@@ -196,7 +218,8 @@ class Executor:
         self.advance_clock = False
         #: Why this process should be replaced (a handler that could not be stopped is still running), or None.
         self.restart_requested: str | None = None
-        self._current: tuple[UnitRow, int, CatalogueAction, str, Reservation, MeteredLLM] | None = None
+        self._current: _Started | None = None
+        self._made_dirs: set[str] = set()
 
     # -- approvals -------------------------------------------------------------------
     def needs_approval(self, action: CatalogueAction) -> bool:
@@ -206,67 +229,106 @@ class Executor:
         return d.requires_approval or d.id in ap.actions or d.category in ap.categories
 
     # -- running ---------------------------------------------------------------------
-    async def run_unit(self, unit_id: str) -> UnitOutcome:
-        """Run a queued unit from its first unfinished step until it ends or parks."""
-        unit = self.store.get_unit(unit_id)
+    async def run_unit(self, unit_id: str, due: Callable[[UnitRow], bool] | None = None) -> UnitOutcome:
+        """Run a queued unit from its first unfinished step until it ends or parks.
+
+        Raises :class:`NotQueued` when the unit is not queued; ``due(unit)`` false leaves it
+        queued, untouched (the scheduler's last look at its deadline).
+
+        Store writes come in one transaction per step transition: the claim; the start of
+        each step (approval, reservation, the run's idempotency key: written before the
+        handler runs); and its end (settle, outcome, events, the next step, and the unit's
+        end and summary when it ends). A crash between two transactions leaves the unit
+        as a restart expects it (see ``Runtime.recover``).
+        """
+        store = self.store
+        unit = store.get_unit(unit_id)
         if unit is None or unit.status != "queued":
-            raise ValueError(f"unit {unit_id} is not queued (status {unit.status if unit else 'missing'})")
-        unit = self.store.set_unit_status(unit.id, "running", reason=None, now=self.clock.now())
-        self.bus.emit("work_unit.started", {"template_id": unit.template_id, "phase": unit.phase,
-                                            "step": unit.next_step}, unit_id=unit.id)
+            raise NotQueued(f"unit {unit_id} is not queued (status {unit.status if unit else 'missing'})")
+        if due is not None and not due(unit):
+            return UnitOutcome(unit, 0)
         ran = 0
+        claimed = False
         for index in range(unit.next_step, len(unit.steps)):
             step = unit.steps[index]
             action = self.catalogue.actions.get(step["action"])
             key = run_key(unit, index)
             if ran and self._stop_requested():
                 # Shutting down: the unit goes back to the queue and resumes at this step.
-                unit = self.store.set_unit_status(unit.id, "queued", now=self.clock.now(),
-                                                  reason=f"the scheduler stopped before step {index + 1}; it resumes there")
-                self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "reason": unit.reason}, unit_id=unit.id)
+                with store.transaction():
+                    unit = store.set_unit_status(unit.id, "queued", now=self.clock.now(),
+                                                 reason=f"the scheduler stopped before step {index + 1}; it resumes there")
+                    self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "reason": unit.reason},
+                                  unit_id=unit.id)
                 return UnitOutcome(unit, ran)
-            previous = self.store.get_action_run(key)
-            if previous is not None and previous.status in ("completed", "failed"):
-                # Finished before a restart: never run a finished step twice, and a
-                # required step that failed still fails its unit.
-                unit = self.store.set_next_step(unit.id, index + 1, self.clock.now())
-                if previous.status == "failed" and not step.get("optional", False):
-                    return self._finish(unit, "failed", f"step {index + 1} ({previous.action_id}) failed: {previous.error}", ran)
-                continue
-            if action is None or action.handler is None:
-                # The catalogue changed since the unit was planned (a pack was removed).
-                return self._finish(unit, "failed", f"step {index + 1} names {step['action']!r}, which is no longer registered", ran)
-            parked = self._check_approval(unit, index, action)
-            if parked is not None:
-                return UnitOutcome(parked, ran) if parked.status != "failed" else self._finish_written(parked, ran)
-            model, choice = self.model_for(unit, index, action)
-            reservation = self.ledger.reserve(
-                action.definition.category, self.reservation_for(action, model),
-                budget_day=self.clock.today(), now=self.clock.now(), unit_id=unit.id,
-                critical=Priority.of(action.definition.priority) == Priority.CRITICAL,
-                note=f"{action.definition.id} step {index + 1}",
-            )
-            if isinstance(reservation, Blocked):
-                return UnitOutcome(self._park_budget(unit, index, action, reservation), ran)
-            ok = await self._run_step(unit, index, step, action, key, reservation, model, choice)
-            if isinstance(ok, Blocked):
-                return UnitOutcome(self._park_budget(unit, index, action, ok), ran)
-            ran += 1
-            exhausted: list[str] = []
-            if isinstance(ok, Retry):
-                outcome, exhausted = self._retry_or_fail(unit, index, action, ok, ran)
-                if outcome is not None:
-                    return outcome
-                ok = False  # every attempt failed
-            unit = self.store.set_next_step(unit.id, index + 1, self.clock.now())
-            if not ok and not step.get("optional", False):
-                run = self.store.get_action_run(key)
-                why = f"step {index + 1} ({action.definition.id}) failed: {run.error if run else '?'}"
-                if len(exhausted) > 1:
-                    listed = "; ".join(f"{i + 1}) {e}" for i, e in enumerate(exhausted))
-                    why = f"step {index + 1} ({action.definition.id}) failed after {len(exhausted)} attempts: {listed}"
-                return self._finish(unit, "failed", why, ran)
-        return self._finish(unit, "completed", None, ran)
+            # The start of a step that cannot safely run twice must survive a power cut too.
+            durable = action is not None and not action.definition.idempotent
+            with store.transaction(durable=durable):
+                if not claimed:  # the claim shares the first step's transaction: one commit fewer per unit
+                    unit = self._claim(unit_id)
+                    claimed = True
+                previous = store.get_action_run(key)
+                if previous is not None and previous.status in ("completed", "failed"):
+                    # Finished before a restart: never run a finished step twice, and a
+                    # required step that failed still fails its unit.
+                    unit = store.set_next_step(unit.id, index + 1, self.clock.now())
+                    if previous.status == "failed" and not step.get("optional", False):
+                        return self._finish(unit, "failed",
+                                            f"step {index + 1} ({previous.action_id}) failed: {previous.error}", ran)
+                    continue
+                if action is None or action.handler is None:
+                    # The catalogue changed since the unit was planned (a pack was removed).
+                    return self._finish(unit, "failed",
+                                        f"step {index + 1} names {step['action']!r}, which is no longer registered", ran)
+                parked = self._check_approval(unit, index, action)
+                if parked is not None:
+                    return UnitOutcome(parked, ran) if parked.status != "failed" else self._finish_written(parked, ran)
+                model, choice = self.model_for(unit, index, action)
+                reservation = self.ledger.reserve(
+                    action.definition.category, self.reservation_for(action, model),
+                    budget_day=self.clock.today(), now=self.clock.now(), unit_id=unit.id,
+                    critical=Priority.of(action.definition.priority) == Priority.CRITICAL,
+                    note=f"{action.definition.id} step {index + 1}",
+                )
+                if isinstance(reservation, Blocked):
+                    return UnitOutcome(self._park_budget(unit, index, action, reservation), ran)
+                started = self._begin_step(unit, index, step, action, key, reservation, model, choice)
+            invocation = await self._invoke_step(started) if isinstance(started, _Started) else None
+            with store.transaction():
+                ok = self._end_step(started, invocation) if isinstance(started, _Started) else started
+                if isinstance(ok, Blocked):
+                    return UnitOutcome(self._park_budget(unit, index, action, ok), ran)
+                ran += 1
+                exhausted: list[str] = []
+                if isinstance(ok, Retry):
+                    outcome, exhausted = self._retry_or_fail(unit, index, action, ok, ran)
+                    if outcome is not None:
+                        return outcome
+                    ok = False  # every attempt failed
+                if not ok and not step.get("optional", False):
+                    run = store.get_action_run(key)
+                    why = f"step {index + 1} ({action.definition.id}) failed: {run.error if run else '?'}"
+                    if len(exhausted) > 1:
+                        listed = "; ".join(f"{i + 1}) {e}" for i, e in enumerate(exhausted))
+                        why = f"step {index + 1} ({action.definition.id}) failed after {len(exhausted)} attempts: {listed}"
+                    return self._finish(unit, "failed", why, ran, next_step=index + 1)
+                if index == len(unit.steps) - 1:
+                    return self._finish(unit, "completed", None, ran, next_step=index + 1)
+                unit = store.set_next_step(unit.id, index + 1, self.clock.now())
+        with store.transaction():
+            if not claimed:
+                unit = self._claim(unit_id)
+            return self._finish(unit, "completed", None, ran)
+
+    def _claim(self, unit_id: str) -> UnitRow:
+        """Move the unit from queued to running (inside the caller's transaction), or :class:`NotQueued`."""
+        try:
+            unit = self.store.set_unit_status(unit_id, "running", reason=None, now=self.clock.now())
+        except (ValueError, NotFoundError) as exc:  # another writer (a CLI cancel, say) came first
+            raise NotQueued(f"unit {unit_id} is no longer queued: {exc}") from None
+        self.bus.emit("work_unit.started", {"template_id": unit.template_id, "phase": unit.phase,
+                                            "step": unit.next_step}, unit_id=unit.id)
+        return unit
 
     def _retry_or_fail(self, unit: UnitRow, index: int, action: CatalogueAction, retry: Retry,
                        ran: int) -> tuple[UnitOutcome | None, list[str]]:
@@ -360,12 +422,10 @@ class Executor:
                                      f"{left / limit:.0%} of its money left, below planner.cheap_below_fraction "
                                      f"{planner.cheap_below_fraction:.0%}")
 
-    async def _run_step(self, unit: UnitRow, index: int, step: dict[str, Any], action: CatalogueAction, key: str,
-                        reservation: Reservation, model: str | None = None,
-                        choice: str | None = None) -> bool | Blocked | Retry:
-        """Run one step; True/False for its outcome, :class:`Blocked` when an idempotent step failed only
-        because the budget refused its first LLM call (nothing spent: the unit parks and the step runs
-        again), or :class:`Retry` when it failed for a temporary LLM reason (rate limit, overload...)."""
+    def _begin_step(self, unit: UnitRow, index: int, step: dict[str, Any], action: CatalogueAction, key: str,
+                    reservation: Reservation, model: str | None, choice: str | None) -> _Started | bool:
+        """Record that the step starts (its idempotency key, before any side effect) and build its context;
+        ``False`` when it cannot start (no LLM client for it: the step failed, its money went back)."""
         definition = action.definition
         self.store.begin_action_run(key, unit.id, index, definition.id, self.clock.now())
         gate = LedgerGate(self.ledger, reservation, self.store, self.clock)
@@ -380,7 +440,9 @@ class Executor:
             return False
         pack = action.pack
         data_dir = self.workspace / pack
-        data_dir.mkdir(parents=True, exist_ok=True)
+        if pack not in self._made_dirs:  # once per pack and process: not a system call per step
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(pack)
         ctx = ActionContext(
             action_id=definition.id, pack=pack, params=dict(step.get("params", {})), focus=unit.focus,
             motivation=unit.motivation, unit_id=unit.id, run_key=step_key(unit, index), daemon_id=self.config.daemon_id,
@@ -391,19 +453,39 @@ class Executor:
             logger=logging.getLogger(f"cass_actions.pack.{pack}"),
             core=CoreServices(self.store, self.config) if pack == BUILTIN_NAME else None,
         )
-        self._current = (unit, index, action, key, reservation, llm)
+        return _Started(unit, index, action, key, reservation, llm, ctx, choice)
+
+    async def _invoke_step(self, started: _Started) -> Invocation:
+        """Run the step's handler (no transaction is open meanwhile); a shutdown that cancels it
+        charges the step and requeues or abandons its unit before the cancellation goes on."""
+        self._current = started
         try:
-            result, llm_error, abandoned = await invoke(action, ctx)
+            invocation = await invoke(started.action, started.ctx)
         except asyncio.CancelledError:
-            self._stopped_mid_step(unit, index, action, key, reservation, llm)
+            self._stopped_mid_step(started)
             raise
         finally:
             self._current = None
-        if abandoned:
+        if invocation.abandoned:
             # Only a new process stops it: ask for one (``run`` replaces its worker; see restart_requested).
-            self.restart_requested = f"step {index + 1} ({definition.id}) of unit {unit.id}: {abandoned}"
+            self.restart_requested = (f"step {started.index + 1} ({started.action.definition.id}) of unit "
+                                      f"{started.unit.id}: {invocation.abandoned}")
+        return invocation
+
+    def _end_step(self, started: _Started, invocation: Invocation | None) -> bool | Blocked | Retry:
+        """Settle the step's money and store its outcome (inside the caller's transaction).
+
+        True/False for its outcome, :class:`Blocked` when an idempotent step failed only because the
+        budget refused its first LLM call (nothing spent: the unit parks and the step runs again), or
+        :class:`Retry` when it failed for a temporary LLM reason (rate limit, overload...)."""
+        assert invocation is not None
+        unit, index, action, key, reservation, llm = (started.unit, started.index, started.action, started.key,
+                                                      started.reservation, started.llm)
+        definition = action.definition
+        result, llm_error = invocation.result, invocation.llm_error
         result.cost_usd = llm.spent_usd
-        self.ledger.settle(reservation, llm.spent_usd, self.clock.now(), note=f"{definition.id} {'ok' if result.success else 'failed'}")
+        now = self.clock.now()
+        self.ledger.settle(reservation, llm.spent_usd, now, note=f"{definition.id} {'ok' if result.success else 'failed'}")
         self.store.delete_state(spend_key(reservation.id))
         if not result.success and llm.stop_reason == "budget" and not llm.spent_usd and definition.idempotent:
             # Money, not the action, stopped it before anything was spent: park, don't fail.
@@ -419,13 +501,14 @@ class Executor:
             advance = getattr(self.clock, "advance", None)
             if advance is not None:
                 advance(timedelta(minutes=self._costs().minutes(definition)))
+                now = self.clock.now()
         record = result.to_dict()
-        record["artifacts"] = [a.to_dict() for a in [*ctx.artifacts, *result.artifacts]]
+        record["artifacts"] = [a.to_dict() for a in [*started.ctx.artifacts, *result.artifacts]]
         record["llm"] = llm_record(llm)
-        if choice:
-            record["choices"] = [choice]
+        if started.choice:
+            record["choices"] = [started.choice]
         status = "completed" if result.success else "failed"
-        self.store.finish_action_run(key, status, llm.spent_usd, record, result.error, self.clock.now())
+        self.store.finish_action_run(key, status, llm.spent_usd, record, result.error, now)
         self.bus.emit(f"action.{status}", {"action_id": definition.id, "step": index, "cost_usd": llm.spent_usd,
                                           "summary": result.summary, "error": result.error}, unit_id=unit.id)
         if not result.success and llm_error is not None and llm_error.retryable:
@@ -438,21 +521,22 @@ class Executor:
         current, self._current = self._current, None
         if current is None:
             return False
-        self._stopped_mid_step(*current)
+        self._stopped_mid_step(current)
         return True
 
-    def _stopped_mid_step(self, unit: UnitRow, index: int, action: CatalogueAction, key: str, reservation: Reservation,
-                          llm: MeteredLLM) -> None:
-        """The scheduler stopped (shutdown) while step ``index`` ran: charge it, then requeue or abandon its unit.
+    def _stopped_mid_step(self, started: _Started) -> None:
+        """The scheduler stopped (shutdown) while a step ran: charge it, then requeue or abandon its unit.
 
         After a lost lease nothing can be written: the new holder's crash recovery does this instead."""
         try:
-            self._record_stop(unit, index, action, key, reservation, llm)
+            with self.store.transaction():
+                self._record_stop(started)
         except LeaseLostError:
-            log.warning("unit %s: the lease is lost; its new holder recovers step %d", unit.id, index + 1)
+            log.warning("unit %s: the lease is lost; its new holder recovers step %d", started.unit.id, started.index + 1)
 
-    def _record_stop(self, unit: UnitRow, index: int, action: CatalogueAction, key: str, reservation: Reservation,
-                     llm: MeteredLLM) -> None:
+    def _record_stop(self, started: _Started) -> None:
+        unit, index, action, key, reservation, llm = (started.unit, started.index, started.action, started.key,
+                                                      started.reservation, started.llm)
         definition = action.definition
         now = self.clock.now()
         spent = llm.spent_usd  # includes calls that were out, at their estimate
@@ -471,8 +555,8 @@ class Executor:
             self.write_summary(stopped)
             self.bus.emit("work_unit.abandoned", {"reason": why}, unit_id=unit.id)
 
-    def _finish(self, unit: UnitRow, status: str, reason: str | None, ran: int) -> UnitOutcome:
-        unit = self.store.set_unit_status(unit.id, status, reason=reason, now=self.clock.now())
+    def _finish(self, unit: UnitRow, status: str, reason: str | None, ran: int, **fields: Any) -> UnitOutcome:
+        unit = self.store.set_unit_status(unit.id, status, reason=reason, now=self.clock.now(), **fields)
         return self._finish_written(unit, ran)
 
     def _finish_written(self, unit: UnitRow, ran: int) -> UnitOutcome:
@@ -482,7 +566,7 @@ class Executor:
         return UnitOutcome(unit, ran)
 
     def write_summary(self, unit: UnitRow) -> dict[str, Any]:
-        """Build, validate and store the unit's work summary (any outcome)."""
+        """Build and store the unit's work summary (any outcome)."""
         record = build_summary(self.store, unit, daemon_id=self.config.daemon_id, plan_source=self._plan_source(unit))
         self.store.save_summary(
             unit_id=unit.id, slug=record["slug"], local_date=unit.local_date, phase=unit.phase, category=unit.category,

@@ -172,8 +172,8 @@ class BudgetLedger:
         limits = {c: self.budget.category_limit(c) for c in self.budget.allocations}
         return _Day(self.store.ledger_totals(budget_day), limits, self.budget.daily_usd, self.budget.reserve_usd)
 
-    def _check(self, day: _Day, category: str, budget_day: date, amount: float, critical: bool) -> Blocked | None:
-        """None if ``amount`` more fits in ``category``; otherwise why not."""
+    def _check(self, day: _Day | None, category: str, budget_day: date, amount: float, critical: bool) -> Blocked | None:
+        """None if ``amount`` more fits in ``category``; otherwise why not (``day`` may be None for a zero amount)."""
         if category not in self.budget.allocations:
             known = ", ".join(sorted(self.budget.allocations)) or "none"
             return Blocked(
@@ -186,6 +186,7 @@ class BudgetLedger:
             )
         if amount <= EPSILON:
             return None
+        assert day is not None
         limit = day.limits[category]
         committed = day.committed(category)
         room = round(limit - committed, 6)
@@ -239,7 +240,9 @@ class BudgetLedger:
         """Set ``amount_usd`` aside in ``category`` on ``budget_day``, or say why not (see the module rules)."""
         amount = _amount(amount_usd, "amount_usd")
         with self.store.transaction(immediate=True):
-            blocked = self._check(self._day(budget_day), category, budget_day, amount, critical)
+            # A free action needs no look at the day's figures: zero always fits a known category.
+            day = self._day(budget_day) if amount > EPSILON else None
+            blocked = self._check(day, category, budget_day, amount, critical)
             if blocked is not None:
                 return blocked
             reservation_id = uuid.uuid4().hex

@@ -1,17 +1,18 @@
 """Typed views of the JSON formats in ``schemas/``: action definitions and templates.
 
-The JSON Schemas are the source of truth for what a file may contain; these models are
-built only from documents that already passed schema validation, so they repeat the
-field names and types but none of the constraints.
+The JSON Schemas are the source of truth for what a file may contain; these classes are
+built only from documents that already passed schema validation (``from_dict``), so they
+repeat the field names and types but none of the constraints. They are plain frozen
+dataclasses, not pydantic models: a catalogue of thousands of templates is built in
+milliseconds, and ``cass-actions list`` does not import pydantic.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from enum import IntEnum
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PriorityName = Literal["critical", "high", "normal", "low", "idle"]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
@@ -32,10 +33,9 @@ class Priority(IntEnum):
         return cls[name.upper()]
 
 
-class LLMOverride(BaseModel):
+@dataclass(frozen=True, slots=True)
+class LLMOverride:
     """Per-action choice of provider, model, token limit or effort."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: str | None = None
     model: str | None = None
@@ -43,10 +43,9 @@ class LLMOverride(BaseModel):
     effort: Effort | None = None
 
 
-class ActionDefinition(BaseModel):
+@dataclass(frozen=True, slots=True)
+class ActionDefinition:
     """One atomic action's metadata, as shipped in a pack's JSON metadata file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
     name: str
@@ -56,8 +55,6 @@ class ActionDefinition(BaseModel):
     uses_llm: bool
     estimated_cost_usd: float
     max_cost_usd: float
-    max_llm_calls: int = 20
-    max_attempts: int = 3
     default_duration_minutes: float
     timeout_seconds: float
     priority: PriorityName
@@ -65,7 +62,20 @@ class ActionDefinition(BaseModel):
     requires_approval: bool
     idempotent: bool
     params: dict[str, Any]
+    max_llm_calls: int = 20
+    max_attempts: int = 3
     llm: LLMOverride | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ActionDefinition:
+        """Build from a schema-valid action definition (``TypeError`` for an unknown or missing field)."""
+        values = dict(raw)
+        llm = values.pop("llm", None)
+        return cls(**values, llm=LLMOverride(**llm) if llm is not None else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as JSON (every field, defaults included)."""
+        return asdict(self)
 
     @property
     def namespace(self) -> str:
@@ -73,20 +83,18 @@ class ActionDefinition(BaseModel):
         return self.id.split(".", 1)[0]
 
 
-class Step(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Step:
     """One step of a template: an action id and its parameters."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     action: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     optional: bool = False
 
 
-class TimeWindow(BaseModel):
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
     """A preferred local-time window; ``end_hour <= start_hour`` wraps midnight."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     start_hour: int
     end_hour: int
@@ -125,28 +133,37 @@ def parse_cooldown(text: str) -> timedelta:
     return timedelta(minutes=minutes)
 
 
-class Template(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Template:
     """A work-unit template: ordered steps plus when and how often it may run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
     name: str
     description: str
     category: str
     steps: list[Step]
-    preferred_windows: list[TimeWindow] = Field(default_factory=list)
+    preferred_windows: list[TimeWindow] = field(default_factory=list)
     priority: PriorityName = "normal"
     requires_idle: bool = False
     max_per_day: int = 1
     cooldown: str = "0m"
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
-    @field_validator("cooldown")
+    def __post_init__(self) -> None:
+        parse_cooldown(self.cooldown)  # ValueError for a malformed or too long cooldown
+
     @classmethod
-    def _cooldown_in_range(cls, value: str) -> str:
-        parse_cooldown(value)
-        return value
+    def from_dict(cls, raw: dict[str, Any]) -> Template:
+        """Build from a schema-valid template (``TypeError`` for an unknown or missing field,
+        ``ValueError`` for a bad cooldown)."""
+        values = dict(raw)
+        steps = [Step(**step) for step in values.pop("steps")]
+        windows = [TimeWindow(**w) for w in values.pop("preferred_windows", [])]
+        return cls(**values, steps=steps, preferred_windows=windows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The template as JSON (every field, defaults included)."""
+        return asdict(self)
 
     @property
     def cooldown_delta(self) -> timedelta:

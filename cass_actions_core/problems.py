@@ -86,16 +86,16 @@ def parse_json(text: str) -> Any:
         raise JSONTextError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except RecursionError:
         raise JSONTextError(f"nested too deeply (more than {MAX_JSON_DEPTH} levels)") from None
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:  # iterative: the check itself must not recurse
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        if depth > MAX_JSON_DEPTH:
-            raise JSONTextError(f"nested too deeply (more than {MAX_JSON_DEPTH} levels)")
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return doc
+    if text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
+        return doc  # not enough brackets to nest that deep
+    # Iterative, level by level: the check itself must not recurse (and stays quick on large files).
+    level: list[Any] = [doc]
+    for _depth in range(MAX_JSON_DEPTH):
+        below: list[Any] = []
+        for value in level:
+            children = value.values() if type(value) is dict else value if type(value) is list else ()
+            below += [c for c in children if type(c) is dict or type(c) is list]
+        if not below:
+            return doc
+        level = below
+    raise JSONTextError(f"nested too deeply (more than {MAX_JSON_DEPTH} levels)")

@@ -11,8 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from cass_actions_core import schema_files
 from cass_actions_core.models import ActionDefinition, Template
 from cass_actions_core.problems import JSONTextError, Problem, parse_json
@@ -39,9 +37,10 @@ class Registered:
     index: int
 
 
-def _read_document(source: Source, pack: str, problems: list[Problem]) -> tuple[Any, str] | None:
+def _read_document(source: Source, pack: str, problems: list[Problem]) -> tuple[Any, str, str | None] | None:
+    """``(document, label, digest of the file's text or None for inline metadata)``, or None (a problem is recorded)."""
     if isinstance(source, Mapping):
-        return dict(source), f"<{pack}: inline metadata>"
+        return dict(source), f"<{pack}: inline metadata>", None
     if isinstance(source, str):
         from pathlib import Path
 
@@ -53,26 +52,23 @@ def _read_document(source: Source, pack: str, problems: list[Problem]) -> tuple[
         problems.append(Problem("unreadable-file", f"cannot read the file: {exc}", file=label, pack=pack))
         return None
     try:
-        return parse_json(text), label
+        return parse_json(text), label, schema_files.digest(text)
     except JSONTextError as exc:
         problems.append(Problem("invalid-json", str(exc), file=label, pack=pack))
         return None
 
 
-def _model_problems(exc: ValidationError, label: str, pack: str, where: str, raw: Any) -> list[Problem]:
-    """One problem per error of a model check, at its JSON path, in one sentence (no pydantic dump)."""
+def _model_problem(exc: Exception, label: str, pack: str, where: str, raw: Any) -> Problem:
+    """The schema passed a document the typed view refuses (a cooldown past its limit, or a schema
+    and a dataclass that disagree): one problem at the item's path, in one sentence."""
     item_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else None
-    out = []
-    for error in exc.errors():
-        path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-        out.append(Problem("schema", message, file=label, pack=pack, item_id=item_id, path=path))
-    return out
+    field_name = ".cooldown" if "cooldown" in str(exc) else ""
+    return Problem("schema", str(exc), file=label, pack=pack, item_id=item_id, path=where + field_name)
 
 
-def _schema_problems(name: str, doc: Any, label: str, pack: str, key: str) -> list[Problem]:
+def _schema_problems(name: str, doc: Any, label: str, pack: str, key: str, digest: str | None) -> list[Problem]:
     out = []
-    for path, message in schema_files.validate(name, doc):
+    for path, message in schema_files.validate(name, doc, source_digest=digest):
         item_id = None
         # Name the item the error sits in, when it has a readable id.
         parts = path.split("]", 1)[0].split("[")
@@ -132,7 +128,7 @@ class ActionRegistrar:
         read = _read_document(source, self.pack, self.problems)
         if read is None:
             return
-        schema, label = read
+        schema, label, _digest = read
         why = schema_files.check_schema(schema)
         if why:
             self.problems.append(Problem("invalid-settings-schema", f"not a valid JSON Schema: {why}", file=label, pack=self.pack))
@@ -144,16 +140,16 @@ class ActionRegistrar:
         read = _read_document(source, self.pack, self.problems)
         if read is None:
             return
-        doc, label = read
-        schema_problems = _schema_problems(schema_files.ACTION_PACK, doc, label, self.pack, "actions")
+        doc, label, digest = read
+        schema_problems = _schema_problems(schema_files.ACTION_PACK, doc, label, self.pack, "actions", digest)
         self.problems.extend(schema_problems)
         if schema_problems:
             return
         for index, raw in enumerate(doc["actions"]):
             try:
-                definition = ActionDefinition.model_validate(raw)
-            except ValidationError as exc:  # the schema and the model disagree: report, don't crash
-                self.problems.extend(_model_problems(exc, label, self.pack, f"$.actions[{index}]", raw))
+                definition = ActionDefinition.from_dict(raw)
+            except (TypeError, ValueError) as exc:  # the schema and the dataclass disagree: report, don't crash
+                self.problems.append(_model_problem(exc, label, self.pack, f"$.actions[{index}]", raw))
                 continue
             self.definitions.append((definition, Registered(self.pack, label, index)))
 
@@ -191,15 +187,15 @@ class TemplateRegistrar:
         read = _read_document(source, self.pack, self.problems)
         if read is None:
             return
-        doc, label = read
-        schema_problems = _schema_problems(schema_files.TEMPLATE_FILE, doc, label, self.pack, "templates")
+        doc, label, digest = read
+        schema_problems = _schema_problems(schema_files.TEMPLATE_FILE, doc, label, self.pack, "templates", digest)
         self.problems.extend(schema_problems)
         if schema_problems:
             return
         for index, raw in enumerate(doc["templates"]):
             try:
-                template = Template.model_validate(raw)
-            except ValidationError as exc:
-                self.problems.extend(_model_problems(exc, label, self.pack, f"$.templates[{index}]", raw))
+                template = Template.from_dict(raw)
+            except (TypeError, ValueError) as exc:
+                self.problems.append(_model_problem(exc, label, self.pack, f"$.templates[{index}]", raw))
                 continue
             self.templates.append((template, Registered(self.pack, label, index)))

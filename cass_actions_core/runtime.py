@@ -36,7 +36,7 @@ from cass_actions_core.clock import Clock, SystemClock, VirtualClock, local_midn
 from cass_actions_core.config import Config, load_config
 from cass_actions_core.context import PlanningContext
 from cass_actions_core.events import EventBus
-from cass_actions_core.executor import Executor, LedgerGate, next_attempt, run_key, spend_key
+from cass_actions_core.executor import Executor, LedgerGate, NotQueued, next_attempt, run_key, spend_key
 from cass_actions_core.ledger import BudgetLedger
 from cass_actions_core.models import Priority
 from cass_actions_core.phases import DayPhases, DayPhaseTracker, PhaseInstance
@@ -45,7 +45,7 @@ from cass_actions_core.planning.plans import window_opens
 from cass_actions_core.planning.costs import CostBook
 from cass_actions_core.planning.engine import DecisionEngine
 from cass_actions_core.problems import UserError
-from cass_actions_core.store import LeaseLostError, Store, StoreUnavailable, UnitRow
+from cass_actions_core.store import LeaseLostError, QueuedBrief, Store, StoreUnavailable, UnitRow
 from cass_actions_core.supervisor import STALL_KEY, stall_note
 
 log = logging.getLogger("cass_actions.runtime")
@@ -188,8 +188,7 @@ class Runtime:
         return self._costs
 
     def _plan_source(self, unit: UnitRow) -> str | None:
-        plan = self.store.get_plan(unit.local_date)
-        return plan.source if plan else unit.data.get("source")
+        return self.store.plan_source(unit.local_date) or unit.data.get("source")
 
     # -- lifecycle ---------------------------------------------------------------------
     def acquire_lease(self) -> None:
@@ -336,9 +335,9 @@ class Runtime:
             candidates.append(to_utc(now) + timedelta(seconds=self.config.scheduler.tick_seconds * speed))
         for approval in self.store.list_approvals(status="pending"):
             candidates.append(approval.expires_at)
-        for unit in self.store.list_units(statuses=["queued"]):
-            if unit.not_before is not None and to_utc(unit.not_before) > to_utc(now):
-                candidates.append(unit.not_before)
+        for brief in self.store.queued_briefs():
+            if brief.not_before is not None and to_utc(brief.not_before) > to_utc(now):
+                candidates.append(brief.not_before)
         return min(candidates, key=to_utc)
 
     # -- recovery ----------------------------------------------------------------------
@@ -638,9 +637,12 @@ class Runtime:
         self.executor.write_summary(unit)
         self.bus.emit("work_unit.expired", {"template_id": unit.template_id, "reason": reason}, unit_id=unit.id)
 
-    def _deadline(self, unit: UnitRow) -> datetime:
-        if unit.data.get("deadline"):
-            return datetime.fromisoformat(unit.data["deadline"])
+    def _deadline(self, unit: UnitRow | QueuedBrief) -> datetime:
+        """When a queued unit must have started: its ``data.deadline`` (re-queued work), else its phase's end
+        plus the catch-up window."""
+        deadline = unit.deadline if isinstance(unit, QueuedBrief) else unit.data.get("deadline")
+        if deadline:
+            return deadline if isinstance(deadline, datetime) else datetime.fromisoformat(deadline)
         instance = self.phases.instance(unit.local_date, unit.phase)
         window = self._catch_up_window() if self.config.scheduler.catch_up == "run_late" else timedelta(0)
         return to_utc(instance.end) + window
@@ -657,8 +659,11 @@ class Runtime:
             # Planned for a phase that ended before it was ever queued (e.g. a plan replaced late).
             if to_utc(self._deadline(unit)) <= to_utc(now):
                 self._expire(unit, f"its {unit.phase} phase ended before the unit was queued")
-        for unit in self.store.list_units(statuses=["queued"]):
-            if to_utc(self._deadline(unit)) <= to_utc(now):
+        for brief in self.store.queued_briefs():
+            if to_utc(self._deadline(brief)) <= to_utc(now):
+                unit = self.store.get_unit(brief.id)
+                if unit is None or unit.status != "queued":
+                    continue
                 waiting = unit.reason or "queued"
                 if unit.requires_idle and not self.is_idle():
                     waiting = "the daemon never became idle"
@@ -710,50 +715,64 @@ class Runtime:
                 self._requeue(unit, "budget available again", now, retry="budget")
 
     async def _run_queued(self) -> list[str]:
+        """Run the queued units that may start now, in run order, ``max_concurrent_units`` at a time."""
         ran: list[str] = []
-        limit = asyncio.Semaphore(self.config.scheduler.max_concurrent_units)
         paused = self.paused_categories()
         idle: bool | None = None
-        candidates = []
-        now = self.clock.now()
-        for unit in self.store.list_units(statuses=["queued"]):
-            if unit.category in paused:
+        now = to_utc(self.clock.now())
+        starts: dict[tuple[date, str], datetime] = {}
+        candidates: list[str] = []
+        for brief in self.store.queued_briefs():
+            if brief.category in paused:
                 continue
-            instance = self.phases.instance(unit.local_date, unit.phase)
-            if to_utc(instance.start) > to_utc(now):
+            start = starts.get((brief.local_date, brief.phase))
+            if start is None:
+                start = starts[(brief.local_date, brief.phase)] = to_utc(self.phases.instance(brief.local_date, brief.phase).start)
+            if start > now:
                 continue  # queued early (never by the loop itself); waits for its phase
-            if unit.not_before is not None and to_utc(unit.not_before) > to_utc(now):
+            if brief.not_before is not None and to_utc(brief.not_before) > now:
                 continue  # waits for its preferred window to open
-            if unit.requires_idle:
+            if brief.requires_idle:
                 idle = self.is_idle() if idle is None else idle
                 if not idle:
                     continue
-            candidates.append(unit)
+            candidates.append(brief.id)
+        pending = iter(candidates)
 
-        async def run(unit: UnitRow) -> None:
-            async with limit:
+        async def worker() -> None:
+            for unit_id in pending:  # one iterator shared by the workers: each unit is taken once
                 if self._stop_requested:
                     return
-                current = self.store.get_unit(unit.id)
-                if current is None or current.status != "queued":
-                    return
-                if to_utc(self._deadline(current)) <= to_utc(self.clock.now()):
-                    return  # its phase ended while earlier units ran (simulated time moves): it expires next tick
-                try:
-                    outcome = await self.executor.run_unit(unit.id)
-                except LeaseLostError as exc:  # another process runs this daemon now: write nothing more
-                    self._lost(exc)
-                    return
-                except Exception as exc:  # a bug must cost one unit, never the loop
-                    log.exception("unit %s (%s) crashed the executor", unit.id, unit.template_id)
-                    self._internal_failure(unit.id, exc)
-                    ran.append(unit.id)
-                    return
-                if outcome.ran_steps or outcome.unit.is_terminal:
-                    ran.append(unit.id)  # a unit that parked at once did no work: no reason to look again
+                await self._run_one(unit_id, ran)
 
-        await asyncio.gather(*(run(u) for u in candidates))
+        workers = min(self.config.scheduler.max_concurrent_units, len(candidates))
+        if workers == 1:
+            await worker()
+        elif workers > 1:
+            await asyncio.gather(*(worker() for _ in range(workers)))
         return ran
+
+    async def _run_one(self, unit_id: str, ran: list[str]) -> None:
+        """Run one queued unit unless another writer moved it or its deadline passed meanwhile."""
+
+        def due(unit: UnitRow) -> bool:
+            # Its phase may have ended while earlier units ran (simulated time moves): it expires next tick.
+            return to_utc(self._deadline(unit)) > to_utc(self.clock.now())
+
+        try:
+            outcome = await self.executor.run_unit(unit_id, due=due)
+        except NotQueued:
+            return
+        except LeaseLostError as exc:  # another process runs this daemon now: write nothing more
+            self._lost(exc)
+            return
+        except Exception as exc:  # a bug must cost one unit, never the loop
+            log.exception("unit %s crashed the executor", unit_id)
+            self._internal_failure(unit_id, exc)
+            ran.append(unit_id)
+            return
+        if outcome.ran_steps or outcome.unit.is_terminal:
+            ran.append(unit_id)  # a unit that parked at once did no work: no reason to look again
 
     def _internal_failure(self, unit_id: str, exc: BaseException) -> None:
         """End a unit that an unexpected error interrupted: failed, with the reason and a summary."""

@@ -16,7 +16,16 @@ Design choices, and why:
   :meth:`Store.transaction` (``BEGIN IMMEDIATE`` ... ``COMMIT``/``ROLLBACK``), so a
   crash leaves either all of an update or none of it, and a second connection (another
   process, or a thread with its own :class:`Store`) waits for the write lock instead of
-  interleaving. ``synchronous=FULL``: the ledger records real money (F3).
+  interleaving.
+* **Durability contract.** ``synchronous=NORMAL`` in WAL mode: a *process* crash
+  (SIGKILL, the OOM killer, a segfault) loses nothing that was committed, because a
+  commit is in the operating system's hands before it returns. A *power cut or kernel
+  crash* may lose the last commits since the WAL was last synced, and only bookkeeping
+  of work that spent no money: every write that precedes money or a side effect that
+  cannot be repeated leaving the process is committed with ``durable=True``, which syncs
+  the WAL to the disk before the commit returns (the hold before each LLM call, the start
+  of a step that is not idempotent). After a power cut the store is always consistent
+  (SQLite's guarantee); a step whose finish was lost runs again as after a crash.
 * **Aware datetimes only.** Every datetime is stored as an ISO-8601 string that keeps
   the offset it was given (the daemon's local offset, readable in history); a naive
   datetime raises :class:`ValueError` (F4). Time comparisons in SQL go through
@@ -42,7 +51,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,6 +84,7 @@ __all__ = [
     "Migration",
     "NotFoundError",
     "PlanRow",
+    "QueuedBrief",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -166,6 +176,7 @@ _STATUS_FIELDS: frozenset[str] = frozenset({"started_at", "finished_at", "not_be
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_MS = 5000
+_WAL_CHECKPOINT_PAGES = 10_000
 
 # ORDER BY fragment putting phases in day order.
 _PHASE_ORDER_SQL = "CASE phase WHEN 'morning' THEN 0 WHEN 'afternoon' THEN 1 WHEN 'evening' THEN 2 WHEN 'night' THEN 3 ELSE 4 END"
@@ -229,6 +240,11 @@ def _check_phase(phase: str) -> str:
     if phase not in PHASES:
         raise ValueError(f"unknown day phase {phase!r}; expected one of {', '.join(PHASES)}")
     return phase
+
+
+def _micros(usd: float) -> int:
+    """USD (already rounded to 6 decimals) as integer micro-dollars, so sums are exact."""
+    return int(round(usd * 1_000_000))
 
 
 def _new_id() -> str:
@@ -325,6 +341,20 @@ class UnitRow:
     def is_terminal(self) -> bool:
         """Whether the unit has reached a status it never leaves."""
         return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedBrief:
+    """The columns of a queued unit the scheduler reads on every tick (see :meth:`Store.queued_briefs`)."""
+
+    id: str
+    local_date: date
+    phase: str
+    category: str
+    not_before: datetime | None
+    requires_idle: bool
+    #: ``data.deadline``: when a re-queued unit must have started (None: its phase's end).
+    deadline: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,11 +656,34 @@ _PLAN_SOURCES_V2: tuple[str, ...] = (
     "ALTER TABLE plans_v2 RENAME TO plans",
 )
 
+#: Version 3: running ledger totals per budget day and category, kept in the same transaction
+#: as each ledger row, so a reservation check reads one row per category instead of summing
+#: the day's ledger. Amounts are integer micro-dollars, so the totals equal the sum of the
+#: rows exactly. Existing ledgers are summed once here.
+_LEDGER_TOTALS_V3: tuple[str, ...] = (
+    """CREATE TABLE ledger_totals (
+        budget_day TEXT NOT NULL,
+        category TEXT NOT NULL,
+        spent_micros INTEGER NOT NULL DEFAULT 0,
+        reserved_micros INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (budget_day, category)
+    ) WITHOUT ROWID""",
+    """INSERT INTO ledger_totals (budget_day, category, spent_micros, reserved_micros)
+       SELECT budget_day, category,
+              SUM(CASE WHEN kind = 'settle' THEN CAST(ROUND(amount_usd * 1000000) AS INTEGER) ELSE 0 END),
+              SUM(CASE WHEN kind = 'reserve' AND NOT EXISTS (
+                      SELECT 1 FROM ledger_entries c
+                      WHERE c.reservation_id = e.reservation_id AND c.kind IN ('settle', 'release'))
+                  THEN CAST(ROUND(amount_usd * 1000000) AS INTEGER) ELSE 0 END)
+       FROM ledger_entries e GROUP BY budget_day, category""",
+)
+
 #: Every schema step, in order; a file's ``meta.schema_version`` says how many were applied.
 #: Append new steps at the end; never edit a released one.
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", lambda conn: _run_statements(conn, _SCHEMA_V1)),
     Migration(2, "plan sources: llm, fallback, file, manual", lambda conn: _run_statements(conn, _PLAN_SOURCES_V2)),
+    Migration(3, "running ledger totals", lambda conn: _run_statements(conn, _LEDGER_TOTALS_V3)),
 ]
 
 #: The schema version this code writes.
@@ -655,6 +708,10 @@ class Store:
         #: The lease holder this store writes for, once it acquired the lease (fencing), else None.
         self._fence: str | None = None
         self._lease_write = False
+        # Callbacks to run once the outermost transaction commits (dropped on rollback).
+        self._after_commit: list[Callable[[], None]] = []
+        # A nested block asked for durability: sync the WAL after the outer commit.
+        self._sync_after = False
         #: The database file.
         self.path = path
         #: The daemon whose data this file holds.
@@ -689,7 +746,10 @@ class Store:
             _inspect(conn, path, daemon_id)
             # Only now may we write (switching to WAL rewrites two header bytes).
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # see "Durability contract" above
+            # Checkpoints (each syncs the WAL and the database file) every ~40 MB of WAL rather
+            # than SQLite's default 4 MB: a busy day of small transactions syncs ten times less.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
             conn.execute("PRAGMA foreign_keys = ON")
             store = cls(conn, path, daemon_id)
             store._migrate()
@@ -799,58 +859,34 @@ class Store:
 
     # ---------------------------------------------------------------- transactions
 
-    @contextmanager
-    def transaction(self, immediate: bool = True) -> Iterator[None]:
+    def transaction(self, immediate: bool = True, durable: bool = False) -> _Transaction:
         """Run the block atomically: ``BEGIN IMMEDIATE`` (or deferred) ... COMMIT, ROLLBACK on error.
 
         ``immediate=True`` takes the write lock at once, so a read-check-write sequence
         (ledger checks, status transitions, lease) cannot be raced by another connection.
         ``immediate=False`` gives a consistent read snapshot. Nested blocks become
         savepoints, so store methods can be combined into one larger transaction.
+        ``durable=True``: the commit is synced to the disk before it returns (see the
+        durability contract in the module docstring); a nested block asking for it makes
+        the outer commit durable.
         """
-        conn = self._conn
-        depth = self._depth
-        savepoint = f"sp_{depth}"
-        try:
-            conn.execute(("BEGIN IMMEDIATE" if immediate else "BEGIN") if depth == 0 else f"SAVEPOINT {savepoint}")
-        except sqlite3.OperationalError as exc:
-            raise self._write_error(exc) from None
-        if depth == 0 and immediate and self._fence is not None and not self._lease_write:
-            # Fencing: a lease holder writes only while it still holds the lease (under the write lock),
-            # so a process that lost it (stuck past its lease, then taken over) can write nothing.
-            row = conn.execute("SELECT holder FROM lease WHERE daemon_id = ?", (self.daemon_id,)).fetchone()
-            if row is None or row[0] != self._fence:
-                conn.execute("ROLLBACK")
-                fence, self._fence = self._fence, None
-                who = "nobody" if row is None else repr(row[0])
-                raise LeaseLostError(f"{self.path}: {fence!r} lost the lease of daemon {self.daemon_id!r} (now held by "
-                                     f"{who}); its write was refused. This process must stop running the scheduler.")
-        self._depth = depth + 1
-        try:
-            yield
-        except BaseException as exc:
-            self._depth = depth
-            if depth == 0:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            else:
-                conn.execute(f"ROLLBACK TO {savepoint}")
-                conn.execute(f"RELEASE {savepoint}")
-            if depth == 0 and isinstance(exc, sqlite3.OperationalError):
-                raise self._write_error(exc) from None
-            raise
-        self._depth = depth
-        if depth == 0:
-            try:
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise self._write_error(exc) from None
-                raise
+        return _Transaction(self, immediate, durable)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the current transaction has committed (now, outside one).
+
+        What must only happen for writes that really landed (delivering an event to
+        listeners) goes here; a rollback drops it.
+        """
+        if self._depth == 0:
+            callback()
         else:
-            conn.execute(f"RELEASE {savepoint}")
+            self._after_commit.append(callback)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a :meth:`transaction` block is open on this store."""
+        return self._depth > 0
 
     def _write_error(self, exc: sqlite3.OperationalError) -> StoreError:
         """A full disk, a read-only file or a lock held too long, as one sentence naming the file."""
@@ -1004,6 +1040,12 @@ class Store:
             return None
         return self._map(_plan, row)
 
+    def plan_source(self, local_date: date) -> str | None:
+        """Where ``local_date``'s plan came from (``llm``, ``fallback`` ...), or None without a plan
+        (one column, not the plan document: every work summary names it)."""
+        row = self._one("SELECT source FROM plans WHERE local_date = ?", (_day(local_date, "local_date"),))
+        return None if row is None else str(row[0])
+
     # ---------------------------------------------------------------- units
 
     def insert_unit(
@@ -1117,6 +1159,24 @@ class Store:
         sql += f" ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position, julianday(created_at), rowid"
         return [self._map(_unit, row) for row in self._all(sql, params)]
 
+    def queued_briefs(self) -> list[QueuedBrief]:
+        """Queued units in run order, as the few columns the scheduler looks at on every tick.
+
+        Cheaper than :meth:`list_units` for a long queue: no JSON, no row objects; the
+        scheduler reads the whole row only of a unit it is about to run or expire.
+        """
+        rows = self._all(
+            "SELECT id, local_date, phase, category, not_before, requires_idle, json_extract(data, '$.deadline')"
+            f" FROM units WHERE status = 'queued' ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position,"
+            " julianday(created_at), rowid"
+        )
+        try:
+            return [QueuedBrief(r[0], date.fromisoformat(r[1]), r[2], r[3], _dt_opt(r[4]), bool(r[5]), _dt_opt(r[6]))
+                    for r in rows]
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: a damaged queued unit row: {exc}. Nothing was changed; restore the file "
+                             "from a backup, or fix or delete that row.") from None
+
     def delete_units_for_plan(
         self, local_date: date, statuses: Iterable[str] = ("planned", "queued"),
         keep_sources: Iterable[str] = ("trigger", "run-action"),
@@ -1177,22 +1237,25 @@ class Store:
                     f"(allowed: {allowed})"
                 )
             sets: dict[str, Any] = {"status": to_status, "reason": reason, "updated_at": now_s}
+            # The same changes as row values, so the updated row needs no second read.
+            values: dict[str, Any] = {"status": to_status, "reason": reason, "updated_at": _dt(now_s)}
             if to_status == "running" and unit.started_at is None and "started_at" not in fields:
-                sets["started_at"] = now_s
+                sets["started_at"], values["started_at"] = now_s, values["updated_at"]
             if to_status in TERMINAL_STATUSES and "finished_at" not in fields:
-                sets["finished_at"] = now_s
+                sets["finished_at"], values["finished_at"] = now_s, values["updated_at"]
             for name, value in fields.items():
                 if name in ("started_at", "finished_at", "not_before"):
                     sets[name] = _ts_opt(value, name)
+                    values[name] = _dt_opt(sets[name])
                 elif name == "next_step":
-                    sets[name] = self._valid_step(unit, value)
+                    sets[name] = values[name] = self._valid_step(unit, value)
                 elif name == "data":
-                    sets[name] = _json(value if value is not None else {})
+                    values[name] = dict(value) if value is not None else {}
+                    sets[name] = _json(values[name])
             assignments = ", ".join(f"{name} = ?" for name in sets)
             self._conn.execute(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
             self._record_transition(unit_id, now_s, unit.status, to_status, reason)
-            updated = self._require_unit(unit_id)
-        return updated
+        return replace(unit, **values)
 
     def _record_transition(
         self, unit_id: str, at: str, from_status: str | None, to_status: str, reason: str | None
@@ -1222,8 +1285,7 @@ class Store:
                 "UPDATE units SET next_step = ?, updated_at = ? WHERE id = ?",
                 (self._valid_step(unit, n), now_s, unit_id),
             )
-            updated = self._require_unit(unit_id)
-        return updated
+        return replace(unit, next_step=n, updated_at=_dt(now_s))
 
     # ---------------------------------------------------------------- action runs
 
@@ -1240,13 +1302,17 @@ class Store:
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
             try:
-                self._conn.execute(
+                cursor = self._conn.execute(
                     "INSERT OR IGNORE INTO action_runs (key, unit_id, step_index, action_id, status, started_at,"
                     " finished_at, cost_usd, result, error) VALUES (?, ?, ?, ?, 'started', ?, NULL, 0, NULL, NULL)",
                     (key, unit_id, int(step_index), action_id, now_s),
                 )
             except sqlite3.IntegrityError:
                 raise NotFoundError(f"cannot record action run {key!r}: no work unit with id {unit_id!r}.") from None
+            if cursor.rowcount == 1:  # new: the row is what was just written
+                return ActionRunRow(key=key, unit_id=unit_id, step_index=int(step_index), action_id=action_id,
+                                    status="started", started_at=_dt(now_s), finished_at=None, cost_usd=0.0, result=None,
+                                    error=None)
             run = self.get_action_run(key)
         assert run is not None
         return run
@@ -1282,9 +1348,7 @@ class Store:
                 "UPDATE action_runs SET status = ?, finished_at = ?, cost_usd = ?, result = ?, error = ? WHERE key = ?",
                 (status, now_s, cost, None if result is None else _json(result), error, key),
             )
-            finished = self.get_action_run(key)
-        assert finished is not None
-        return finished
+        return replace(run, status=status, finished_at=_dt(now_s), cost_usd=cost, result=result, error=error)
 
     def withdraw_action_run(self, key: str) -> None:
         """Forget a started run that spent nothing, so its step runs again later (a step that
@@ -1359,27 +1423,39 @@ class Store:
         note: str | None = None,
         critical: bool = False,
     ) -> LedgerEntry:
-        """Append one ledger row (the only write the ledger table ever gets; use BudgetLedger)."""
+        """Append one ledger row and update the day's running totals with it, atomically (the only
+        write the ledger tables ever get; use BudgetLedger).
+
+        A ``reserve`` row adds to the category's outstanding reservations; a ``settle`` or
+        ``release`` row closes its reservation: the reservation's amount leaves the
+        outstanding total, and a settle's amount joins the spent total.
+        """
         if kind not in LEDGER_KINDS:
             raise ValueError(f"ledger entry kind {kind!r} is not one of {', '.join(LEDGER_KINDS)}")
-        cursor = self._conn.execute(
-            "INSERT INTO ledger_entries (budget_day, category, kind, amount_usd, reservation_id, unit_id, note, at,"
-            " critical) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                _day(budget_day, "budget_day"),
-                category,
-                kind,
-                _money(amount_usd, "amount_usd"),
-                reservation_id,
-                unit_id,
-                note,
-                _ts(now, "now"),
-                1 if critical else 0,
-            ),
-        )
-        row = self._one("SELECT * FROM ledger_entries WHERE id = ?", (cursor.lastrowid,))
-        assert row is not None
-        return self._map(_ledger_entry, row)
+        day_s = _day(budget_day, "budget_day")
+        amount = _money(amount_usd, "amount_usd")
+        now_s = _ts(now, "now")
+        with self.transaction(immediate=True):
+            if kind == "reserve":
+                spent, reserved = 0, _micros(amount)
+            else:
+                held = self._one("SELECT coalesce(SUM(CAST(ROUND(amount_usd * 1000000) AS INTEGER)), 0) FROM ledger_entries"
+                                 " WHERE reservation_id = ? AND kind = 'reserve'", (reservation_id,))
+                spent, reserved = (_micros(amount) if kind == "settle" else 0), -int(held[0] if held else 0)
+            cursor = self._conn.execute(
+                "INSERT INTO ledger_entries (budget_day, category, kind, amount_usd, reservation_id, unit_id, note, at,"
+                " critical) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (day_s, category, kind, amount, reservation_id, unit_id, note, now_s, 1 if critical else 0),
+            )
+            self._conn.execute(
+                "INSERT INTO ledger_totals (budget_day, category, spent_micros, reserved_micros) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (budget_day, category) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros,"
+                " reserved_micros = reserved_micros + excluded.reserved_micros",
+                (day_s, category, spent, reserved),
+            )
+        assert cursor.lastrowid is not None
+        return LedgerEntry(id=int(cursor.lastrowid), budget_day=budget_day, category=category, kind=kind, amount_usd=amount,
+                           reservation_id=reservation_id, unit_id=unit_id, note=note, at=_dt(now_s), critical=critical)
 
     def ledger_entries(
         self,
@@ -1406,21 +1482,16 @@ class Store:
         return [self._map(_ledger_entry, row) for row in self._all(sql + " ORDER BY id", params)]
 
     def ledger_totals(self, budget_day: date) -> dict[str, LedgerTotals]:
-        """Per category on ``budget_day``: settled spend and outstanding (unclosed) reservations."""
+        """Per category on ``budget_day``: settled spend and outstanding (unclosed) reservations.
+
+        Read from the running totals (one row per category), which every ledger append
+        updates in its own transaction: the cost does not grow with the day's ledger.
+        """
         rows = self._all(
-            """SELECT category,
-                      SUM(CASE WHEN kind = 'settle' THEN amount_usd ELSE 0 END) AS spent,
-                      SUM(CASE WHEN kind = 'reserve' AND NOT EXISTS (
-                              SELECT 1 FROM ledger_entries c
-                              WHERE c.reservation_id = e.reservation_id AND c.kind IN ('settle', 'release'))
-                          THEN amount_usd ELSE 0 END) AS reserved
-               FROM ledger_entries e WHERE budget_day = ? GROUP BY category ORDER BY category""",
+            "SELECT category, spent_micros, reserved_micros FROM ledger_totals WHERE budget_day = ? ORDER BY category",
             (_day(budget_day, "budget_day"),),
         )
-        return {
-            row["category"]: LedgerTotals(row["category"], round(row["spent"] or 0.0, 6), round(row["reserved"] or 0.0, 6))
-            for row in rows
-        }
+        return {row[0]: LedgerTotals(row[0], row[1] / 1_000_000, row[2] / 1_000_000) for row in rows}
 
     def open_reservation_ids(self, budget_day: date | None = None) -> list[str]:
         """Reservation ids with no settle or release row, oldest first."""
@@ -1612,9 +1683,8 @@ class Store:
                 )
             except sqlite3.IntegrityError:
                 raise StoreError(f"summary slug {slug!r} is already used by another unit's summary.") from None
-            saved = self.get_summary(unit_id)
-        assert saved is not None
-        return saved
+        return SummaryRow(unit_id=unit_id, slug=slug, local_date=local_date, phase=phase, category=category,
+                          template_id=template_id, status=status, text=text, data=data, created_at=_dt(values[-1]))
 
     def get_summary(self, unit_id: str) -> SummaryRow | None:
         """The summary of ``unit_id``, or None."""
@@ -1743,6 +1813,91 @@ class Store:
                 "DELETE FROM transcripts WHERE julianday(created_at) < julianday(?)", (transcripts_s,)
             ).rowcount
         return {"events": events, "transcripts": transcripts}
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+class _Transaction:
+    """One :meth:`Store.transaction` block (a class, not a generator: it runs several times per step)."""
+
+    __slots__ = ("store", "immediate", "durable", "depth", "full")
+
+    def __init__(self, store: Store, immediate: bool, durable: bool) -> None:
+        self.store, self.immediate, self.durable = store, immediate, durable
+        self.depth = 0
+        self.full = False
+
+    def __enter__(self) -> None:
+        store = self.store
+        conn = store._conn
+        depth = self.depth = store._depth
+        full = self.full = self.durable and depth == 0
+        if self.durable and depth > 0:
+            store._sync_after = True
+        try:
+            if full:
+                conn.execute("PRAGMA synchronous = FULL")  # applies to the commit of this transaction
+            conn.execute(("BEGIN IMMEDIATE" if self.immediate else "BEGIN") if depth == 0 else f"SAVEPOINT sp_{depth}")
+        except sqlite3.OperationalError as exc:
+            if full:
+                conn.execute("PRAGMA synchronous = NORMAL")
+            raise store._write_error(exc) from None
+        if depth == 0 and self.immediate and store._fence is not None and not store._lease_write:
+            # Fencing: a lease holder writes only while it still holds the lease (under the write lock),
+            # so a process that lost it (stuck past its lease, then taken over) can write nothing.
+            row = conn.execute("SELECT holder FROM lease WHERE daemon_id = ?", (store.daemon_id,)).fetchone()
+            if row is None or row[0] != store._fence:
+                conn.execute("ROLLBACK")
+                if full:
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                fence, store._fence = store._fence, None
+                who = "nobody" if row is None else repr(row[0])
+                raise LeaseLostError(f"{store.path}: {fence!r} lost the lease of daemon {store.daemon_id!r} (now held by "
+                                     f"{who}); its write was refused. This process must stop running the scheduler.")
+        store._depth = depth + 1
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        store, depth, full = self.store, self.depth, self.full
+        conn = store._conn
+        store._depth = depth
+        if exc is not None:
+            if depth == 0:
+                store._after_commit.clear()
+                store._sync_after = False
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if full:
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise store._write_error(exc) from None
+            else:
+                conn.execute(f"ROLLBACK TO sp_{depth}")
+                conn.execute(f"RELEASE sp_{depth}")
+            return False
+        if depth > 0:
+            conn.execute(f"RELEASE sp_{depth}")
+            return False
+        try:
+            conn.execute("COMMIT")
+            if store._sync_after and not full:
+                # A nested block needed durability after BEGIN: a checkpoint syncs the WAL first.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except BaseException as error:
+            store._after_commit.clear()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.OperationalError):
+                raise store._write_error(error) from None
+            raise
+        finally:
+            store._sync_after = False
+            if full:
+                conn.execute("PRAGMA synchronous = NORMAL")
+        callbacks, store._after_commit = store._after_commit, []
+        for callback in callbacks:
+            callback()
+        return False
 
 
 # --------------------------------------------------------------------------- open-time checks

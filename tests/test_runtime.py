@@ -188,15 +188,21 @@ def test_b2_summaries_are_returned_by_every_query_path(tmp_path: Path):
     runtime.close()
 
 
-def test_b2_an_invalid_summary_record_is_refused_when_built(tmp_path: Path):
-    from cass_actions_core.summaries import SummaryInvalid, build_summary
+def test_b2_every_summary_of_a_simulated_day_matches_the_schema_whatever_the_outcome(tmp_path: Path):
+    # Summaries are not schema-checked on the hot path (issue 10): this is where their shape is checked,
+    # over a day with completed, failed, parked and expired units.
+    from cass_actions_core.summaries import build_summary, summary_problems
 
     runtime = make_runtime(tmp_path)
-    simulate(runtime, at(DAY, 12))
+    simulate(runtime, at(DAY + timedelta(days=1), 7))
+    summaries = runtime.store.query_summaries()
+    statuses = {s.status for s in summaries}
+    assert {"completed", "failed"} <= statuses and len(statuses) >= 3, statuses
+    for summary in summaries:
+        assert summary_problems(summary.data) == [], (summary.unit_id, summary.status)
     unit = by_template(runtime)["reflect_then_tidy"]
     broken = type(unit)(**{**{f: getattr(unit, f) for f in unit.__dataclass_fields__}, "phase": "teatime"})
-    with pytest.raises(SummaryInvalid, match="phase"):
-        build_summary(runtime.store, broken, daemon_id="cass")
+    assert any("teatime" in p for p in summary_problems(build_summary(runtime.store, broken, daemon_id="cass")))
     runtime.close()
 
 

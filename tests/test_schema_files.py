@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cass_actions_core import schema_files
-from support import action_def
+from support import action_def, make_dist, run_cli, template_def
 
 
 def test_valid_documents_are_cached_and_invalid_ones_always_reported(tmp_path: Path, monkeypatch):
@@ -20,7 +20,7 @@ def test_valid_documents_are_cached_and_invalid_ones_always_reported(tmp_path: P
         "from cass_actions_core import schema_files\n"
         "doc = json.loads(sys.argv[1])\n"
         "print(json.dumps(schema_files.validate('action-pack', doc)))\n"
-        "print('jsonschema' in sys.modules)\n"
+        "print(any(m in sys.modules for m in ('jsonschema', 'jsonschema_rs')))\n"
     )
 
     def run(doc):
@@ -30,8 +30,8 @@ def test_valid_documents_are_cached_and_invalid_ones_always_reported(tmp_path: P
         errors, imported = out.stdout.splitlines()
         return json.loads(errors), imported == "True"
 
-    assert run(good) == ([], True)  # first time: validated with jsonschema
-    assert run(good) == ([], False)  # then known valid: jsonschema is not even imported
+    assert run(good) == ([], True)  # first time: validated
+    assert run(good) == ([], False)  # then known valid: no validator is even imported
     for _ in range(2):
         errors, imported = run(bad)
         assert errors and errors[0][0] == "$.actions[0].tier" and imported
@@ -63,3 +63,50 @@ def test_the_cache_keeps_the_most_recently_used_entries(tmp_path: Path, monkeypa
     second.save()
     third = schema_files._ValidCache()
     assert "a" in third and "d" in third and "c" in third and "b" not in third
+
+
+# -- issue 10: keyed by content, filled by catalogue checks only -------------------------------
+
+def cache_entries(folder: Path) -> set[str]:
+    """The digests the cache folder holds (every cache file of this version)."""
+    out: set[str] = set()
+    for file in folder.glob("valid-documents-*.json"):
+        out |= set(json.loads(file.read_text()))
+    return out
+
+
+def test_a_changed_pack_file_is_checked_again_and_a_fixed_one_passes_again(tmp_path: Path, site: Path) -> None:
+    cache = tmp_path / "cache"
+    env = {"CASS_ACTIONS_CACHE_DIR": str(cache), "CASS_ACTIONS_LOAD_PLUGINS": "cached"}
+    make_dist(site, "cached", actions=[action_def("cached.a")],
+              templates=[template_def("cached_t", ["cached.a"])])
+    first = run_cli("validate", site=site, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert cache_entries(cache), "a valid catalogue leaves its digests in the cache"
+    again = run_cli("validate", site=site, env=env)
+    assert again.returncode == 0 and cache_entries(cache)
+
+    # The same file, now broken in a way only the schema sees: the cache must not vouch for it.
+    broken = json.loads((site / "cached_actions.json").read_text())
+    broken["actions"][0]["tier"] = 9
+    (site / "cached_actions.json").write_text(json.dumps(broken))
+    bad = run_cli("validate", site=site, env=env)
+    assert bad.returncode == 1
+    assert "cached_actions.json" in bad.stdout and "$.actions[0].tier" in bad.stdout
+
+    fixed = json.loads((site / "cached_actions.json").read_text())
+    fixed["actions"][0]["tier"] = 2
+    (site / "cached_actions.json").write_text(json.dumps(fixed))
+    assert run_cli("validate", site=site, env=env).returncode == 0
+
+
+def test_running_units_adds_nothing_to_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = {"CASS_ACTIONS_CACHE_DIR": str(cache), "CASS_ACTIONS_LOAD_PLUGINS": "journal,memory"}
+    assert run_cli("validate", env=env).returncode == 0
+    before = cache_entries(cache)
+    day = run_cli("simulate", "--days", "2", "--start", "2026-11-23", "--data-dir", str(tmp_path / "data"), env=env)
+    assert day.returncode == 0, day.stderr
+    assert "completed" in day.stdout
+    # Two days of units wrote summaries and events: none of that is catalogue content.
+    assert cache_entries(cache) == before

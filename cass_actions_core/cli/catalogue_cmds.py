@@ -50,7 +50,7 @@ def list_command(state: CLIState, as_json: bool, packs: tuple[str, ...], categor
     versions = {p.name: p.version for p in catalogue.plugins}
     if as_json:
         print_json([
-            {**a.definition.model_dump(mode="json"), "pack": a.pack, "pack_version": versions.get(a.pack),
+            {**a.definition.to_dict(), "pack": a.pack, "pack_version": versions.get(a.pack),
              "has_handler": a.handler is not None}
             for a in actions
         ])
@@ -107,7 +107,7 @@ def _list_templates(catalogue: Catalogue, as_json: bool, packs: tuple[str, ...],
     items = [t for t in items if (not packs or t.origin.pack in packs) and (not categories or t.template.category in categories)]
     if as_json:
         print_json([
-            {**t.template.model_dump(mode="json"), "pack": t.origin.pack,
+            {**t.template.to_dict(), "pack": t.origin.pack,
              "estimated_cost_usd": catalogue.template_cost(t.template),
              "estimated_duration_minutes": catalogue.template_duration(t.template)}
             for t in items

@@ -1,4 +1,4 @@
-"""Printing helpers shared by the commands: JSON, rich tables, warnings."""
+"""Printing helpers shared by the commands: JSON, tables (rich on a terminal, plain text otherwise), warnings."""
 
 from __future__ import annotations
 
@@ -16,18 +16,31 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, justify_right: Sequence[str] = ()) -> None:
-    """Print a rich table (plain text when stdout is not a terminal)."""
+    """Print a table: with rich on a terminal; as plain aligned text (one line per row, never
+    wrapped, rich not even imported) when stdout is a pipe or a file."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    if not sys.stdout.isatty():
+        widths = [max([len(col), *(len(r[i]) for r in cells)]) for i, col in enumerate(columns)]
+
+        def line(values: Sequence[str]) -> str:
+            return "  ".join(v.rjust(w) if col in justify_right else v.ljust(w)
+                             for v, w, col in zip(values, widths, columns)).rstrip()
+
+        out = ([title.center(sum(widths) + 2 * (len(widths) - 1)).rstrip()] if title else []) + [line(columns)]
+        out += [line(r) for r in cells]
+        click.echo("\n".join(out))
+        return
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, box=None if not sys.stdout.isatty() else None, header_style="bold", pad_edge=False)
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
     for col in columns:
         table.add_column(col, justify="right" if col in justify_right else "left", overflow="fold")
-    for row in rows:
+    for row in cells:
         # Text, not markup: cells hold user and model text such as "[offline] ..."
-        table.add_row(*(Text("" if v is None else str(v)) for v in row))
-    Console(width=200 if not sys.stdout.isatty() else None, soft_wrap=False).print(table)
+        table.add_row(*(Text(v) for v in row))
+    Console(soft_wrap=False).print(table)
 
 
 def warn(message: str) -> None:
