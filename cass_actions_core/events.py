@@ -59,15 +59,13 @@ class EventBus:
         data = dict(data or {})
         event_id = self._store.append_event(type, data, now, unit_id=unit_id)
         event = Event(event_id, type, now, data, unit_id)
-        if type != "listener.failed" and self._pm.hook.on_event.get_hookimpls():
+        impls = self._pm.hook.on_event.get_hookimpls() if type != "listener.failed" else []
+        if impls:
             # Listeners hear of it only once it is stored for good: never of a write that rolled back.
-            self._store.after_commit(lambda: self._dispatch(event))
+            self._store.after_commit(lambda: self._dispatch(event, impls))
         return event
 
-    def _dispatch(self, event: Event) -> None:
-        impls = self._pm.hook.on_event.get_hookimpls()
-        if not impls:
-            return
+    def _dispatch(self, event: Event, impls: list[Any]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

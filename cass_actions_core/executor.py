@@ -293,9 +293,11 @@ class Executor:
                 if isinstance(reservation, Blocked):
                     return UnitOutcome(self._park_budget(unit, index, action, reservation), ran)
                 started = self._begin_step(unit, index, step, action, key, reservation, model, choice)
+            ok: bool | Blocked | Retry = False  # a step that could not start failed already
             invocation = await self._invoke_step(started) if isinstance(started, _Started) else None
             with store.transaction():
-                ok = self._end_step(started, invocation) if isinstance(started, _Started) else started
+                if isinstance(started, _Started) and invocation is not None:
+                    ok = self._end_step(started, invocation)
                 if isinstance(ok, Blocked):
                     return UnitOutcome(self._park_budget(unit, index, action, ok), ran)
                 ran += 1
@@ -472,13 +474,12 @@ class Executor:
                                       f"{started.unit.id}: {invocation.abandoned}")
         return invocation
 
-    def _end_step(self, started: _Started, invocation: Invocation | None) -> bool | Blocked | Retry:
+    def _end_step(self, started: _Started, invocation: Invocation) -> bool | Blocked | Retry:
         """Settle the step's money and store its outcome (inside the caller's transaction).
 
         True/False for its outcome, :class:`Blocked` when an idempotent step failed only because the
         budget refused its first LLM call (nothing spent: the unit parks and the step runs again), or
         :class:`Retry` when it failed for a temporary LLM reason (rate limit, overload...)."""
-        assert invocation is not None
         unit, index, action, key, reservation, llm = (started.unit, started.index, started.action, started.key,
                                                       started.reservation, started.llm)
         definition = action.definition

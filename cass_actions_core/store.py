@@ -1167,15 +1167,10 @@ class Store:
         """
         rows = self._all(
             "SELECT id, local_date, phase, category, not_before, requires_idle, json_extract(data, '$.deadline')"
-            f" FROM units WHERE status = 'queued' ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position,"
-            " julianday(created_at), rowid"
+            f" AS deadline FROM units WHERE status = 'queued' ORDER BY local_date, {_PHASE_ORDER_SQL}, priority,"
+            " position, julianday(created_at), rowid"
         )
-        try:
-            return [QueuedBrief(r[0], date.fromisoformat(r[1]), r[2], r[3], _dt_opt(r[4]), bool(r[5]), _dt_opt(r[6]))
-                    for r in rows]
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"{self.path}: a damaged queued unit row: {exc}. Nothing was changed; restore the file "
-                             "from a backup, or fix or delete that row.") from None
+        return [self._map(_queued_brief, row) for row in rows]
 
     def delete_units_for_plan(
         self, local_date: date, statuses: Iterable[str] = ("planned", "queued"),
@@ -2044,6 +2039,12 @@ def _event(row: sqlite3.Row) -> EventRow:
 
 def _transcript(row: sqlite3.Row) -> TranscriptRow:
     return TranscriptRow(id=row["id"], run_key=row["run_key"], created_at=_dt(row["created_at"]), data=_unjson(row["data"]))
+
+
+def _queued_brief(row: sqlite3.Row) -> QueuedBrief:
+    return QueuedBrief(id=row["id"], local_date=date.fromisoformat(row["local_date"]), phase=row["phase"],
+                       category=row["category"], not_before=_dt_opt(row["not_before"]),
+                       requires_idle=bool(row["requires_idle"]), deadline=_dt_opt(row["deadline"]))
 
 
 def _unit(row: sqlite3.Row) -> UnitRow:
