@@ -29,7 +29,7 @@ class CLIState:
     config_path: str | None = None
     data_dir_option: str | None = None
     _config: Config | None = None
-    _catalogues: dict[tuple[str, ...], Catalogue] = field(default_factory=dict)
+    _catalogues: dict[tuple[tuple[str, ...], bool], Catalogue] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -46,13 +46,15 @@ class CLIState:
             self._config = load_config(path)
         return self._config
 
-    def catalogue(self, template_files: tuple[str, ...] = ()) -> Catalogue:
-        """The catalogue built from the installed packs (plus extra template files)."""
-        if template_files not in self._catalogues:
+    def catalogue(self, template_files: tuple[str, ...] = (), *, templates: bool = True) -> Catalogue:
+        """The catalogue built from the installed packs (plus extra template files); ``templates=False``:
+        the actions only (see :func:`~cass_actions_core.catalogue.build_catalogue`)."""
+        key = (template_files, templates)
+        if key not in self._catalogues:
             from cass_actions_core.catalogue import build_catalogue
 
-            self._catalogues[template_files] = build_catalogue(self.config(), template_files=template_files)
-        return self._catalogues[template_files]
+            self._catalogues[key] = build_catalogue(self.config(), template_files=template_files, templates=templates)
+        return self._catalogues[key]
 
 
 def _store(name: str) -> Any:
