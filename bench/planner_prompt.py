@@ -156,7 +156,7 @@ def _ms(seconds: float) -> float:
 
 def measure(n: int, repeat: int) -> dict[str, Any]:
     """Every figure for a catalogue of ``n`` generated templates."""
-    cfg = Config.model_validate({"timezone": TZ})
+    cfg = Config.from_dict({"timezone": TZ})
     pack = BenchPack(n)
     with tempfile.TemporaryDirectory(prefix="cass-bench-planner-") as tmp:
         clock = VirtualClock(ZoneInfo(TZ), datetime(DAY.year, DAY.month, DAY.day, 6, tzinfo=ZoneInfo(TZ)))

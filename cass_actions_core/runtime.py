@@ -26,7 +26,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,8 +116,9 @@ class Runtime:
                  template_files: Sequence[str | Path] = (), provider: str | None = None, strict: bool = True,
                  check: bool = True, lease_holder: str | None = None, lease_pid: int | None = None) -> None:
         if provider is not None:
-            config = config.model_copy(update={"llm": config.llm.model_copy(update={"provider": provider, "actions": {
-                k: v.model_copy(update={"provider": None}) for k, v in config.llm.actions.items()}})})
+            config = replace(config, llm=replace(config.llm, provider=provider, actions={
+                k: replace(v, provider=None) for k, v in config.llm.actions.items()}))
+        config.check()  # built from a file or not, a runtime never runs on a configuration the schema refuses
         self.config = config
         self.data_dir = Path(data_dir)
         self.clock: Clock = clock or SystemClock(config.timezone)

@@ -239,7 +239,7 @@ def test_installed_pack_raising_importerror_is_reported_through_the_api(site: Pa
     make_dist(site, "cass-actions-broken", version="0.9.0", ep_name="broken",
               module_source="import a_module_that_does_not_exist\n")
     monkeypatch.syspath_prepend(str(site))
-    cat = build_catalogue(Config.model_validate({"plugins": {"load": ["fine", "broken"]}}))
+    cat = build_catalogue(Config.from_dict({"plugins": {"load": ["fine", "broken"]}}))
     record = next(p for p in cat.plugins if p.name == "broken")
     assert (record.status, record.distribution, record.version) == ("error", "cass-actions-broken", "0.9.0")
     assert record.error == "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'"

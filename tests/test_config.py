@@ -85,3 +85,27 @@ def test_the_largest_allowed_numbers_run_a_simulated_day(tmp_path: Path):
                   env={"CASS_ACTIONS_LOAD_PLUGINS": "journal"})
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
+
+
+# -- issue 10: sections are plain dataclasses; the schema is still the judge -------------------
+
+def test_from_dict_checks_the_document_like_a_file_and_builds_nested_sections() -> None:
+    from cass_actions_core.config import ActionLLMSettings, Config, PlannerWeights
+
+    config = Config.from_dict({"budget": {"daily_usd": 2}, "planner": {"weights": {"variety": 4.0}},
+                               "llm": {"actions": {"journal.x": {"model": "claude-opus-5-5"}}}})
+    assert config.budget.daily_usd == 2 and config.planner.weights == PlannerWeights(variety=4.0)
+    assert config.llm.actions == {"journal.x": ActionLLMSettings(model="claude-opus-5-5")}
+    with pytest.raises(UserError, match=r"configuration: invalid configuration: \$\.budget: .*daily_dollars"):
+        Config.from_dict({"budget": {"daily_dollars": 2}})
+
+
+def test_a_runtime_refuses_a_directly_built_configuration_the_schema_refuses(tmp_path: Path) -> None:
+    from cass_actions_core.config import BudgetSettings, Config
+    from cass_actions_core.runtime import Runtime
+
+    with pytest.raises(UserError, match=r"\$\.timezone: unknown time zone 'Mars/Base'"):
+        Runtime(Config(timezone="Mars/Base"), data_dir=tmp_path, entry_points=False)
+    with pytest.raises(UserError, match=r"\$\.budget\.daily_usd"):
+        Runtime(Config(budget=BudgetSettings(daily_usd=-1.0)), data_dir=tmp_path, entry_points=False)
+    assert not (tmp_path / "cass-actions.sqlite").exists()  # refused before anything was written

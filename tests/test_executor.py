@@ -39,7 +39,7 @@ def fake(monkeypatch):
 def make_runtime(tmp_path: Path, fake: FakeAnthropic, **action: Any) -> Runtime:
     pack = HandPack([action_def("r.think", category="reflection", estimated_cost_usd=0.001, max_cost_usd=0.05, **action)],
                     [template_def("think", ["r.think"])], handlers={"r.think": think})
-    cfg = Config.model_validate({"timezone": "UTC", "planner": {"enabled": False},
+    cfg = Config.from_dict({"timezone": "UTC", "planner": {"enabled": False},
                                  "llm": {"provider": "anthropic", "base_url": fake.url, "max_retries": 0, "timeout_seconds": 5}})
     runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=VirtualClock(UTC, START), plugins=[("r", pack)], entry_points=False)
     runtime.store_plan(START.date(), DayPlan(START.date(), {"morning": [PlanItem("think")]}, source="file", reason="test"))

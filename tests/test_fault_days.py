@@ -68,7 +68,7 @@ def run(tmp_path_factory: pytest.TempPathFactory):
     mp = pytest.MonkeyPatch()
     mp.setenv("ANTHROPIC_API_KEY", "test-key")
     with FakeAnthropic(responder=faulty(20261123)) as fake:
-        cfg = Config.model_validate({
+        cfg = Config.from_dict({
             "timezone": "UTC", "plugins": {"load": ["journal", "memory", "wonderland", "session"]},
             "llm": {"provider": "anthropic", "base_url": fake.url, "max_retries": 0, "timeout_seconds": 10},
         })

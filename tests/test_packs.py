@@ -45,7 +45,7 @@ def load(root: Path, name: str, config: Config):
 def test_file_pack_hooks_register_actions_templates_and_settings(tmp_path: Path):
     make_package(tmp_path, "hello_pack_one", settings={"type": "object", "additionalProperties": False,
                                                        "properties": {"loud": {"type": "boolean"}}})
-    cat = load(tmp_path, "hello_pack_one", Config.model_validate({"packs": {"hello": {"loud": "yes"}}}))
+    cat = load(tmp_path, "hello_pack_one", Config.from_dict({"packs": {"hello": {"loud": "yes"}}}))
     assert "hello.say" in cat.actions and cat.actions["hello.say"].handler is not None
     assert "greet" in cat.templates
     assert [(p.code, p.path) for p in cat.problems] == [("invalid-pack-settings", "$.packs.hello.loud")]
@@ -55,6 +55,6 @@ def test_file_pack_hooks_register_actions_templates_and_settings(tmp_path: Path)
 
 def test_file_pack_hooks_without_templates_or_settings(tmp_path: Path):
     make_package(tmp_path, "hello_pack_two", templates=False)
-    cat = load(tmp_path, "hello_pack_two", Config.model_validate({"packs": {"hello": {"anything": 1}}}))
+    cat = load(tmp_path, "hello_pack_two", Config.from_dict({"packs": {"hello": {"anything": 1}}}))
     assert "hello.say" in cat.actions and not [t for t in cat.templates if t == "greet"]
     assert cat.problems == []

@@ -95,7 +95,7 @@ def demo_pack() -> HandPack:
 
 def make_runtime(tmp_path: Path, *, start: datetime | None = None, config: dict[str, Any] | None = None,
                  extra: list[tuple[str, Any]] | None = None, pack: Any = None, clock: VirtualClock | None = None) -> Runtime:
-    cfg = Config.model_validate({"timezone": TZ, **(config or {})})
+    cfg = Config.from_dict({"timezone": TZ, **(config or {})})
     clock = clock or VirtualClock(ZoneInfo(cfg.timezone), start or at(DAY, 6))
     plugins = [("t", pack or demo_pack()), *(extra or [])]
     return Runtime(cfg, data_dir=tmp_path / "data", clock=clock, plugins=plugins, entry_points=False, provider="offline")
@@ -474,7 +474,7 @@ def test_f2_budget_blocked_work_runs_when_the_budget_day_rolls_over(tmp_path: Pa
                     [template_def("one", ["t.spend"], category="creative", preferred_windows=window),
                      template_def("two", ["t.spend"], category="creative", preferred_windows=window)],
                     handlers={"t.spend": llm_action})
-    cfg = Config.model_validate({"timezone": TZ, "llm": {"model": "claude-sonnet-5-5"},
+    cfg = Config.from_dict({"timezone": TZ, "llm": {"model": "claude-sonnet-5-5"},
                                  "budget": {"allocations": {"creative": 0.1, "system": 0.05, "planning": 0.02}}})  # $0.50 a day
     clock = VirtualClock(ZoneInfo(TZ), at(DAY, 18))
     runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=clock, plugins=[("t", pack), ("llm", llm)],

@@ -64,14 +64,14 @@ def test_an_unstorable_handler_result_fails_the_step_not_the_loop(tmp_path: Path
 
 
 def test_an_unknown_llm_provider_is_a_catalogue_problem(tmp_path: Path):
-    cfg = Config.model_validate({"timezone": TZ, "llm": {"provider": "nosuch"}})
+    cfg = Config.from_dict({"timezone": TZ, "llm": {"provider": "nosuch"}})
     with pytest.raises(CatalogueError) as info:
         Runtime(cfg, data_dir=tmp_path / "d", clock=VirtualClock(ZoneInfo(TZ), at(DAY, 6)),
                 plugins=[("t", HandPack([action_def("t.talk")]))], entry_points=False)
     (problem,) = info.value.problems
     assert problem.code == "unknown-provider" and problem.path == "$.llm.provider"
     assert "known: anthropic, offline" in problem.message
-    cfg = Config.model_validate({"timezone": TZ, "llm": {"actions": {"t.talk": {"provider": "offlin"}}}})
+    cfg = Config.from_dict({"timezone": TZ, "llm": {"actions": {"t.talk": {"provider": "offlin"}}}})
     with pytest.raises(CatalogueError) as info:
         Runtime(cfg, data_dir=tmp_path / "e", clock=VirtualClock(ZoneInfo(TZ), at(DAY, 6)),
                 plugins=[("t", HandPack([action_def("t.talk")]))], entry_points=False)

@@ -139,7 +139,7 @@ def cass_runtime(tmp_path: Path, virtual_clock: Callable[..., Any]) -> Iterator[
         if anthropic is not None:
             doc["llm"] = {**doc.get("llm", {}), "provider": "anthropic", "base_url": anthropic.url, "max_retries": 0}
             provider = None
-        cfg = Config.model_validate(doc)
+        cfg = Config.from_dict(doc)
         runtime = Runtime(cfg, data_dir=data_dir or tmp_path / f"runtime-{next(counter)}",
                           clock=clock or virtual_clock(cfg.timezone), plugins=list(plugins), provider=provider)
         built.append(runtime)

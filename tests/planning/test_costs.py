@@ -39,7 +39,7 @@ def make_runtime(tmp_path: Path, **config: Any) -> Runtime:
     pack = HandPack([action_def("c.think", category="reflection", estimated_cost_usd=0.10, max_cost_usd=0.20,
                                 default_duration_minutes=30)],
                     [template_def("think", ["c.think"], max_per_day=5)], handlers={"c.think": think})
-    cfg = Config.model_validate({"timezone": TZ, **config})
+    cfg = Config.from_dict({"timezone": TZ, **config})
     clock = VirtualClock(ZoneInfo(TZ), datetime(2026, 11, 26, 6, tzinfo=ZoneInfo(TZ)))
     return Runtime(cfg, data_dir=tmp_path / "d", clock=clock, plugins=[("c", pack)], entry_points=False, provider="offline")
 

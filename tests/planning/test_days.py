@@ -57,7 +57,7 @@ class Run:
 def simulate(folder: Path, days: int, *, config: dict[str, Any] | None = None,
              self_model: Any = None) -> Run:
     """Simulate ``days`` days from ``START`` in ``folder``; ``self_model`` edits the demo self model first."""
-    cfg = Config.model_validate({"timezone": TZ, "plugins": {"load": PACKS}, **(config or {})})
+    cfg = Config.from_dict({"timezone": TZ, "plugins": {"load": PACKS}, **(config or {})})
     phases = DayPhases(cfg.phases, cfg.timezone)
     begin = phases.boundary(START, "morning")
     end = phases.boundary(START + timedelta(days=days), "morning")

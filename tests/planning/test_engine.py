@@ -49,7 +49,7 @@ def make_runtime(tmp_path: Path, fake: FakeAnthropic | None, *, start: datetime 
                  base_url: str | None = None, **config: Any) -> Runtime:
     llm = {"provider": "anthropic", "base_url": base_url or (fake.url if fake else None), "max_retries": 1,
            "timeout_seconds": 5}
-    cfg = Config.model_validate({"timezone": TZ, "llm": llm, **config})
+    cfg = Config.from_dict({"timezone": TZ, "llm": llm, **config})
     return Runtime(cfg, data_dir=tmp_path / "data", clock=VirtualClock(ZoneInfo(TZ), start or at(6)),
                    plugins=[("p", pack())], entry_points=False)
 

@@ -30,7 +30,7 @@ def catalogue(**config: Any):
          template_def("late_tidy", ["f.tidy"], category="system", preferred_windows=[{"start_hour": 10, "end_hour": 12}]),
          template_def("tidy", ["f.tidy"], category="system", cooldown="8h", max_per_day=3)],
     )
-    cfg = Config.model_validate({"timezone": "UTC", "llm": {"model": "claude-sonnet-5-5"}, **config})
+    cfg = Config.from_dict({"timezone": "UTC", "llm": {"model": "claude-sonnet-5-5"}, **config})
     return build_catalogue(cfg, plugins=[("f", pack)], entry_points=False)
 
 

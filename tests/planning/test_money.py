@@ -41,7 +41,7 @@ def make_runtime(tmp_path: Path, creative: float = 0.1, **planner: Any) -> Runti
     pack = HandPack([action_def("m.write", category="creative", estimated_cost_usd=0.01, max_cost_usd=0.09)],
                     [template_def(n, ["m.write"], category="creative") for n in ("first", "second", "third")],
                     handlers={"m.write": write})
-    cfg = Config.model_validate({
+    cfg = Config.from_dict({
         "timezone": "UTC", "llm": {"model": "claude-sonnet-5-5", "max_tokens": 8000},
         "budget": {"daily_usd": 1.0, "allocations": {"creative": creative, "system": 0.05, "planning": 0.02}},
         "planner": {"cheap_model": "claude-haiku-5-5", "cheap_below_fraction": 0.5, **planner}})

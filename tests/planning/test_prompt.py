@@ -52,7 +52,7 @@ def runtime_with(tmp_path: Path, n: int, **config: Any) -> Runtime:
     actions = [action_def(f"g.{c}", category=c, estimated_cost_usd=0.004, max_cost_usd=0.02) for c in CATEGORIES]
     actions.append(action_def("g.tidy", category="system", uses_llm=False, tier=1, estimated_cost_usd=0, max_cost_usd=0))
     pack = HandPack(actions, generated_templates(n))
-    cfg = Config.model_validate({"timezone": "UTC", **config})
+    cfg = Config.from_dict({"timezone": "UTC", **config})
     clock = VirtualClock(ZoneInfo("UTC"), datetime(2026, 11, 26, 6, tzinfo=ZoneInfo("UTC")))
     return Runtime(cfg, data_dir=tmp_path / "d", clock=clock, plugins=[("g", pack), ("facts", Facts())],
                    entry_points=False, provider="offline")

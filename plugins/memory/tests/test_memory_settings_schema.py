@@ -40,7 +40,7 @@ def test_every_setting_the_pack_reads_is_declared():
 
 
 def _problems(settings: dict) -> list[tuple[str, str | None]]:
-    config = Config.model_validate({"plugins": {"load": ["memory"]}, "packs": {"memory": settings}})
+    config = Config.from_dict({"plugins": {"load": ["memory"]}, "packs": {"memory": settings}})
     catalogue = build_catalogue(config)
     return sorted((p.code, p.path) for p in catalogue.problems if p.pack == "memory")
 
