@@ -23,7 +23,8 @@ from cass_actions_core.config import Config
 from cass_actions_core.models import ActionDefinition, Template
 from cass_actions_core.plugins import PluginRecord, call_per_plugin, load_plugins, new_plugin_manager, one_line
 from cass_actions_core.problems import CatalogueError, Problem
-from cass_actions_core.registrars import ActionRegistrar, Handler, Registered, TemplateRegistrar
+from cass_actions_core.registrars import (ActionRegistrar, Handler, LazyHandler, Registered, TemplateRegistrar,
+                                           check_handler_signature)
 from cass_actions_core import schema_files
 
 
@@ -126,19 +127,20 @@ def build_catalogue(
     plugins: Sequence[tuple[str, Any]] = (),
     template_files: Sequence[str | Path] = (),
     entry_points: bool = True,
-    templates: bool = True,
+    full: bool = True,
 ) -> Catalogue:
     """Load packs, gather their actions and templates, add user template files, check all.
 
     ``plugins`` registers extra plugin objects by hand as ``(name, plugin)`` pairs;
     ``template_files`` adds user template files beside those named in the config;
-    ``entry_points=False`` ignores installed packs (tests). ``templates=False`` gathers and
-    checks the actions only (``cass-actions list``: it checks what it prints, and a pack
-    with ten thousand templates costs it nothing). Problems are collected on the returned
+    ``entry_points=False`` ignores installed packs (tests). ``full=False`` gathers and
+    checks the action definitions only, without templates and without importing handlers
+    registered by reference (``cass-actions list``: it checks what it prints, and a pack
+    with ten thousand templates or heavy handler modules costs it nothing). Problems are collected on the returned
     catalogue; call :meth:`Catalogue.check` to refuse a bad one.
     """
     with _bulk():
-        return _build(config, plugins, template_files, entry_points, templates)
+        return _build(config, plugins, template_files, entry_points, full)
 
 
 @contextmanager
@@ -157,7 +159,7 @@ def _bulk() -> Iterator[None]:
 
 
 def _build(config: Config, plugins: Sequence[tuple[str, Any]], template_files: Sequence[str | Path],
-           entry_points: bool, templates: bool) -> Catalogue:
+           entry_points: bool, full: bool) -> Catalogue:
     pm = new_plugin_manager()
     records = load_plugins(pm, load=config.plugins.load, disable=config.plugins.disable, extra=plugins, entry_points=entry_points)
     catalogue = Catalogue(config=config, plugin_manager=pm, plugins=records)
@@ -170,7 +172,7 @@ def _build(config: Config, plugins: Sequence[tuple[str, Any]], template_files: S
             registrars.pop(name)
     template_regs: dict[str, TemplateRegistrar] = {}
     hooks = call_per_plugin(pm, "register_templates",
-                            lambda n: {"register": template_regs.setdefault(n, TemplateRegistrar(n))}) if templates else []
+                            lambda n: {"register": template_regs.setdefault(n, TemplateRegistrar(n))}) if full else []
     for name, kwargs, exc in hooks:
         if exc is not None:
             _mark_failed(by_name[name], "register_templates", exc)
@@ -181,7 +183,7 @@ def _build(config: Config, plugins: Sequence[tuple[str, Any]], template_files: S
         registrars.pop(name, None)
         template_regs.pop(name, None)
 
-    for path in [*config.user_template_files(), *map(Path, template_files)] if templates else []:
+    for path in [*config.user_template_files(), *map(Path, template_files)] if full else []:
         reg = template_regs.setdefault(f"file:{path}", TemplateRegistrar("user templates"))
         reg.load(path)
 
@@ -190,7 +192,7 @@ def _build(config: Config, plugins: Sequence[tuple[str, Any]], template_files: S
     catalogue.providers, provider_failures = collect_providers(pm)
     for name, exc in provider_failures:
         _mark_failed(by_name[name], "register_llm_providers", exc)
-    _collect_actions(catalogue, registrars.values())
+    _collect_actions(catalogue, registrars.values(), resolve=full)
     _collect_templates(catalogue, template_regs.values())
     _check_categories(catalogue)
     _check_providers(catalogue)
@@ -207,7 +209,7 @@ def _mark_failed(record: PluginRecord, hook: str, exc: BaseException) -> None:
     record.error = f"{hook} raised {one_line(exc)}"
 
 
-def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]) -> None:
+def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar], resolve: bool = True) -> None:
     problems = catalogue.problems
     handlers: dict[str, tuple[Handler, str]] = {}
     handler_pack: dict[str, str] = {}
@@ -262,6 +264,12 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
                 pack=handler_pack[action_id], item_id=action_id,
             ))
             continue
+        if resolve and isinstance(fn, LazyHandler):
+            why = _resolve(fn)
+            if why:
+                problems.append(Problem("handler-signature" if "must" in why else "handler-import", why,
+                                        pack=action.pack, item_id=action_id))
+                continue
         catalogue.actions[action_id] = CatalogueAction(action.definition, fn, action.origin)
     for action in catalogue.actions.values():
         if action.handler is None and action.definition.id not in handlers:
@@ -270,6 +278,15 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
                 file=action.origin.file, pack=action.pack, item_id=action.definition.id,
                 path=f"$.actions[{action.origin.index}]",
             ))
+
+
+def _resolve(handler: LazyHandler) -> str | None:
+    """Import a handler registered by reference and check its signature; why it is unusable, or None."""
+    try:
+        target = handler.resolve()
+    except Exception as exc:  # a pack's module failing to import is the pack's problem, reported, not raised
+        return f"cannot import handler {handler.ref!r}: {one_line(exc)}"
+    return check_handler_signature(target)
 
 
 def _check_definition(definition: ActionDefinition, origin: Registered, invalid_params: set[str]) -> list[Problem]:

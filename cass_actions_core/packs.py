@@ -25,15 +25,19 @@ TEMPLATES_FILE = "templates.json"
 SETTINGS_FILE = "settings.schema.json"
 
 
-def file_pack_hooks(package: str, handlers: Mapping[str, Handler]) -> tuple[Callable[..., None], Callable[..., None]]:
+def file_pack_hooks(package: str, handlers: Mapping[str, Handler | str]) -> tuple[Callable[..., None], Callable[..., None]]:
     """``(register_actions, register_templates)`` for a pack laid out the usual way.
 
     ``register_actions`` loads ``<package>/actions.json``, declares
     ``<package>/settings.schema.json`` when the package ships one, and registers every
     handler in ``handlers``; ``register_templates`` loads ``<package>/templates.json`` when
-    it exists.
+    it exists. A handler may be given as a reference, ``"package.module:function"`` or
+    ``".module:function"`` (inside ``package``): its module is then imported only when the
+    handler is first needed, so ``cass-actions list`` never pays for it.
     """
     root = files(package)
+    handlers = {action_id: f"{package}{fn}" if isinstance(fn, str) and fn.startswith(".") else fn
+                for action_id, fn in handlers.items()}
 
     @hookimpl
     def register_actions(register: ActionRegistrar) -> None:

@@ -19,6 +19,44 @@ from cass_actions_core.problems import JSONTextError, Problem, parse_json
 Handler = Callable[[Any], Any]
 
 
+class LazyHandler:
+    """A handler named by reference, ``"package.module:function"``, imported on first use.
+
+    A pack registering its handlers this way costs nothing to load until one of them is
+    needed: ``cass-actions list`` never imports them; ``validate`` and a runtime resolve
+    every one when the catalogue is built (:meth:`resolve`), so a bad reference or signature
+    is reported before anything runs, as for a handler given directly.
+    """
+
+    __slots__ = ("ref", "_target")
+
+    def __init__(self, ref: str) -> None:
+        """Name the handler; nothing is imported yet."""
+        self.ref = ref
+        self._target: Handler | None = None
+
+    def resolve(self) -> Handler:
+        """Import the module and return the function (``ImportError``/``AttributeError``/``ValueError`` if it cannot)."""
+        if self._target is None:
+            import importlib
+
+            module, sep, attr = self.ref.partition(":")
+            if not sep or not module or not attr:
+                raise ValueError(f"handler reference {self.ref!r} must look like 'package.module:function'")
+            target = importlib.import_module(module)
+            for part in attr.split("."):
+                target = getattr(target, part)
+            self._target = target
+        return self._target
+
+    def __call__(self, ctx: Any) -> Any:
+        """Call the handler (resolving it first if needed)."""
+        return self.resolve()(ctx)
+
+    def __repr__(self) -> str:
+        return f"LazyHandler({self.ref!r})"
+
+
 class Readable(Protocol):
     """Anything with ``read_text`` (a :class:`pathlib.Path` or an importlib.resources traversable)."""
 
@@ -153,14 +191,25 @@ class ActionRegistrar:
                 continue
             self.definitions.append((definition, Registered(self.pack, label, index)))
 
-    def handler(self, action_id: str, fn: Handler | None = None) -> Any:
-        """Bind ``fn`` as the handler of ``action_id``; without ``fn``, return a decorator."""
+    def handler(self, action_id: str, fn: Handler | str | None = None) -> Any:
+        """Bind ``fn`` as the handler of ``action_id``; without ``fn``, return a decorator.
+
+        ``fn`` may be a reference, ``"package.module:function"``: the module is imported only
+        when the handler is first needed (see :class:`LazyHandler`).
+        """
         if fn is None:
             def decorate(func: Handler) -> Handler:
                 self.handler(action_id, func)
                 return func
 
             return decorate
+        if isinstance(fn, str):
+            if action_id in self.handlers:
+                self.problems.append(Problem("duplicate-handler", "the pack registers two handlers for this action",
+                                             pack=self.pack, item_id=action_id))
+            else:
+                self.handlers[action_id] = (LazyHandler(fn), fn)
+            return fn
         why = check_handler_signature(fn)
         if why:
             self.problems.append(Problem("handler-signature", why, pack=self.pack, item_id=action_id))

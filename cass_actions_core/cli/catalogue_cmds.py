@@ -33,7 +33,7 @@ def _warn_about(catalogue: Catalogue) -> None:
 def list_command(state: CLIState, as_json: bool, packs: tuple[str, ...], categories: tuple[str, ...],
                  tiers: tuple[int, ...], show_templates: bool, show_costs: bool) -> None:
     """List the registered actions (or, with --templates, the templates)."""
-    catalogue = state.catalogue(templates=show_templates)
+    catalogue = state.catalogue(full=show_templates)
     _warn_about(catalogue)
     if show_templates:
         _list_templates(catalogue, as_json, packs, categories)

@@ -46,14 +46,14 @@ class CLIState:
             self._config = load_config(path)
         return self._config
 
-    def catalogue(self, template_files: tuple[str, ...] = (), *, templates: bool = True) -> Catalogue:
-        """The catalogue built from the installed packs (plus extra template files); ``templates=False``:
-        the actions only (see :func:`~cass_actions_core.catalogue.build_catalogue`)."""
-        key = (template_files, templates)
+    def catalogue(self, template_files: tuple[str, ...] = (), *, full: bool = True) -> Catalogue:
+        """The catalogue built from the installed packs (plus extra template files); ``full=False``:
+        the action definitions only (see :func:`~cass_actions_core.catalogue.build_catalogue`)."""
+        key = (template_files, full)
         if key not in self._catalogues:
             from cass_actions_core.catalogue import build_catalogue
 
-            self._catalogues[key] = build_catalogue(self.config(), template_files=template_files, templates=templates)
+            self._catalogues[key] = build_catalogue(self.config(), template_files=template_files, full=full)
         return self._catalogues[key]
 
 

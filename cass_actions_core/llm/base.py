@@ -21,15 +21,16 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from cass_actions_core.config import LLMSettings, ModelPrice
 from cass_actions_core.llm.errors import LLMError, describe_failure
 from cass_actions_core.models import Effort
 
-T = TypeVar("T", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel  # only structured calls need it; the catalogue and list import this module
+
+T = TypeVar("T", bound="BaseModel")
 
 #: One chat message as the Messages API takes it: ``{"role": "user", "content": ...}``
 #: where ``content`` is a string or a list of content blocks.

@@ -1,8 +1,8 @@
 """Hook implementations of the memory pack (the module its entry point names).
 
-Cheap to import: the handler modules use only the standard library, pydantic and the
-core (the LLM is reached through ``ctx.llm``); click is imported only when the CLI asks
-for the pack's commands.
+Cheap to import: handlers are named by reference and imported when first needed; the
+conversation store when the planner asks for context; click only when the CLI asks for
+the pack's commands.
 """
 
 from __future__ import annotations
@@ -13,28 +13,18 @@ from typing import Any
 
 from cass_actions_core import hookimpl
 from cass_actions_core.packs import file_pack_hooks
-from cass_actions_core.registrars import Handler
-
-from cass_actions_memory.consolidate import consolidate
-from cass_actions_memory.conversations import (
-    generate_conversation_title,
-    summarize_conversation,
-    summarize_idle_conversations,
-)
-from cass_actions_memory.store import DB_NAME, ConversationStore, StoreError
-from cass_actions_memory.wiki import create_note, update_note
 
 #: The pack's folder in the workspace (the runtime names it after the entry point).
 PACK_FOLDER = "memory"
 
-#: Action id -> handler.
-HANDLERS: dict[str, Handler] = {
-    "memory.summarize_conversation": summarize_conversation,
-    "memory.summarize_idle_conversations": summarize_idle_conversations,
-    "memory.generate_conversation_title": generate_conversation_title,
-    "memory.consolidate": consolidate,
-    "wiki.create_note": create_note,
-    "wiki.update_note": update_note,
+#: Action id -> handler (by reference: ``cass-actions list`` imports none of them).
+HANDLERS: dict[str, str] = {
+    "memory.summarize_conversation": ".conversations:summarize_conversation",
+    "memory.summarize_idle_conversations": ".conversations:summarize_idle_conversations",
+    "memory.generate_conversation_title": ".conversations:generate_conversation_title",
+    "memory.consolidate": ".consolidate:consolidate",
+    "wiki.create_note": ".wiki:create_note",
+    "wiki.update_note": ".wiki:update_note",
 }
 
 register_actions, register_templates = file_pack_hooks(__package__, HANDLERS)
@@ -55,6 +45,8 @@ def gather_context(context: Any) -> None:
     The scheduler's idle check then holds idle-only work while a conversation is fresh.
     A later time already set by another pack is kept. Reads only; never creates the store.
     """
+    from cass_actions_memory.store import DB_NAME, ConversationStore, StoreError
+
     path = Path(context.workspace) / PACK_FOLDER / DB_NAME
     if not path.exists():
         return

@@ -1,30 +1,33 @@
 """Hook implementations of the session pack (the module its entry point names).
 
-Kept cheap to import: the handler modules import only the core, pydantic and the
-standard library (never the Anthropic SDK; LLM calls go through ``ctx.llm``).
+Kept cheap to import: handlers are named by reference and imported when first needed
+(and they never import the Anthropic SDK; LLM calls go through ``ctx.llm``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cass_actions_core import hookimpl
 from cass_actions_core.packs import file_pack_hooks
-from cass_actions_core.actions import ActionContext, ActionResult
 
-from cass_actions_session import research, self_actions, selfmodel
-from cass_actions_session.sessions import SESSION_HANDLERS
+#: The twelve session actions (one spec each in ``sessions.SPECS``; a test keeps the two lists equal).
+SESSION_ACTIONS: tuple[str, ...] = (
+    "session.reflection", "session.synthesis", "session.meta_reflection", "session.consolidation",
+    "session.growth_edge", "session.curiosity", "session.world_state", "session.research",
+    "session.knowledge_building", "session.writing", "session.creative", "session.user_synthesis",
+)
 
-#: Action id -> handler, for every action in ``actions.json``.
-HANDLERS: dict[str, Callable[[ActionContext], Awaitable[ActionResult]]] = {
-    **SESSION_HANDLERS,
-    "self.add_observation": self_actions.add_observation,
-    "self.record_insight": self_actions.record_insight,
-    "self.update_growth_edge": self_actions.update_growth_edge,
-    "research.refresh_queue": research.refresh_queue,
-    "research.run_single": research.run_single,
-    "research.run_batch": research.run_batch,
+#: Action id -> handler, for every action in ``actions.json``, by reference: imported when first
+#: needed (``cass-actions list`` imports none of them).
+HANDLERS: dict[str, str] = {
+    **{action_id: ".sessions:run" for action_id in SESSION_ACTIONS},
+    "self.add_observation": ".self_actions:add_observation",
+    "self.record_insight": ".self_actions:record_insight",
+    "self.update_growth_edge": ".self_actions:update_growth_edge",
+    "research.refresh_queue": ".research:refresh_queue",
+    "research.run_single": ".research:run_single",
+    "research.run_batch": ".research:run_batch",
 }
 
 register_actions, register_templates = file_pack_hooks(__package__, HANDLERS)
@@ -39,4 +42,6 @@ def gather_context(context: Any) -> None:
     loaded after this one (packs load in order of distribution name; the later value
     wins and ``PlanningContext.sources`` shows which pack set it).
     """
+    from cass_actions_session import selfmodel
+
     selfmodel.gather(context)

@@ -8,7 +8,6 @@ the pack's key-value area and the history of work, and says when there is nothin
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -328,15 +327,10 @@ SPECS: list[SessionSpec] = [
 ]
 
 
-def make_handler(spec: SessionSpec) -> Callable[[ActionContext], Awaitable[ActionResult]]:
-    """The action handler for ``spec``: the shared runner with this spec."""
-    async def handler(ctx: ActionContext) -> ActionResult:
-        return await run_session(ctx, spec)
-
-    handler.__name__ = handler.__qualname__ = f"{spec.kind}_session"
-    handler.__doc__ = f"``{spec.action_id}``: a bounded {spec.title.lower()} session (see the runner)."
-    return handler
+_SPECS_BY_ID: dict[str, SessionSpec] = {s.action_id: s for s in SPECS}
 
 
-#: Action id -> handler for every session action.
-SESSION_HANDLERS: dict[str, Callable[[ActionContext], Awaitable[ActionResult]]] = {s.action_id: make_handler(s) for s in SPECS}
+async def run(ctx: ActionContext) -> ActionResult:
+    """Any ``session.*`` action: the shared runner with the spec of ``ctx.action_id`` (the handler the
+    plugin registers, by reference, for every session action)."""
+    return await run_session(ctx, _SPECS_BY_ID[ctx.action_id])

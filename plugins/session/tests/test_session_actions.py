@@ -247,3 +247,17 @@ def test_user_synthesis_reads_the_memory_packs_conversation_summaries(cass_runti
     assert outcome.ok, outcome.error
     assert outcome.result["data"]["read"] == {"conversation_summaries": 1}
     assert "grows basil in a pot" in fake_anthropic.message_requests[0].body["messages"][0]["content"]
+
+
+def test_the_plugin_names_every_session_spec_and_imports_no_handler_module():
+    import subprocess
+    import sys
+
+    from cass_actions_session.plugin import SESSION_ACTIONS
+    from cass_actions_session.sessions import SPECS
+
+    assert sorted(SESSION_ACTIONS) == sorted(s.action_id for s in SPECS)
+    probe = ("import sys, cass_actions_session.plugin; "
+             "print(sorted(m for m in sys.modules if m.startswith('cass_actions_session.')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['cass_actions_session.plugin']"
