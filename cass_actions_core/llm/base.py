@@ -17,6 +17,7 @@ Nothing here imports a provider SDK: this module is on the import path of the CL
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -357,6 +358,13 @@ def stop_reason_error(response: LLMResponse) -> LLMError | None:
         provider=response.provider,
         response=response,
     )
+
+
+@functools.cache
+def output_schema(output_model: type[BaseModel]) -> dict[str, Any]:
+    """``output_model.model_json_schema()``, built once per model class (pydantic rebuilds it on every
+    call, and every structured call needs it). Shared: read it, never change it."""
+    return output_model.model_json_schema()
 
 
 def validate_output(output_model: type[T], response: LLMResponse) -> T:

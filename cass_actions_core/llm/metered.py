@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from cass_actions_core.llm.base import (
+    output_schema,
     EffectiveLLMSettings,
     LLMProvider,
     LLMRequest,
@@ -219,7 +220,7 @@ class MeteredLLM:
         text = request.prompt_text()
         tokens = conservative_tokens(text) + MESSAGE_OVERHEAD_TOKENS * (len(request.messages) + (1 if request.system else 0))
         if output_model is not None:
-            tokens += conservative_tokens(json.dumps(output_model.model_json_schema()))
+            tokens += conservative_tokens(json.dumps(output_schema(output_model)))
         price = self.prices.price_for(request.model, tokens)
         input_rate = price.input
         wants_cache = "cache_control" in json.dumps([request.system, request.messages], default=str)

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from cass_actions_core.text import OFFLINE_LABEL
 from cass_actions_core.config import LLMSettings
 from cass_actions_core.llm.base import (
+    output_schema,
     LLMRequest,
     LLMResponse,
     StructuredResult,
@@ -276,7 +277,7 @@ def build_from_schema(output_model: type[T], text: str) -> T:
     Raises :class:`LLMError` (``invalid_output``) when the schema's constraints cannot be
     met generically (a ``pattern``, a custom validator...): pass ``offline=`` then.
     """
-    schema = output_model.model_json_schema()
+    schema = output_schema(output_model)
     try:
         candidate = _value(schema, schema, _Snippets(text), frozenset())
         return output_model.model_validate(candidate)
@@ -345,7 +346,7 @@ class OfflineProvider:
             value = built if isinstance(built, output_model) else output_model.model_validate(built)
         else:
             value = build_from_schema(output_model, _snippet_source(request))
-        schema_text = json.dumps(output_model.model_json_schema(), sort_keys=True)
+        schema_text = json.dumps(output_schema(output_model), sort_keys=True)
         return StructuredResult(value, self._response(request, value.model_dump_json(), schema_text))
 
 

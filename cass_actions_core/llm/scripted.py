@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from cass_actions_core.config import LLMSettings
 from cass_actions_core.llm.base import (
+    output_schema,
     LLMRequest,
     LLMResponse,
     StructuredResult,
@@ -161,7 +162,7 @@ class ScriptedProvider:
         offline: Callable[[], T] | None = None,
     ) -> StructuredResult[T]:
         """The next scripted reply parsed into ``output_model`` (``invalid_output`` if it does not fit)."""
-        response = self._respond(request, json.dumps(output_model.model_json_schema()))
+        response = self._respond(request, json.dumps(output_schema(output_model)))
         return StructuredResult(validate_output(output_model, response), response)
 
 

@@ -1,7 +1,7 @@
 """Hook implementations of the wonderland pack (the module its entry point names).
 
 Importing this module is cheap: handlers are named by reference and imported when first
-needed; jsonschema is imported when a world file is first loaded, and the LLM is reached
+needed; the world file is checked when first loaded, and the LLM is reached
 only through ``ctx.llm``.
 """
 
