@@ -265,10 +265,9 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
             ))
             continue
         if resolve and isinstance(fn, LazyHandler):
-            why = _resolve(fn)
-            if why:
-                problems.append(Problem("handler-signature" if "must" in why else "handler-import", why,
-                                        pack=action.pack, item_id=action_id))
+            unusable = _resolve(fn)
+            if unusable:
+                problems.append(Problem(*unusable, pack=action.pack, item_id=action_id))
                 continue
         catalogue.actions[action_id] = CatalogueAction(action.definition, fn, action.origin)
     for action in catalogue.actions.values():
@@ -280,13 +279,15 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
             ))
 
 
-def _resolve(handler: LazyHandler) -> str | None:
-    """Import a handler registered by reference and check its signature; why it is unusable, or None."""
+def _resolve(handler: LazyHandler) -> tuple[str, str] | None:
+    """Import a handler registered by reference and check its signature: ``(problem code, why)`` when it
+    is unusable, else None."""
     try:
         target = handler.resolve()
     except Exception as exc:  # a pack's module failing to import is the pack's problem, reported, not raised
-        return f"cannot import handler {handler.ref!r}: {one_line(exc)}"
-    return check_handler_signature(target)
+        return "handler-import", f"cannot import handler {handler.ref!r}: {one_line(exc)}"
+    why = check_handler_signature(target)
+    return ("handler-signature", why) if why else None
 
 
 def _check_definition(definition: ActionDefinition, origin: Registered, invalid_params: set[str]) -> list[Problem]:

@@ -204,22 +204,19 @@ class ActionRegistrar:
 
             return decorate
         if isinstance(fn, str):
-            if action_id in self.handlers:
-                self.problems.append(Problem("duplicate-handler", "the pack registers two handlers for this action",
-                                             pack=self.pack, item_id=action_id))
-            else:
-                self.handlers[action_id] = (LazyHandler(fn), fn)
-            return fn
-        why = check_handler_signature(fn)
-        if why:
-            self.problems.append(Problem("handler-signature", why, pack=self.pack, item_id=action_id))
-            return fn
+            entry: tuple[Handler, str] = (LazyHandler(fn), fn)  # its signature is checked when it is resolved
+        else:
+            why = check_handler_signature(fn)
+            if why:
+                self.problems.append(Problem("handler-signature", why, pack=self.pack, item_id=action_id))
+                return fn
+            entry = (fn, getattr(fn, "__qualname__", repr(fn)))
         if action_id in self.handlers:
             self.problems.append(
                 Problem("duplicate-handler", "the pack registers two handlers for this action", pack=self.pack, item_id=action_id)
             )
             return fn
-        self.handlers[action_id] = (fn, getattr(fn, "__qualname__", repr(fn)))
+        self.handlers[action_id] = entry
         return fn
 
 
