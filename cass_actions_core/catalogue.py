@@ -60,6 +60,8 @@ class Catalogue:
     actions: dict[str, CatalogueAction] = field(default_factory=dict)
     templates: dict[str, CatalogueTemplate] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    #: Things that are allowed but probably not meant (a used category with no money): reported, never fatal.
+    warnings: list[Problem] = field(default_factory=list)
     #: LLM providers registered through ``register_llm_providers`` (a ProviderRegistry).
     providers: Any = None
     #: Actions whose params schema is not a valid JSON Schema (their steps' params cannot be checked).
@@ -96,14 +98,15 @@ class Catalogue:
 
     @property
     def load_errors(self) -> list[PluginRecord]:
-        """Packs that failed to import or register."""
-        return [p for p in self.plugins if p.status == "error"]
+        """Packs that failed to import or register, and packs the load list names that are not installed."""
+        return [p for p in self.plugins if p.status in ("error", "missing")]
 
     def all_problems(self, strict: bool = False) -> list[Problem]:
         """The catalogue's problems, plus (``strict``) one per pack that failed to load."""
         extra = [
             Problem("pack-load", f"pack could not be loaded: {p.error}", pack=p.name,
-                    file=f"{p.distribution or '?'} {p.version or ''} ({p.entry_point or 'registered by hand'})".replace("  ", " "))
+                    file=None if p.status == "missing" else
+                    f"{p.distribution or '?'} {p.version or ''} ({p.entry_point or 'registered by hand'})".replace("  ", " "))
             for p in self.load_errors
         ] if strict else []
         return extra + self.problems
@@ -211,6 +214,7 @@ def _mark_failed(record: PluginRecord, hook: str, exc: BaseException) -> None:
 
 def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar], resolve: bool = True) -> None:
     problems = catalogue.problems
+    registrars = list(registrars)
     handlers: dict[str, tuple[Handler, str]] = {}
     handler_pack: dict[str, str] = {}
     # Packs whose metadata file could not be read: their orphaned handlers are a
@@ -221,26 +225,40 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
         if any(p.code in ("schema", "invalid-json", "unreadable-file") for p in reg.problems):
             unreadable.add(reg.pack)
         for definition, origin in reg.definitions:
+            namespace, _, name = definition.id.partition(".")
+            if namespace != reg.pack:
+                problems.append(Problem(
+                    "foreign-namespace",
+                    f"action id is outside the pack's namespace: the ids of pack {reg.pack!r} start with {reg.pack + '.'!r} "
+                    "(a pack's namespace is its entry-point name)",
+                    file=origin.file, pack=origin.pack, item_id=definition.id, path=f"$.actions[{origin.index}].id",
+                    hint=f"rename it to {reg.pack + '.' + name!r}",
+                ))
             existing = catalogue.actions.get(definition.id)
             if existing is not None:
-                problems.append(Problem(
-                    "duplicate-action",
-                    f"action id registered twice: by pack {existing.pack!r} ({existing.origin.file}) "
-                    f"and by pack {origin.pack!r} ({origin.file})",
-                    file=origin.file, pack=origin.pack, item_id=definition.id, path=f"$.actions[{origin.index}].id",
-                    hint="rename one of them or disable one pack",
-                ))
-                continue
+                # Both packs hear of it; the namespace's owner keeps the id whatever the load order.
+                message = (f"action id registered by two packs: {existing.pack!r} ({existing.origin.file}) "
+                           f"and {origin.pack!r} ({origin.file})")
+                for clashing in (existing.origin, origin):
+                    problems.append(Problem(
+                        "duplicate-action", message, file=clashing.file, pack=clashing.pack, item_id=definition.id,
+                        path=f"$.actions[{clashing.index}].id", hint="rename one of them or disable one pack",
+                    ))
+                if existing.pack == namespace or origin.pack != namespace:
+                    continue
             problems.extend(_check_definition(definition, origin, catalogue.invalid_params_schemas))
             catalogue.actions[definition.id] = CatalogueAction(definition, None, origin)
+    for reg in registrars:
         for action_id, handler in reg.handlers.items():
             if action_id in handlers and handler_pack[action_id] != reg.pack:
-                problems.append(Problem(
-                    "duplicate-handler",
-                    f"two packs register a handler for this action: {handler_pack[action_id]!r} and {reg.pack!r}",
-                    pack=reg.pack, item_id=action_id,
-                ))
-                continue
+                defined_by = catalogue.actions[action_id].pack if action_id in catalogue.actions else None
+                if defined_by != reg.pack:
+                    problems.append(Problem(
+                        "duplicate-handler",
+                        f"two packs register a handler for this action: {handler_pack[action_id]!r} and {reg.pack!r}",
+                        pack=reg.pack, item_id=action_id,
+                    ))
+                    continue
             handlers[action_id] = handler
             handler_pack[action_id] = reg.pack
 
@@ -361,6 +379,18 @@ def _check_categories(catalogue: Catalogue) -> None:
     if planner.enabled:
         users.setdefault(planner.category, []).append("the day planner ($.planner.category)")
     for category in sorted(users):
+        if category in allocations and catalogue.config.budget.category_limit(category) <= 0:
+            ids = users[category]
+            catalogue.warnings.append(Problem(
+                "zero-budget",
+                f"category {category!r} gets no money ("
+                + ("budget.daily_usd is 0" if catalogue.config.budget.daily_usd <= 0 else "its share is 0")
+                + f"), so the planner never plans "
+                f"{', '.join(sorted(ids)[:5])}" + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""),
+                file=label, item_id=category, path=f"$.budget.allocations.{category}",
+                hint="give it a share if that work should run",
+            ))
+            continue
         if category not in allocations:
             ids = users[category]
             catalogue.problems.append(Problem(

@@ -56,6 +56,16 @@ ENV_OVERRIDES: dict[str, tuple[str, type]] = {
 }
 
 
+def zero_budget_reason(config: Config, category: str) -> str:
+    """Why ``category`` gets no money a day under ``config``, naming the key to change."""
+    where = f" in {config.source}" if config.source else " (the defaults)"
+    if config.budget.daily_usd <= 0:
+        return f"category {category!r} has no budget: budget.daily_usd is 0{where}"
+    if category not in config.budget.allocations:
+        return f"category {category!r} has no budget: budget.allocations has no {category!r}{where}"
+    return f"category {category!r} has no budget: budget.allocations.{category} is 0{where}"
+
+
 class _Section:
     """Builds a section from a (schema-valid) mapping: nested sections and mappings of sections too."""
 
@@ -101,6 +111,14 @@ class BudgetSettings(_Section):
     daily_usd: float = 5.0
     reserve_fraction: float = 0.1
     allocations: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ALLOCATIONS))
+
+    @classmethod
+    def _build(cls, doc: dict[str, Any]) -> Any:
+        # A config file's [budget.allocations] adjusts the default table category by category:
+        # a category it does not name keeps its default share (0 gives a category nothing).
+        if "allocations" in doc:
+            doc = {**doc, "allocations": {**DEFAULT_ALLOCATIONS, **doc["allocations"]}}
+        return super()._build(doc)
 
     def category_limit(self, category: str) -> float:
         """USD a category may spend in one local day (0 for an unknown category)."""
@@ -367,10 +385,17 @@ def _check_consistency(config: Config, label: str) -> None:
         ZoneInfo(config.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise UserError(f"{label}: $.timezone: unknown time zone {config.timezone!r} (use an IANA name such as 'Europe/London').") from None
-    total = sum(config.budget.allocations.values()) + config.budget.reserve_fraction
+    budget = config.budget
+    total = sum(budget.allocations.values()) + budget.reserve_fraction
     if total > 1.0 + 1e-9 and not math.isclose(total, 1.0):
+        shares = ", ".join(
+            f"{category} {share:g}" + (" (default)" if DEFAULT_ALLOCATIONS.get(category) == share else "")
+            for category, share in sorted(budget.allocations.items()) if share
+        )
         raise UserError(
-            f"{label}: $.budget.allocations: category shares plus reserve_fraction add up to {total:.2f}, more than 1.0."
+            f"{label}: $.budget.allocations: category shares plus reserve_fraction ({budget.reserve_fraction:g}) add up to "
+            f"{total:.2f}, more than 1.0. Shares: {shares}. A category not named in [budget.allocations] keeps its default "
+            "share: lower some shares, or set a category you do not use to 0."
         )
     p = config.phases
     starts = [p.morning, p.afternoon, p.evening, p.night]

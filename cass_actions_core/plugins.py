@@ -17,6 +17,8 @@ The core's built-in plugin is always registered first, under the name ``core``.
 
 from __future__ import annotations
 
+import difflib
+
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ import pluggy
 
 from cass_actions_core import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
 
-Status = Literal["loaded", "error", "disabled", "not-selected"]
+Status = Literal["loaded", "error", "disabled", "not-selected", "missing"]
 
 BUILTIN_NAME = "core"
 
@@ -196,6 +198,21 @@ def load_plugins(
                 record.status, record.error = "error", _one_line(exc)
                 continue
             record.hooks = hooks_of(pm, found.name)
+
+    if entry_points and load:
+        # A name in the load list that no installed pack answers to is a typo or a missing
+        # install: say so (a load error: `validate --strict` and the daemon refuse it).
+        known = {normalize(r.name) for r in records} | {normalize(r.distribution) for r in records if r.distribution}
+        known |= {normalize(name) for name, _ in extra}
+        for wanted in load:
+            if normalize(wanted) not in known:
+                hint = difflib.get_close_matches(wanted, sorted({r.name for r in records if not r.builtin}), n=1)
+                records.append(PluginRecord(
+                    wanted, None, None, None, "missing",
+                    error="the load list (CASS_ACTIONS_LOAD_PLUGINS or [plugins] load) names it, but no "
+                          "installed pack has this entry-point or distribution name"
+                          + (f"; did you mean {hint[0]!r}?" if hint else ""),
+                ))
 
     for name, obj in extra:
         record = PluginRecord(name, None, None, None, "loaded")

@@ -678,12 +678,43 @@ _LEDGER_TOTALS_V3: tuple[str, ...] = (
        FROM ledger_entries e GROUP BY budget_day, category""",
 )
 
+#: Version 4: every action id is ``<pack>.<name>``, the pack being its entry-point name. The
+#: bundled packs' ids outside their own namespace were renamed; stored units, runs, approvals
+#: and plans are rewritten so a daemon that slept through the upgrade resumes its queue.
+#: (Summaries and events are history: they keep the ids they were written with.)
+RENAMED_ACTION_IDS: dict[str, str] = {
+    "research.refresh_queue": "session.refresh_research_queue",
+    "system.prune_history": "core.prune_history",
+    "self.add_observation": "session.add_observation",
+    "self.record_insight": "session.record_insight",
+    "self.update_growth_edge": "session.update_growth_edge",
+    "wiki.create_note": "memory.create_wiki_note",
+    "wiki.update_note": "memory.update_wiki_note",
+    "research.run_batch": "session.research_batch",
+    "research.run_single": "session.research_single",
+    "dream.nightly": "journal.dream",
+}
+
+
+def _rename_action_ids(conn: sqlite3.Connection) -> None:
+    for old, new in RENAMED_ACTION_IDS.items():
+        for table in ("action_runs", "approvals"):
+            conn.execute(f"UPDATE {table} SET action_id = ? WHERE action_id = ?", (new, old))
+        # Steps sit in JSON text as {"action": "<id>", ...}; matching the key with the value renames
+        # ids only, never a parameter that happens to hold the same text. Both separators json writes.
+        for sep in (": ", ":"):
+            was, now = f'"action"{sep}"{old}"', f'"action"{sep}"{new}"'
+            conn.execute("UPDATE units SET steps = REPLACE(steps, ?, ?) WHERE instr(steps, ?) > 0", (was, now, was))
+            conn.execute("UPDATE plans SET data = REPLACE(data, ?, ?) WHERE instr(data, ?) > 0", (was, now, was))
+
+
 #: Every schema step, in order; a file's ``meta.schema_version`` says how many were applied.
 #: Append new steps at the end; never edit a released one.
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", lambda conn: _run_statements(conn, _SCHEMA_V1)),
     Migration(2, "plan sources: llm, fallback, file, manual", lambda conn: _run_statements(conn, _PLAN_SOURCES_V2)),
     Migration(3, "running ledger totals", lambda conn: _run_statements(conn, _LEDGER_TOTALS_V3)),
+    Migration(4, "action ids in their pack's namespace", _rename_action_ids),
 ]
 
 #: The schema version this code writes.

@@ -152,3 +152,11 @@ def run_cli(*args: str, site: Path | None = None, env: dict[str, str] | None = N
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "cass_actions_core.cli.main", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def only_allocations(**shares: float) -> dict[str, float]:
+    """A ``[budget.allocations]`` table giving money to exactly these categories: a config file's table
+    adjusts the defaults category by category, so every other default category is set to 0."""
+    from cass_actions_core.config import DEFAULT_ALLOCATIONS
+
+    return {**{category: 0.0 for category in DEFAULT_ALLOCATIONS}, **shares}

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from cass_actions_core.catalogue import build_catalogue
-from cass_actions_core.config import Config, load_config
-from cass_actions_core.problems import CatalogueError
+from cass_actions_core.config import DEFAULT_ALLOCATIONS, Config, load_config
+from cass_actions_core.problems import CatalogueError, UserError
 from support import HandPack, action_def, template_def
 
 
@@ -55,12 +55,44 @@ def test_b4_template_naming_unregistered_action_is_rejected_with_closest_id():
     assert "memory_maintenance" in str(info.value)
 
 
-def test_duplicate_action_ids_across_two_packs_name_both_packs():
+def test_duplicate_action_ids_across_two_packs_are_reported_against_both_packs():
     cat = build(("alpha", HandPack([action_def("shared.thing")])), ("beta", HandPack([action_def("shared.thing")])))
     dup = [p for p in cat.problems if p.code == "duplicate-action"]
-    assert len(dup) == 1
-    assert "'alpha'" in dup[0].message and "'beta'" in dup[0].message
-    assert dup[0].item_id == "shared.thing"
+    assert sorted(p.pack for p in dup) == ["alpha", "beta"]
+    assert all("'alpha'" in p.message and "'beta'" in p.message and p.item_id == "shared.thing" for p in dup)
+    # Neither owns the namespace, so each is also told its id is outside its own.
+    assert sorted(p.pack for p in cat.problems if p.code == "foreign-namespace") == ["alpha", "beta"]
+
+
+@pytest.mark.parametrize("order", [("owner", "intruder"), ("intruder", "owner")])
+def test_the_namespace_owner_keeps_a_clashing_id_whatever_the_load_order(order: tuple[str, str]):
+    async def owner_handler(ctx):
+        return {"summary": "owner"}
+
+    async def intruder_handler(ctx):
+        return {"summary": "intruder"}
+
+    packs = {
+        "owner": HandPack([action_def("owner.greet", name="The owner's")], handlers={"owner.greet": owner_handler}, handle_all=False),
+        "intruder": HandPack([action_def("owner.greet", name="The intruder's")], handlers={"owner.greet": intruder_handler},
+                             handle_all=False),
+    }
+    cat = build(*((name, packs[name]) for name in order))
+    kept = cat.actions["owner.greet"]
+    assert (kept.pack, kept.definition.name, kept.handler) == ("owner", "The owner's", owner_handler)
+    assert sorted(p.pack for p in cat.problems if p.code == "duplicate-action") == ["intruder", "owner"]
+    (foreign,) = [p for p in cat.problems if p.code == "foreign-namespace"]
+    assert foreign.pack == "intruder" and foreign.hint == "rename it to 'intruder.greet'"
+    with pytest.raises(CatalogueError):
+        cat.check()
+
+
+def test_an_action_outside_its_packs_namespace_is_a_problem_naming_the_file_and_the_fix():
+    cat = build(("hello", HandPack([action_def("hello.ok"), action_def("greetings.wave")])))
+    (problem,) = cat.problems
+    assert (problem.code, problem.pack, problem.item_id, problem.path) == ("foreign-namespace", "hello", "greetings.wave",
+                                                                           "$.actions[1].id")
+    assert "'hello.'" in problem.message and problem.hint == "rename it to 'hello.wave'"
 
 
 def test_handler_without_definition_and_definition_without_handler_are_rejected():
@@ -160,23 +192,48 @@ def test_template_cannot_type_its_own_cost_estimate(tmp_path: Path):
 
 def test_f1_category_with_no_budget_allocation_is_rejected(tmp_path: Path):
     config_file = tmp_path / "c.toml"
-    config_file.write_text("[budget.allocations]\nreflection = 0.5\nsystem = 0.1\nplanning = 0.02\n")
-    cat = build(("demo", HandPack([action_def("demo.a"), action_def("demo.b", category="creative")])),
+    config_file.write_text("[budget.allocations]\nreflection = 0.1\n")
+    cat = build(("demo", HandPack([action_def("demo.a"), action_def("demo.b", category="crafts")])),
                 config=load_config(config_file))
     (problem,) = cat.problems
-    assert problem.code == "unbudgeted-category" and problem.item_id == "creative"
+    assert problem.code == "unbudgeted-category" and problem.item_id == "crafts"
     assert problem.file == str(config_file.resolve())
     assert "demo.b" in problem.message
 
 
+def test_allocations_in_a_config_file_adjust_the_default_table_category_by_category(tmp_path: Path):
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[budget.allocations]\nresearch = 0.05\ncrafts = 0.1\n")
+    allocations = load_config(config_file).budget.allocations
+    assert allocations == {**DEFAULT_ALLOCATIONS, "research": 0.05, "crafts": 0.1}
+    # Over 1.0 with the inherited shares: the message lists them and says how to make room.
+    config_file.write_text("[budget.allocations]\ncrafts = 0.2\n")
+    with pytest.raises(UserError) as info:
+        load_config(config_file)
+    message = str(info.value)
+    assert str(config_file.resolve()) in message and "add up to 1.20" in message
+    assert "crafts 0.2," in message and "research 0.18 (default)" in message and "set a category you do not use to 0" in message
+
+
+def test_a_used_category_with_no_money_is_a_warning_naming_the_key_and_what_never_runs(tmp_path: Path):
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[budget.allocations]\ncreative = 0\n")
+    pack = HandPack([action_def("demo.a"), action_def("demo.b", category="creative")], [template_def("make", ["demo.b"], category="creative")])
+    cat = build(("demo", pack), config=load_config(config_file))
+    cat.check()  # allowed: zero is a choice
+    (warning,) = cat.warnings
+    assert (warning.code, warning.item_id, warning.path) == ("zero-budget", "creative", "$.budget.allocations.creative")
+    assert warning.file == str(config_file.resolve()) and "demo.b" in warning.message and "make" in warning.message
+
+
 def test_the_planners_category_needs_an_allocation_unless_the_planner_is_off(tmp_path: Path):
     config_file = tmp_path / "c.toml"
-    config_file.write_text("[budget.allocations]\nreflection = 0.5\nsystem = 0.1\n")
+    config_file.write_text('[planner]\ncategory = "thinking"\n')
     pack = ("demo", HandPack([action_def("demo.a")]))
     (problem,) = build(pack, config=load_config(config_file)).problems
-    assert problem.code == "unbudgeted-category" and problem.item_id == "planning"
+    assert problem.code == "unbudgeted-category" and problem.item_id == "thinking"
     assert "$.planner.category" in problem.message
-    config_file.write_text("[budget.allocations]\nreflection = 0.5\nsystem = 0.1\n[planner]\nenabled = false\n")
+    config_file.write_text('[planner]\ncategory = "thinking"\nenabled = false\n')
     assert build(pack, config=load_config(config_file)).problems == []
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from cass_actions_core.config import DEFAULT_ALLOCATIONS, BudgetSettings
 from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation, budget_day_for
-from cass_actions_core.store import LedgerEntry, NotFoundError, Store
+from cass_actions_core.store import SCHEMA_VERSION, LedgerEntry, NotFoundError, Store
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=TOKYO)
@@ -713,6 +713,6 @@ def test_migration_3_sums_an_existing_ledger_into_the_running_totals(db_path: Pa
     conn.commit()
     conn.close()
     with Store.open(db_path, daemon_id="cass") as store:
-        assert store.schema_version == 3
+        assert store.schema_version == SCHEMA_VERSION
         kept = {c: (t.spent_usd, t.reserved_usd) for c, t in store.ledger_totals(DAY).items()}
     assert kept == expected == {"reflection": (0.123456, 0.0), "research": (0.0, 0.25)}

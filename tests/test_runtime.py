@@ -18,7 +18,7 @@ from cass_actions_core.config import Config
 from cass_actions_core.planning import DayPlan, PlanItem, load_plan_file
 from cass_actions_core.problems import CatalogueError, UserError
 from cass_actions_core.runtime import Runtime
-from support import HandPack, action_def, template_def
+from support import HandPack, action_def, template_def, only_allocations
 
 TZ = "Europe/London"
 DAY = date(2026, 11, 26)
@@ -115,8 +115,8 @@ def by_template(runtime: Runtime) -> dict[str, Any]:
 # -- a whole day -----------------------------------------------------------------------
 
 def test_a_simulated_day_leaves_a_summary_for_every_unit_with_reasons(tmp_path: Path):
-    budget = {"budget": {"allocations": {"reflection": 0.2, "system": 0.05, "creative": 0.01, "wonderland": 0.05,
-                                         "memory": 0.05, "research": 0.1, "planning": 0.02}},
+    budget = {"budget": {"allocations": only_allocations(**{"reflection": 0.2, "system": 0.05, "creative": 0.01, "wonderland": 0.05,
+                                         "memory": 0.05, "research": 0.1, "planning": 0.02})},
               "approvals": {"expire_after_hours": 2}, "scheduler": {"catch_up_window_minutes": 0, "max_units_per_phase": 5}}
     active = IdleFacts(at(DAY, 23, 59) + timedelta(days=1))  # the user is always active: idle work must wait
     runtime = make_runtime(tmp_path, config=budget, extra=[("ctx", active)])
@@ -221,7 +221,7 @@ def test_b3_a_runaway_llm_loop_is_stopped_at_its_cap_with_the_reason(tmp_path: P
 
 def test_f1_with_money_in_every_category_every_template_is_planned(tmp_path: Path):
     runtime = make_runtime(tmp_path, config={"scheduler": {"max_units_per_phase": 8},
-                                            "budget": {"allocations": {c: 0.1 for c in ["reflection", "system", "creative", "wonderland", "memory", "research", "planning"]}}})
+                                            "budget": {"allocations": only_allocations(**{c: 0.1 for c in ["reflection", "system", "creative", "wonderland", "memory", "research", "planning"]})}})
     plan = asyncio.run(runtime.plan_day(DAY))
     planned = {i.template for items in plan.phases.values() for i in items}
     assert planned == set(runtime.catalogue.templates)
@@ -234,7 +234,7 @@ def test_f2_budget_blocked_work_is_parked_visible_and_runs_when_money_frees(tmp_
                      template_def("two", ["t.spend"], category="creative", preferred_windows=[{"start_hour": 6, "end_hour": 12}])],
                     handlers={"t.spend": llm_action})
     # $0.50 a day for creative; two units run at once and each reserves its $0.30 estimate
-    runtime = make_runtime(tmp_path, pack=pack, config={"budget": {"allocations": {"creative": 0.1, "system": 0.05, "planning": 0.02}},
+    runtime = make_runtime(tmp_path, pack=pack, config={"budget": {"allocations": only_allocations(**{"creative": 0.1, "system": 0.05, "planning": 0.02})},
                                                         "scheduler": {"max_concurrent_units": 2}})
     # the planner would plan only one (it knows the money holds one $0.30 estimate); a plan
     # file asks for both, as a person may
@@ -475,7 +475,7 @@ def test_f2_budget_blocked_work_runs_when_the_budget_day_rolls_over(tmp_path: Pa
                      template_def("two", ["t.spend"], category="creative", preferred_windows=window)],
                     handlers={"t.spend": llm_action})
     cfg = Config.from_dict({"timezone": TZ, "llm": {"model": "claude-sonnet-5-5"},
-                                 "budget": {"allocations": {"creative": 0.1, "system": 0.05, "planning": 0.02}}})  # $0.50 a day
+                                 "budget": {"allocations": only_allocations(**{"creative": 0.1, "system": 0.05, "planning": 0.02})}})  # $0.50 a day
     clock = VirtualClock(ZoneInfo(TZ), at(DAY, 18))
     runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=clock, plugins=[("t", pack), ("llm", llm)],
                       entry_points=False, provider="scripted")

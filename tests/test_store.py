@@ -956,3 +956,28 @@ def test_a_full_disk_or_a_read_only_store_is_a_store_unavailable_error_and_nothi
             s.set_unit_status(unit.id, "queued", reason=None, now=NOW)
         s._conn.execute("PRAGMA query_only = OFF")
         assert s.get_unit(unit.id).status == unit.status  # nothing half-written
+
+
+def test_a_version_3_file_gets_the_renamed_action_ids_in_its_queue_runs_approvals_and_plans(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store written before action ids had to be in their pack's namespace (schema 3).
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:3])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
+    steps = [{"action": "wiki.create_note", "params": {}}, {"action": "dream.nightly", "params": {"note": "wiki.create_note"}},
+             {"action": "session.reflection", "params": {}}]
+    with Store.open(db_path, daemon_id="cass") as old:
+        unit = make_unit(old, steps=steps)
+        old.request_approval(unit.id, 1, "dream.nightly", "asks first", NOW, NOW + timedelta(days=1))
+        old.save_plan(DAY, "file", "by hand", "", {"phases": {"morning": [{"steps": steps}]}}, NOW)
+        assert old.schema_version == 3
+    monkeypatch.undo()
+    with Store.open(db_path, daemon_id="cass") as upgraded:
+        assert upgraded.schema_version == SCHEMA_VERSION >= 4
+        migrated = upgraded.get_unit(unit.id)
+        assert migrated is not None
+        assert [s["action"] for s in migrated.steps] == ["memory.create_wiki_note", "journal.dream", "session.reflection"]
+        # Only ids in a step's "action" are renamed, never a parameter holding the same text.
+        assert migrated.steps[1]["params"] == {"note": "wiki.create_note"}
+        assert [a.action_id for a in upgraded.list_approvals()] == ["journal.dream"]
+        plan = upgraded.get_plan(DAY)
+        assert plan is not None and [s["action"] for s in plan.data["phases"]["morning"][0]["steps"]] == [s["action"] for s in migrated.steps]

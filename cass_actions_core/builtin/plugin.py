@@ -42,7 +42,7 @@ def register_actions(register: Any) -> None:
     from cass_actions_core.builtin.system import prune_history
 
     register.load(files(__package__) / "actions.json")
-    register.handler("system.prune_history", prune_history)
+    register.handler("core.prune_history", prune_history)
 
 
 @hookimpl

@@ -11,7 +11,7 @@ from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult
 async def prune_history(ctx: ActionContext) -> ActionResult:
     """Delete events and transcripts older than the retention settings; report the counts."""
     if ctx.core is None:
-        raise ActionFailed("system.prune_history needs the core services, which only the core's own actions receive")
+        raise ActionFailed("core.prune_history needs the core services, which only the core's own actions receive")
     retention = ctx.core.config.retention
     events_days = int(ctx.params.get("events_days", retention.events_days))
     transcripts_days = int(ctx.params.get("transcripts_days", retention.transcripts_days))

@@ -132,14 +132,14 @@ def _list_templates(catalogue: Catalogue, as_json: bool, packs: tuple[str, ...],
 def plugins_command(state: CLIState, as_json: bool, show_all: bool) -> None:
     """List action packs: version, hooks implemented, action and template counts, load errors."""
     catalogue = state.catalogue()
-    records = [r for r in catalogue.plugins if show_all or r.status in ("loaded", "error")]
+    records = [r for r in catalogue.plugins if show_all or r.status in ("loaded", "error", "missing")]
     if as_json:
         print_json([r.to_dict() for r in records])
         return
     print_table(
         None,
         ["pack", "distribution", "version", "status", "actions", "templates", "hooks"],
-        [(r.name, r.distribution or "(by hand)", r.version or "",
+        [(r.name, r.distribution or ("(not installed)" if r.status == "missing" else "(by hand)"), r.version or "",
           r.status + (f": {r.error}" if r.error else "") + (f" ({r.problems} problem(s): run validate)" if r.problems else ""),
           r.actions, r.templates, ", ".join(r.hooks)) for r in records],
         justify_right=["actions", "templates"],
@@ -169,17 +169,21 @@ def validate_command(state: CLIState, as_json: bool, strict: bool, template_file
             "actions": len(catalogue.actions),
             "templates": len(catalogue.templates),
             "problems": [p.to_dict() for p in problems],
+            "warnings": [w.to_dict() for w in catalogue.warnings],
             "load_errors": [r.to_dict() for r in catalogue.load_errors],
         })
     else:
         if not strict:
             for record in catalogue.load_errors:
                 warn(f"pack {record.name!r} could not be loaded: {record.error} (use --strict to fail on this)")
+        for warning in catalogue.warnings:
+            click.echo(f"- warning: {warning.render()}")
         for problem in problems:
             click.echo(f"- {problem.render()}")
         if problems:
             click.echo(f"{len(problems)} problem(s) found.")
         else:
-            click.echo(f"OK: {len(catalogue.actions)} action(s) and {len(catalogue.templates)} template(s) are valid.")
+            click.echo(f"OK: {len(catalogue.actions)} action(s) and {len(catalogue.templates)} template(s) are valid"
+                       + (f" ({len(catalogue.warnings)} warning(s) above)." if catalogue.warnings else "."))
     if problems:
         click.get_current_context().exit(1)

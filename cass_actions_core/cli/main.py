@@ -20,6 +20,8 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "list": ("cass_actions_core.cli.catalogue_cmds", "list_command"),
     "plugins": ("cass_actions_core.cli.catalogue_cmds", "plugins_command"),
     "validate": ("cass_actions_core.cli.catalogue_cmds", "validate_command"),
+    "events": ("cass_actions_core.cli.events_cmds", "events_command"),
+    "activity": ("cass_actions_core.cli.events_cmds", "activity_command"),
     **{name: ("cass_actions_core.cli.runtime_cmds", f"{name.replace('-', '_')}_command") for name in (
         "run", "simulate", "status", "queue", "history", "budget", "pause", "resume", "trigger", "plan",
         "approvals", "approve", "reject", "run-action", "init")},

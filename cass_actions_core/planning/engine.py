@@ -153,7 +153,7 @@ class DecisionEngine:
         for entry in self.catalogue.templates.values():
             t = entry.template
             if money.limits.get(t.category, 0.0) <= 0:
-                excluded.append(f"{t.id}: category {t.category!r} has no budget today")
+                excluded.append(f"{t.id}: {zero_budget_reason(self.config, t.category)}")
                 continue
             if t.category in paused:
                 excluded.append(f"{t.id}: category {t.category!r} is paused")

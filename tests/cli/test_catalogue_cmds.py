@@ -31,16 +31,16 @@ def test_list_shows_pack_actions_with_filters_and_json(site: Path):
 
 
 def test_unknown_action_in_template_file_exits_1_naming_template_step_and_closest(site: Path, tmp_path: Path):
-    make_dist(site, "cass-actions-journal-test", ep_name="journaltest", actions=[action_def("journal.generate_daily")])
+    make_dist(site, "cass-actions-journal-test", ep_name="jt", actions=[action_def("jt.generate_daily")])
     bad = tmp_path / "mine.json"
     bad.write_text(json.dumps({"templates": [template_def("memory_maintenance",
-                                                          ["journal.generate_daily", "journal.generate_dayly"])]}))
-    out = run_cli("validate", str(bad), site=site, env={ONLY: "journaltest"})
+                                                          ["jt.generate_daily", "jt.generate_dayly"])]}))
+    out = run_cli("validate", str(bad), site=site, env={ONLY: "jt"})
     assert out.returncode == 1
     assert "memory_maintenance" in out.stdout and "step 2" in out.stdout
-    assert "$.templates[0].steps[1].action" in out.stdout and "'journal.generate_daily'" in out.stdout
-    machine = json.loads(run_cli("validate", "--json", str(bad), site=site, env={ONLY: "journaltest"}).stdout)
-    assert machine["ok"] is False and machine["problems"][0]["hint"].endswith("'journal.generate_daily'")
+    assert "$.templates[0].steps[1].action" in out.stdout and "'jt.generate_daily'" in out.stdout
+    machine = json.loads(run_cli("validate", "--json", str(bad), site=site, env={ONLY: "jt"}).stdout)
+    assert machine["ok"] is False and machine["problems"][0]["hint"].endswith("'jt.generate_daily'")
 
 
 def test_duplicate_action_ids_across_packs_name_both(site: Path):
@@ -180,3 +180,26 @@ def test_list_does_not_import_the_anthropic_sdk():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "HEAVY=\n" in out.stdout, out.stdout
+
+
+def test_a_load_list_naming_a_pack_that_is_not_installed_is_reported_with_the_closest_name(site: Path):
+    make_dist(site, "cass-actions-demo", ep_name="demo", actions=[action_def("demo.alpha")])
+    env = {ONLY: "demo,dmeo"}
+    plugins = run_cli("plugins", "--json", site=site, env=env)
+    assert plugins.returncode == 0, plugins.stderr
+    missing = [r for r in json.loads(plugins.stdout) if r["name"] == "dmeo"]
+    assert [r["status"] for r in missing] == ["missing"] and "did you mean 'demo'?" in missing[0]["error"]
+    lenient = run_cli("validate", site=site, env=env)
+    assert lenient.returncode == 0 and "'dmeo'" in lenient.stderr and "CASS_ACTIONS_LOAD_PLUGINS" in lenient.stderr
+    strict = run_cli("validate", "--strict", site=site, env=env)
+    assert strict.returncode == 1 and "[pack dmeo]" in strict.stdout and "Traceback" not in strict.stderr
+    # The installed pack named by its distribution name is not "missing".
+    assert run_cli("validate", "--strict", site=site, env={ONLY: "cass-actions-demo"}).returncode == 0
+
+
+def test_an_id_outside_the_packs_namespace_fails_validate_naming_the_file_and_the_fix(site: Path):
+    make_dist(site, "cass-actions-hello", ep_name="hello", actions=[action_def("hello.greet"), action_def("greeting.wave")])
+    out = run_cli("validate", site=site, env={ONLY: "hello"})
+    assert out.returncode == 1
+    line = next(ln for ln in out.stdout.splitlines() if "greeting.wave" in ln)
+    assert "actions.json" in line and "$.actions[1].id" in line and "'hello.wave'" in line

@@ -48,13 +48,13 @@ def register_templates(register):
     register.load(HERE / "simpack_templates.json")
 '''
 
-ENV = {"CASS_ACTIONS_LOAD_PLUGINS": "simpack"}
+ENV = {"CASS_ACTIONS_LOAD_PLUGINS": "sim"}
 
 
 @pytest.fixture
 def sim_site(site: Path) -> Path:
     tidy = dict(tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0, category="system")
-    make_dist(site, "cass-actions-simpack", ep_name="simpack", module="simpack", module_source=PACK,
+    make_dist(site, "cass-actions-simpack", ep_name="sim", module="simpack", module_source=PACK,
               actions=[action_def("sim.think", category="reflection"), action_def("sim.tidy", **tidy),
                        action_def("sim.fail", **tidy), action_def("sim.build", **{**tidy, "requires_approval": True}),
                        action_def("sim.splurge", category="creative", estimated_cost_usd=0.6, max_cost_usd=0.7)],
@@ -91,7 +91,7 @@ def test_simulate_a_day_and_every_unit_has_a_summary_with_reasons(sim_site: Path
                               site=sim_site, env=ENV).stdout)
     assert "splurge: creative has $0.50 left today, its cheapest form needs $0.60" in plan["plan"]["dropped"]
     assert status["late_thoughts"][0] == "completed"
-    thoughts = data / "workspace" / "simpack" / "thoughts" / "2026-11-26.md"
+    thoughts = data / "workspace" / "sim" / "thoughts" / "2026-11-26.md"
     assert thoughts.read_text().startswith("[offline]")
     assert elapsed < 60  # a simulated day takes seconds (generous bound for slow CI machines)
 
@@ -304,7 +304,7 @@ def test_queries_work_when_a_pack_has_bad_metadata(sim_site: Path, tmp_path: Pat
     data = tmp_path / "d"
     assert run_cli("simulate", "--start", "2026-11-26", "--data-dir", str(data), site=sim_site, env=ENV).returncode == 0
     make_dist(sim_site, "cass-actions-badmeta", ep_name="badmeta", actions=[action_def("bad.one", tier=9)])
-    env = {"CASS_ACTIONS_LOAD_PLUGINS": "simpack,badmeta"}
+    env = {"CASS_ACTIONS_LOAD_PLUGINS": "sim,badmeta"}
     for command in (["status"], ["queue"], ["history"], ["approvals", "--all"], ["budget", "--date", "2026-11-26"]):
         out = run_cli(*command, "--data-dir", str(data), site=sim_site, env=env)
         assert out.returncode == 0, (command, out.stderr)

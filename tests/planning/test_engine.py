@@ -19,7 +19,7 @@ from cass_actions_core.clock import VirtualClock
 from cass_actions_core.config import Config
 from cass_actions_core.runtime import Runtime
 from cass_actions_core.testing.fake_anthropic import FakeAnthropic, unused_port, usage
-from support import HandPack, action_def, template_def
+from support import HandPack, action_def, template_def, only_allocations
 
 TZ = "Europe/London"
 DAY = date(2026, 11, 26)
@@ -215,7 +215,7 @@ def test_starting_mid_day_plans_the_remaining_phases_only(tmp_path, fake, api_ke
 
 
 def test_the_planning_call_is_refused_when_its_category_has_no_money(tmp_path, fake, api_key):
-    runtime = make_runtime(tmp_path, fake, budget={"allocations": {"creative": 0.2, "reflection": 0.2, "research": 0.2,
-                                                                     "system": 0.1, "planning": 0.0}})
+    runtime = make_runtime(tmp_path, fake, budget={"allocations": only_allocations(**{"creative": 0.2, "reflection": 0.2, "research": 0.2,
+                                                                     "system": 0.1, "planning": 0.0})})
     result = plan(runtime)
     assert result.source == "fallback" and "planning" in result.reason and not fake.message_requests

@@ -19,7 +19,7 @@ from cass_actions_core.llm.scripted import ScriptedReply
 from cass_actions_core.planning import DayPlan, PlanItem
 from cass_actions_core.runtime import Runtime
 from cass_actions_core.testing.pytest_plugin import ScriptedLLMPlugin
-from support import HandPack, action_def, template_def
+from support import HandPack, action_def, template_def, only_allocations
 
 TZ = ZoneInfo("UTC")
 DAY = date(2026, 11, 26)
@@ -43,7 +43,7 @@ def make_runtime(tmp_path: Path, creative: float = 0.1, **planner: Any) -> Runti
                     handlers={"m.write": write})
     cfg = Config.from_dict({
         "timezone": "UTC", "llm": {"model": "claude-sonnet-5-5", "max_tokens": 8000},
-        "budget": {"daily_usd": 1.0, "allocations": {"creative": creative, "system": 0.05, "planning": 0.02}},
+        "budget": {"daily_usd": 1.0, "allocations": only_allocations(**{"creative": creative, "system": 0.05, "planning": 0.02})},
         "planner": {"cheap_model": "claude-haiku-5-5", "cheap_below_fraction": 0.5, **planner}})
     clock = VirtualClock(TZ, datetime(2026, 11, 26, 6, tzinfo=TZ))
     return Runtime(cfg, data_dir=tmp_path / "d", clock=clock, plugins=[("m", pack), ("llm", llm)],

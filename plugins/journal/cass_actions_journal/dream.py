@@ -1,4 +1,4 @@
-"""Handler of ``dream.nightly``: a short dream from the day's material, a few capped turns."""
+"""Handler of ``journal.dream``: a short dream from the day's material, a few capped turns."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ async def _wake_up(ctx: ActionContext, day: date, relative: str, fields: dict[st
 
 
 async def nightly(ctx: ActionContext) -> ActionResult:
-    """``dream.nightly``: dream about the day that just ended (or ``date``) into ``dreams/<date>.md``.
+    """``journal.dream``: dream about the day that just ended (or ``date``) into ``dreams/<date>.md``.
 
     Material: the day's work summaries and conversation summaries plus the latest journal
     entry (of that day or the three before). A few turns (setting ``dream_turns``, default

@@ -11,7 +11,7 @@ from cass_actions_core.packs import file_pack_hooks
 HANDLERS: dict[str, str] = {
     "journal.generate_daily": ".daily:generate_daily",
     "journal.weekly_review": ".weekly:weekly_review",
-    "dream.nightly": ".dream:nightly",
+    "journal.dream": ".dream:nightly",
 }
 
 register_actions, register_templates = file_pack_hooks(__package__, HANDLERS)

@@ -196,11 +196,11 @@ def test_generate_daily_reads_the_memory_packs_conversation_summaries(journal_ru
 
 def test_dream_writes_a_few_turns_and_its_event(journal_runtime, run_action, jr):
     runtime = journal_runtime()
-    empty = run_action(runtime, "dream.nightly")
+    empty = run_action(runtime, "journal.dream")
     assert empty.ok and empty.cost_usd == 0 and "nothing to do" in empty.result["summary"]
     jr.work(runtime, MONDAY, 15, "Walked through the octopus exhibit and sketched the arms.")
     jr.night_of(runtime, MONDAY)
-    outcome = run_action(runtime, "dream.nightly")
+    outcome = run_action(runtime, "journal.dream")
     assert outcome.ok, outcome.error
     assert outcome.result["llm"]["calls"] == 3
     dream = jr.read(runtime, "dreams/2026-01-05.md")
@@ -209,7 +209,7 @@ def test_dream_writes_a_few_turns_and_its_event(journal_runtime, run_action, jr)
     assert dream.count("[offline]") == 3 and "octopus exhibit" in dream
     assert jr.events(runtime, "journal.dream_generated") == [
         {"date": "2026-01-05", "path": "journal/dreams/2026-01-05.md", "turns": 3}]
-    again = run_action(runtime, "dream.nightly")
+    again = run_action(runtime, "journal.dream")
     assert again.ok and again.result["llm"]["calls"] == 0 and len(jr.events(runtime, "journal.dream_generated")) == 1
 
 
@@ -217,13 +217,13 @@ def test_dream_is_about_the_day_that_just_ended(journal_runtime, run_action, jr)
     runtime = journal_runtime()
     jr.work(runtime, MONDAY, 10, "Walked through the octopus exhibit.")
     jr.afternoon_of(runtime, MONDAY)  # Monday is not over: the day that just ended is Sunday, with nothing in it
-    during = run_action(runtime, "dream.nightly")
+    during = run_action(runtime, "journal.dream")
     assert during.ok and during.result["data"] == {"date": "2026-01-04", "path": None, "written": False}
-    early = run_action(runtime, "dream.nightly", {"date": "2026-01-05"})
+    early = run_action(runtime, "journal.dream", {"date": "2026-01-05"})
     assert not early.ok
     assert "parameter 'date' 2026-01-05 is not over yet (the latest finished day is 2026-01-04)" in early.error
     jr.move_to(runtime, TUESDAY, 1)  # after midnight, still Monday's night
-    outcome = run_action(runtime, "dream.nightly")
+    outcome = run_action(runtime, "journal.dream")
     assert outcome.ok, outcome.error
     _ran_in(outcome, MONDAY, "night")
     assert outcome.result["data"]["date"] == "2026-01-05" and "octopus exhibit" in jr.read(runtime, "dreams/2026-01-05.md")
@@ -235,4 +235,4 @@ def test_dream_turns_are_capped(journal_runtime):
         journal_runtime(config={"packs": {"journal": {"dream_turns": 9}}})
     assert "$.packs.journal.dream_turns" in str(failed.value) and "9" in str(failed.value)
     runtime = journal_runtime()
-    assert runtime.catalogue.action("dream.nightly").definition.max_llm_calls == 4
+    assert runtime.catalogue.action("journal.dream").definition.max_llm_calls == 4

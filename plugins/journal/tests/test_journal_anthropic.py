@@ -74,7 +74,7 @@ def test_dream_through_the_api_carries_the_conversation_between_turns(journal_ru
     jr.night_of(runtime, jr.monday)
     fake_anthropic.reply_text("FAKE DREAM: arms of ink write on the aquarium glass.")
     fake_anthropic.reply_text("FAKE WAKING: I remember the ink; it was about memory.")
-    outcome = run_action(runtime, "dream.nightly")
+    outcome = run_action(runtime, "journal.dream")
     assert outcome.ok, outcome.error
     dream = jr.read(runtime, "dreams/2026-01-05.md")
     assert "## The dream\n\nFAKE DREAM: arms of ink write on the aquarium glass." in dream
@@ -94,7 +94,7 @@ def test_a_dream_cut_short_keeps_what_was_dreamt(journal_runtime, run_action, fa
     jr.night_of(runtime, jr.monday)
     fake_anthropic.reply_text("FAKE DREAM: a corridor of doors.")
     fake_anthropic.reply_error(400, "invalid_request_error", "no more")
-    outcome = run_action(runtime, "dream.nightly")
+    outcome = run_action(runtime, "journal.dream")
     assert outcome.ok, outcome.error
     assert outcome.result["data"]["turns"] == 1 and "cut short after 1 turn(s)" in outcome.result["data"]["stopped"]
     dream = jr.read(runtime, "dreams/2026-01-05.md")

@@ -59,13 +59,13 @@ def test_a_dream_cut_short_gets_its_waking_from_a_later_run(journal_runtime, run
     fake_anthropic.reply_text("FAKE DREAM: a corridor of doors.")
     fake_anthropic.reply_text("FAKE SHIFT: the doors turn to water.")
     fake_anthropic.reply_error(429, "rate_limit_error", "Slow down")
-    first = run_action(runtime, "dream.nightly")
+    first = run_action(runtime, "journal.dream")
     assert first.ok, first.error
     assert first.result["data"]["turns"] == 2 and "cut short after 2 turn(s)" in first.result["data"]["stopped"]
     fields, body = parse_front_matter(jr.read(runtime, "dreams/2026-01-05.md"))
     assert fields["prose_error"] and "## On waking" not in body and "cut short" in body
     fake_anthropic.reply_text("FAKE WAKING: I remember the doors; it was about memory.")
-    second = run_action(runtime, "dream.nightly")
+    second = run_action(runtime, "journal.dream")
     assert second.ok, second.error
     assert second.result["llm"]["calls"] == 1 and second.result["data"]["waking_filled_in"] is True
     wake = fake_anthropic.message_requests[-1]
@@ -78,6 +78,6 @@ def test_a_dream_cut_short_gets_its_waking_from_a_later_run(journal_runtime, run
     assert ("## The dream\n\nFAKE DREAM: a corridor of doors.\n\n* * *\n\nFAKE SHIFT: the doors turn to water.\n\n"
             "## On waking\n\nFAKE WAKING: I remember the doors; it was about memory.\n") in body
     assert second.result["insights"] == ["FAKE WAKING: I remember the doors; it was about memory."]
-    third = run_action(runtime, "dream.nightly")
+    third = run_action(runtime, "journal.dream")
     assert third.ok and third.result["llm"]["calls"] == 0 and len(fake_anthropic.message_requests) == 4
     assert len(jr.events(runtime, "journal.dream_generated")) == 1

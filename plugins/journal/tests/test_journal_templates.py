@@ -64,7 +64,7 @@ def test_the_pack_has_two_templates_that_do_not_repeat_each_other(journal_runtim
     runtime = journal_runtime()
     ours = {t: ct.template for t, ct in runtime.catalogue.templates.items() if ct.origin.pack == "journal"}
     assert sorted(ours) == ["journal_and_dream", "weekly_review"]
-    assert [s.action for s in ours["journal_and_dream"].steps] == ["journal.generate_daily", "dream.nightly"]
+    assert [s.action for s in ours["journal_and_dream"].steps] == ["journal.generate_daily", "journal.dream"]
     assert [s.action for s in ours["weekly_review"].steps] == ["journal.generate_daily", "journal.weekly_review"]
 
 

@@ -23,8 +23,8 @@ HANDLERS: dict[str, str] = {
     "memory.summarize_idle_conversations": ".conversations:summarize_idle_conversations",
     "memory.generate_conversation_title": ".conversations:generate_conversation_title",
     "memory.consolidate": ".consolidate:consolidate",
-    "wiki.create_note": ".wiki:create_note",
-    "wiki.update_note": ".wiki:update_note",
+    "memory.create_wiki_note": ".wiki:create_note",
+    "memory.update_wiki_note": ".wiki:update_note",
 }
 
 register_actions, register_templates = file_pack_hooks(__package__, HANDLERS)

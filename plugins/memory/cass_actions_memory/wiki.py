@@ -1,4 +1,4 @@
-"""Handlers of ``wiki.create_note`` and ``wiki.update_note``: knowledge notes grown from conversations.
+"""Handlers of ``memory.create_wiki_note`` and ``memory.update_wiki_note``: knowledge notes grown from conversations.
 
 A note is ``<data_dir>/notes/<slug>.md``. Its front matter (JSON values) holds ``title``,
 ``topic``, ``slug``, ``summary``, ``created``, ``updated``, ``revisions``, ``tags`` and
@@ -10,7 +10,7 @@ without a UTC offset (``updated: 2026-01-01``) is taken as local time in the dae
 zone; a value that cannot be used (``revisions: three``, a source without its
 conversation) makes the note unusable. Such a note is skipped with a warning naming the
 file and the field, or, when the action was asked for that note by name, the action
-fails with that message. A note file is never overwritten by ``wiki.create_note``, even
+fails with that message. A note file is never overwritten by ``memory.create_wiki_note``, even
 when its front matter is unusable.
 """
 
@@ -51,9 +51,9 @@ DEFAULT_SOURCE_DAYS = 14
 MAX_SOURCES = 6
 MATERIAL_CHARS = 10_000
 NOTE_MAX_TOKENS = 1_500
-#: Key (in the pack's key-value area) of the topics ``wiki.create_note`` picked, by run key,
+#: Key (in the pack's key-value area) of the topics ``memory.create_wiki_note`` picked, by run key,
 #: so a run resumed after a crash writes the note it started on (or nothing, if it was written).
-PICKS_KEY = "wiki.create_note.picked"
+PICKS_KEY = "wiki.create_note.picked"  # a storage key from before the ids were renamed: kept, so stored picks stay readable
 #: Picks remembered (the newest).
 MAX_PICKS = 50
 
@@ -346,14 +346,14 @@ def _remember_pick(ctx: ActionContext, topic: str, slug: str) -> None:
 
 
 async def create_note(ctx: ActionContext) -> ActionResult:
-    """``wiki.create_note``: write a new knowledge note from recent conversation material.
+    """``memory.create_wiki_note``: write a new knowledge note from recent conversation material.
 
     ``topic`` names the subject; without it the first recent open question, key point,
     conversation title or opening line that no note covers yet is taken (a note covers a
     topic when it shares most of the topic's significant words). Material: the
     summary passes of the last ``note_source_days`` that share a word with the topic
     (else the messages of conversations that do). One structured LLM call. A topic that
-    already has a note is left to ``wiki.update_note`` (nothing to do, no call).
+    already has a note is left to ``memory.update_wiki_note`` (nothing to do, no call).
 
     Idempotent: a picked topic is remembered under the run key before the call, so a run
     resumed after a crash writes the note on the same topic, or, when that note was
@@ -372,7 +372,7 @@ async def create_note(ctx: ActionContext) -> ActionResult:
         if topic:
             if slugify(topic) in existing:
                 return ActionResult(summary=f"A note on {topic!r} already exists ({NOTES_DIR}/{slugify(topic)}.md); "
-                                            "wiki.update_note revises it. Nothing to do.",
+                                            "memory.update_wiki_note revises it. Nothing to do.",
                                     data={"slug": slugify(topic), "written": False, "skipped_notes": skipped_data})
         else:
             picked = True
@@ -385,7 +385,7 @@ async def create_note(ctx: ActionContext) -> ActionResult:
                         summary=f"This run already wrote the note {relative} on {topic!r} before it was interrupted; nothing to do.",
                         data={"slug": earlier["slug"], "path": relative, "topic": topic, "topic_picked": True,
                               "written": False, "resumed": True, "skipped_notes": skipped_data})
-                ctx.logger.info("resuming wiki.create_note on the topic picked before the interruption: %r", topic)
+                ctx.logger.info("resuming memory.create_wiki_note on the topic picked before the interruption: %r", topic)
             else:
                 topic = next((t for t in _topic_candidates(store, passes) if slugify(t) and not covered(t, notes, existing)), "")
                 if not topic:
@@ -444,7 +444,7 @@ def offline_revision(note: Note, new: list[SummaryPass], day: str) -> NoteRevisi
 
 
 async def update_note(ctx: ActionContext) -> ActionResult:
-    """``wiki.update_note``: revise the note with the most new related material (the stalest on ties).
+    """``memory.update_wiki_note``: revise the note with the most new related material (the stalest on ties).
 
     New material for a note: summary passes it has not used, written after its last
     update, sharing a word with its topic or title. ``slug`` picks a note. Nothing to do

@@ -169,17 +169,17 @@ def test_consolidate_writes_the_days_notes_and_marks_the_summaries(memory_runtim
 def test_create_note_picks_a_topic_and_writes_the_note(memory_runtime, run_action, mem):
     runtime = memory_runtime()
     run_action(runtime, "memory.summarize_idle_conversations")
-    outcome = run_action(runtime, "wiki.create_note")
+    outcome = run_action(runtime, "memory.create_wiki_note")
     assert outcome.ok, outcome.error
     data = outcome.result["data"]
     assert data["topic_picked"] and data["written"] and data["sources"]
     note = mem.read(runtime, data["path"])
     assert note.startswith("---\ntitle: ")
     assert f'slug: "{data["slug"]}"' in note and "revisions: 1" in note and "## Sources" in note
-    # An explicit topic that already has a note is left to wiki.update_note.
-    same = run_action(runtime, "wiki.create_note", {"topic": data["topic"]})
+    # An explicit topic that already has a note is left to memory.update_wiki_note.
+    same = run_action(runtime, "memory.create_wiki_note", {"topic": data["topic"]})
     assert same.ok and same.result["llm"]["calls"] == 0 and "already exists" in same.result["summary"]
-    named = run_action(runtime, "wiki.create_note", {"topic": "octopus memory"})
+    named = run_action(runtime, "memory.create_wiki_note", {"topic": "octopus memory"})
     assert named.ok
     octopus = mem.read(runtime, "notes/octopus-memory.md")
     assert "octopus" in octopus.lower() and '"conversation": "conv-reading"' in octopus
@@ -187,18 +187,18 @@ def test_create_note_picks_a_topic_and_writes_the_note(memory_runtime, run_actio
 
 def test_create_note_without_any_material_has_nothing_to_do(memory_runtime, run_action):
     runtime = memory_runtime(seed=False)
-    outcome = run_action(runtime, "wiki.create_note")
+    outcome = run_action(runtime, "memory.create_wiki_note")
     assert outcome.ok and outcome.cost_usd == 0 and "nothing to do" in outcome.result["summary"]
 
 
 def test_update_note_revises_the_note_with_new_related_material(memory_runtime, run_action, mem):
     runtime = memory_runtime()
-    none = run_action(runtime, "wiki.update_note")
+    none = run_action(runtime, "memory.update_wiki_note")
     assert none.ok and none.cost_usd == 0 and "no notes yet" in none.result["summary"]
     run_action(runtime, "memory.summarize_idle_conversations")
-    created = run_action(runtime, "wiki.create_note", {"topic": "basil watering"})
+    created = run_action(runtime, "memory.create_wiki_note", {"topic": "basil watering"})
     assert created.ok
-    nothing_new = run_action(runtime, "wiki.update_note")
+    nothing_new = run_action(runtime, "memory.update_wiki_note")
     assert nothing_new.ok and nothing_new.result["llm"]["calls"] == 0
     # New conversation material about basil arrives and is summarised.
     now = runtime.clock.now()
@@ -208,7 +208,7 @@ def test_update_note_revises_the_note_with_new_related_material(memory_runtime, 
                    "Yes, pinching keeps the basil leafy.", "Thanks, doing it now."])])
     runtime.clock.set(now + timedelta(hours=1))
     run_action(runtime, "memory.summarize_idle_conversations")
-    outcome = run_action(runtime, "wiki.update_note")
+    outcome = run_action(runtime, "memory.update_wiki_note")
     assert outcome.ok, outcome.error
     assert outcome.result["data"]["slug"] == "basil-watering" and outcome.result["data"]["revisions"] == 2
     note = mem.read(runtime, "notes/basil-watering.md")
@@ -231,7 +231,7 @@ def test_a_topic_mostly_covered_by_a_note_is_not_picked_again(memory_runtime, ru
     run_action(runtime, "memory.generate_conversation_title")
     topics = []
     for _ in range(4):
-        outcome = run_action(runtime, "wiki.create_note")
+        outcome = run_action(runtime, "memory.create_wiki_note")
         assert outcome.ok, outcome.error
         topics.append(outcome.result["data"]["topic"])
     from cass_actions_core.text import keywords

@@ -95,7 +95,7 @@ def test_create_note_through_the_api(cass_runtime, run_action, fake_anthropic, m
                                "body": "## What I know\n\nFAKE BODY: water early, shade at noon.", "tags": ["garden", "basil"]})
     runtime = _runtime(cass_runtime, fake_anthropic)
     run_action(runtime, "memory.summarize_idle_conversations")
-    outcome = run_action(runtime, "wiki.create_note", {"topic": "balcony basil"})
+    outcome = run_action(runtime, "memory.create_wiki_note", {"topic": "balcony basil"})
     assert outcome.ok, outcome.error
     note = mem.read(runtime, "notes/balcony-basil.md")
     assert 'title: "Basil care"' in note and 'tags: ["garden", "basil"]' in note
@@ -117,7 +117,7 @@ def test_update_note_through_the_api(cass_runtime, run_action, fake_anthropic, m
     fake_anthropic.reply_json({"summary": "FAKE: memory may be spread through a body.",
                                "body": "FAKE REVISED: arms learn locally; memory as pattern.", "tags": ["octopus"]})
     run_action(runtime, "memory.summarize_idle_conversations")
-    outcome = run_action(runtime, "wiki.update_note")
+    outcome = run_action(runtime, "memory.update_wiki_note")
     assert outcome.ok, outcome.error
     note = mem.read(runtime, "notes/octopus-minds.md")
     assert "FAKE REVISED: arms learn locally; memory as pattern." in note and "revisions: 2" in note
@@ -129,7 +129,7 @@ def test_update_note_through_the_api(cass_runtime, run_action, fake_anthropic, m
 def test_no_call_is_made_when_there_is_nothing_to_do(cass_runtime, run_action, fake_anthropic):
     runtime = _runtime(cass_runtime, fake_anthropic, seed=False)
     for action_id in ("memory.summarize_idle_conversations", "memory.summarize_conversation",
-                      "memory.generate_conversation_title", "memory.consolidate", "wiki.create_note", "wiki.update_note"):
+                      "memory.generate_conversation_title", "memory.consolidate", "memory.create_wiki_note", "memory.update_wiki_note"):
         outcome = run_action(runtime, action_id)
         assert outcome.ok and outcome.cost_usd == 0, (action_id, outcome.error)
     assert fake_anthropic.message_requests == []

@@ -1,4 +1,4 @@
-"""wiki.create_note without a topic, re-run under the same run key after a crash (the executor's resume path)."""
+"""memory.create_wiki_note without a topic, re-run under the same run key after a crash (the executor's resume path)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from cass_actions_core.actions import ActionContext
 from cass_actions_core.executor import StoreKV, StoreHistory
 
-from cass_actions_memory.wiki import create_note
+from cass_actions_memory.wiki import PICKS_KEY, create_note
 
 
 class Crash(Exception):
@@ -36,7 +36,7 @@ class FakeLLM:
 
 def _ctx(runtime: Any, llm: FakeLLM, run_key: str) -> ActionContext:
     return ActionContext(
-        action_id="wiki.create_note", pack="memory", params={}, focus=None, motivation=None, unit_id="u1",
+        action_id="memory.create_wiki_note", pack="memory", params={}, focus=None, motivation=None, unit_id="u1",
         run_key=run_key, daemon_id="test", phase="morning", local_date=runtime.clock.now().date(), clock=runtime.clock,
         llm=llm, workspace=runtime.workspace, data_dir=runtime.workspace / "memory", kv=StoreKV(runtime.store, "memory"),
         history=StoreHistory(runtime.store), settings={}, emit=lambda *_: None, logger=logging.getLogger("test.memory"))
@@ -80,7 +80,7 @@ def test_a_rerun_after_a_crash_in_the_call_writes_the_topic_it_picked(memory_run
     with pytest.raises(Crash):
         asyncio.run(create_note(_ctx(runtime, llm, "2026-01-05/morning/u1/0")))
     assert _notes(runtime) == []
-    picked = runtime.store.kv_get("memory", "wiki.create_note.picked")["2026-01-05/morning/u1/0"]["topic"]
+    picked = runtime.store.kv_get("memory", PICKS_KEY)["2026-01-05/morning/u1/0"]["topic"]
 
     # Meanwhile a newer conversation brings a question that would now be the first candidate.
     now = runtime.clock.now()

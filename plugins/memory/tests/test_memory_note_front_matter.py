@@ -1,4 +1,4 @@
-"""wiki.update_note and wiki.create_note on notes whose front matter was edited by hand."""
+"""memory.update_wiki_note and memory.create_wiki_note on notes whose front matter was edited by hand."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _note(runtime, slug: str, front: str, body: str = "# A note\n\nSome text abo
 
 
 def _new_basil_material(runtime, run_action, mem, hours: int = 1):
-    """A new conversation about basil, summarised (the material wiki.update_note looks for)."""
+    """A new conversation about basil, summarised (the material memory.update_wiki_note looks for)."""
     now = runtime.clock.now()
     mem.write_jsonl(mem.inbox(runtime, f"basil-{hours}.jsonl"), [
         mem.message(f"conv-basil-{hours}", "user" if i % 2 == 0 else "assistant", text, now + timedelta(minutes=i))
@@ -30,7 +30,7 @@ def test_a_naive_updated_date_is_local_midnight_not_a_type_error(memory_runtime,
     runtime = memory_runtime(config={"timezone": "Europe/Lisbon"})
     _note(runtime, "basil", 'title: Basil care\ntopic: basil watering\nupdated: 2026-01-01\nrevisions: 2\ntags: basil, garden')
     _new_basil_material(runtime, run_action, mem)
-    outcome = run_action(runtime, "wiki.update_note")
+    outcome = run_action(runtime, "memory.update_wiki_note")
     assert outcome.ok, outcome.error
     assert outcome.result["data"]["slug"] == "basil" and outcome.result["data"]["revisions"] == 3
     note = mem.read(runtime, "notes/basil.md")
@@ -45,10 +45,10 @@ def test_a_note_updated_later_on_the_same_day_without_offset_uses_the_daemon_zon
     runtime = memory_runtime(config={"timezone": "America/New_York"})
     _new_basil_material(runtime, run_action, mem)  # summarised at 10:00 local (15:00 UTC) on 2026-01-05
     _note(runtime, "basil", 'title: "Basil"\nupdated: "2026-01-05T12:00"')
-    outcome = run_action(runtime, "wiki.update_note", {"slug": "basil"})
+    outcome = run_action(runtime, "memory.update_wiki_note", {"slug": "basil"})
     assert outcome.ok and outcome.result["data"]["written"] is False, outcome.result
     _note(runtime, "basil", 'title: "Basil"\nupdated: "2026-01-05T09:30"')  # 14:30 UTC: before the summary
-    outcome = run_action(runtime, "wiki.update_note", {"slug": "basil"})
+    outcome = run_action(runtime, "memory.update_wiki_note", {"slug": "basil"})
     assert outcome.ok and outcome.result["data"]["written"] is True, outcome.result
 
 
@@ -61,7 +61,7 @@ def test_a_note_updated_later_on_the_same_day_without_offset_uses_the_daemon_zon
 def test_a_bad_field_in_a_targeted_note_fails_naming_file_and_field(memory_runtime, run_action, mem, front, field, says):
     runtime = memory_runtime()
     _note(runtime, "basil", front)
-    outcome = run_action(runtime, "wiki.update_note", {"slug": "basil"})
+    outcome = run_action(runtime, "memory.update_wiki_note", {"slug": "basil"})
     assert not outcome.ok
     assert outcome.error.startswith(f"notes/basil.md: field '{field}' "), outcome.error
     assert says in outcome.error
@@ -74,7 +74,7 @@ def test_a_bad_note_is_skipped_with_a_warning_and_the_others_are_updated(memory_
     _note(runtime, "basil", 'title: "Basil"\ntopic: "basil watering"')
     _new_basil_material(runtime, run_action, mem)
     with caplog.at_level(logging.WARNING):
-        outcome = run_action(runtime, "wiki.update_note")
+        outcome = run_action(runtime, "memory.update_wiki_note")
     assert outcome.ok, outcome.error
     assert outcome.result["data"]["slug"] == "basil"
     assert outcome.result["data"]["skipped_notes"] == [
@@ -90,16 +90,16 @@ def test_an_unreadable_note_is_reported_not_silently_skipped(memory_runtime, run
     path.parent.mkdir(parents=True)
     path.write_bytes(b"---\ntitle: \xff\xfe\n---\n")
     with caplog.at_level(logging.WARNING):
-        outcome = run_action(runtime, "wiki.update_note")
+        outcome = run_action(runtime, "memory.update_wiki_note")
     assert outcome.ok and "No usable note" in outcome.result["summary"]
     assert any("notes/binary.md: is not valid UTF-8" in r.getMessage() for r in caplog.records)
-    targeted = run_action(runtime, "wiki.update_note", {"slug": "binary"})
+    targeted = run_action(runtime, "memory.update_wiki_note", {"slug": "binary"})
     assert not targeted.ok and targeted.error.startswith("notes/binary.md: is not valid UTF-8")
 
 
 def test_create_note_never_overwrites_a_note_with_bad_front_matter(memory_runtime, run_action):
     runtime = memory_runtime()
     path = _note(runtime, "octopus-memory", "revisions: many", body="# Mine\n\nHand-written.\n")
-    outcome = run_action(runtime, "wiki.create_note", {"topic": "octopus memory"})
+    outcome = run_action(runtime, "memory.create_wiki_note", {"topic": "octopus memory"})
     assert outcome.ok and outcome.result["data"]["written"] is False and outcome.cost_usd == 0
     assert "Hand-written." in path.read_text("utf-8")

@@ -42,7 +42,7 @@ def test_offline_titles_consolidation_and_notes_are_labelled(memory_runtime, run
     for heading in ("Themes", "Insights", "Open questions"):
         assert all(is_offline(item) for item in section_items(body, heading)), heading
 
-    created = run_action(runtime, "wiki.create_note", {"topic": "basil watering"})
+    created = run_action(runtime, "memory.create_wiki_note", {"topic": "basil watering"})
     assert created.ok, created.error
     fields, body = parse_front_matter(mem.read(runtime, "notes/basil-watering.md"))
     assert is_offline(fields["title"]) and is_offline(fields["summary"])

@@ -22,12 +22,12 @@ SESSION_ACTIONS: tuple[str, ...] = (
 #: needed (``cass-actions list`` imports none of them).
 HANDLERS: dict[str, str] = {
     **{action_id: ".sessions:run" for action_id in SESSION_ACTIONS},
-    "self.add_observation": ".self_actions:add_observation",
-    "self.record_insight": ".self_actions:record_insight",
-    "self.update_growth_edge": ".self_actions:update_growth_edge",
-    "research.refresh_queue": ".research:refresh_queue",
-    "research.run_single": ".research:run_single",
-    "research.run_batch": ".research:run_batch",
+    "session.add_observation": ".self_actions:add_observation",
+    "session.record_insight": ".self_actions:record_insight",
+    "session.update_growth_edge": ".self_actions:update_growth_edge",
+    "session.refresh_research_queue": ".research:refresh_queue",
+    "session.research_single": ".research:run_single",
+    "session.research_batch": ".research:run_batch",
 }
 
 register_actions, register_templates = file_pack_hooks(__package__, HANDLERS)

@@ -1,4 +1,4 @@
-"""The local research queue: ``research.refresh_queue``, ``research.run_single``, ``research.run_batch``.
+"""The local research queue: ``session.refresh_research_queue``, ``session.research_single``, ``session.research_batch``.
 
 The queue lives in the pack's key-value area (``research_queue``), so it survives
 restarts. Each topic has a key (its normalised text) and a slug; a topic stays in the
@@ -358,7 +358,7 @@ def claim_next(ctx: ActionContext, report: dict[str, Any]) -> dict[str, Any] | N
 # -- handlers -----------------------------------------------------------------------------------
 
 async def refresh_queue(ctx: ActionContext) -> ActionResult:
-    """``research.refresh_queue``: add new topics from the self model and recent summaries (no LLM)."""
+    """``session.refresh_research_queue``: add new topics from the self model and recent summaries (no LLM)."""
     queue = load_queue(ctx)
     report = refresh(ctx, queue)
     save_queue(ctx, queue)
@@ -371,7 +371,7 @@ async def refresh_queue(ctx: ActionContext) -> ActionResult:
 
 
 async def run_single(ctx: ActionContext) -> ActionResult:
-    """``research.run_single``: research the next topic (or ``params.topic``) and write its note."""
+    """``session.research_single``: research the next topic (or ``params.topic``) and write its note."""
     report: dict[str, Any] = {}
     raw = ctx.params.get("topic")
     wanted = clean_topic(raw)
@@ -409,7 +409,7 @@ async def run_single(ctx: ActionContext) -> ActionResult:
 
 
 async def run_batch(ctx: ActionContext) -> ActionResult:
-    """``research.run_batch``: research up to ``params.max_tasks`` topics, stopping before the cost cap."""
+    """``session.research_batch``: research up to ``params.max_tasks`` topics, stopping before the cost cap."""
     max_tasks = int(ctx.params.get("max_tasks", 3))
     report: dict[str, Any] = {}
     tokens = note_tokens(ctx)

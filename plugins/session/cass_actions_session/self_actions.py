@@ -1,4 +1,4 @@
-"""The self-model actions: ``self.add_observation``, ``self.record_insight``, ``self.update_growth_edge``.
+"""The self-model actions: ``session.add_observation``, ``session.record_insight``, ``session.update_growth_edge``.
 
 Each takes its content from params when given (no LLM call, cost 0), so a template can
 pass exactly what to record. Without content it makes one light LLM call that derives
@@ -174,7 +174,7 @@ def _fail_on_shape(exc: selfmodel.SelfModelError) -> ActionFailed:
 # -- handlers ------------------------------------------------------------------------------------------
 
 async def add_observation(ctx: ActionContext) -> ActionResult:
-    """``self.add_observation``: append ``params.text`` (optionally for ``params.area``), or derive one from today's work."""
+    """``session.add_observation``: append ``params.text`` (optionally for ``params.area``), or derive one from today's work."""
     text, area = ctx.params.get("text"), ctx.params.get("area")
     source = "params"
     if not text:
@@ -207,7 +207,7 @@ async def add_observation(ctx: ActionContext) -> ActionResult:
         named = derived.area.strip()
         matched = match_area(areas, named) if named else None
         if named and matched is None:
-            ctx.logger.info("self.add_observation: the model named growth edge %r, which is not listed; no edge recorded", named)
+            ctx.logger.info("session.add_observation: the model named growth edge %r, which is not listed; no edge recorded", named)
         text, area = derived.text, area or matched
     text = " ".join(str(text).split())
     model = load_for_update(ctx)
@@ -231,7 +231,7 @@ async def add_observation(ctx: ActionContext) -> ActionResult:
 
 
 async def record_insight(ctx: ActionContext) -> ActionResult:
-    """``self.record_insight``: record ``params.text``, or derive an insight from today's work."""
+    """``session.record_insight``: record ``params.text``, or derive an insight from today's work."""
     text = ctx.params.get("text")
     source = str(ctx.params.get("source") or "params")
     if not text:
@@ -275,7 +275,7 @@ async def record_insight(ctx: ActionContext) -> ActionResult:
 
 
 async def update_growth_edge(ctx: ActionContext) -> ActionResult:
-    """``self.update_growth_edge``: update ``params.area`` (state and/or observation), or derive an update from today's work."""
+    """``session.update_growth_edge``: update ``params.area`` (state and/or observation), or derive an update from today's work."""
     area = ctx.params.get("area")
     observation, state = ctx.params.get("observation"), ctx.params.get("current_state")
     source = "params"

@@ -16,7 +16,7 @@ NOTE = "# Octopus arms\n\nTwo thirds of an octopus's neurons sit in its arms, wh
 
 def seed_insight(runtime: Any, run_action: Any) -> None:
     """A recorded insight (no LLM call): material for synthesis."""
-    assert run_action(runtime, "self.record_insight", {"text": INSIGHT}).ok
+    assert run_action(runtime, "session.record_insight", {"text": INSIGHT}).ok
 
 
 def seed_session_log(runtime: Any, run_action: Any) -> None:
@@ -215,7 +215,7 @@ def test_weekly_consolidation_reads_the_whole_week(demo_runtime, run_action):
 
 def test_research_session_takes_its_topic_from_the_queue(demo_runtime, run_action):
     runtime = demo_runtime()
-    run_action(runtime, "research.refresh_queue", {"topics": ["tide pools and patience"]})
+    run_action(runtime, "session.refresh_research_queue", {"topics": ["tide pools and patience"]})
     outcome = run_action(runtime, "session.research")
     assert outcome.result["data"]["topic_source"] == "research queue"
     assert outcome.result["data"]["theme"] == "tide pools and patience"

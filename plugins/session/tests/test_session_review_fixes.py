@@ -28,8 +28,8 @@ def test_update_growth_edge_matches_the_models_near_miss_to_a_listed_area(demo_r
     fake_anthropic.reply_json({"area": "Patience with open question", "observation": "I let a question sit all day.",
                                "current_state": ""})
     runtime = demo_runtime(anthropic=fake_anthropic)
-    assert run_action(runtime, "self.record_insight", {"text": "An open question is not a failure."}).ok
-    outcome = run_action(runtime, "self.update_growth_edge")
+    assert run_action(runtime, "session.record_insight", {"text": "An open question is not a failure."}).ok
+    outcome = run_action(runtime, "session.update_growth_edge")
     assert outcome.ok, outcome.error
     edges = read_model(runtime)["growth_edges"]
     assert [e["area"] for e in edges] == ["patience with open questions", "writing with a lighter touch"]  # no new edge
@@ -41,10 +41,10 @@ def test_update_growth_edge_matches_the_models_near_miss_to_a_listed_area(demo_r
 def test_update_growth_edge_fails_for_an_area_the_model_invented(demo_runtime, run_action, fake_anthropic):
     fake_anthropic.reply_json({"area": "juggling knives", "observation": "I dropped one.", "current_state": "Clumsy."})
     runtime = demo_runtime(anthropic=fake_anthropic)
-    assert run_action(runtime, "self.record_insight", {"text": "An open question is not a failure."}).ok
+    assert run_action(runtime, "session.record_insight", {"text": "An open question is not a failure."}).ok
     path = runtime.workspace / "self" / "model.json"
     before = path.read_bytes()
-    outcome = run_action(runtime, "self.update_growth_edge")
+    outcome = run_action(runtime, "session.update_growth_edge")
     assert not outcome.ok
     assert "'juggling knives'" in outcome.error and "not in the self model" in outcome.error
     assert "patience with open questions" in outcome.error  # the listed areas are named
@@ -54,8 +54,8 @@ def test_update_growth_edge_fails_for_an_area_the_model_invented(demo_runtime, r
 def test_add_observation_drops_an_area_the_model_invented(demo_runtime, run_action, fake_anthropic, read_model):
     fake_anthropic.reply_json({"text": "I noticed I hurry.", "area": "juggling knives"})
     runtime = demo_runtime(anthropic=fake_anthropic)
-    assert run_action(runtime, "self.record_insight", {"text": "An open question is not a failure."}).ok
-    outcome = run_action(runtime, "self.add_observation")
+    assert run_action(runtime, "session.record_insight", {"text": "An open question is not a failure."}).ok
+    outcome = run_action(runtime, "session.add_observation")
     assert outcome.ok, outcome.error
     model = read_model(runtime)
     assert "area" not in model["observations"][-1]
@@ -154,14 +154,14 @@ def test_concurrent_research_runs_claim_different_topics_and_keep_a_refresh(demo
     llm = _GatedLLM()
     runtime = demo_runtime(plugins=[("llm", llm)], provider="gated",
                            config={"scheduler": {"max_concurrent_units": 3}})
-    assert run_action(runtime, "research.refresh_queue").ok  # three open questions queued
+    assert run_action(runtime, "session.refresh_research_queue").ok  # three open questions queued
 
     async def refresh_while_both_wait():
         while len(llm.waiting) < 2:
             await asyncio.sleep(0.001)
         queue = runtime.store.kv_get("session", "research_queue")
         assert [e["status"] for e in queue] == ["in_progress", "in_progress", "pending"]  # claimed before the await
-        unit = await runtime.run_action("research.refresh_queue", {"topics": ["tide pools at dusk"]})
+        unit = await runtime.run_action("session.refresh_research_queue", {"topics": ["tide pools at dusk"]})
         assert llm.gate is not None
         llm.gate.set()
         return unit
@@ -169,7 +169,7 @@ def test_concurrent_research_runs_claim_different_topics_and_keep_a_refresh(demo
     async def together():
         llm.gate = asyncio.Event()
         return await asyncio.wait_for(asyncio.gather(
-            runtime.run_action("research.run_single"), runtime.run_action("research.run_single"),
+            runtime.run_action("session.research_single"), runtime.run_action("session.research_single"),
             refresh_while_both_wait()), timeout=20)
 
     units = asyncio.run(together())
@@ -185,7 +185,7 @@ def test_concurrent_research_runs_claim_different_topics_and_keep_a_refresh(demo
 def test_a_failed_note_call_gives_the_topic_back(demo_runtime, run_action, scripted_llm):
     llm = scripted_llm([LLMError("overloaded", kind="overloaded")], cycle=False)
     runtime = demo_runtime(plugins=[("llm", llm)], provider="scripted")
-    outcome = run_action(runtime, "research.run_single")
+    outcome = run_action(runtime, "session.research_single")
     assert not outcome.ok and "overloaded" in outcome.error
     queue = runtime.store.kv_get("session", "research_queue")
     assert [e["status"] for e in queue] == ["pending", "pending", "pending"]
@@ -193,17 +193,17 @@ def test_a_failed_note_call_gives_the_topic_back(demo_runtime, run_action, scrip
 
 def test_a_claim_left_by_a_dead_run_is_taken_over_after_it_expires(demo_runtime, run_action):
     runtime = demo_runtime()
-    run_action(runtime, "research.refresh_queue")
+    run_action(runtime, "session.refresh_research_queue")
     queue = runtime.store.kv_get("session", "research_queue")
     queue[0].update({"status": "in_progress", "claimed_by": "2026-01-05/morning/dead/0",
                      "claimed_at": "2026-01-05T08:30:00+00:00"})  # 30 minutes ago: still held
     runtime.store.kv_set("session", "research_queue", queue)
-    first = run_action(runtime, "research.run_single")
+    first = run_action(runtime, "session.research_single")
     assert first.result["data"]["topic"] == queue[1]["topic"]
     queue = runtime.store.kv_get("session", "research_queue")
     queue[0]["claimed_at"] = "2026-01-05T07:30:00+00:00"  # 90 minutes ago: its run died
     runtime.store.kv_set("session", "research_queue", queue)
-    second = run_action(runtime, "research.run_single")
+    second = run_action(runtime, "session.research_single")
     assert second.result["data"]["topic"] == queue[0]["topic"]
 
 
@@ -304,10 +304,12 @@ def test_every_session_budget_fits_its_timeout():
     from importlib.resources import files
 
     from cass_actions_session.common import definitions
+    from cass_actions_session.plugin import SESSION_ACTIONS
     from cass_actions_session.runner import MAX_MINUTES_SETTING, TIMEOUT_RESERVE_SECONDS, minutes_cap
 
     schema = json.loads((files("cass_actions_session") / "settings.schema.json").read_text(encoding="utf-8"))
-    sessions = [d for d in definitions().values() if d["id"].startswith("session.")]
+    sessions = [d for d in definitions().values() if d["id"] in SESSION_ACTIONS]
+    assert len(sessions) == len(SESSION_ACTIONS) == 12
     assert schema["properties"]["max_minutes"]["maximum"] == MAX_MINUTES_SETTING == max(minutes_cap(d["id"]) for d in sessions)
     for d in sessions:
         assert minutes_cap(d["id"]) * 60 + TIMEOUT_RESERVE_SECONDS <= d["timeout_seconds"]
@@ -319,7 +321,7 @@ def test_every_session_budget_fits_its_timeout():
 @pytest.mark.parametrize("topic", ["a", "[offline] a placeholder question?"])
 def test_run_single_with_an_unusable_topic_fails_naming_the_param(demo_runtime, run_action, topic):
     runtime = demo_runtime()
-    outcome = run_action(runtime, "research.run_single", {"topic": topic})
+    outcome = run_action(runtime, "session.research_single", {"topic": topic})
     assert not outcome.ok
     assert outcome.error.startswith("params.topic: ") and repr(topic) in outcome.error
     assert outcome.result["llm"]["calls"] == 0 and runtime.store.kv_get("session", "research_queue", []) == []
@@ -336,8 +338,8 @@ def test_record_insight_offline_never_records_a_real_insight_twice(cass_runtime,
     assert run_action(first, "session.reflection").ok
     first.close()
     second = cass_runtime(load=["session"], data_dir=tmp_path / "d")  # offline
-    assert run_action(second, "self.record_insight").ok
-    assert run_action(second, "self.record_insight").ok
+    assert run_action(second, "session.record_insight").ok
+    assert run_action(second, "session.record_insight").ok
     texts = [i["text"] for i in read_model(second)["insights"]]
     assert texts[0] == "[offline] Rest is part of the work."
     assert texts.count("[offline] Rest is part of the work.") == 1 and all(t.startswith("[offline] ") for t in texts)

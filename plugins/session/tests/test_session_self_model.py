@@ -21,7 +21,7 @@ def test_add_observation_from_params_appends_without_an_llm_call(demo_runtime, r
     model = json.loads(path.read_text())
     model["custom"] = {"kept": [1, 2]}  # a key this pack does not know
     path.write_text(json.dumps(model), encoding="utf-8")
-    outcome = run_action(runtime, "self.add_observation",
+    outcome = run_action(runtime, "session.add_observation",
                          {"text": "I wait longer before answering now.", "area": "Patience With Open Questions"})
     assert outcome.ok, outcome.error
     assert outcome.cost_usd == 0 and _calls(outcome) == 0
@@ -34,7 +34,7 @@ def test_add_observation_from_params_appends_without_an_llm_call(demo_runtime, r
     assert edge["observations"][-1]["text"] == "I wait longer before answering now."
     assert '\n  "identity": [' in path.read_text()  # still indented, human-readable JSON
     assert outcome.result["artifacts"] == [{"kind": "json", "title": "Self model", "path": "self/model.json", "ref": None}]
-    again = run_action(runtime, "self.add_observation", {"text": "I wait longer before answering now."})
+    again = run_action(runtime, "session.add_observation", {"text": "I wait longer before answering now."})
     assert again.ok and "already in the self model" in again.result["summary"]
     assert len(read_model(runtime)["observations"]) == 1
 
@@ -42,7 +42,7 @@ def test_add_observation_from_params_appends_without_an_llm_call(demo_runtime, r
 def test_add_observation_without_text_or_work_changes_nothing(demo_runtime, run_action):
     runtime = demo_runtime()
     before = (runtime.workspace / "self" / "model.json").read_bytes()
-    outcome = run_action(runtime, "self.add_observation")
+    outcome = run_action(runtime, "session.add_observation")
     assert outcome.ok and outcome.result["data"]["changed"] is False and _calls(outcome) == 0
     assert (runtime.workspace / "self" / "model.json").read_bytes() == before
 
@@ -50,7 +50,7 @@ def test_add_observation_without_text_or_work_changes_nothing(demo_runtime, run_
 def test_add_observation_derived_offline_from_todays_work(demo_runtime, run_action, read_model):
     runtime = demo_runtime()
     assert run_action(runtime, "session.growth_edge", {"max_turns": 1}).ok
-    outcome = run_action(runtime, "self.add_observation")
+    outcome = run_action(runtime, "session.add_observation")
     assert outcome.ok, outcome.error
     assert _calls(outcome) == 1
     observation = read_model(runtime)["observations"][-1]
@@ -65,8 +65,8 @@ def test_add_observation_derived_offline_from_todays_work(demo_runtime, run_acti
 def test_add_observation_through_the_fake_messages_api(demo_runtime, run_action, fake_anthropic, read_model):
     fake_anthropic.reply_json({"text": "I notice I slow down when a question stays open.", "area": "patience with open questions"})
     runtime = demo_runtime(anthropic=fake_anthropic)
-    assert run_action(runtime, "self.record_insight", {"text": "Questions can be lived with."}).ok  # today's work, no call
-    outcome = run_action(runtime, "self.add_observation")
+    assert run_action(runtime, "session.record_insight", {"text": "Questions can be lived with."}).ok  # today's work, no call
+    outcome = run_action(runtime, "session.add_observation")
     assert outcome.ok, outcome.error
     (request,) = fake_anthropic.message_requests
     assert "Questions can be lived with." in request.body["messages"][0]["content"]
@@ -77,12 +77,12 @@ def test_add_observation_through_the_fake_messages_api(demo_runtime, run_action,
 
 def test_record_insight_from_params_and_never_twice(demo_runtime, run_action, read_model):
     runtime = demo_runtime()
-    outcome = run_action(runtime, "self.record_insight", {"text": "Rest is part of the work.", "source": "a walk"})
+    outcome = run_action(runtime, "session.record_insight", {"text": "Rest is part of the work.", "source": "a walk"})
     assert outcome.ok and outcome.cost_usd == 0 and _calls(outcome) == 0
     assert outcome.result["insights"] == ["Rest is part of the work."]
     assert read_model(runtime)["insights"][-1] == {"text": "Rest is part of the work.", "at": "2026-01-05T09:00:00+00:00",
                                                     "source": "a walk"}
-    again = run_action(runtime, "self.record_insight", {"text": "rest is part of the work"})
+    again = run_action(runtime, "session.record_insight", {"text": "rest is part of the work"})
     assert again.result["data"]["changed"] is False and len(read_model(runtime)["insights"]) == 1
 
 
@@ -90,7 +90,7 @@ def test_record_insight_derived_offline_is_labelled_and_skips_offline_insights(d
     runtime = demo_runtime()
     session = run_action(runtime, "session.reflection", {"max_turns": 2})
     assert session.result["insights"][0].startswith("[offline] ")  # offline conclusions are labelled
-    outcome = run_action(runtime, "self.record_insight")
+    outcome = run_action(runtime, "session.record_insight")
     assert outcome.ok, outcome.error
     insight = read_model(runtime)["insights"][-1]
     assert insight["source"] == "offline"
@@ -109,7 +109,7 @@ def test_record_insight_offline_keeps_a_real_session_insight_labelled(cass_runti
     assert run_action(first, "session.reflection").ok
     first.close()
     second = cass_runtime(load=["session"], data_dir=tmp_path / "d")  # offline from here on
-    outcome = run_action(second, "self.record_insight")
+    outcome = run_action(second, "session.record_insight")
     assert outcome.ok, outcome.error
     insight = read_model(second)["insights"][-1]
     # The model's insight is chosen without a model: kept, but labelled and recorded as offline.
@@ -120,8 +120,8 @@ def test_record_insight_offline_keeps_a_real_session_insight_labelled(cass_runti
 def test_record_insight_through_the_fake_messages_api(demo_runtime, run_action, fake_anthropic, read_model):
     fake_anthropic.reply_json({"text": "Timing is most of care."})
     runtime = demo_runtime(anthropic=fake_anthropic)
-    run_action(runtime, "self.add_observation", {"text": "I moved the basil into the shade."})
-    outcome = run_action(runtime, "self.record_insight")
+    run_action(runtime, "session.add_observation", {"text": "I moved the basil into the shade."})
+    outcome = run_action(runtime, "session.record_insight")
     assert outcome.ok, outcome.error
     assert "I moved the basil" in fake_anthropic.message_requests[0].body["messages"][0]["content"]
     assert read_model(runtime)["insights"][-1]["text"] == "Timing is most of care."
@@ -129,7 +129,7 @@ def test_record_insight_through_the_fake_messages_api(demo_runtime, run_action, 
 
 def test_update_growth_edge_from_params(demo_runtime, run_action, read_model):
     runtime = demo_runtime()
-    outcome = run_action(runtime, "self.update_growth_edge", {
+    outcome = run_action(runtime, "session.update_growth_edge", {
         "area": "writing with a LIGHTER touch", "current_state": "I cut one explaining sentence per entry.",
         "observation": "Yesterday's entry showed more than it told."})
     assert outcome.ok and outcome.cost_usd == 0 and _calls(outcome) == 0
@@ -137,7 +137,7 @@ def test_update_growth_edge_from_params(demo_runtime, run_action, read_model):
     assert edge["current_state"] == "I cut one explaining sentence per entry."
     assert edge["observations"][-1]["text"] == "Yesterday's entry showed more than it told."
     assert outcome.result["data"]["previous_state"] == "My entries explain too much and show too little."
-    created = run_action(runtime, "self.update_growth_edge", {"area": "asking for help", "current_state": "Rarely."})
+    created = run_action(runtime, "session.update_growth_edge", {"area": "asking for help", "current_state": "Rarely."})
     assert created.result["data"]["created"] is True
     assert read_model(runtime)["growth_edges"][-1] == {"area": "asking for help", "current_state": "Rarely.",
                                                        "observations": [], "updated_at": "2026-01-05T09:00:00+00:00"}
@@ -146,15 +146,15 @@ def test_update_growth_edge_from_params(demo_runtime, run_action, read_model):
 def test_update_growth_edge_params_need_content(demo_runtime):
     runtime = demo_runtime()
     with pytest.raises(UserError, match="params"):
-        asyncio.run(runtime.run_action("self.update_growth_edge", {"area": "patience with open questions"}))
+        asyncio.run(runtime.run_action("session.update_growth_edge", {"area": "patience with open questions"}))
     with pytest.raises(UserError, match="params"):
-        asyncio.run(runtime.run_action("self.update_growth_edge", {"observation": "no area"}))
+        asyncio.run(runtime.run_action("session.update_growth_edge", {"observation": "no area"}))
 
 
 def test_update_growth_edge_derived_offline(demo_runtime, run_action, read_model):
     runtime = demo_runtime()
-    run_action(runtime, "self.record_insight", {"text": "My writing explains too much; a lighter touch would help."})
-    outcome = run_action(runtime, "self.update_growth_edge")
+    run_action(runtime, "session.record_insight", {"text": "My writing explains too much; a lighter touch would help."})
+    outcome = run_action(runtime, "session.update_growth_edge")
     assert outcome.ok, outcome.error
     edge = read_model(runtime)["growth_edges"][1]  # the edge the work talks about (word overlap)
     assert edge["area"] == "writing with a lighter touch"
@@ -168,8 +168,8 @@ def test_update_growth_edge_through_the_fake_messages_api(demo_runtime, run_acti
     fake_anthropic.reply_json({"area": "patience with open questions", "observation": "I left a question open all day.",
                                "current_state": "I can leave a question open for a day."})
     runtime = demo_runtime(anthropic=fake_anthropic)
-    run_action(runtime, "self.record_insight", {"text": "An open question is not a failure."})
-    outcome = run_action(runtime, "self.update_growth_edge")
+    run_action(runtime, "session.record_insight", {"text": "An open question is not a failure."})
+    outcome = run_action(runtime, "session.update_growth_edge")
     assert outcome.ok, outcome.error
     assert "patience with open questions" in fake_anthropic.message_requests[0].body["messages"][0]["content"]
     edge = read_model(runtime)["growth_edges"][0]
@@ -181,7 +181,7 @@ def test_a_malformed_self_model_is_never_overwritten(demo_runtime, run_action):
     runtime = demo_runtime()
     path = runtime.workspace / "self" / "model.json"
     path.write_text('{"identity": ["x"],\n  oops}', encoding="utf-8")
-    outcome = run_action(runtime, "self.add_observation", {"text": "Something."})
+    outcome = run_action(runtime, "session.add_observation", {"text": "Something."})
     assert not outcome.ok
     assert str(path) in outcome.error and "invalid JSON at line 2" in outcome.error
     assert path.read_text() == '{"identity": ["x"],\n  oops}'
@@ -189,7 +189,7 @@ def test_a_malformed_self_model_is_never_overwritten(demo_runtime, run_action):
 
 def test_a_missing_self_model_is_created(cass_runtime, run_action):
     runtime = cass_runtime(load=["session"])
-    assert run_action(runtime, "self.record_insight", {"text": "A first insight."}).ok
+    assert run_action(runtime, "session.record_insight", {"text": "A first insight."}).ok
     assert json.loads((runtime.workspace / "self" / "model.json").read_text())["insights"][0]["text"] == "A first insight."
 
 
