@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -380,13 +380,13 @@ def _check_categories(catalogue: Catalogue) -> None:
         users.setdefault(planner.category, []).append("the day planner ($.planner.category)")
     for category in sorted(users):
         if category in allocations and catalogue.config.budget.category_limit(category) <= 0:
-            ids = users[category]
+            templates = sorted(t.template.id for t in catalogue.templates.values() if t.template.category == category)
+            what = (f"the planner never plans its {len(templates)} template(s): {_some(templates)}" if templates else
+                    f"its actions can never be paid for: {_some(sorted(users[category]))}")
             catalogue.warnings.append(Problem(
                 "zero-budget",
                 f"category {category!r} gets no money ("
-                + ("budget.daily_usd is 0" if catalogue.config.budget.daily_usd <= 0 else "its share is 0")
-                + f"), so the planner never plans "
-                f"{', '.join(sorted(ids)[:5])}" + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""),
+                + ("budget.daily_usd is 0" if catalogue.config.budget.daily_usd <= 0 else "its share is 0") + f"), so {what}",
                 file=label, item_id=category, path=f"$.budget.allocations.{category}",
                 hint="give it a share if that work should run",
             ))
@@ -400,6 +400,10 @@ def _check_categories(catalogue: Catalogue) -> None:
                 file=label, item_id=category, path=f"$.budget.allocations.{category}",
                 hint="add it under [budget.allocations] in the config file",
             ))
+
+
+def _some(ids: list[str], shown: int = 6) -> str:
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def _check_providers(catalogue: Catalogue) -> None:

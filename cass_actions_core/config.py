@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -111,14 +111,6 @@ class BudgetSettings(_Section):
     daily_usd: float = 5.0
     reserve_fraction: float = 0.1
     allocations: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ALLOCATIONS))
-
-    @classmethod
-    def _build(cls, doc: dict[str, Any]) -> Any:
-        # A config file's [budget.allocations] adjusts the default table category by category:
-        # a category it does not name keeps its default share (0 gives a category nothing).
-        if "allocations" in doc:
-            doc = {**doc, "allocations": {**DEFAULT_ALLOCATIONS, **doc["allocations"]}}
-        return super()._build(doc)
 
     def category_limit(self, category: str) -> float:
         """USD a category may spend in one local day (0 for an unknown category)."""
@@ -278,14 +270,23 @@ class Config(_Section):
         order, shares past 1.0, an unknown time zone). ``cache=False``: the document is not
         remembered as valid (see :mod:`~cass_actions_core.schema_files`).
         """
+        budget = doc.get("budget")
+        if isinstance(budget, dict) and isinstance(budget.get("allocations"), dict):
+            # A document's [budget.allocations] adjusts the default table category by category:
+            # a category it does not name keeps its default share (0 gives a category nothing).
+            doc = {**doc, "budget": {**budget, "allocations": {**DEFAULT_ALLOCATIONS, **budget["allocations"]}}}
+        return cls._checked(doc, source, from_env or {}, cache)
+
+    @classmethod
+    def _checked(cls, doc: dict[str, Any], source: Path | None, from_env: dict[str, str], cache: bool) -> Config:
         label = str(source) if source else "configuration"
-        _check_finite(doc, label, from_env or {})
+        _check_finite(doc, label, from_env)
         errors = schema_files.validate(schema_files.CONFIG, doc, cache=cache)
         if errors:
-            lines = "; ".join(f"{p}: {m}" for p, m in errors)
+            lines = "; ".join(f"{p}: {m}" + _env_origin(p, from_env) for p, m in errors)
             raise UserError(f"{label}: invalid configuration: {lines}.")
         config: Config = cls._build({**doc, "source": source})
-        _check_consistency(config, label)
+        _check_consistency(config, label, from_env)
         return config
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,7 +299,13 @@ class Config(_Section):
         """Raise :class:`UserError` if this configuration (built directly, say) breaks the schema or the
         cross-field rules that :meth:`from_dict` checks (a runtime does, whatever built it: a
         fraction of a millisecond, and nothing is added to the validation cache)."""
-        Config.from_dict(self.to_dict(), source=self.source, cache=False)
+        Config._checked(self.to_dict(), self.source, {}, cache=False)  # the table as built: no defaults merged in
+
+    def with_provider(self, provider: str) -> Config:
+        """This configuration with every LLM call going to ``provider`` (``--provider``): the global
+        provider is replaced and per-action provider overrides are dropped."""
+        return replace(self, llm=replace(self.llm, provider=provider, actions={
+            k: replace(v, provider=None) for k, v in self.llm.actions.items()}))
 
     def pack_settings(self, pack: str) -> dict[str, Any]:
         """The ``[packs.<pack>]`` table, or an empty mapping."""
@@ -378,13 +385,22 @@ def _check_finite(doc: dict[str, Any], label: str, from_env: dict[str, str]) -> 
         raise UserError(f"{label}: invalid configuration: " + "; ".join(problems) + ".")
 
 
-def _check_consistency(config: Config, label: str) -> None:
+def _env_origin(where: str, from_env: dict[str, str]) -> str:
+    """`` (from environment variable X)`` when the value at JSON path ``where`` came from one."""
+    for key, var in from_env.items():
+        if where == "$." + key or where.startswith("$." + key + "."):
+            return f" (from environment variable {var})"
+    return ""
+
+
+def _check_consistency(config: Config, label: str, from_env: dict[str, str]) -> None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
         ZoneInfo(config.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise UserError(f"{label}: $.timezone: unknown time zone {config.timezone!r} (use an IANA name such as 'Europe/London').") from None
+        raise UserError(f"{label}: $.timezone: unknown time zone {config.timezone!r}"
+                        f"{_env_origin('$.timezone', from_env)} (use an IANA name such as 'Europe/London').") from None
     budget = config.budget
     total = sum(budget.allocations.values()) + budget.reserve_fraction
     if total > 1.0 + 1e-9 and not math.isclose(total, 1.0):

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from cass_actions_core import schema_files
 from cass_actions_core.actions import ActionContext, ActionFailed, ActionResult, CoreServices, InvalidResult
 from cass_actions_core.catalogue import Catalogue, CatalogueAction
 from cass_actions_core.clock import to_utc
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from cass_actions_core.llm.errors import LLMError
     from cass_actions_core.llm.metered import MeteredLLM
     from cass_actions_core.planning.costs import CostBook
-    from cass_actions_core.store import Store, UnitRow
+    from cass_actions_core.store import ApprovalRow, Store, UnitRow
 
 log = logging.getLogger("cass_actions.executor")
 
@@ -280,6 +281,11 @@ class Executor:
                     # The catalogue changed since the unit was planned (a pack was removed).
                     return self._finish(unit, "failed",
                                         f"step {index + 1} names {step['action']!r}, which is no longer registered", ran)
+                invalid = self.invalid_params(action, step.get("params", {}))
+                if invalid:
+                    # Whatever stored the step (an old plan, a hand-edited file), the handler never sees
+                    # parameters its schema refuses.
+                    return self._finish(unit, "failed", f"step {index + 1} ({action.definition.id}): {invalid}", ran)
                 parked = self._check_approval(unit, index, action)
                 if parked is not None:
                     return UnitOutcome(parked, ran) if parked.status != "failed" else self._finish_written(parked, ran)
@@ -369,13 +375,31 @@ class Executor:
             self.write_summary(parked)  # parked work is visible in history, never silent
             self.bus.emit("work_unit.parked", {"status": "awaiting_approval", "reason": reason}, unit_id=unit.id)
             return parked
-        if approval.status == "approved" or (approval.status == "expired" and self.config.approvals.on_expiry == "approve"):
+        why = self.refusal(approval)
+        return None if why is None else self.store.set_unit_status(unit.id, "failed", reason=why, now=now)
+
+    def invalid_params(self, action: CatalogueAction, params: Any) -> str | None:
+        """Why ``params`` break the action's params schema (one sentence naming each parameter), or None."""
+        if action.definition.id in self.catalogue.invalid_params_schemas:
+            return None  # the catalogue check reports the schema itself
+        errors = schema_files.validate_instance(action.definition.params, params)
+        return ("invalid params: " + "; ".join(f"{'params' + where[1:]}: {message}" for where, message in errors)) if errors else None
+
+    def refusal(self, approval: ApprovalRow) -> str | None:
+        """Why a decided approval stops its step (rejected, or expired with ``approvals.on_expiry = "reject"``),
+        or None when the step may run (approved, or expired with ``on_expiry = "approve"``) or it is pending."""
+        if approval.status in ("pending", "approved") or (approval.status == "expired" and self.config.approvals.on_expiry == "approve"):
             return None
-        why = (f"approval {approval.id} for step {index + 1} ({action.definition.id}) was rejected"
-               + (f" by {approval.resolved_by}" if approval.resolved_by else "") + (f": {approval.note}" if approval.note else "")
-               if approval.status == "rejected" else
-               f"approval {approval.id} for step {index + 1} ({action.definition.id}) expired unanswered")
-        return self.store.set_unit_status(unit.id, "failed", reason=why, now=now)
+        where = f"approval {approval.id} for step {approval.step_index + 1} ({approval.action_id})"
+        if approval.status == "rejected":
+            return (f"{where} was rejected" + (f" by {approval.resolved_by}" if approval.resolved_by else "")
+                    + (f": {approval.note}" if approval.note else ""))
+        return f"{where} expired unanswered"
+
+    def end_refused(self, unit: UnitRow, why: str) -> UnitOutcome:
+        """End a unit parked for an approval that was refused: ``failed`` with the reason, its summary
+        written and ``work_unit.failed`` emitted at once (no daemon needs to run for the answer to land)."""
+        return self._finish(unit, "failed", why, 0)
 
     def _park_budget(self, unit: UnitRow, index: int, action: CatalogueAction, blocked: Blocked) -> UnitRow:
         reason = f"step {index + 1} ({action.definition.id}) blocked by budget: {blocked.reason}"

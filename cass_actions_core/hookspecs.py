@@ -101,6 +101,15 @@ def gather_context(context: PlanningContext) -> None:
     (list of str) and ``last_user_activity`` (an aware datetime, for the idle check).
     ``context.now`` is the daemon's local time, ``context.workspace`` its
     workspace folder and ``context.settings`` this pack's ``[packs.<pack>]`` table. Must not block for long: it runs inside the scheduler loop.
+
+    Packs are called in load order and their values for the same key are merged, not
+    overwritten: lists are concatenated without exact duplicates, mappings merged key
+    by key (the later pack wins per key), ``last_user_activity`` is the latest time any
+    pack gave, and any other value is the later pack's. ``context.get(key)`` reads the
+    merged fact (what earlier packs gave is visible to later ones),
+    ``context.given(key)`` what each pack gave, ``context.sources[key]`` the packs the
+    merged value comes from; ``context.replace(key, value)`` overrides what earlier
+    packs gave instead of adding to it. See :mod:`cass_actions_core.context`.
     """
 
 

@@ -26,7 +26,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,8 +116,7 @@ class Runtime:
                  template_files: Sequence[str | Path] = (), provider: str | None = None, strict: bool = True,
                  check: bool = True, lease_holder: str | None = None, lease_pid: int | None = None) -> None:
         if provider is not None:
-            config = replace(config, llm=replace(config.llm, provider=provider, actions={
-                k: replace(v, provider=None) for k, v in config.llm.actions.items()}))
+            config = config.with_provider(provider)
         config.check()  # built from a file or not, a runtime never runs on a configuration the schema refuses
         self.config = config
         self.data_dir = Path(data_dir)
@@ -700,7 +699,12 @@ class Runtime:
             self.bus.emit("approval.resolved", {"approval_id": approval.id, "status": "expired"}, unit_id=approval.unit_id)
         for unit in self.store.list_units(statuses=["awaiting_approval"]):
             approval = self.store.approval_for(unit.id, unit.next_step)
-            if approval is not None and approval.status != "pending":
+            if approval is None or approval.status == "pending":
+                continue
+            why = self.executor.refusal(approval)
+            if why is not None:
+                self.executor.end_refused(unit, why)  # a "no" ends the unit now, daemon running or not
+            else:
                 self._requeue(unit, f"approval {approval.id} {approval.status}", now, retry="approval")
 
     def _retry_budget_blocked(self, now: datetime) -> None:
@@ -944,3 +948,17 @@ class Runtime:
         await self.bus.drain()
         await self.providers.aclose()
         return reports
+
+    # -- approvals, listed -------------------------------------------------------------
+    def approvals(self, status: str | None = "pending") -> list[Any]:
+        """Approvals with ``status``, oldest request first: by default those waiting for a human yes.
+
+        ``status`` is ``"pending"``, ``"approved"``, ``"rejected"``, ``"expired"``, or
+        ``None`` for every approval; another value raises :class:`ValueError`. The rows
+        are :class:`~cass_actions_core.store.ApprovalRow` (``id``, ``unit_id``,
+        ``step_index``, ``action_id``, ``status``, ``reason``, ``requested_at``,
+        ``expires_at``, ``resolved_at``, ``resolved_by``, ``note``), what
+        ``cass-actions approvals`` prints; answer one with :meth:`approve` or
+        :meth:`reject` and its ``id``.
+        """
+        return self.store.list_approvals(status=status)

@@ -143,13 +143,18 @@ def make_dist(site: Path, dist: str, *, version: str = "1.0.0", module: str | No
     return site
 
 
-def run_cli(*args: str, site: Path | None = None, env: dict[str, str] | None = None,
+def run_cli(*args: str, site: Path | None = None, env: dict[str, str | None] | None = None,
             cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``cass-actions`` in a subprocess, with ``site`` on its path; returns the result."""
+    """Run ``cass-actions`` in a subprocess, with ``site`` on its path; returns the result.
+    ``env`` adds variables to this process's environment (``None``: remove that variable)."""
     full_env = dict(os.environ)
     if site is not None:
         full_env["PYTHONPATH"] = os.pathsep.join([str(site), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    full_env.update(env or {})
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     return subprocess.run([sys.executable, "-m", "cass_actions_core.cli.main", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -160,3 +165,7 @@ def only_allocations(**shares: float) -> dict[str, float]:
     from cass_actions_core.config import DEFAULT_ALLOCATIONS
 
     return {**{category: 0.0 for category in DEFAULT_ALLOCATIONS}, **shares}
+
+#: Environment for a `cass-actions run` whose LLM work goes to the offline provider: the daemon
+#: refuses to start on the default provider (anthropic) without an API key.
+OFFLINE = {"CASS_ACTIONS_LLM_PROVIDER": "offline"}

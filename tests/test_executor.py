@@ -112,3 +112,29 @@ def test_a_final_failure_is_not_retried(tmp_path, fake):
     assert unit.status == "failed" and "bad_request" in unit.reason
     assert len(fake.message_requests) == 1
     runtime.close()
+
+
+def test_a_step_whose_stored_params_break_the_actions_schema_fails_without_calling_the_handler(tmp_path):
+    calls: list[dict[str, Any]] = []
+
+    async def strict(ctx: Any) -> dict[str, Any]:
+        calls.append(dict(ctx.params))
+        return {"summary": "ran"}
+
+    schema = {"type": "object", "additionalProperties": False, "properties": {"conversation_id": {"type": "string"}}}
+    pack = HandPack([action_def("r.strict", tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0, category="system",
+                                params=schema)], [], handlers={"r.strict": strict})
+    cfg = Config.from_dict({"timezone": "UTC", "planner": {"enabled": False}})
+    runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=VirtualClock(UTC, START), plugins=[("r", pack)], entry_points=False)
+    runtime.acquire_lease()
+    # A unit as an older version, a hand-edited store or another writer may have left it.
+    unit = runtime.store.insert_unit(local_date=START.date(), phase="morning", template_id="by_hand", name="By hand",
+                                     category="system", steps=[{"action": "r.strict", "params": {"conversation_id": 12345,
+                                                                                                  "bogus": "x"}}],
+                                     now=START, status="queued")
+    outcome = asyncio.run(runtime.executor.run_unit(unit.id))
+    assert calls == []
+    assert outcome.unit.status == "failed"
+    assert "step 1 (r.strict): invalid params" in outcome.unit.reason
+    assert "params.conversation_id" in outcome.unit.reason and "bogus" in outcome.unit.reason
+    runtime.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cass_actions_core.store import Store
-from support import action_def, make_dist, template_def
+from support import OFFLINE, action_def, make_dist, template_def
 
 def pack_source(pack: str, body: str, handlers: dict[str, str]) -> str:
     """The module of a hand-made pack: shared helpers, ``body`` (the handlers) and the two registration hooks."""
@@ -108,14 +108,14 @@ def plan_only(data_dir: Path, template: str) -> Path:
 def run_with_plan(site: Path, data_dir: Path, template: str) -> subprocess.Popen[str]:
     plan = plan_only(data_dir, template)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
     return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 
 def restart(site: Path, data_dir: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
     return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
@@ -204,7 +204,7 @@ def test_a_unit_that_kills_the_process_every_time_is_abandoned_as_poison(site: P
     log = data_dir / "workspace" / "poison" / "die.log"
     plan = plan_only(data_dir, "poison_course")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "poison", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "poison", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
     # One `run`: its supervisor replaces the worker each time the step kills it; the third death abandons the unit.
     daemon = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
@@ -336,7 +336,7 @@ def hostile_daemon(site: Path, data_dir: Path, templates: list[str], **config: s
     plan.write_text(json.dumps({"date": instance.day.isoformat(),
                                 "phases": {instance.phase.value: [{"template": t} for t in templates]}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "hostile", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "hostile", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
     return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
@@ -435,7 +435,7 @@ def test_a_daemon_sigstopped_past_its_lease_is_taken_over_and_can_write_nothing_
     pack_dir = data_dir / "workspace" / "crashy"
     plan = plan_only(data_dir, "safe_course")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(crashy_site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir)})
+    env.update({"PYTHONPATH": str(crashy_site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
     command = [sys.executable, "-m", "cass_actions_core.cli.main", "run"]
     sleeper = subprocess.Popen([*command, "--plan", str(plan)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from cass_actions_core.runtime import Runtime
     from cass_actions_core.store import EventRow, Store
 
-STORE_NAME = "cass-actions.sqlite"
 
 #: How often ``events --follow`` looks for new events (seconds).
 FOLLOW_POLL_SECONDS = 0.5
@@ -59,22 +57,6 @@ _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def require_store(state: CLIState) -> Path:
-    """The store file in ``--data-dir``; a one-paragraph error (exit 1) if there is none.
-
-    Checked before anything opens the store, because opening creates a missing one.
-    """
-    data_dir = state.data_dir
-    path = data_dir / STORE_NAME
-    if not path.exists():
-        where = "does not exist" if not data_dir.exists() else f"has no store ({STORE_NAME})"
-        raise click.ClickException(
-            f"{data_dir} {where}: no daemon has run with this data directory yet, so there is nothing to read "
-            "or record. Check --data-dir (or $CASS_ACTIONS_DATA_DIR); the store is created when the daemon first "
-            "runs (`cass-actions run`). Nothing was created.")
-    return path
 
 
 def daemon_clock(state: CLIState, config: Config, store: Store) -> Clock:
@@ -295,7 +277,7 @@ def events_command(state: CLIState, types: tuple[str, ...], unit_text: str | Non
     from cass_actions_core.store import Store
 
     exact, prefixes = parse_types(types)
-    path = require_store(state)
+    path = state.require_store()
     config = state.config()
     # Signals are taken over before the store is opened: a Ctrl-C at any moment of a
     # follow ends it cleanly, not with a traceback from the middle of a query.
@@ -418,7 +400,7 @@ def activity_command(state: CLIState, as_json: bool, at_text: str | None, show: 
 
     if show and at_text:
         raise click.UsageError("--show only reads; --at records an activity: give one of them")
-    path = require_store(state)
+    path = state.require_store()
     config = state.config()
     with Store.open(path, daemon_id=config.daemon_id) as store:
         clock = daemon_clock(state, config, store)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from cass_actions_core import __version__
-from cass_actions_core.cli.state import CLIState, global_options
+from cass_actions_core.cli.state import CLIState, add_global_options, global_options
 from cass_actions_core.problems import CatalogueError, UserError
 
 # Built-in commands, imported on demand so `cass-actions list` loads only what it uses.
@@ -68,7 +68,7 @@ class CassGroup(click.Group):
                     if cmd_name in _BUILTIN or cmd_name in commands:
                         click.echo(f"warning: pack {name!r} command {cmd_name!r} clashes with an existing command; ignored", err=True)
                         continue
-                    commands[cmd_name] = cmd
+                    commands[cmd_name] = add_global_options(cmd)
         ctx.meta["cass_actions.plugin_commands"] = commands
         return commands
 

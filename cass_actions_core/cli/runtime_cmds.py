@@ -9,7 +9,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cass_actions_core.cli.output import print_json, print_table, usd
-from cass_actions_core.cli.state import CLIState, global_options, json_option
+from cass_actions_core.cli.state import STORE_NAME, CLIState, global_options, json_option
+from cass_actions_core.problems import UserError
 
 if TYPE_CHECKING:
     from cass_actions_core.runtime import Runtime
@@ -29,19 +30,64 @@ STATUSES = ["planned", "queued", "running", "completed", "failed", "budget_block
 
 
 @contextmanager
-def open_runtime(state: CLIState, *, strict: bool = False, check: bool = False, **kwargs: Any) -> Iterator[Runtime]:
+def open_runtime(state: CLIState, *, strict: bool = False, check: bool = False, create: bool = False,
+                 **kwargs: Any) -> Iterator[Runtime]:
     """Build a runtime for a command and close its store afterwards.
 
     Queries (``check=False``) work whatever state the packs are in; commands that run
-    work pass ``check=True`` and refuse a catalogue with problems.
+    work pass ``check=True`` and refuse a catalogue with problems. Only commands that
+    start a daemon's life here (``create=True``) may create a missing store.
     """
     from cass_actions_core.runtime import Runtime
+
+    if not create:
+        state.require_store()
 
     runtime = Runtime(state.config(), data_dir=state.data_dir, strict=strict, check=check or strict, **kwargs)
     try:
         yield runtime
     finally:
         runtime.close()
+
+
+def check_provider_option(state: CLIState, provider: str | None) -> None:
+    """``--provider`` must name a registered LLM provider: a usage error (exit 2) otherwise."""
+    if provider is None:
+        return
+    registry = state.catalogue().providers
+    if provider not in registry:
+        raise click.BadParameter(f"unknown provider {provider!r}; registered: {', '.join(registry.names)}",
+                                 param_hint="'--provider'")
+
+
+def require_llm_ready(state: CLIState, provider: str | None, action_ids: Sequence[str] | None = None) -> None:
+    """Refuse to start work whose LLM calls cannot succeed (the Anthropic provider without an API key):
+    one error now instead of every unit failing. ``action_ids``: only these actions (no planning call)."""
+    from cass_actions_core.llm.registry import providers_not_ready
+
+    check_provider_option(state, provider)
+    config = state.config() if provider is None else state.config().with_provider(provider)
+    catalogue = state.catalogue()
+    catalogue.check(strict=True)  # a broken catalogue is the first thing to fix: report it, not the key
+    actions = [a.definition for i, a in catalogue.actions.items() if action_ids is None or i in action_ids]
+    problems = providers_not_ready(catalogue.providers, config.llm, actions, planner=action_ids is None and config.planner.enabled)
+    if problems:
+        raise UserError(" ".join(problems) + " Nothing was started; to rehearse without a key, pass --provider offline.")
+
+
+def _statuses(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--status`` values, each possibly a comma list; a usage error naming the closest status for a typo."""
+    import difflib
+
+    out: list[str] = []
+    for value in values:
+        for status in filter(None, (s.strip() for s in value.split(","))):
+            if status not in STATUSES:
+                near = difflib.get_close_matches(status, STATUSES, n=1)
+                raise click.BadParameter(f"{status!r} is not a unit status" + (f" (did you mean {near[0]!r}?)" if near else "")
+                                         + f"; one of: {', '.join(STATUSES)}", param_hint="'--status'")
+            out.append(status)
+    return tuple(out)
 
 
 def _parse_date(value: str | None) -> date | None:
@@ -152,6 +198,7 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
 
     data_dir = state.data_dir
     config = state.config()
+    require_llm_ready(state, provider)
     store_file = data_dir / "cass-actions.sqlite"
     if fresh and data_dir.exists():
         if store_file.exists() and not (data_dir / SIM_MARKER).exists():
@@ -265,6 +312,9 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
     if start_text and speed is None:
         raise click.UsageError("--start needs --speed (a rehearsal); a real daemon runs on today's clock")
     if not worker:
+        if speed is not None:
+            _rehearsal_clock(state, config, speed, start_text)  # refuse early, in one line, before any worker
+        require_llm_ready(state, provider)
         args = ["run", "--data-dir", str(state.data_dir)]
         if state.config_path:
             args += ["--config", str(Path(state.config_path).expanduser().resolve())]
@@ -272,7 +322,6 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
             args += ["--provider", provider]
         first = ["--plan", str(Path(plan_file).expanduser().resolve())] if plan_file else []
         if speed is not None:
-            _rehearsal_clock(state, config, speed, start_text)  # refuse early, in one line, before any worker
             first += ["--speed", f"{speed:g}"]
         code = supervise(args, first_args=first, data_dir=state.data_dir, daemon_id=config.daemon_id,
                          stall_limit=config.scheduler.stall_limit_seconds)
@@ -450,10 +499,17 @@ def _unit_dict(u: Any) -> dict[str, Any]:
 @json_option
 @click.option("--date", "date_text", metavar="YYYY-MM-DD", help="Only this plan date.")
 @click.option("--phase", type=click.Choice(["morning", "afternoon", "evening", "night"]))
-@click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES), help="Only these statuses (repeatable).")
+@click.option("--status", "statuses", multiple=True, metavar="STATUS[,STATUS…]", callback=lambda ctx, param, value: _statuses(value),
+              help=f"Only these statuses: repeat the option or separate them with commas ({', '.join(STATUSES)}).")
+@click.argument("more_statuses", nargs=-1, metavar="[STATUS]…", callback=lambda ctx, param, value: _statuses(value))
 @click.pass_obj
-def queue_command(state: CLIState, as_json: bool, date_text: str | None, phase: str | None, statuses: tuple[str, ...]) -> None:
-    """List work units (planned, queued, parked and finished) with their reasons."""
+def queue_command(state: CLIState, as_json: bool, date_text: str | None, phase: str | None, statuses: tuple[str, ...],
+                  more_statuses: tuple[str, ...]) -> None:
+    """List work units (planned, queued, parked and finished) with their reasons.
+
+    Statuses may also follow as arguments: `queue failed expired` is `queue --status failed,expired`.
+    """
+    statuses = statuses + more_statuses
     with open_runtime(state) as runtime:
         units = runtime.units(local_date=_parse_date(date_text), phase=phase, statuses=list(statuses) or None)
     rows = [_unit_dict(u) for u in units]
@@ -581,7 +637,17 @@ def plan_command(state: CLIState, as_json: bool, date_text: str | None, plan_fil
 
     if sum(map(bool, (plan_file, replan, dry_run))) > 1:
         raise click.UsageError("--file, --replan and --dry-run are alternatives: give one of them")
-    with open_runtime(state, strict=bool(plan_file or replan or dry_run), provider=provider) as runtime:
+    check_provider_option(state, provider)
+    if not (plan_file or replan or dry_run) and not (state.data_dir / STORE_NAME).exists():
+        # Nothing has been planned where no daemon has run: say so without creating a store.
+        if as_json:
+            print_json({"date": date_text, "plan": None, "units": []})
+            return
+        try:
+            state.require_store()
+        except click.ClickException as exc:
+            raise click.ClickException(f"no plan for {date_text or 'today'}: {exc.message}") from None
+    with open_runtime(state, strict=bool(plan_file or replan or dry_run), create=True, provider=provider) as runtime:
         now = runtime.clock.now()
         current = runtime.phases.instance_at(now)
         day = _parse_date(date_text) or current.day
@@ -749,7 +815,8 @@ def run_action_command(state: CLIState, as_json: bool, action_id: str, params: t
                        provider: str | None) -> None:
     """Run one action by hand, through the executor like any unit; exit 1 if it fails."""
     parsed = _parse_params(params)
-    with open_runtime(state, strict=True, provider=provider) as runtime:
+    require_llm_ready(state, provider, [action_id])
+    with open_runtime(state, strict=True, create=True, provider=provider) as runtime:
         try:
             unit = asyncio.run(runtime.run_action(action_id, parsed, focus=focus))
         except KeyError as exc:
@@ -771,6 +838,6 @@ def init_command(state: CLIState) -> None:
     """Create a demo workspace in the data directory: a self model, conversations, a feed."""
     from cass_actions_core.workspace import seed_demo_workspace
 
-    with open_runtime(state) as runtime:
+    with open_runtime(state, create=True) as runtime:
         created = seed_demo_workspace(runtime.workspace, now=runtime.clock.now())
     click.echo(f"workspace {runtime.workspace}: " + (f"created {', '.join(created)}" if created else "already set up"))

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from cass_actions_core.catalogue import Catalogue
 
 
+#: The store's file name inside the data directory.
+STORE_NAME = "cass-actions.sqlite"
+
+
 def default_data_dir() -> Path:
     """The platform's per-user data folder for cass-actions."""
     import platformdirs
@@ -36,6 +40,23 @@ class CLIState:
         """``--data-dir``, else ``$CASS_ACTIONS_DATA_DIR``, else the platform's user data folder."""
         chosen = self.data_dir_option or os.environ.get(DATA_DIR_ENV)
         return Path(chosen).expanduser().resolve() if chosen else default_data_dir()
+
+    def require_store(self) -> Path:
+        """The store file in the data directory; a one-paragraph error (exit 1) if there is none.
+
+        Commands that read or steer an existing daemon check this before opening the store,
+        because opening creates a missing one: a mistyped --data-dir must not leave an empty
+        store (and folder) behind.
+        """
+        data_dir = self.data_dir
+        path = data_dir / STORE_NAME
+        if not path.exists():
+            where = "does not exist" if not data_dir.exists() else f"has no store ({STORE_NAME})"
+            raise click.ClickException(
+                f"{data_dir} {where}: no daemon has run with this data directory yet, so there is nothing to read "
+                "or change. Check --data-dir (or $CASS_ACTIONS_DATA_DIR); the store is created when the daemon first "
+                "runs (`cass-actions run`, `simulate` or `init`). Nothing was created.")
+        return path
 
     def config(self) -> Config:
         """The configuration: ``--config``, ``$CASS_ACTIONS_CONFIG``, or ``<data-dir>/config.toml`` if present."""
@@ -71,19 +92,38 @@ def _store(name: str) -> Any:
     return callback
 
 
+def _global_option_list() -> list[click.Option]:
+    return [
+        click.Option(
+            ["--config"], type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
+            callback=_store("config_path"),
+            help=f"TOML config file [env {CONFIG_ENV}; default: <data-dir>/config.toml if present].",
+        ),
+        click.Option(
+            ["--data-dir"], type=click.Path(file_okay=False), expose_value=False, is_eager=True,
+            callback=_store("data_dir_option"),
+            help=f"Data folder for the store and workspace [env {DATA_DIR_ENV}; default: the user data folder].",
+        ),
+    ]
+
+
 def global_options(func: Any) -> Any:
     """Add ``--config`` and ``--data-dir`` to a command (they work before or after its name)."""
-    func = click.option(
-        "--data-dir", type=click.Path(file_okay=False), expose_value=False, is_eager=True,
-        callback=_store("data_dir_option"),
-        help=f"Data folder for the store and workspace [env {DATA_DIR_ENV}; default: the user data folder].",
-    )(func)
-    func = click.option(
-        "--config", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
-        callback=_store("config_path"),
-        help=f"TOML config file [env {CONFIG_ENV}; default: <data-dir>/config.toml if present].",
-    )(func)
+    # click.option appends to the function's __click_params__, read in reverse: add the last first.
+    for option in reversed(_global_option_list()):
+        func.__click_params__ = [*getattr(func, "__click_params__", []), option]
     return func
+
+
+def add_global_options(command: click.Command) -> click.Command:
+    """Give a pack's command (and, for a group, each of its subcommands) ``--config`` and ``--data-dir``,
+    so they work after its name as they do for every built-in command."""
+    names = {name for param in command.params for name in getattr(param, "opts", [])}
+    command.params.extend(o for o in _global_option_list() if not set(o.opts) & names)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_global_options(sub)
+    return command
 
 
 def json_option(func: Any) -> Any:

@@ -229,6 +229,14 @@ class AnthropicProvider:
             provider=PROVIDER_NAME,
         )
 
+    def not_ready(self) -> str | None:
+        """Why no call can be made (no API key in the environment), or None; reads nothing else."""
+        try:
+            self._credentials()
+        except LLMError as exc:
+            return str(exc)
+        return None
+
     def base_url(self) -> str | None:
         """The endpoint: ``settings.base_url``, else ``$ANTHROPIC_BASE_URL``, else the SDK default."""
         env = os.environ if self._env is None else self._env

@@ -186,6 +186,10 @@ class LLMProvider(Protocol):
         """
         ...
 
+    # Optional: ``def not_ready(self) -> str | None`` returns why the provider cannot make a
+    # call at all (no API key, say) as one sentence, or None. The daemon and `simulate` ask
+    # before they start, so a missing credential stops them once instead of failing every unit.
+
 
 class SpendGate(Protocol):
     """The budget seam: the scheduler implements it with its budget ledger."""

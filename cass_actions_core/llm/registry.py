@@ -28,7 +28,7 @@ Settings for an action (:func:`resolve_settings`)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -272,3 +272,19 @@ def resolve_settings(config_llm: LLMSettings, action: ActionDefinition | None) -
         prices=base.prices,
         sources=sources,
     )
+
+
+def providers_not_ready(registry: ProviderRegistry, config_llm: LLMSettings, actions: Iterable[ActionDefinition],
+                        planner: bool) -> list[str]:
+    """One sentence for each registered provider this configuration would call that cannot make any call
+    (the Anthropic provider without an API key, say): what the daemon and ``simulate`` check before
+    they start. ``actions``: the definitions that may run; ``planner``: whether the planning call is made."""
+    settings = [resolve_settings(config_llm, None)] if planner else []
+    settings += [resolve_settings(config_llm, a) for a in actions if a.uses_llm]
+    verdicts: dict[str, str | None] = {}
+    for s in settings:
+        if s.provider in verdicts or s.provider not in registry:
+            continue
+        check = getattr(registry.provider_for(s), "not_ready", None)
+        verdicts[s.provider] = check() if callable(check) else None
+    return [why for why in verdicts.values() if why]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cass_actions_core.config import zero_budget_reason
 from cass_actions_core.clock import to_utc
 from cass_actions_core.planning import scoring
 from cass_actions_core.planning.costs import CostBook

@@ -126,6 +126,25 @@ def window_opens(template: Template, start: datetime, end: datetime) -> datetime
     return None
 
 
+def _param_problems(catalogue: Catalogue, item: dict[str, Any], where: str) -> list[str]:
+    """Each step override of a plan item, merged over the template's step params as the unit will be,
+    checked against the action's params schema (and its step index against the template)."""
+    template = catalogue.templates[item["template"]].template
+    problems = []
+    for key, override in item.get("params", {}).items():
+        index = int(key)
+        if index >= len(template.steps):
+            problems.append(f"{where}.{key}: template {template.id!r} has {len(template.steps)} step(s), numbered from 0")
+            continue
+        step = template.steps[index]
+        action = catalogue.actions.get(step.action)
+        if action is None or step.action in catalogue.invalid_params_schemas:
+            continue  # the catalogue check reports these
+        for path, message in schema_files.validate_instance(action.definition.params, {**step.params, **override}):
+            problems.append(f"{where}.{key}{path[1:]}: {message} (step {index} runs {step.action!r})")
+    return problems
+
+
 def load_plan_file(path: str | Path, catalogue: Catalogue, default_day: date) -> DayPlan:
     """Read a plan file (``schemas/plan.schema.json``); unknown template ids are an error."""
     path = Path(path)
@@ -146,6 +165,8 @@ def load_plan_file(path: str | Path, catalogue: Catalogue, default_day: date) ->
                 hint = closest(item["template"], catalogue.templates)
                 problems.append(f"$.phases.{phase}[{i}].template: unknown template {item['template']!r}"
                                 + (f" (did you mean {hint!r}?)" if hint else ""))
+                continue
+            problems += _param_problems(catalogue, item, f"$.phases.{phase}[{i}].params")
         phases[phase] = [PlanItem(it["template"], it.get("focus"), it.get("motivation"), it.get("params", {})) for it in items]
     if problems:
         raise UserError(f"{path}: " + "; ".join(problems) + ".")

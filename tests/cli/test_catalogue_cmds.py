@@ -203,3 +203,46 @@ def test_an_id_outside_the_packs_namespace_fails_validate_naming_the_file_and_th
     assert out.returncode == 1
     line = next(ln for ln in out.stdout.splitlines() if "greeting.wave" in ln)
     assert "actions.json" in line and "$.actions[1].id" in line and "'hello.wave'" in line
+
+
+COMMAND_PACK = '''
+import click
+from cass_actions_core import hookimpl
+from cass_actions_core.cli.state import CLIState
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.group("hello")
+    def hello():
+        """A pack's group."""
+
+    @hello.command("where")
+    @click.pass_obj
+    def where(state: CLIState):
+        """Print the data folder and config file the command sees."""
+        click.echo(f"data={state.data_dir} config={state.config().source}")
+
+    @cli.command("hello-top")
+    @click.pass_obj
+    def top(state: CLIState):
+        """A pack's plain command."""
+        click.echo(f"data={state.data_dir}")
+'''
+
+
+def test_pack_commands_take_the_global_options_after_their_name_like_every_command(site: Path, tmp_path: Path):
+    make_dist(site, "cass-actions-hello", ep_name="hello", module="hello_cmds", module_source=COMMAND_PACK)
+    env = {ONLY: "hello"}
+    config = tmp_path / "c.toml"
+    config.write_text('daemon_id = "cass"\n')
+    data = tmp_path / "data"
+    for args in (["hello", "where", "--data-dir", str(data), "--config", str(config)],
+                 ["hello", "--data-dir", str(data), "--config", str(config), "where"],
+                 ["--data-dir", str(data), "--config", str(config), "hello", "where"]):
+        out = run_cli(*args, site=site, env=env)
+        assert out.returncode == 0, (args, out.stderr)
+        assert out.stdout.strip() == f"data={data.resolve()} config={config.resolve()}", args
+    out = run_cli("hello-top", "--data-dir", str(data), site=site, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == f"data={data.resolve()}"
+    assert "--data-dir" in run_cli("hello", "where", "--help", site=site, env=env).stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import action_def, make_dist, run_cli, template_def
+from support import OFFLINE, action_def, make_dist, run_cli, template_def
 
 PACK = '''
 from pathlib import Path
@@ -140,9 +140,10 @@ def test_query_and_control_commands(sim_site: Path, tmp_path: Path):
                   site=sim_site, env=ENV)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["status"] == "completed"
-    # the default provider is anthropic: with no key the action fails and says which variable to set
-    keyless = run_cli("run-action", "--json", "sim.think", *common, site=sim_site, env=ENV)
-    assert keyless.returncode == 1 and "ANTHROPIC_API_KEY" in json.loads(keyless.stdout)["reason"]
+    # the default provider is anthropic: with no key nothing runs, and the error says which variable to set
+    keyless = run_cli("run-action", "--json", "sim.think", *common, site=sim_site, env={**ENV, "ANTHROPIC_API_KEY": None})
+    assert keyless.returncode == 1 and keyless.stdout == "" and "ANTHROPIC_API_KEY" in keyless.stderr
+    assert "--provider offline" in keyless.stderr and "Traceback" not in keyless.stderr
     failed = run_cli("run-action", "sim.fail", *common, site=sim_site, env=ENV)
     assert failed.returncode == 1 and "nothing to work with" in failed.stdout
     bad_param = run_cli("run-action", "sim.tidy", "--param", "x=1", *common, site=sim_site, env=ENV)
@@ -173,7 +174,8 @@ def test_plan_command_shows_and_replaces_a_plan(sim_site: Path, tmp_path: Path):
     common = ["--data-dir", str(data)]
     day = (date.today() + timedelta(days=2)).isoformat()  # a date still to come, whatever the machine's zone
     none = run_cli("plan", "--date", day, *common, site=sim_site, env=ENV)
-    assert none.returncode == 1 and f"no plan for {day}" in none.stderr
+    assert none.returncode == 1 and f"no plan for {day}" in none.stderr and not data.exists()
+    assert json.loads(run_cli("plan", "--json", "--date", day, *common, site=sim_site, env=ENV).stdout)["plan"] is None
     made = json.loads(run_cli("plan", "--json", "--date", day, "--replan", "--provider", "offline", *common,
                               site=sim_site, env=ENV).stdout)
     assert made["source"] == "llm" and len(made["units"]) >= 4
@@ -250,7 +252,7 @@ def test_run_stops_cleanly_on_sigint(sim_site: Path, tmp_path: Path):
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(sim_site), **ENV, "CASS_ACTIONS_DATA_DIR": str(tmp_path / "d")})
+    env.update({"PYTHONPATH": str(sim_site), **ENV, "CASS_ACTIONS_DATA_DIR": str(tmp_path / "d"), **OFFLINE})
     proc = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run"], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     from cass_actions_core.store import Store
@@ -276,8 +278,8 @@ def test_run_refuses_a_broken_pack_and_a_bad_catalogue(site: Path, tmp_path: Pat
     out = run_cli("run", "--data-dir", str(tmp_path / "d"), site=site, env={"CASS_ACTIONS_LOAD_PLUGINS": "broken"})
     assert out.returncode == 1
     assert "cass-actions-broken" in out.stderr and "missing dependency foo" in out.stderr and "Traceback" not in out.stderr
-    # disabling it lets the daemon start (status works; run would too)
-    assert run_cli("status", "--data-dir", str(tmp_path / "d"), site=site,
+    # disabling it lets the daemon start (the strict check passes)
+    assert run_cli("validate", "--strict", site=site,
                    env={"CASS_ACTIONS_LOAD_PLUGINS": "broken", "CASS_ACTIONS_DISABLE_PLUGINS": "broken"}).returncode == 0
 
 
@@ -319,7 +321,7 @@ def test_run_with_a_plan_refuses_without_touching_a_running_daemons_plan(sim_sit
 
     data = tmp_path / "d"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(sim_site), **ENV, "CASS_ACTIONS_DATA_DIR": str(data)})
+    env.update({"PYTHONPATH": str(sim_site), **ENV, "CASS_ACTIONS_DATA_DIR": str(data), **OFFLINE})
     daemon = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run"], env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -338,7 +340,7 @@ def test_run_with_a_plan_refuses_without_touching_a_running_daemons_plan(sim_sit
         assert plan_before is not None
         f = tmp_path / "p.json"
         f.write_text(json.dumps({"date": plan_before.local_date.isoformat(), "phases": {"night": [{"template": "broken"}]}}))
-        out = run_cli("run", "--plan", str(f), "--data-dir", str(data), site=sim_site, env=ENV)
+        out = run_cli("run", "--plan", str(f), "--data-dir", str(data), site=sim_site, env={**ENV, **OFFLINE})
         assert out.returncode == 1 and f"pid {daemon.pid}" in out.stderr
         # plan --file and plan --replan follow the same rule (issue 9, finding 7)
         day = plan_before.local_date.isoformat()
@@ -347,8 +349,8 @@ def test_run_with_a_plan_refuses_without_touching_a_running_daemons_plan(sim_sit
             assert out.returncode == 1 and f"pid {daemon.pid}" in out.stderr, (args, out.stderr)
             assert "Stop that daemon first" in out.stderr
         with Store.open(db, daemon_id="cass") as store:
-            # no API key here: the planner's call failed and the deterministic plan stands
-            assert store.get_plan(plan_before.local_date).source == plan_before.source == "fallback"
+            # the daemon's plan (made by the offline planning call) stands, untouched
+            assert store.get_plan(plan_before.local_date).source == plan_before.source == "llm"
             assert store.get_plan(plan_before.local_date).created_at == plan_before.created_at
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -375,3 +377,120 @@ def test_queue_and_history_report_a_damaged_row_in_one_line(sim_site: Path, tmp_
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith(f"Error: {db}: a damaged {kind} row ({'id' if kind == 'unit' else 'unit_id'} ")
         assert "Traceback" not in out.stderr
+
+
+# -- issue 11: what a newcomer runs into ------------------------------------------------------------------
+
+
+def test_without_an_api_key_run_simulate_and_run_action_refuse_once_and_create_nothing(sim_site: Path, tmp_path: Path):
+    keyless = {**ENV, "ANTHROPIC_API_KEY": None, "ANTHROPIC_AUTH_TOKEN": None, "CASS_ACTIONS_LLM_PROVIDER": None}
+    data = tmp_path / "d"
+    for args in (["run"], ["simulate", "--provider", "anthropic"], ["run-action", "sim.think"]):
+        out = run_cli(*args, "--data-dir", str(data), site=sim_site, env=keyless, timeout=60)
+        assert out.returncode == 1, (args, out.stderr)
+        assert out.stderr.count("ANTHROPIC_API_KEY") == 1 and "--provider offline" in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+        assert not data.exists(), args
+    # the offline provider needs no key
+    assert run_cli("simulate", "--data-dir", str(data), site=sim_site, env=keyless).returncode == 0
+
+
+def test_an_unknown_provider_is_a_usage_error_naming_the_registered_ones(sim_site: Path, tmp_path: Path):
+    for args in (["simulate"], ["run"], ["run-action", "sim.think"], ["plan", "--dry-run"]):
+        out = run_cli(*args, "--provider", "nosuch", "--data-dir", str(tmp_path / "d"), site=sim_site, env=ENV)
+        assert out.returncode == 2, (args, out.stderr)
+        assert "'--provider'" in out.stderr and "registered: anthropic, offline" in out.stderr
+        assert "configuration" not in out.stderr
+
+
+def test_queries_and_controls_on_a_data_dir_without_a_store_create_nothing(sim_site: Path, tmp_path: Path):
+    typo = tmp_path / "no-such-folder"
+    for args in (["status"], ["queue"], ["history"], ["budget"], ["approvals"], ["pause", "reflection"],
+                 ["trigger", "morning_thoughts"], ["reject", "some-id"], ["events"], ["plan"]):
+        out = run_cli(*args, "--data-dir", str(typo), site=sim_site, env=ENV)
+        assert out.returncode == 1, (args, out.stderr)
+        assert str(typo) in out.stderr and "Nothing was created" in out.stderr and "Traceback" not in out.stderr
+        assert not typo.exists(), args
+    typo.mkdir()  # an existing folder without a store: the same, and no store appears
+    assert run_cli("status", "--data-dir", str(typo), site=sim_site, env=ENV).returncode == 1
+    assert list(typo.iterdir()) == []
+
+
+def test_a_rejection_ends_the_unit_at_once_and_history_shows_it(sim_site: Path, tmp_path: Path):
+    common = ["--data-dir", str(tmp_path / "d")]
+    parked = json.loads(run_cli("run-action", "--json", "sim.build", *common, site=sim_site, env=ENV).stdout)
+    assert parked["status"] == "awaiting_approval"
+    (pending,) = json.loads(run_cli("approvals", "--json", *common, site=sim_site, env=ENV).stdout)
+    out = run_cli("reject", pending["id"], "--note", "not today", *common, site=sim_site, env=ENV)
+    assert out.returncode == 0 and "rejected" in out.stdout
+    # No daemon ran: the unit ended with the answer, and its summary says so.
+    (unit,) = json.loads(run_cli("queue", "--json", *common, site=sim_site, env=ENV).stdout)
+    assert unit["status"] == "failed" and "rejected by user: not today" in unit["reason"]
+    (summary,) = json.loads(run_cli("history", "--json", *common, site=sim_site, env=ENV).stdout)
+    assert summary["status"] == "failed" and "awaiting_approval" not in run_cli("history", *common, site=sim_site, env=ENV).stdout
+    events = [json.loads(line)["type"] for line in
+              run_cli("events", "--json", "--limit", "0", *common, site=sim_site, env=ENV).stdout.splitlines()]
+    assert events[-2:] == ["approval.resolved", "work_unit.failed"]
+
+
+def test_queue_takes_statuses_repeated_comma_separated_or_as_arguments(sim_site: Path, tmp_path: Path):
+    common = ["--data-dir", str(tmp_path / "d")]
+    assert run_cli("simulate", "--start", "2026-11-26", *common, site=sim_site, env=ENV).returncode == 0
+
+    def statuses(*args: str) -> set[str]:
+        out = run_cli("queue", "--json", *args, *common, site=sim_site, env=ENV)
+        assert out.returncode == 0, out.stderr
+        return {u["status"] for u in json.loads(out.stdout)}
+
+    assert statuses("--status", "completed,failed") == statuses("--status", "completed", "--status", "failed") \
+        == statuses("--status", "completed", "failed") == statuses("completed", "failed") == {"completed", "failed"}
+    typo = run_cli("queue", "--status", "faild", *common, site=sim_site, env=ENV)
+    assert typo.returncode == 2 and "did you mean 'failed'" in typo.stderr
+
+
+def test_plan_file_params_are_checked_against_each_steps_action(sim_site: Path, tmp_path: Path):
+    common = ["--data-dir", str(tmp_path / "d")]
+    assert run_cli("init", *common, site=sim_site, env=ENV).returncode == 0
+    day = (date.today() + timedelta(days=2)).isoformat()
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"date": day, "phases": {"morning": [
+        {"template": "morning_thoughts", "params": {"1": {"conversation_id": 12345}, "5": {}}}]}}))
+    for args in (["plan", "--file", str(f)], ["run", "--plan", str(f)]):
+        out = run_cli(*args, *common, site=sim_site, env={**ENV, **OFFLINE})
+        assert out.returncode == 1, out.stderr
+        assert "$.phases.morning[0].params.1" in out.stderr and "conversation_id" in out.stderr and "sim.tidy" in out.stderr
+        assert "$.phases.morning[0].params.5" in out.stderr and "has 2 step(s)" in out.stderr
+    assert json.loads(run_cli("plan", "--json", "--date", day, *common, site=sim_site, env=ENV).stdout)["plan"] is None
+
+
+def test_env_variables_with_bad_values_are_named(tmp_path: Path):
+    for var, value in (("CASS_ACTIONS_TIMEZONE", "Mars/Base"), ("CASS_ACTIONS_DAILY_BUDGET_USD", "-1"),
+                       ("CASS_ACTIONS_DAILY_BUDGET_USD", "lots")):
+        out = run_cli("validate", env={var: value, "CASS_ACTIONS_LOAD_PLUGINS": ""})
+        assert out.returncode == 1 and var in out.stderr and "Traceback" not in out.stderr, (var, out.stderr)
+
+
+def test_a_category_with_no_money_is_shown_as_dropped_work_with_its_reason_by_validate_simulate_and_plan(tmp_path: Path):
+    config = tmp_path / "c.toml"
+    config.write_text("[budget.allocations]\nresearch = 0\n")
+    env = {"CASS_ACTIONS_LOAD_PLUGINS": "journal,memory,wonderland,session"}
+    common = ["--config", str(config), "--data-dir", str(tmp_path / "d")]
+    checked = run_cli("validate", *common, env=env)
+    assert checked.returncode == 0, checked.stdout
+    (warning,) = [ln for ln in checked.stdout.splitlines() if ln.startswith("- warning:")]
+    assert str(config.resolve()) in warning and "$.budget.allocations.research" in warning and "research_block" in warning
+    assert "1 warning(s)" in checked.stdout
+    reason = f"category 'research' has no budget: budget.allocations.research is 0 in {config.resolve()}"
+    simulated = run_cli("simulate", "--start", "2026-11-26", *common, env=env)
+    assert simulated.returncode == 0, simulated.stderr
+    assert f"dropped: research_block: {reason}" in simulated.stdout
+    shown = run_cli("plan", "--date", "2026-11-26", *common, env=env)
+    assert shown.returncode == 0 and f"- research_block: {reason}" in shown.stdout
+
+
+def test_plan_refuses_two_ways_of_planning_at_once(sim_site: Path, tmp_path: Path):
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"phases": {"evening": [{"template": "broken"}]}}))
+    for extra in (["--replan"], ["--dry-run"]):
+        out = run_cli("plan", "--file", str(f), *extra, "--data-dir", str(tmp_path / "d"), site=sim_site, env=ENV)
+        assert out.returncode == 2 and "alternatives" in out.stderr and not (tmp_path / "d").exists()

@@ -183,7 +183,7 @@ async def summarise_conversation(ctx: ActionContext, store: ConversationStore, c
               f"Refer to {name} as 'I' and to the other person as 'the user'. Never add details that are not in the messages.")
     lines = [f"Summarise the conversation \u201c{label}\u201d for my memory."]
     if previous is not None:
-        lines += ["", f"The summary so far (it covers earlier messages):", previous.text.strip()]
+        lines += ["", "The summary so far (it covers earlier messages):", previous.text.strip()]
         if previous.key_points:
             lines += ["Key points so far:", bullets(previous.key_points)]
         lines += ["", "Update it with the new messages below so that it covers the whole conversation."]

@@ -38,9 +38,10 @@ def gather_context(context: Any) -> None:
     """Planning facts from ``self/model.json``: identity, values, mood, growth_edges, open_questions.
 
     A missing file sets nothing; a malformed one is logged (naming the file) and sets
-    nothing. An application with its own self model overrides these keys from a pack
-    loaded after this one (packs load in order of distribution name; the later value
-    wins and ``PlanningContext.sources`` shows which pack set it).
+    nothing. Other packs' facts of the same names merge with these (lists are joined,
+    mappings merged key by key; ``PlanningContext.sources`` names the packs); an application
+    with its own self model replaces them with ``context.replace`` from a pack loaded after
+    this one (docs/plugins.md, "Planning facts").
     """
     from cass_actions_session import selfmodel
 

@@ -1,0 +1,1 @@
+"""The README walk-through pack (``cass-actions-hello``), plus ``hello.publish``: what docs/testing.md tests."""
