@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -143,3 +144,21 @@ def _in_daemon_thread(function: Any, event: Event) -> asyncio.Future[Any]:
     name = f"cass-actions-listener-{getattr(function, '__qualname__', 'on_event')}"
     threading.Thread(target=run, name=name, daemon=True).start()
     return future
+
+
+def parse_event_types(values: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Event-type filters (each value possibly a comma list) as exact types and prefixes (``x.*`` → ``x.``);
+    :class:`ValueError` with one sentence for a ``*`` anywhere but at the end."""
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for value in values:
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            if item.endswith("*") and "*" not in item[:-1]:
+                prefixes.append(item[:-1])
+            elif "*" in item:
+                raise ValueError(f"{item!r}: only a trailing * is understood (e.g. work_unit.*)")
+            else:
+                exact.add(item)
+    return frozenset(exact), tuple(prefixes)

@@ -14,6 +14,11 @@ For each step, from the unit's first unfinished one:
    emitted. A failing step fails the unit unless the step is optional.
 
 When the unit ends, whatever the outcome, its work summary is written.
+
+Between two steps the executor looks at the operator's controls in the store (another process,
+``cass-actions cancel`` or ``pause``, may have written them): a cancel request ends the unit
+``cancelled`` (the finished steps stay charged); a paused daemon puts the unit back in the queue,
+to resume at its next step once the daemon is resumed.
 """
 
 from __future__ import annotations
@@ -136,6 +141,20 @@ class LedgerGate:
                                                                  critical=current.critical), 6)
 
 
+#: State key of the whole-daemon pause (``Runtime.pause()``): ``{"by", "at", "reason"}`` while paused.
+DAEMON_PAUSED_KEY = "daemon_paused"
+
+
+def cancel_key(unit_id: str) -> str:
+    """Where a request to cancel a running unit waits for the executor (``{"by", "at", "reason"}``)."""
+    return f"cancel_request:{unit_id}"
+
+
+def cancel_reason(by: str, reason: str | None, after: str = "") -> str:
+    """The reason a cancelled unit carries: who cancelled it, (when) and why."""
+    return f"cancelled by {by}{after}" + (f": {reason}" if reason else "")
+
+
 def spend_key(reservation_id: str) -> str:
     """Where a reservation's running spend is kept until it is settled."""
     return f"spend:{reservation_id}"
@@ -231,6 +250,21 @@ class Executor:
 
     # -- running ---------------------------------------------------------------------
     async def run_unit(self, unit_id: str, due: Callable[[UnitRow], bool] | None = None) -> UnitOutcome:
+        """Run a queued unit from its first unfinished step until it ends, parks or is stopped (see
+        :meth:`_run_unit`), honouring a cancel request stored for it: one made while it ran (or before a
+        restart) ends it ``cancelled`` instead of leaving it parked or queued."""
+        unit = self.store.get_unit(unit_id)
+        if unit is not None and unit.status == "queued" and self.cancel_request(unit_id) is not None:
+            return UnitOutcome(self.cancel_requested(unit, None), 0)
+        outcome = await self._run_unit(unit_id, due)
+        unit = outcome.unit
+        if unit.status in ("queued", "budget_blocked", "awaiting_approval") and self.cancel_request(unit_id) is not None:
+            return UnitOutcome(self.cancel_requested(unit, None), outcome.ran_steps)
+        if unit.is_terminal and self.cancel_request(unit_id) is not None:
+            self.store.delete_state(cancel_key(unit_id))  # came too late: the unit ended on its own
+        return outcome
+
+    async def _run_unit(self, unit_id: str, due: Callable[[UnitRow], bool] | None = None) -> UnitOutcome:
         """Run a queued unit from its first unfinished step until it ends or parks.
 
         Raises :class:`NotQueued` when the unit is not queued; ``due(unit)`` false leaves it
@@ -254,6 +288,10 @@ class Executor:
             step = unit.steps[index]
             action = self.catalogue.actions.get(step["action"])
             key = run_key(unit, index)
+            if claimed:
+                halted = self._between_steps(unit, index, ran)
+                if halted is not None:
+                    return halted
             if ran and self._stop_requested():
                 # Shutting down: the unit goes back to the queue and resumes at this step.
                 with store.transaction():
@@ -327,6 +365,60 @@ class Executor:
             if not claimed:
                 unit = self._claim(unit_id)
             return self._finish(unit, "completed", None, ran)
+
+    # -- operator controls ------------------------------------------------------------
+    def cancel_request(self, unit_id: str) -> dict[str, Any] | None:
+        """The stored request to cancel a running unit (``{"by", "at", "reason"}``), or None."""
+        request = self.store.get_state(cancel_key(unit_id))
+        return request if isinstance(request, dict) else None
+
+    def _between_steps(self, unit: UnitRow, index: int, ran: int) -> UnitOutcome | None:
+        """Before step ``index`` of a running unit: a cancel request ends it; a paused daemon requeues it."""
+        if self.cancel_request(unit.id) is not None:
+            return UnitOutcome(self.cancel_requested(unit, index), ran)
+        paused = self.store.get_state(DAEMON_PAUSED_KEY)
+        if isinstance(paused, dict):
+            reason = (f"the daemon was paused by {paused.get('by', 'someone')} before step {index + 1}; "
+                      "it resumes there when the daemon is resumed")
+            with self.store.transaction():
+                unit = self.store.set_unit_status(unit.id, "queued", reason=reason, now=self.clock.now())
+                self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "reason": reason, "paused": True},
+                              unit_id=unit.id)
+            return UnitOutcome(unit, ran)
+        return None
+
+    def cancel_requested(self, unit: UnitRow, index: int | None) -> UnitRow:
+        """End ``unit`` as its stored cancel request asks (``index``: the step it stopped before)."""
+        request = self.cancel_request(unit.id) or {}
+        by = str(request.get("by") or "user")
+        after = f", after step {index} of {len(unit.steps)}" if index else (
+            f", after step {unit.next_step} of {len(unit.steps)}" if unit.next_step else "")
+        return self.cancel(unit, cancel_reason(by, request.get("reason"), after), by=by)
+
+    def cancel(self, unit: UnitRow, reason: str, *, by: str) -> UnitRow:
+        """End a unit that is not terminal as ``cancelled``, in one transaction: a running unit goes through
+        ``queued`` (the state machine's way out of ``running``); its open reservations are released (the
+        spend of finished steps stays charged), its pending approvals closed, its summary written and
+        ``work_unit.cancelled`` emitted. Any stored cancel request is removed."""
+        now = self.clock.now()
+        with self.store.transaction():
+            unit = self.store.get_unit(unit.id) or unit
+            if unit.status == "running":
+                unit = self.store.set_unit_status(unit.id, "queued", now=now,
+                                                  reason=f"cancel requested by {by}: stopped between steps")
+            for reservation in self.ledger.open_reservations():
+                if reservation.unit_id == unit.id:
+                    self.ledger.release(reservation, now, note=f"unit cancelled by {by}")
+                    self.store.delete_state(spend_key(reservation.id))
+            for approval in self.store.withdraw_approvals(unit.id, by, f"unit cancelled by {by}", now):
+                self.bus.emit("approval.resolved", {"approval_id": approval.id, "status": approval.status, "by": by,
+                                                    "note": approval.note}, unit_id=unit.id)
+            unit = self.store.set_unit_status(unit.id, "cancelled", reason=reason, now=now)
+            self.store.delete_state(cancel_key(unit.id))
+            self.write_summary(unit)
+            self.bus.emit("work_unit.cancelled", {"template_id": unit.template_id, "reason": reason, "by": by,
+                                                  "phase": unit.phase}, unit_id=unit.id)
+        return unit
 
     def _claim(self, unit_id: str) -> UnitRow:
         """Move the unit from queued to running (inside the caller's transaction), or :class:`NotQueued`."""
@@ -440,7 +532,7 @@ class Executor:
 
         if resolve_settings(self.config.llm, d).model == planner.cheap_model:
             return None, None
-        limit = self.config.budget.category_limit(d.category)
+        limit = self.ledger.limit(d.category, self.clock.today())
         left = self.ledger.available(d.category, self.clock.today())
         if limit <= 0 or left / limit >= planner.cheap_below_fraction:
             return None, None
@@ -517,7 +609,7 @@ class Executor:
             self.store.withdraw_action_run(key)
             left = self.ledger.available(definition.category, self.clock.today())
             needs = llm.stop_estimate_usd or 0.0
-            limit = self.config.budget.category_limit(definition.category)
+            limit = self.ledger.limit(definition.category, self.clock.today())
             return Blocked(definition.category, self.clock.today(), needs, left,
                            f"{definition.category}: {format_usd(left)} left of {format_usd(limit)}, its next LLM call may cost "
                            f"up to {format_usd(needs)}")

@@ -23,7 +23,8 @@ be granted the last dollar.
 
 The rules, for a request of ``amount`` in category ``c`` on a budget day:
 
-* ``L_c`` = ``budget.category_limit(c)``; ``C_c`` = committed in ``c``;
+* ``L_c`` = the category's limit on that day (``budget.category_limit(c)``, or a limit set at run
+  time: see :meth:`BudgetLedger.limits`); ``C_c`` = committed in ``c``;
   the **reserve** is ``budget.reserve_usd``; the **ordinary pool** is
   ``daily_usd - reserve_usd``. Reserve drawn so far ``O`` = sum over categories of
   ``max(0, C_c - L_c)`` (what critical work spent past its category's limit).
@@ -51,9 +52,9 @@ from datetime import date, datetime, tzinfo
 from typing import Any
 
 from cass_actions_core.config import BudgetSettings
-from cass_actions_core.store import LedgerEntry, LedgerTotals, NotFoundError, Store
+from cass_actions_core.store import BudgetOverride, LedgerEntry, LedgerTotals, NotFoundError, Store
 
-__all__ = ["EPSILON", "Blocked", "BudgetLedger", "Reservation", "budget_day_for"]
+__all__ = ["EPSILON", "Blocked", "BudgetLedger", "Limits", "Reservation", "budget_day_for"]
 
 #: Tolerance for money comparisons (amounts are rounded to 6 decimals).
 EPSILON = 1e-9
@@ -103,6 +104,31 @@ def _amount(value: float, what: str) -> float:
     if value < 0:
         raise ValueError(f"{what}: {value} is negative")
     return round(float(value), 6)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A budget day's limits: the configuration, with any override set at run time applied.
+
+    ``daily`` is the day's total, ``reserve`` its part held back for critical work
+    (``budget.reserve_fraction`` of ``daily``), ``categories`` each allocated category's USD
+    limit: an override's amount, else its share of ``daily``. ``overrides`` are the overrides in
+    force, by category (None: the daily total)."""
+
+    daily: float
+    reserve: float
+    categories: dict[str, float]
+    overrides: dict[str | None, BudgetOverride]
+
+
+def override_dict(override: BudgetOverride | None) -> dict[str, Any] | None:
+    """An override as shown by ``status``: value, who, when, and whether it is standing or for one day."""
+    if override is None:
+        return None
+    return {"value": override.amount_usd, "by": override.set_by, "at": override.set_at.isoformat(),
+            "standing": override.standing,
+            "budget_day": None if override.budget_day is None else override.budget_day.isoformat(),
+            "from_day": override.from_day.isoformat()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +194,27 @@ class BudgetLedger:
 
     # ---------------------------------------------------------------- reading
 
+    def limits(self, budget_day: date) -> Limits:
+        """``budget_day``'s limits: the configured ones, with the overrides set at run time applied
+        (``Runtime.set_budget``). A daily total set by hand scales the categories that have no
+        override of their own, and the reserve, by their configured shares."""
+        overrides = self.store.budget_overrides(budget_day)
+        daily = overrides[None].amount_usd if None in overrides else self.budget.daily_usd
+        assert daily is not None
+        categories = {}
+        for category, share in self.budget.allocations.items():
+            override = overrides.get(category)
+            value = override.amount_usd if override is not None else daily * share
+            categories[category] = round(float(value or 0.0), 6)
+        return Limits(round(daily, 6), round(daily * self.budget.reserve_fraction, 6), categories, overrides)
+
+    def limit(self, category: str, budget_day: date) -> float:
+        """``category``'s USD limit on ``budget_day`` (0 for an unknown category)."""
+        return self.limits(budget_day).categories.get(category, 0.0)
+
     def _day(self, budget_day: date) -> _Day:
-        limits = {c: self.budget.category_limit(c) for c in self.budget.allocations}
-        return _Day(self.store.ledger_totals(budget_day), limits, self.budget.daily_usd, self.budget.reserve_usd)
+        limits = self.limits(budget_day)
+        return _Day(self.store.ledger_totals(budget_day), limits.categories, limits.daily, limits.reserve)
 
     def _check(self, day: _Day | None, category: str, budget_day: date, amount: float, critical: bool) -> Blocked | None:
         """None if ``amount`` more fits in ``category``; otherwise why not (``day`` may be None for a zero amount)."""
@@ -379,21 +423,28 @@ class BudgetLedger:
             return self._day(budget_day).available(category, critical)
 
     def status(self, budget_day: date) -> dict[str, Any]:
-        """The day's budget: per category limit, spent, reserved, available; totals; the reserve."""
+        """The day's budget: per category limit, spent, reserved, available (and ``override``: value, by,
+        at, standing, budget_day, from_day, when a limit set at run time applies); the daily total (and
+        ``daily_override``, or None); totals; the reserve."""
         with self.store.transaction(immediate=False):
-            day = self._day(budget_day)
-        categories: dict[str, dict[str, float]] = {}
+            limits = self.limits(budget_day)
+            day = _Day(self.store.ledger_totals(budget_day), limits.categories, limits.daily, limits.reserve)
+        categories: dict[str, dict[str, Any]] = {}
         for category in sorted(set(day.limits) | set(day.totals)):
             totals = day.totals.get(category, LedgerTotals(category, 0.0, 0.0))
+            override = limits.overrides.get(category)
             categories[category] = {
                 "limit": day.limits.get(category, 0.0),
                 "spent": totals.spent_usd,
                 "reserved": totals.reserved_usd,
                 "available": day.available(category),
             }
+            if override is not None:  # only then: a category at its configured limit has the four keys
+                categories[category]["override"] = override_dict(override)
         return {
             "budget_day": budget_day.isoformat(),
             "daily_usd": round(day.daily, 6),
+            "daily_override": override_dict(limits.overrides.get(None)),
             "categories": categories,
             "totals": {
                 "limit": day.pool,

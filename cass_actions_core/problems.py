@@ -59,6 +59,14 @@ class UserError(Exception):
     """A mistake in the user's input (config, arguments, data files); shown without a traceback."""
 
 
+class UnknownItem(UserError):
+    """An id that names nothing (a unit, a template ...): the HTTP API answers 404."""
+
+
+class WrongState(UserError):
+    """The item exists but the action does not apply to it now (cancelling a completed unit ...): HTTP 409."""
+
+
 def read_user_file(path: Path, what: str) -> str:
     """The text of a file the user named, or a :class:`UserError` naming it and ``what`` it is."""
     try:

@@ -15,7 +15,14 @@ The loop, each tick:
    when money frees up (or the budget day rolls over);
 4. expire queued units whose phase (plus catch-up window) has ended, with the reason;
 5. run queued units in order, up to ``max_concurrent_units`` at a time, honouring
-   ``requires_idle`` and paused categories.
+   ``requires_idle``, paused categories and a paused daemon.
+
+Operator controls (:meth:`Runtime.cancel`, :meth:`Runtime.pause` / :meth:`Runtime.resume`,
+:meth:`Runtime.set_budget` / :meth:`Runtime.clear_budget`, :meth:`Runtime.plan_add`,
+:meth:`Runtime.plan_remove`, :meth:`Runtime.plan_move`) are written to the store, so they work
+the same from the daemon's own process, from another process on the same data folder (the CLI,
+the HTTP API) and with no daemon running: a running daemon honours them at its next tick, and
+between two steps of a running unit.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +44,17 @@ from cass_actions_core.clock import Clock, SystemClock, VirtualClock, local_midn
 from cass_actions_core.config import Config, load_config
 from cass_actions_core.context import PlanningContext
 from cass_actions_core.events import EventBus
-from cass_actions_core.executor import Executor, LedgerGate, NotQueued, next_attempt, run_key, spend_key
+from cass_actions_core.executor import (
+    DAEMON_PAUSED_KEY,
+    Executor,
+    LedgerGate,
+    NotQueued,
+    cancel_key,
+    cancel_reason,
+    next_attempt,
+    run_key,
+    spend_key,
+)
 from cass_actions_core.ledger import BudgetLedger
 from cass_actions_core.models import Priority
 from cass_actions_core.phases import DayPhases, DayPhaseTracker, PhaseInstance
@@ -44,11 +62,17 @@ from cass_actions_core.planning import PHASE_ORDER, DayPlan
 from cass_actions_core.planning.plans import window_opens
 from cass_actions_core.planning.costs import CostBook
 from cass_actions_core.planning.engine import DecisionEngine
-from cass_actions_core.problems import UserError
+from cass_actions_core.problems import UnknownItem, UserError, WrongState
 from cass_actions_core.store import LeaseLostError, QueuedBrief, Store, StoreUnavailable, UnitRow
 from cass_actions_core.supervisor import STALL_KEY, stall_note
 
 log = logging.getLogger("cass_actions.runtime")
+
+#: ``data.source`` of units a person queued or placed by hand: a new plan for their date keeps them.
+MANUAL_SOURCES = ("trigger", "run-action", "manual")
+
+#: The shortest unit id prefix the controls accept (``queue`` shows 8 characters).
+MIN_UNIT_PREFIX = 4
 
 #: State keys in the store.
 LAST_PHASE_KEY = "tracker.last_seen"
@@ -427,7 +451,8 @@ class Runtime:
         started, or that a human answered, stay.
         """
         now = self.clock.now()
-        removed = self.store.delete_units_for_plan(day)
+        # units a person queued or placed by hand (trigger, run-action, plan_add) stay
+        removed = self.store.delete_units_for_plan(day, keep_sources=MANUAL_SOURCES)
         self._apply_limits(plan)
         self.store.save_plan(day, plan.source, plan.reason, plan.intention, plan.to_dict(), now)
         count = 0
@@ -669,6 +694,8 @@ class Runtime:
                     waiting = "the daemon never became idle"
                 elif unit.category in self.paused_categories():
                     waiting = f"category {unit.category!r} was paused"
+                elif self.daemon_paused() is not None:
+                    waiting = f"the daemon was paused by {self.daemon_paused().get('by', 'someone')}"
                 self._expire(unit, f"its {unit.phase} phase ended before it could run ({waiting})")
         # Budget-blocked work waits for money until its plan day is over, then expires.
         for unit in self.store.list_units(statuses=["budget_blocked"]):
@@ -722,6 +749,8 @@ class Runtime:
     async def _run_queued(self) -> list[str]:
         """Run the queued units that may start now, in run order, ``max_concurrent_units`` at a time."""
         ran: list[str] = []
+        if self.daemon_paused() is not None:
+            return ran  # nothing starts while the whole daemon is paused (planning and parking go on)
         paused = self.paused_categories()
         idle: bool | None = None
         now = to_utc(self.clock.now())
@@ -746,7 +775,7 @@ class Runtime:
 
         async def worker() -> None:
             for unit_id in pending:  # one iterator shared by the workers: each unit is taken once
-                if self._stop_requested:
+                if self._stop_requested or self.daemon_paused() is not None:  # paused meanwhile (another process)
                     return
                 await self._run_one(unit_id, ran)
 
@@ -848,14 +877,322 @@ class Runtime:
         """Categories whose work is held (``pause`` / ``resume``)."""
         return set(self.store.get_state(PAUSED_KEY, []) or [])
 
-    def pause(self, category: str) -> None:
-        """Hold queued work of ``category`` until :meth:`resume`."""
-        self.store.set_state(PAUSED_KEY, sorted(self.paused_categories() | {category}))
+    def daemon_paused(self) -> dict[str, Any] | None:
+        """The whole-daemon pause (``{"by", "at", "reason"}``), or None when the daemon is not paused."""
+        paused = self.store.get_state(DAEMON_PAUSED_KEY)
+        return dict(paused) if isinstance(paused, dict) else None
 
-    def resume(self, category: str) -> None:
-        """Release a paused category."""
-        self.store.set_state(PAUSED_KEY, sorted(self.paused_categories() - {category}))
+    def pauses(self) -> dict[str, Any]:
+        """What is paused: ``{"daemon_paused": {...} | None, "paused_categories": [...]}``."""
+        return {"daemon_paused": self.daemon_paused(), "paused_categories": sorted(self.paused_categories())}
+
+    def _known_category(self, category: str) -> str:
+        known = self.config.budget.allocations
+        if category not in known:
+            from cass_actions_core.catalogue import closest
+
+            hint = closest(category, known)
+            raise UserError(f"unknown category {category!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+                            + f"; the known categories are {', '.join(sorted(known)) or 'none'} (budget.allocations).")
+        return category
+
+    def pause(self, category: str | None = None, *, by: str = "user", reason: str | None = None) -> dict[str, Any]:
+        """Hold queued work of ``category`` until :meth:`resume`; without a category, pause the whole daemon.
+
+        While the daemon is paused no unit starts (a running unit finishes its current step and goes
+        back to the queue, to resume at its next step), while planning, approvals and budget retries
+        go on. Pausing what is already paused changes nothing. Returns :meth:`pauses`.
+        """
+        now = self.clock.now()
+        if category is None:
+            if self.daemon_paused() is None:
+                info = {"by": by, "at": now.isoformat(), "reason": reason}
+                with self.store.transaction():
+                    self.store.set_state(DAEMON_PAUSED_KEY, info)
+                    self.bus.emit("daemon.paused", info)
+        else:
+            self._known_category(category)
+            if category not in self.paused_categories():
+                with self.store.transaction():
+                    self.store.set_state(PAUSED_KEY, sorted(self.paused_categories() | {category}))
+                    self.bus.emit("category.paused", {"category": category, "by": by, "reason": reason})
+        return self.pauses()
+
+    def resume(self, category: str | None = None, *, by: str = "user") -> dict[str, Any]:
+        """Release a paused category; without a category, resume the whole daemon. Returns :meth:`pauses`."""
+        if category is None:
+            paused = self.daemon_paused()
+            if paused is not None:
+                with self.store.transaction():
+                    self.store.delete_state(DAEMON_PAUSED_KEY)
+                    self.bus.emit("daemon.resumed", {"by": by, "paused_by": paused.get("by"), "paused_at": paused.get("at")})
+        else:
+            if category in self.paused_categories():
+                with self.store.transaction():
+                    self.store.set_state(PAUSED_KEY, sorted(self.paused_categories() - {category}))
+                    self.bus.emit("category.resumed", {"category": category, "by": by})
+            else:
+                self._known_category(category)
         self.poke()
+        return self.pauses()
+
+    # -- operator controls: units ---------------------------------------------------------
+    def find_unit(self, unit_id: str) -> UnitRow:
+        """The unit ``unit_id`` names: a full id or a unique prefix of at least :data:`MIN_UNIT_PREFIX`
+        characters. :class:`UnknownItem` if it names none, :class:`UserError` if too short or ambiguous."""
+        text = (unit_id or "").strip()
+        found = self.store.find_units(text, limit=3) if text else []
+        if len(found) == 1 and (found[0].id == text or len(text) >= MIN_UNIT_PREFIX):
+            return found[0]
+        if len(text) < MIN_UNIT_PREFIX:
+            raise UserError(f"unit id {unit_id!r} is too short: give the full id or at least {MIN_UNIT_PREFIX} "
+                            "characters of it (as `cass-actions queue` shows).")
+        if not found:
+            raise UnknownItem(f"no work unit with id {unit_id!r} (see `cass-actions queue`).")
+        raise UserError(f"unit id {unit_id!r} is ambiguous: it starts {', '.join(u.id for u in found[:2])}"
+                        + (" and more" if len(found) > 2 else "") + "; give more characters.")
+
+    def cancel(self, unit_id: str, *, reason: str | None = None, by: str = "user") -> UnitRow:
+        """Cancel a unit (full id or unique prefix of 4+ characters).
+
+        A ``planned``, ``queued``, ``budget_blocked`` or ``awaiting_approval`` unit ends
+        ``cancelled`` at once: the reason says who (and why), its summary is written,
+        ``work_unit.cancelled`` emitted, a pending approval of it closed (``expired``) and any
+        reservation released. For a ``running`` unit a cancel request is stored: the executor ends
+        it ``cancelled`` after its current step (the cost of finished steps stays charged); the row
+        returned is still ``running``, its reason ``cancel requested …``. A unit that ended already
+        raises :class:`WrongState`; an unknown id :class:`UnknownItem`.
+        """
+        now = self.clock.now()
+        found = self.find_unit(unit_id)
+        with self.store.transaction():
+            unit = self.store.get_unit(found.id) or found
+            if unit.is_terminal:
+                raise WrongState(f"unit {unit.id} ({unit.template_id}) is already {unit.status}"
+                                 + (f" ({unit.reason})" if unit.reason else "") + ": there is nothing to cancel.")
+            if unit.status == "running":
+                request = self.executor.cancel_request(unit.id)
+                if request is None:
+                    request = {"by": by, "at": now.isoformat(), "reason": reason}
+                    self.store.set_state(cancel_key(unit.id), request)
+                    self.bus.emit("work_unit.cancel_requested", {"template_id": unit.template_id, "by": by,
+                                                                 "reason": reason, "step": unit.next_step}, unit_id=unit.id)
+                note = (f"cancel requested by {request.get('by')} at {request.get('at')}: the unit stops after its "
+                        f"current step (step {unit.next_step + 1} of {len(unit.steps)})"
+                        + (f"; {request['reason']}" if request.get("reason") else ""))
+                result = replace(unit, reason=note)
+            else:
+                result = self.executor.cancel(unit, cancel_reason(by, reason), by=by)
+        self.poke()
+        return result
+
+    # -- operator controls: money ---------------------------------------------------------
+    def _budget_target(self, category: str | None, day: date | None) -> date:
+        if category is not None:
+            self._known_category(category)
+        today = self.clock.today()
+        if day is not None:
+            if isinstance(day, datetime) or not isinstance(day, date):
+                raise UserError(f"day: expected a date, got {day!r}.")
+            if day < today:
+                raise UserError(f"day {day.isoformat()} is over (today's budget day is {today.isoformat()}): "
+                                "only today or a later budget day can be changed.")
+        return today
+
+    def _budget_result(self, category: str | None, day: date | None, today: date, **extra: Any) -> dict[str, Any]:
+        target = day or today
+        info = self.ledger.status(target)
+        limit = info["daily_usd"] if category is None else info["categories"][category]["limit"]
+        override = info["daily_override"] if category is None else info["categories"][category].get("override")
+        return {"category": category, "budget_day": None if day is None else day.isoformat(), "standing": day is None,
+                **extra, "limit": limit, "override": override, "budget": info}
+
+    def set_budget(self, amount_usd: float, category: str | None = None, *, day: date | None = None,
+                   by: str = "user") -> dict[str, Any]:
+        """Set a budget limit at run time: the daily total (``category`` None, ``budget.daily_usd``) or a
+        category's USD limit.
+
+        ``day`` None: a standing override, for every budget day from today on until changed; a
+        date: that budget day only (today or later; a past day is a :class:`UserError`). A day's
+        own override beats a standing one. The change is stored with who and when, and the ledger
+        (so the planner and the executor) uses it at once; money already spent is never rewritten.
+        A daily total set by hand scales the categories without an override of their own, and the
+        reserve, by their configured shares. Unknown category, negative or non-finite amount:
+        :class:`UserError`. Returns the new limit, the override and the day's budget status.
+        """
+        if isinstance(amount_usd, bool) or not isinstance(amount_usd, (int, float)):
+            raise UserError(f"amount: expected a number of USD, got {amount_usd!r}.")
+        if not math.isfinite(amount_usd):
+            raise UserError(f"amount: {amount_usd!r} is not a finite number of USD.")
+        if amount_usd < 0:
+            raise UserError(f"amount: {amount_usd:g} is negative; a budget limit is 0 or more USD.")
+        today = self._budget_target(category, day)
+        now = self.clock.now()
+        with self.store.transaction():
+            override = self.store.add_budget_override(category=category, budget_day=day, from_day=day or today,
+                                                      amount_usd=float(amount_usd), by=by, now=now)
+            self.bus.emit("budget.changed", {"what": "set", "category": category, "amount_usd": override.amount_usd,
+                                             "budget_day": None if day is None else day.isoformat(),
+                                             "standing": day is None, "by": by})
+        self.poke()  # budget-blocked work may fit now
+        return self._budget_result(category, day, today, amount_usd=override.amount_usd, by=by,
+                                   at=override.set_at.isoformat(), cleared=False)
+
+    def clear_budget(self, category: str | None = None, *, day: date | None = None, by: str = "user") -> dict[str, Any]:
+        """Remove an override :meth:`set_budget` made: the standing one (``day`` None) or that day's one;
+        the limit falls back to the standing override, else the configuration. :class:`WrongState` if
+        there is no such override."""
+        today = self._budget_target(category, day)
+        latest = next((o for o in self.store.budget_override_history()
+                       if o.category == category and o.budget_day == day), None)
+        what = "the daily total" if category is None else f"category {category!r}"
+        if latest is None or latest.amount_usd is None:
+            raise WrongState(f"{what} has no {'standing override' if day is None else f'override for {day.isoformat()}'} "
+                             "to clear.")
+        now = self.clock.now()
+        with self.store.transaction():
+            self.store.add_budget_override(category=category, budget_day=day, from_day=day or today, amount_usd=None,
+                                           by=by, now=now)
+            self.bus.emit("budget.changed", {"what": "clear", "category": category, "amount_usd": None,
+                                             "budget_day": None if day is None else day.isoformat(),
+                                             "standing": day is None, "by": by})
+        self.poke()
+        return self._budget_result(category, day, today, amount_usd=None, by=by, at=now.isoformat(), cleared=True)
+
+    # -- operator controls: today's plan ----------------------------------------------------
+    def _open_phase(self, day: date, phase: str) -> PhaseInstance:
+        if phase not in PHASE_ORDER:
+            raise UserError(f"phase {phase!r} is not one of {', '.join(PHASE_ORDER)}.")
+        instance = self.phases.instance(day, phase)
+        if to_utc(instance.end) <= to_utc(self.clock.now()):
+            raise WrongState(f"the {phase} phase of {day.isoformat()} is over "
+                             f"(it ended at {instance.end.astimezone(self.clock.tz):%Y-%m-%d %H:%M}); "
+                             "only a phase under way or still to come can be planned.")
+        return instance
+
+    def _window(self, template_id: str, instance: PhaseInstance) -> datetime | None:
+        """When a unit of ``template_id`` may start in ``instance``: its preferred window's opening, if later."""
+        template = self.catalogue.template(template_id).template
+        opens = window_opens(template, instance.start.astimezone(self.clock.tz), instance.end.astimezone(self.clock.tz))
+        return opens if opens is not None and to_utc(opens) > to_utc(instance.start) else None
+
+    def _place(self, unit: UnitRow, position: int | None, **fields: Any) -> UnitRow:
+        """Put a unit that has not started at ``position`` (0 = first; None = last) among its phase's planned and
+        queued units, in run order, renumbering the others (inside the caller's transaction).
+
+        Units run by priority, then position: the placed unit takes the priority of the unit it now
+        precedes (or follows, when last), so the order the person asked for is the order they run in."""
+        now = self.clock.now()
+        phase = fields.get("phase") or unit.phase
+        peers = [u for u in self.store.list_units(local_date=unit.local_date, phase=phase, statuses=["planned", "queued"])
+                 if u.id != unit.id]
+        index = len(peers) if position is None else min(max(0, position), len(peers))
+        order = [*peers[:index], unit, *peers[index:]]
+        placed = unit
+        for i, peer in enumerate(order):
+            if peer.id == unit.id:
+                neighbour = order[i + 1] if i + 1 < len(order) else (order[i - 1] if i else None)
+                priority = neighbour.priority if neighbour is not None else unit.priority
+                placed = self.store.set_unit_placement(unit.id, now=now, position=i, priority=priority, **fields)
+            elif peer.position != i and peer.started_at is None:
+                self.store.set_unit_placement(peer.id, now=now, position=i)
+        return placed
+
+    @staticmethod
+    def _check_position(position: int | None) -> None:
+        if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
+            raise UserError(f"position: expected a whole number from 0 (first), got {position!r}.")
+
+    def plan_add(self, template_id: str, phase: str, *, day: date | None = None, focus: str | None = None,
+                 motivation: str | None = None, params: dict[str, dict[str, Any]] | None = None,
+                 position: int | None = None, by: str = "user") -> UnitRow:
+        """Add a unit of ``template_id`` to a date's plan (default: the current phase's date), in ``phase``.
+
+        The checks of a plan file: an unknown template is :class:`UnknownItem` (naming the closest
+        id); ``params`` (step index → overrides) are checked against each step's action schema
+        (:class:`UserError`); a phase that is over is :class:`WrongState`. ``position`` is its place
+        among the phase's units not yet run (0 = first; default: last). The unit is ``planned``
+        (queued when its phase begins, or at the next tick if it is under way) and stays when the
+        planner re-plans the date. Emits ``plan.changed``.
+        """
+        from cass_actions_core.planning.plans import _param_problems
+
+        try:
+            template = self.catalogue.template(template_id).template
+        except KeyError as exc:
+            raise UnknownItem(f"{exc.args[0]}.") from None
+        self._check_position(position)
+        now = self.clock.now()
+        day = day or self.phases.instance_at(now).day
+        instance = self._open_phase(day, phase)
+        params = params or {}
+        if not isinstance(params, dict) or not all(
+                isinstance(k, str) and k.isdigit() and isinstance(v, dict) for k, v in params.items()):
+            raise UserError(f"params: expected a mapping of step index ('0', '1' ...) to a mapping of parameters, got "
+                            f"{params!r}.")
+        problems = _param_problems(self.catalogue, {"template": template.id, "params": params}, "params")
+        if problems:
+            raise UserError(f"template {template.id!r}: invalid params: " + "; ".join(problems) + ".")
+        with self.store.transaction():
+            unit = self._insert_unit(day, phase, template.id, focus=focus,
+                                     motivation=motivation or f"added to the plan by {by}", params=params,
+                                     position=10_000, source="manual", wait_for_window=True)
+            unit = self._place(unit, position)
+            self.bus.emit("plan.changed", {"what": "add", "by": by, "unit_id": unit.id, "template_id": template.id,
+                                           "date": day.isoformat(), "phase": phase, "position": unit.position,
+                                           "focus": focus, "window_opens": None if unit.not_before is None
+                                           else unit.not_before.isoformat(), "phase_start": instance.start.isoformat()},
+                          unit_id=unit.id)
+        self.poke()
+        return unit
+
+    def _not_started(self, unit: UnitRow, doing: str) -> None:
+        if unit.is_terminal:
+            raise WrongState(f"unit {unit.id} ({unit.template_id}) is already {unit.status}: it cannot be {doing}.")
+        if unit.status not in ("planned", "queued") or unit.started_at is not None:
+            raise WrongState(f"unit {unit.id} ({unit.template_id}) has started (status {unit.status}): it cannot be "
+                             f"{doing}; `cancel` stops it.")
+
+    def plan_remove(self, unit_id: str, *, by: str = "user") -> UnitRow:
+        """Take a unit that has not started off its plan: it ends ``cancelled``, reason ``removed from the
+        plan by …``. A unit that started or ended is :class:`WrongState` (use :meth:`cancel`)."""
+        found = self.find_unit(unit_id)
+        with self.store.transaction():
+            unit = self.store.get_unit(found.id) or found
+            self._not_started(unit, "removed from the plan")
+            unit = self.executor.cancel(unit, f"removed from the plan by {by}", by=by)
+            self.bus.emit("plan.changed", {"what": "remove", "by": by, "unit_id": unit.id, "template_id": unit.template_id,
+                                           "date": unit.local_date.isoformat(), "phase": unit.phase}, unit_id=unit.id)
+        self.poke()
+        return unit
+
+    def plan_move(self, unit_id: str, *, phase: str | None = None, position: int | None = None,
+                  by: str = "user") -> UnitRow:
+        """Move a unit that has not started to another phase of its date and/or another place in its phase's
+        order (``position``: 0 = first; with only ``phase``: last there). Its preferred window is worked out
+        again for the new phase. Started or ended units: :class:`WrongState`; a phase that is over too."""
+        if phase is None and position is None:
+            raise UserError("plan_move needs a phase or a position (or both).")
+        self._check_position(position)
+        found = self.find_unit(unit_id)
+        with self.store.transaction():
+            unit = self.store.get_unit(found.id) or found
+            self._not_started(unit, "moved")
+            target = phase or unit.phase
+            instance = self._open_phase(unit.local_date, target)
+            fields: dict[str, Any] = {}
+            if target != unit.phase:
+                fields["phase"] = target
+                fields["not_before"] = self._window(unit.template_id, instance) if unit.template_id in \
+                    self.catalogue.templates else None
+                fields["data"] = {k: v for k, v in unit.data.items() if k != "deadline"}  # the old phase's deadline
+            moved = self._place(unit, position, **fields)
+            self.bus.emit("plan.changed", {"what": "move", "by": by, "unit_id": moved.id, "template_id": moved.template_id,
+                                           "date": moved.local_date.isoformat(), "from_phase": unit.phase,
+                                           "phase": moved.phase, "from_position": unit.position,
+                                           "position": moved.position}, unit_id=moved.id)
+        self.poke()
+        return moved
 
     # -- approvals ---------------------------------------------------------------------
     def approve(self, approval_id: str, *, by: str = "user", note: str | None = None) -> Any:
@@ -903,6 +1240,7 @@ class Runtime:
             "budget": self.ledger.status(self.clock.today()),
             "pending_approvals": len(self.store.list_approvals(status="pending")),
             "paused_categories": sorted(self.paused_categories()),
+            "daemon_paused": self.daemon_paused(),
             "lease": None if lease is None else {"holder": lease.holder, "pid": lease.pid, "host": lease.hostname,
                                                  "expires_at": lease.expires_at.isoformat()},
         }

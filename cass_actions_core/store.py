@@ -75,6 +75,7 @@ __all__ = [
     "UNIT_STATUSES",
     "ActionRunRow",
     "ApprovalRow",
+    "BudgetOverride",
     "EventRow",
     "Lease",
     "LeaseHeldError",
@@ -460,6 +461,29 @@ class SummaryRow:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetOverride:
+    """One change of a budget limit made at run time (``budget set`` / ``budget clear``).
+
+    ``category`` None is the daily total (``budget.daily_usd``); ``budget_day`` None is a
+    standing override, which applies to every budget day from ``from_day`` on until a later
+    change; otherwise it applies to that budget day only. ``amount_usd`` None records a clear.
+    """
+
+    id: int
+    category: str | None
+    budget_day: date | None
+    from_day: date
+    amount_usd: float | None
+    set_by: str
+    set_at: datetime
+
+    @property
+    def standing(self) -> bool:
+        """Whether it applies from ``from_day`` on (True) or to one budget day only."""
+        return self.budget_day is None
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptRow:
     """An LLM transcript kept out of line, referenced by its id from results and summaries."""
 
@@ -708,6 +732,23 @@ def _rename_action_ids(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE plans SET data = REPLACE(data, ?, ?) WHERE instr(data, ?) > 0", (was, now, was))
 
 
+#: Version 5: budget limits changed at run time (``Runtime.set_budget``), with who and when. Rows are
+#: only appended: the latest row for a (category, budget day) wins, a NULL amount records a clear, and a
+#: standing row (``budget_day`` NULL) applies from its ``from_day`` on. Category '' is the daily total.
+_BUDGET_OVERRIDES_V5: tuple[str, ...] = (
+    # IF NOT EXISTS: a file whose version number was set back by hand may hold the table already.
+    """CREATE TABLE IF NOT EXISTS budget_overrides (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        category TEXT NOT NULL,
+        budget_day TEXT,
+        from_day TEXT NOT NULL,
+        amount_usd REAL CHECK (amount_usd IS NULL OR amount_usd >= 0),
+        set_by TEXT NOT NULL,
+        set_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS budget_overrides_by_day ON budget_overrides (budget_day, from_day)",
+)
+
 #: Every schema step, in order; a file's ``meta.schema_version`` says how many were applied.
 #: Append new steps at the end; never edit a released one.
 MIGRATIONS: list[Migration] = [
@@ -715,6 +756,7 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "plan sources: llm, fallback, file, manual", lambda conn: _run_statements(conn, _PLAN_SOURCES_V2)),
     Migration(3, "running ledger totals", lambda conn: _run_statements(conn, _LEDGER_TOTALS_V3)),
     Migration(4, "action ids in their pack's namespace", _rename_action_ids),
+    Migration(5, "budget overrides set at run time", lambda conn: _run_statements(conn, _BUDGET_OVERRIDES_V5)),
 ]
 
 #: The schema version this code writes.
@@ -1313,6 +1355,46 @@ class Store:
             )
         return replace(unit, next_step=n, updated_at=_dt(now_s))
 
+    def find_units(self, prefix: str, limit: int = 10) -> list[UnitRow]:
+        """Units whose id is ``prefix`` or starts with it (at most ``limit``; the exact id first)."""
+        exact = self.get_unit(prefix)
+        if exact is not None:
+            return [exact]
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._all("SELECT * FROM units WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?", (pattern, int(limit)))
+        return [self._map(_unit, row) for row in rows]
+
+    def set_unit_placement(
+        self, unit_id: str, *, now: datetime, phase: str | None = None, position: int | None = None,
+        priority: int | None = None, not_before: Any = ..., data: dict[str, Any] | None = None,
+    ) -> UnitRow:
+        """Change where a unit that has not started sits in its date's plan: its phase, its position and
+        run-order priority, its earliest start (``not_before``) and its data. Only a ``planned`` or
+        ``queued`` unit that never started may move (:class:`ValueError` otherwise); no status changes."""
+        now_s = _ts(now, "now")
+        with self.transaction(immediate=True):
+            unit = self._require_unit(unit_id)
+            if unit.status not in ("planned", "queued") or unit.started_at is not None:
+                raise ValueError(f"unit {unit_id} ({unit.template_id}) is {unit.status}"
+                                 + (" and has started" if unit.started_at is not None else "") + ": it cannot be moved")
+            sets: dict[str, Any] = {"updated_at": now_s}
+            values: dict[str, Any] = {"updated_at": _dt(now_s)}
+            if phase is not None:
+                sets["phase"] = values["phase"] = _check_phase(phase)
+            if position is not None:
+                sets["position"] = values["position"] = int(position)
+            if priority is not None:
+                sets["priority"] = values["priority"] = int(priority)
+            if not_before is not Ellipsis:
+                sets["not_before"] = _ts_opt(not_before, "not_before")
+                values["not_before"] = _dt_opt(sets["not_before"])
+            if data is not None:
+                values["data"] = dict(data)
+                sets["data"] = _json(values["data"])
+            assignments = ", ".join(f"{name} = ?" for name in sets)
+            self._conn.execute(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
+        return replace(unit, **values)
+
     # ---------------------------------------------------------------- action runs
 
     def begin_action_run(
@@ -1617,6 +1699,20 @@ class Store:
         )
         return None if row is None else self._map(_approval, row)
 
+    def withdraw_approvals(self, unit_id: str, by: str, note: str | None, now: datetime) -> list[ApprovalRow]:
+        """Close the unit's pending approvals as ``expired`` (its unit was cancelled: nothing is left
+        to answer), recording ``by`` and ``note``; returns them."""
+        now_s = _ts(now, "now")
+        with self.transaction(immediate=True):
+            pending = [row["id"] for row in self._all(
+                "SELECT id FROM approvals WHERE unit_id = ? AND status = 'pending'", (unit_id,))]
+            self._conn.executemany(
+                "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = ?, note = ? WHERE id = ?",
+                [(now_s, by, note, approval_id) for approval_id in pending],
+            )
+            closed = [self.get_approval(approval_id) for approval_id in pending]
+        return [a for a in closed if a is not None]
+
     def expire_approvals(self, now: datetime) -> list[ApprovalRow]:
         """Mark pending approvals whose ``expires_at <= now`` as expired; returns them."""
         now_s = _ts(now, "now")
@@ -1629,6 +1725,56 @@ class Store:
             )
             expired = [self.get_approval(a.id) for a in due]
         return [a for a in expired if a is not None]
+
+    # ---------------------------------------------------------------- budget overrides
+
+    def add_budget_override(
+        self, *, category: str | None, budget_day: date | None, from_day: date, amount_usd: float | None,
+        by: str, now: datetime,
+    ) -> BudgetOverride:
+        """Record a budget limit set (or, with ``amount_usd`` None, cleared) at run time; rows are only appended."""
+        amount = None if amount_usd is None else _money(amount_usd, "amount_usd")
+        with self.transaction(immediate=True):
+            cursor = self._conn.execute(
+                "INSERT INTO budget_overrides (category, budget_day, from_day, amount_usd, set_by, set_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (category or "", None if budget_day is None else _day(budget_day, "budget_day"),
+                 _day(from_day, "from_day"), amount, by, _ts(now, "now")),
+            )
+            row = self._one("SELECT * FROM budget_overrides WHERE id = ?", (cursor.lastrowid,))
+        assert row is not None
+        return _budget_override(row)
+
+    def budget_overrides(self, budget_day: date) -> dict[str | None, BudgetOverride]:
+        """The overrides in force on ``budget_day``, by category (None: the daily total).
+
+        A row for that very day beats a standing one; among rows of the same kind the latest wins;
+        a clear (amount None) removes the override of its kind (a cleared day falls back to the
+        standing override, if any)."""
+        day_s = _day(budget_day, "budget_day")
+        rows = self._all(
+            "SELECT * FROM budget_overrides WHERE budget_day = ? OR (budget_day IS NULL AND from_day <= ?) ORDER BY id",
+            (day_s, day_s),
+        )
+        standing: dict[str | None, BudgetOverride] = {}
+        one_day: dict[str | None, BudgetOverride] = {}
+        for row in rows:
+            override = _budget_override(row)
+            (standing if override.standing else one_day)[override.category] = override
+        found = {k: v for k, v in standing.items() if v.amount_usd is not None}
+        for key, override in one_day.items():
+            if override.amount_usd is not None:
+                found[key] = override
+        return found
+
+    def budget_override_history(self, limit: int | None = None) -> list[BudgetOverride]:
+        """Every recorded budget change (sets and clears), newest first."""
+        sql = "SELECT * FROM budget_overrides ORDER BY id DESC"
+        params: tuple[Any, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (int(limit),)
+        return [self._map(_budget_override, row) for row in self._all(sql, params)]
 
     # ---------------------------------------------------------------- events
 
@@ -2149,6 +2295,18 @@ def _approval(row: sqlite3.Row) -> ApprovalRow:
         resolved_at=_dt_opt(row["resolved_at"]),
         resolved_by=row["resolved_by"],
         note=row["note"],
+    )
+
+
+def _budget_override(row: sqlite3.Row) -> BudgetOverride:
+    return BudgetOverride(
+        id=row["id"],
+        category=row["category"] or None,
+        budget_day=None if row["budget_day"] is None else date.fromisoformat(row["budget_day"]),
+        from_day=date.fromisoformat(row["from_day"]),
+        amount_usd=row["amount_usd"],
+        set_by=row["set_by"],
+        set_at=_dt(row["set_at"]),
     )
 
 

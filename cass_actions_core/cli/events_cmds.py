@@ -137,22 +137,15 @@ class EventFilter:
 
 def parse_types(values: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
     """``--type`` values (repeatable, comma-separated) as exact types and prefixes (``x.*`` → ``x.``)."""
-    exact: set[str] = set()
-    prefixes: list[str] = []
-    for value in values:
-        for item in (part.strip() for part in value.split(",")):
-            if not item:
-                continue
-            if item.endswith("*") and "*" not in item[:-1]:
-                prefixes.append(item[:-1])
-            elif "*" in item:
-                raise click.BadParameter(f"{item!r}: only a trailing * is understood (e.g. work_unit.*)",
-                                         param_hint="--type")
-            else:
-                exact.add(item)
+    from cass_actions_core.events import parse_event_types
+
+    try:
+        exact, prefixes = parse_event_types(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--type") from None
     if values and not exact and not prefixes:
         raise click.BadParameter("no event type given", param_hint="--type")
-    return frozenset(exact), tuple(prefixes)
+    return exact, prefixes
 
 
 def resolve_unit(store: Store, wanted: str) -> str:

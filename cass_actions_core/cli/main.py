@@ -22,8 +22,9 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "validate": ("cass_actions_core.cli.catalogue_cmds", "validate_command"),
     "events": ("cass_actions_core.cli.events_cmds", "events_command"),
     "activity": ("cass_actions_core.cli.events_cmds", "activity_command"),
+    "serve": ("cass_actions_core.cli.serve_cmd", "serve_command"),
     **{name: ("cass_actions_core.cli.runtime_cmds", f"{name.replace('-', '_')}_command") for name in (
-        "run", "simulate", "status", "queue", "history", "budget", "pause", "resume", "trigger", "plan",
+        "run", "simulate", "status", "queue", "history", "budget", "pause", "resume", "trigger", "plan", "cancel",
         "approvals", "approve", "reject", "run-action", "init")},
 }
 

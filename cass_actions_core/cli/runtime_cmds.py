@@ -1,5 +1,10 @@
-"""Commands that drive or query a daemon: run, simulate, status, queue, history, budget,
-pause/resume, trigger, plan, approvals/approve/reject, run-action, init."""
+"""Commands that drive or query a daemon: run, simulate, status, queue, history, budget (show, set,
+clear), pause/resume, cancel, trigger, plan (show, add, remove, move), approvals/approve/reject,
+run-action, init.
+
+The controls (cancel, pause/resume, budget set/clear, plan add/remove/move) call the Runtime's
+methods, which write to the store: a running daemon (another process) honours them at its next
+tick, or between two steps of a running unit."""
 
 from __future__ import annotations
 
@@ -483,6 +488,8 @@ def status_command(state: CLIState, as_json: bool) -> None:
     click.echo(f"budget {info['budget']['budget_day']}: spent {usd(b['spent'])}, reserved {usd(b['reserved'])}, "
                f"available {usd(b['available'])}")
     click.echo(f"pending approvals: {info['pending_approvals']}; paused: {', '.join(info['paused_categories']) or 'nothing'}")
+    if info.get("daemon_paused"):
+        click.echo(_daemon_paused_line(info["daemon_paused"]))
     lease = info["lease"]
     click.echo(f"scheduler: {'held by pid %s on %s until %s' % (lease['pid'], lease['host'], lease['expires_at']) if lease else 'not running'}")
 
@@ -546,49 +553,178 @@ def history_command(state: CLIState, as_json: bool, date_text: str | None, phase
     click.echo(f"{len(rows)} summary(ies)")
 
 
-@click.command("budget")
+def _override_text(override: dict[str, Any] | None) -> str:
+    if not override:
+        return ""
+    scope = "standing" if override["standing"] else f"for {override['budget_day']}"
+    return f"{scope}, by {override['by']} at {override['at'][:16].replace('T', ' ')}"
+
+
+@click.group("budget", invoke_without_command=True)
 @global_options
 @json_option
 @click.option("--date", "date_text", metavar="YYYY-MM-DD", help="Budget day (default: today, local).")
-@click.pass_obj
-def budget_command(state: CLIState, as_json: bool, date_text: str | None) -> None:
-    """The day's budget per category: limit, spent, reserved, available; and the reserve."""
+@click.pass_context
+def budget_command(ctx: click.Context, as_json: bool, date_text: str | None) -> None:
+    """The day's budget per category: limit (and who overrode it), spent, reserved, available; and the reserve.
+
+    `budget set` and `budget clear` change a limit at run time (a running daemon follows at once).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    state = ctx.ensure_object(CLIState)
     with open_runtime(state) as runtime:
         info = runtime.ledger.status(_parse_date(date_text) or runtime.clock.today())
     if as_json:
         print_json(info)
         return
-    print_table(f"Budget for {info['budget_day']} (daily {usd(info['daily_usd'])})", ["category", "limit", "spent", "reserved", "available"],
-                [(k, usd(v["limit"]), usd(v["spent"]), usd(v["reserved"]), usd(v["available"])) for k, v in info["categories"].items()],
+    daily = f"daily {usd(info['daily_usd'])}" + (f", {_override_text(info['daily_override'])}" if info.get("daily_override") else "")
+    print_table(f"Budget for {info['budget_day']} ({daily})", ["category", "limit", "spent", "reserved", "available", "override"],
+                [(k, usd(v["limit"]), usd(v["spent"]), usd(v["reserved"]), usd(v["available"]), _override_text(v.get("override")))
+                 for k, v in info["categories"].items()],
                 justify_right=["limit", "spent", "reserved", "available"])
     r = info["reserve"]
     click.echo(f"reserve: {usd(r['limit'])} ({usd(r['used'])} used; only critical work may draw on it)")
 
 
+def _amount(text: str) -> float:
+    try:
+        return float(text.strip().lstrip("$"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an amount of USD (for example 2.50)", param_hint="AMOUNT") from None
+
+
+def _print_budget_change(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    what = "daily total" if result["category"] is None else f"{result['category']} limit"
+    when = "from today on (standing)" if result["standing"] else f"for {result['budget_day']}"
+    if result["cleared"]:
+        click.echo(f"{what} override {when} cleared by {result['by']}; the limit is now {usd(result['limit'])}")
+    else:
+        click.echo(f"{what} set to {usd(result['amount_usd'])} {when} by {result['by']}")
+    category = result["category"]
+    info = result["budget"]
+    if category is None:
+        click.echo(f"{info['budget_day']}: daily {usd(info['daily_usd'])}, ordinary pool {usd(info['totals']['limit'])}, "
+                   f"available {usd(info['totals']['available'])}")
+    else:
+        c = info["categories"][category]
+        click.echo(f"{info['budget_day']} {category}: limit {usd(c['limit'])}, spent {usd(c['spent'])}, "
+                   f"reserved {usd(c['reserved'])}, available {usd(c['available'])}")
+
+
+@budget_command.command("set")
+@global_options
+@json_option
+@click.argument("amount")
+@click.option("--category", help="A category's limit (default: the daily total, budget.daily_usd).")
+@click.option("--date", "date_text", metavar="YYYY-MM-DD",
+              help="Only this budget day (today or later; default: a standing override, every day from today on).")
+@click.option("--by", default="user", show_default=True, help="Who sets it (stored with the override).")
+@click.pass_obj
+def budget_set_command(state: CLIState, as_json: bool, amount: str, category: str | None, date_text: str | None,
+                       by: str) -> None:
+    """Set the daily total (or, with --category, a category's limit) to AMOUNT USD.
+
+    Without --date the override stands from today on, until changed or cleared; with --date it
+    applies to that budget day only, and beats a standing one. A running daemon uses it at once
+    (budget-blocked work is retried at its next tick). Money already spent is never rewritten.
+    """
+    with open_runtime(state) as runtime:
+        result = runtime.set_budget(_amount(amount), category, day=_parse_date(date_text), by=by)
+    _print_budget_change(result, as_json)
+
+
+@budget_command.command("clear")
+@global_options
+@json_option
+@click.option("--category", help="A category's override (default: the daily total's).")
+@click.option("--date", "date_text", metavar="YYYY-MM-DD", help="That budget day's override (default: the standing one).")
+@click.option("--by", default="user", show_default=True, help="Who clears it.")
+@click.pass_obj
+def budget_clear_command(state: CLIState, as_json: bool, category: str | None, date_text: str | None, by: str) -> None:
+    """Remove an override `budget set` made; the limit falls back to the standing override, else the config."""
+    with open_runtime(state) as runtime:
+        result = runtime.clear_budget(category, day=_parse_date(date_text), by=by)
+    _print_budget_change(result, as_json)
+
+
+def _daemon_paused_line(paused: dict[str, Any]) -> str:
+    return (f"daemon paused by {paused.get('by')} at {str(paused.get('at'))[:19].replace('T', ' ')}"
+            + (f" ({paused['reason']})" if paused.get("reason") else "") + ": no unit starts until `cass-actions resume`")
+
+
 def _pause_command(name: str, pause: bool) -> click.Command:
     @click.command(name)
     @global_options
-    @click.argument("category")
-    @click.pass_obj
-    def command(state: CLIState, category: str) -> None:
+    @json_option
+    @click.argument("category", required=False)
+    @click.option("--by", default="user", show_default=True, help="Who does it (stored and shown by status).")
+    def command(as_json: bool, category: str | None, by: str, **more: Any) -> None:
+        state = click.get_current_context().ensure_object(CLIState)
         with open_runtime(state) as runtime:
-            known = runtime.config.budget.allocations
-            if category not in known:
-                from cass_actions_core.catalogue import closest
+            if category is not None:
+                known = runtime.config.budget.allocations
+                if category not in known:
+                    from cass_actions_core.catalogue import closest
 
-                hint = closest(category, known)
-                raise click.BadParameter(f"unknown category {category!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
-                                         param_hint="CATEGORY")
-            (runtime.pause if pause else runtime.resume)(category)
-            click.echo(f"paused: {', '.join(sorted(runtime.paused_categories())) or 'nothing'}")
+                    hint = closest(category, known)
+                    raise click.BadParameter(f"unknown category {category!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
+                                             param_hint="CATEGORY")
+            if pause:
+                info = runtime.pause(category, by=by, reason=more.get("reason"))
+            else:
+                info = runtime.resume(category, by=by)
+        if as_json:
+            print_json(info)
+        elif category is not None:
+            click.echo(f"paused: {', '.join(info['paused_categories']) or 'nothing'}")
+        elif info["daemon_paused"]:
+            click.echo(_daemon_paused_line(info["daemon_paused"]))
+        else:
+            click.echo("daemon running: units start again (a running daemon picks them up at its next tick)")
 
-    command.help = ("Hold queued work of CATEGORY (it stays queued, with the reason, until resumed or expired)."
-                    if pause else "Release a paused CATEGORY.")
+    if pause:
+        command = click.option("--reason", help="Why (shown by status).")(command)
+    command.help = ("Pause the whole daemon, or with CATEGORY hold queued work of that category.\n\n"
+                    "While the daemon is paused no unit starts: a running unit finishes its current step and goes "
+                    "back to the queue (it resumes at its next step); planning, approvals and budget retries go on. "
+                    "Paused work stays queued, with the reason, until resumed or expired."
+                    if pause else
+                    "Resume the whole daemon, or with CATEGORY release that paused category. A running daemon "
+                    "starts work again at its next tick.")
     return command
 
 
 pause_command = _pause_command("pause", True)
 resume_command = _pause_command("resume", False)
+
+
+@click.command("cancel")
+@global_options
+@json_option
+@click.argument("unit_id")
+@click.option("--reason", help="Why (stored with the unit and its summary).")
+@click.option("--by", default="user", show_default=True, help="Who cancels it.")
+@click.pass_obj
+def cancel_command(state: CLIState, as_json: bool, unit_id: str, reason: str | None, by: str) -> None:
+    """Cancel UNIT_ID (the full id or 4+ characters of it, as `queue` shows).
+
+    A planned, queued, budget-blocked or awaiting-approval unit ends cancelled at once (its
+    pending approval is closed). A running unit stops after its current step (the cost of
+    finished steps stays charged): the daemon running it ends it cancelled. Exit 1 for an
+    unknown id or a unit that already ended.
+    """
+    with open_runtime(state) as runtime:
+        unit = runtime.cancel(unit_id, reason=reason, by=by)
+    if as_json:
+        print_json(_unit_dict(unit))
+    elif unit.status == "running":
+        click.echo(f"unit {unit.id} ({unit.template_id}) is running: {unit.reason}")
+    else:
+        click.echo(f"unit {unit.id} ({unit.template_id}) cancelled: {unit.reason}")
 
 
 @click.command("trigger")
@@ -614,7 +750,7 @@ def trigger_command(state: CLIState, as_json: bool, template_id: str, focus: str
         click.echo(f"queued {unit.template_id} as unit {unit.id} ({unit.phase} of {unit.local_date})")
 
 
-@click.command("plan")
+@click.group("plan", invoke_without_command=True)
 @global_options
 @json_option
 @click.option("--date", "date_text", metavar="YYYY-MM-DD", help="Plan date (default: the current phase's date).")
@@ -623,17 +759,24 @@ def trigger_command(state: CLIState, as_json: bool, template_id: str, focus: str
 @click.option("--dry-run", is_flag=True,
               help="Print the candidates with their score components and the exact planning prompt; calls nothing, changes nothing.")
 @click.option("--provider", help="LLM provider for --replan or --dry-run (e.g. offline).")
-@click.pass_obj
-def plan_command(state: CLIState, as_json: bool, date_text: str | None, plan_file: str | None, replan: bool,
+@click.pass_context
+def plan_command(ctx: click.Context, as_json: bool, date_text: str | None, plan_file: str | None, replan: bool,
                  dry_run: bool, provider: str | None) -> None:
-    """Show a date's plan, re-plan it, or show what the planner would do.
+    """Show a date's plan, re-plan it, or show what the planner would do; change it by hand
+    (`plan add`, `plan remove`, `plan move`).
 
     Re-planning replaces the units that have not started (never stacks them) and plans
-    only the phases still to come. A plan shows its source (llm, fallback, file,
-    manual), the day's intention, each unit's focus and motivation, and what was
-    dropped or chosen to fit the money, with the reasons.
+    only the phases still to come; units added by hand stay. A plan shows its source (llm,
+    fallback, file, manual), the day's intention, each unit's focus and motivation, and what
+    was dropped or chosen to fit the money, with the reasons.
     """
     from cass_actions_core.planning import load_plan_file
+
+    if ctx.invoked_subcommand is not None:
+        if plan_file or replan or dry_run:
+            raise click.UsageError(f"--file, --replan and --dry-run do not go with `plan {ctx.invoked_subcommand}`")
+        return
+    state = ctx.ensure_object(CLIState)
 
     if sum(map(bool, (plan_file, replan, dry_run))) > 1:
         raise click.UsageError("--file, --replan and --dry-run are alternatives: give one of them")
@@ -698,6 +841,97 @@ def plan_command(state: CLIState, as_json: bool, date_text: str | None, plan_fil
                     "plan": row.data, "units": [_unit_dict(u) for u in units]})
         return
     _print_plan(row, units)
+
+
+PHASE_CHOICE = click.Choice(["morning", "afternoon", "evening", "night"])
+
+
+def _step_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--param STEP.KEY=VALUE`` values as ``{"STEP": {"KEY": VALUE}}`` (JSON values allowed)."""
+    params: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, sep, raw = item.partition("=")
+        step, dot, key = head.partition(".")
+        if not sep or not dot or not step.isdigit() or not key:
+            raise click.BadParameter(f"{item!r}: expected STEP.KEY=VALUE (STEP is the step index, from 0)",
+                                     param_hint="--param")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params.setdefault(step, {})[key] = value
+    return params
+
+
+def _print_plan_change(unit: Any, what: str, as_json: bool) -> None:
+    if as_json:
+        print_json({**_unit_dict(unit), "position": unit.position})
+        return
+    click.echo(f"{what} unit {unit.id} ({unit.template_id}): {unit.phase} of {unit.local_date}, position {unit.position}, "
+               f"status {unit.status}" + (f" — {unit.reason}" if unit.reason else ""))
+
+
+@plan_command.command("add")
+@global_options
+@json_option
+@click.argument("template_id")
+@click.option("--phase", type=PHASE_CHOICE, required=True, help="The phase to run it in (under way or still to come).")
+@click.option("--date", "date_text", metavar="YYYY-MM-DD", help="Plan date (default: the current phase's date).")
+@click.option("--focus", help="What the unit should focus on.")
+@click.option("--motivation", help="Why (default: added to the plan by WHO).")
+@click.option("--position", type=click.IntRange(min=0), help="Its place in the phase's order (0 = first; default: last).")
+@click.option("--param", "params", multiple=True, metavar="STEP.KEY=VALUE",
+              help="A parameter of step STEP (from 0), checked against its action (JSON values allowed; repeatable).")
+@click.option("--by", default="user", show_default=True, help="Who adds it.")
+@click.pass_obj
+def plan_add_command(state: CLIState, as_json: bool, template_id: str, phase: str, date_text: str | None,
+                     focus: str | None, motivation: str | None, position: int | None, params: tuple[str, ...],
+                     by: str) -> None:
+    """Add a unit of TEMPLATE_ID to a date's plan, with the checks of a plan file.
+
+    It is planned (queued when its phase begins, or at once in a phase under way) and stays
+    when the planner re-plans the date. Exit 1 for an unknown template, bad parameters or a
+    phase that is over.
+    """
+    parsed = _step_params(params)
+    with open_runtime(state, check=True) as runtime:
+        unit = runtime.plan_add(template_id, phase, day=_parse_date(date_text), focus=focus, motivation=motivation,
+                                params=parsed or None, position=position, by=by)
+    _print_plan_change(unit, "added", as_json)
+
+
+@plan_command.command("remove")
+@global_options
+@json_option
+@click.argument("unit_id")
+@click.option("--by", default="user", show_default=True, help="Who removes it.")
+@click.pass_obj
+def plan_remove_command(state: CLIState, as_json: bool, unit_id: str, by: str) -> None:
+    """Take UNIT_ID (not started yet) off its plan: it ends cancelled, "removed from the plan by WHO".
+
+    A unit that started or ended cannot be removed (exit 1): `cancel` stops a running one.
+    """
+    with open_runtime(state) as runtime:
+        unit = runtime.plan_remove(unit_id, by=by)
+    _print_plan_change(unit, "removed", as_json)
+
+
+@plan_command.command("move")
+@global_options
+@json_option
+@click.argument("unit_id")
+@click.option("--phase", type=PHASE_CHOICE, help="Move it to this phase of its date (under way or still to come).")
+@click.option("--position", type=click.IntRange(min=0), help="Its place in the phase's order (0 = first).")
+@click.option("--by", default="user", show_default=True, help="Who moves it.")
+@click.pass_obj
+def plan_move_command(state: CLIState, as_json: bool, unit_id: str, phase: str | None, position: int | None,
+                      by: str) -> None:
+    """Move UNIT_ID (not started yet) to another phase of its date and/or another place in its phase's order."""
+    if phase is None and position is None:
+        raise click.UsageError("give --phase, --position or both")
+    with open_runtime(state) as runtime:
+        unit = runtime.plan_move(unit_id, phase=phase, position=position, by=by)
+    _print_plan_change(unit, "moved", as_json)
 
 
 def _print_plan(row: Any, units: list[Any]) -> None:
