@@ -98,6 +98,16 @@ class PlanningContext:
         """
         return {pack: given.value for pack, given in self._given.get(key, {}).items()}
 
+    def forget(self, pack: str) -> None:
+        """Drop every fact ``pack`` gave (its hook failed part-way: nothing half-given stays)."""
+        for key in [k for k, by_pack in self._given.items() if pack in by_pack]:
+            del self._given[key][pack]
+            if self._given[key]:
+                self.facts[key], packs = merge_fact(key, [(p, g.value, g.replaces) for p, g in self._given[key].items()])
+                self.sources[key] = ", ".join(packs)
+            else:
+                del self._given[key], self.facts[key], self.sources[key]
+
     def _give(self, key: str, value: Any, *, replaces: bool) -> None:
         self._given.setdefault(key, {})[self._current_pack] = _Given(value, replaces)
         # Recomputed from every pack's value each time, so a pack setting a key twice,

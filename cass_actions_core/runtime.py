@@ -840,7 +840,8 @@ class Runtime:
 
         for name, _kwargs, exc in call_per_plugin(self.catalogue.plugin_manager, "gather_context", arg):
             if exc is not None:
-                log.warning("gather_context of pack %s failed: %s", name, exc)
+                context.forget(name)  # what it set before failing may be half a picture: none of it counts
+                log.warning("gather_context of pack %s failed (its facts are left out): %s", name, exc)
         return context
 
     def record_activity(self, at: datetime | None = None) -> None:

@@ -216,3 +216,25 @@ def test_the_session_pack_no_longer_erases_an_outside_packs_open_questions(tmp_p
     # facts only the session pack gives are its own, as before
     assert ctx.sources["growth_edges"] == "session"
     runtime.close()
+
+
+class HalfThenFail(Questions):
+    """Sets its facts, then raises: what it set must not count."""
+
+    @hookimpl
+    def gather_context(self, context: Any) -> None:
+        super().gather_context(context)
+        raise RuntimeError("the pack's source went away half-way")
+
+
+def test_a_pack_that_fails_part_way_leaves_none_of_its_facts(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    runtime = runtime_with(tmp_path, [("good", Questions(["Why do tides turn?"], {"curiosity": 0.9})),
+                                      ("broken", HalfThenFail(["half a question"], {"curiosity": 0.1},
+                                                              active_at=START))])
+    ctx = runtime.gather_context()
+    assert ctx.get("open_questions") == ["Why do tides turn?"] and ctx.sources["open_questions"] == "good"
+    assert ctx.get("mood") == {"curiosity": 0.9}
+    assert ctx.get("last_user_activity") is None and "last_user_activity" not in ctx.sources
+    assert ctx.given("open_questions") == {"good": ["Why do tides turn?"]}
+    assert "broken" in caplog.text and "left out" in caplog.text
+    runtime.close()

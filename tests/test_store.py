@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cass_actions_core import store as store_module
+from cass_actions_core.store import leases as store_leases
 from cass_actions_core.store import (
     ALLOWED_TRANSITIONS,
     SCHEMA_VERSION,
@@ -493,16 +494,16 @@ def test_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(db_path: P
 def test_an_unreaped_killed_process_counts_as_dead() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert store_module._pid_alive(proc.pid)
+        assert store_leases._pid_alive(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while store_module._pid_alive(proc.pid) and time.monotonic() < deadline:
+        while store_leases._pid_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert not store_module._pid_alive(proc.pid)
+        assert not store_leases._pid_alive(proc.pid)
     finally:
         proc.kill()
         proc.wait(timeout=10)
-    assert not store_module._pid_alive(proc.pid)
+    assert not store_leases._pid_alive(proc.pid)
 
 
 def test_a_dead_pid_on_another_host_still_waits_for_expiry(db_path: Path) -> None:

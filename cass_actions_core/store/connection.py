@@ -1,0 +1,195 @@
+"""What every part of the store builds on: the state a :class:`~cass_actions_core.store.Store` keeps
+around its one :mod:`sqlite3` connection, transactions (savepoints when nested, durable commits, lease
+fencing), callbacks after a commit, and the read helpers. The durability and threading contract is in
+the :mod:`cass_actions_core.store` docstring."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cass_actions_core.store.errors import LeaseLostError, StoreError, StoreUnavailable
+
+_T = TypeVar("_T")
+
+
+class StoreBase:
+    """The connection and transaction layer of :class:`~cass_actions_core.store.Store`, which adds one
+    mixin of methods per concern on top of it (open a store with ``Store.open``)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, daemon_id: str) -> None:
+        """Wrap an already validated and migrated connection (use :meth:`open`)."""
+        self._conn = conn
+        self._depth = 0
+        self._closed = False
+        #: The lease holder this store writes for, once it acquired the lease (fencing), else None.
+        self._fence: str | None = None
+        self._lease_write = False
+        # Callbacks to run once the outermost transaction commits (dropped on rollback).
+        self._after_commit: list[Callable[[], None]] = []
+        # A nested block asked for durability: sync the WAL after the outer commit.
+        self._sync_after = False
+        #: The database file.
+        self.path = path
+        #: The daemon whose data this file holds.
+        self.daemon_id = daemon_id
+        import socket  # here rather than at the top: importing the store stays cheap
+
+        #: This host's name, recorded in the lease to tell local dead processes apart.
+        self.hostname = socket.gethostname()
+
+    @property
+    def journal_mode(self) -> str:
+        """SQLite's journal mode for this file (``wal`` unless the file system cannot do WAL)."""
+        return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection (a second call does nothing)."""
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
+
+    # ---------------------------------------------------------------- transactions
+
+    def transaction(self, immediate: bool = True, durable: bool = False) -> _Transaction:
+        """Run the block atomically: ``BEGIN IMMEDIATE`` (or deferred) ... COMMIT, ROLLBACK on error.
+
+        ``immediate=True`` takes the write lock at once, so a read-check-write sequence
+        (ledger checks, status transitions, lease) cannot be raced by another connection.
+        ``immediate=False`` gives a consistent read snapshot. Nested blocks become
+        savepoints, so store methods can be combined into one larger transaction.
+        ``durable=True``: the commit is synced to the disk before it returns (see the
+        durability contract in the package docstring); a nested block asking for it makes
+        the outer commit durable.
+        """
+        return _Transaction(self, immediate, durable)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the current transaction has committed (now, outside one).
+
+        What must only happen for writes that really landed (delivering an event to
+        listeners) goes here; a rollback drops it.
+        """
+        if self._depth == 0:
+            callback()
+        else:
+            self._after_commit.append(callback)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a :meth:`transaction` block is open on this store."""
+        return self._depth > 0
+
+    def _write_error(self, exc: sqlite3.OperationalError) -> StoreError:
+        """A full disk, a read-only file or a lock held too long, as one sentence naming the file."""
+        text = str(exc)
+        hint = ("free some disk space" if "full" in text else
+                "check the file's and its folder's permissions" if "readonly" in text or "read-only" in text else
+                "another process may be holding the store; try again")
+        return StoreUnavailable(f"{self.path}: the store could not be written ({text}); nothing of this change was kept. "
+                                f"{hint[0].upper()}{hint[1:]}.")
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def _all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+        return list(self._conn.execute(sql, params).fetchall())
+
+    def _map(self, read: Callable[[sqlite3.Row], _T], row: sqlite3.Row) -> _T:
+        """``read(row)``, or a StoreError naming the file, the table and the row when a value in it is damaged."""
+        try:
+            return read(row)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            keys = row.keys()
+            ident = next((f"{k} {row[k]!r}" for k in ("id", "key", "unit_id", "local_date") if k in keys), "?")
+            raise StoreError(f"{self.path}: a damaged {read.__name__.strip('_').replace('_', ' ')} row ({ident}): "
+                             f"{type(exc).__name__}: {exc}. Nothing was changed; restore the file from a backup, "
+                             "or fix or delete that row.") from None
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+class _Transaction:
+    """One :meth:`Store.transaction` block (a class, not a generator: it runs several times per step)."""
+
+    __slots__ = ("store", "immediate", "durable", "depth", "full")
+
+    def __init__(self, store: StoreBase, immediate: bool, durable: bool) -> None:
+        self.store, self.immediate, self.durable = store, immediate, durable
+        self.depth = 0
+        self.full = False
+
+    def __enter__(self) -> None:
+        store = self.store
+        conn = store._conn
+        depth = self.depth = store._depth
+        full = self.full = self.durable and depth == 0
+        if self.durable and depth > 0:
+            store._sync_after = True
+        try:
+            if full:
+                conn.execute("PRAGMA synchronous = FULL")  # applies to the commit of this transaction
+            conn.execute(("BEGIN IMMEDIATE" if self.immediate else "BEGIN") if depth == 0 else f"SAVEPOINT sp_{depth}")
+        except sqlite3.OperationalError as exc:
+            if full:
+                conn.execute("PRAGMA synchronous = NORMAL")
+            raise store._write_error(exc) from None
+        if depth == 0 and self.immediate and store._fence is not None and not store._lease_write:
+            # Fencing: a lease holder writes only while it still holds the lease (under the write lock),
+            # so a process that lost it (stuck past its lease, then taken over) can write nothing.
+            row = conn.execute("SELECT holder FROM lease WHERE daemon_id = ?", (store.daemon_id,)).fetchone()
+            if row is None or row[0] != store._fence:
+                conn.execute("ROLLBACK")
+                if full:
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                fence, store._fence = store._fence, None
+                who = "nobody" if row is None else repr(row[0])
+                raise LeaseLostError(f"{store.path}: {fence!r} lost the lease of daemon {store.daemon_id!r} (now held by "
+                                     f"{who}); its write was refused. This process must stop running the scheduler.")
+        store._depth = depth + 1
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        store, depth, full = self.store, self.depth, self.full
+        conn = store._conn
+        store._depth = depth
+        if exc is not None:
+            if depth == 0:
+                store._after_commit.clear()
+                store._sync_after = False
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if full:
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise store._write_error(exc) from None
+            else:
+                conn.execute(f"ROLLBACK TO sp_{depth}")
+                conn.execute(f"RELEASE sp_{depth}")
+            return False
+        if depth > 0:
+            conn.execute(f"RELEASE sp_{depth}")
+            return False
+        try:
+            conn.execute("COMMIT")
+            if store._sync_after and not full:
+                # A nested block needed durability after BEGIN: a checkpoint syncs the WAL first.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except BaseException as error:
+            store._after_commit.clear()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.OperationalError):
+                raise store._write_error(error) from None
+            raise
+        finally:
+            store._sync_after = False
+            if full:
+                conn.execute("PRAGMA synchronous = NORMAL")
+        callbacks, store._after_commit = store._after_commit, []
+        for callback in callbacks:
+            callback()
+        return False

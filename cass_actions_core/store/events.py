@@ -1,0 +1,43 @@
+"""Persisted events, with increasing ids for ``since_id`` paging."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from cass_actions_core.store.connection import StoreBase
+from cass_actions_core.store.rows import EventRow, _event
+from cass_actions_core.store.values import _json, _ts
+
+
+class EventsMixin(StoreBase):
+    """Appending and listing events."""
+
+    def append_event(self, type: str, data: dict[str, Any], now: datetime, unit_id: str | None = None) -> int:
+        """Persist an event; returns its id (ids increase, so ``since_id`` paging works)."""
+        with self.transaction(immediate=True):
+            cursor = self._conn.execute(
+                "INSERT INTO events (at, type, unit_id, data) VALUES (?, ?, ?, ?)",
+                (_ts(now, "now"), type, unit_id, _json(data)),
+            )
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+    def list_events(
+        self, since_id: int = 0, types: Iterable[str] | None = None, limit: int | None = None
+    ) -> list[EventRow]:
+        """Events with id greater than ``since_id`` (optionally of the given types), oldest first."""
+        sql = "SELECT * FROM events WHERE id > ?"
+        params: list[Any] = [since_id]
+        if types is not None:
+            wanted = [types] if isinstance(types, str) else list(types)
+            if not wanted:
+                return []
+            sql += f" AND type IN ({', '.join('?' * len(wanted))})"
+            params.extend(wanted)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [self._map(_event, row) for row in self._all(sql, params)]
