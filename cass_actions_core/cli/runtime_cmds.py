@@ -494,7 +494,8 @@ def status_command(state: CLIState, as_json: bool) -> None:
     click.echo(f"scheduler: {'held by pid %s on %s until %s' % (lease['pid'], lease['host'], lease['expires_at']) if lease else 'not running'}")
 
 
-def _unit_dict(u: Any) -> dict[str, Any]:
+def unit_dict(u: Any) -> dict[str, Any]:
+    """A unit as `queue --json` (and the HTTP API) shows it."""
     return {"id": u.id, "date": u.local_date.isoformat(), "phase": u.phase, "template_id": u.template_id,
             "status": u.status, "reason": u.reason, "category": u.category, "next_step": u.next_step,
             "steps": [s["action"] for s in u.steps], "estimated_cost_usd": u.estimated_cost_usd,
@@ -519,7 +520,7 @@ def queue_command(state: CLIState, as_json: bool, date_text: str | None, phase: 
     statuses = statuses + more_statuses
     with open_runtime(state) as runtime:
         units = runtime.units(local_date=_parse_date(date_text), phase=phase, statuses=list(statuses) or None)
-    rows = [_unit_dict(u) for u in units]
+    rows = [unit_dict(u) for u in units]
     if as_json:
         print_json(rows)
         return
@@ -720,7 +721,7 @@ def cancel_command(state: CLIState, as_json: bool, unit_id: str, reason: str | N
     with open_runtime(state) as runtime:
         unit = runtime.cancel(unit_id, reason=reason, by=by)
     if as_json:
-        print_json(_unit_dict(unit))
+        print_json(unit_dict(unit))
     elif unit.status == "running":
         click.echo(f"unit {unit.id} ({unit.template_id}) is running: {unit.reason}")
     else:
@@ -745,7 +746,7 @@ def trigger_command(state: CLIState, as_json: bool, template_id: str, focus: str
         except KeyError as exc:
             raise click.ClickException(str(exc.args[0])) from None
     if as_json:
-        print_json(_unit_dict(unit))
+        print_json(unit_dict(unit))
     else:
         click.echo(f"queued {unit.template_id} as unit {unit.id} ({unit.phase} of {unit.local_date})")
 
@@ -838,7 +839,7 @@ def plan_command(ctx: click.Context, as_json: bool, date_text: str | None, plan_
                                    "`cass-actions plan --replan` makes it now).")
     if as_json:
         print_json({"date": day.isoformat(), "source": row.source, "reason": row.reason, "intention": row.intention,
-                    "plan": row.data, "units": [_unit_dict(u) for u in units]})
+                    "plan": row.data, "units": [unit_dict(u) for u in units]})
         return
     _print_plan(row, units)
 
@@ -865,7 +866,7 @@ def _step_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 
 def _print_plan_change(unit: Any, what: str, as_json: bool) -> None:
     if as_json:
-        print_json({**_unit_dict(unit), "position": unit.position})
+        print_json({**unit_dict(unit), "position": unit.position})
         return
     click.echo(f"{what} unit {unit.id} ({unit.template_id}): {unit.phase} of {unit.local_date}, position {unit.position}, "
                f"status {unit.status}" + (f" — {unit.reason}" if unit.reason else ""))
@@ -1056,7 +1057,7 @@ def run_action_command(state: CLIState, as_json: bool, action_id: str, params: t
         except KeyError as exc:
             raise click.ClickException(str(exc.args[0])) from None
         summary = runtime.store.get_summary(unit.id)
-    record = summary.data if summary else _unit_dict(unit)
+    record = summary.data if summary else unit_dict(unit)
     if as_json:
         print_json(record)
     else:

@@ -165,9 +165,9 @@ def _iso(value: datetime | date | None) -> str | None:
 
 def unit_dict(unit: Any) -> dict[str, Any]:
     """A unit as ``cass-actions queue --json`` prints it, plus its times, name, priority and position."""
-    from cass_actions_core.cli.runtime_cmds import _unit_dict
+    from cass_actions_core.cli.runtime_cmds import unit_dict as cli_unit_dict
 
-    out = _unit_dict(unit)
+    out = cli_unit_dict(unit)
     out.update(name=unit.name, priority=unit.priority, position=unit.position, requires_idle=unit.requires_idle,
                not_before=_iso(unit.not_before), created_at=_iso(unit.created_at), updated_at=_iso(unit.updated_at),
                started_at=_iso(unit.started_at), finished_at=_iso(unit.finished_at), source=unit.data.get("source"))
@@ -241,11 +241,6 @@ def _scan(runtime: Runtime, after_id: int) -> Iterator[EventRow]:
         if len(page) < EVENT_PAGE:
             return
         after_id = page[-1].id
-
-
-def _last_event_id(runtime: Runtime) -> int:
-    row = runtime.store._one("SELECT MAX(id) AS id FROM events")  # noqa: SLF001 - one cheap read
-    return int(row["id"]) if row is not None and row["id"] is not None else 0
 
 
 # --------------------------------------------------------------------------- the app
@@ -370,7 +365,7 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
             start = int(last_event_id.strip())
         elif since_id is not None:
             start = since_id
-        first = _last_event_id(runtime) if start is None else start
+        first = runtime.store.last_event_id() if start is None else start
 
         async def events() -> AsyncIterator[str]:
             last = first

@@ -41,3 +41,8 @@ class EventsMixin(StoreBase):
             sql += " LIMIT ?"
             params.append(int(limit))
         return [self._map(_event, row) for row in self._all(sql, params)]
+
+    def last_event_id(self) -> int:
+        """The newest event's id (0 when there is none): where a live reader starts."""
+        row = self._one("SELECT MAX(id) AS id FROM events")
+        return int(row["id"]) if row is not None and row["id"] is not None else 0
