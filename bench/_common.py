@@ -26,8 +26,13 @@ PEERS = ROOT / "bench" / ".peers"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any ``CASS_ACTIONS_*`` setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    """This process's environment without any ``CASS_ACTIONS_*`` setting, plus ``extra``.
+
+    ``PYTHONDONTWRITEBYTECODE`` is dropped too: a user's Python writes ``.pyc`` files, and with
+    it set (as on some CI shells) every run would compile the changed modules again and time that.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CASS_ACTIONS_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(extra)
     return env
 
