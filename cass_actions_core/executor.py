@@ -253,9 +253,10 @@ class Executor:
         """Run a queued unit from its first unfinished step until it ends, parks or is stopped (see
         :meth:`_run_unit`), honouring a cancel request stored for it: one made while it ran (or before a
         restart) ends it ``cancelled`` instead of leaving it parked or queued."""
-        unit = self.store.get_unit(unit_id)
-        if unit is not None and unit.status == "queued" and self.cancel_request(unit_id) is not None:
-            return UnitOutcome(self.cancel_requested(unit, None), 0)
+        if self.cancel_request(unit_id) is not None:  # a request outlived a restart: the unit never runs again
+            unit = self.store.get_unit(unit_id)
+            if unit is not None and unit.status == "queued":
+                return UnitOutcome(self.cancel_requested(unit, None), 0)
         outcome = await self._run_unit(unit_id, due)
         unit = outcome.unit
         if unit.status in ("queued", "budget_blocked", "awaiting_approval") and self.cancel_request(unit_id) is not None:
