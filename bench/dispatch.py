@@ -112,8 +112,9 @@ def _bench_pack() -> Any:
     return BenchPack()
 
 
-def run_ours(n: int, profile: str | None = None) -> dict[str, Any]:
-    """Seconds the durable runtime spends in ``tick()`` running ``n`` queued no-op units (this process)."""
+def queued_runtime(tmp: Path, n: int) -> Any:
+    """A runtime on a fresh store in ``tmp`` holding the lease, its day's bookkeeping done, with ``n``
+    one-step no-op units queued (nothing timed here)."""
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
@@ -122,18 +123,24 @@ def run_ours(n: int, profile: str | None = None) -> dict[str, Any]:
     from cass_actions_core.planning.plans import DayPlan
     from cass_actions_core.runtime import Runtime
 
+    os.environ["CASS_ACTIONS_CACHE_DIR"] = str(tmp / "cache")
+    clock = VirtualClock("UTC", datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("UTC")))
+    runtime = Runtime(Config(timezone="UTC"), data_dir=tmp / "data", clock=clock,
+                      plugins=[("bench", _bench_pack())], entry_points=False)
+    runtime.acquire_lease()
+    # The day's plan is empty, so only the bench's units run.
+    runtime.store_plan(clock.today(), DayPlan(day=clock.today(), phases={}, source="manual",
+                                              reason="benchmark: no planned work"))
+    asyncio.run(runtime.tick())  # the day's phase bookkeeping happens here, outside the timing
+    for _ in range(n):
+        runtime.trigger("bench_noop_unit")
+    return runtime
+
+
+def run_ours(n: int, profile: str | None = None) -> dict[str, Any]:
+    """Seconds the durable runtime spends in ``tick()`` running ``n`` queued no-op units (this process)."""
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["CASS_ACTIONS_CACHE_DIR"] = os.path.join(tmp, "cache")
-        clock = VirtualClock("UTC", datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("UTC")))
-        runtime = Runtime(Config(timezone="UTC"), data_dir=Path(tmp) / "data", clock=clock,
-                          plugins=[("bench", _bench_pack())], entry_points=False)
-        runtime.acquire_lease()
-        # The day's plan is empty, so only the bench's units run.
-        runtime.store_plan(clock.today(), DayPlan(day=clock.today(), phases={}, source="manual",
-                                                  reason="benchmark: no planned work"))
-        asyncio.run(runtime.tick())  # the day's phase bookkeeping happens here, outside the timing
-        for _ in range(n):
-            runtime.trigger("bench_noop_unit")
+        runtime = queued_runtime(Path(tmp), n)
         profiler = None
         if profile:
             import cProfile

@@ -14,38 +14,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
 import re
 import sys
 import tempfile
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report, table  # noqa: E402
-from dispatch import _bench_pack  # noqa: E402
+from dispatch import queued_runtime  # noqa: E402
 
 _LITERAL = re.compile(r"'[^']*'|\b\d+(?:\.\d+)?\b")
 
 
 def count(n: int) -> collections.Counter[str]:
     """Statement shapes run while ticking ``n`` queued one-step no-op units to the end."""
-    from cass_actions_core.clock import VirtualClock
-    from cass_actions_core.config import Config
-    from cass_actions_core.planning.plans import DayPlan
-    from cass_actions_core.runtime import Runtime
-
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["CASS_ACTIONS_CACHE_DIR"] = os.path.join(tmp, "cache")
-        clock = VirtualClock("UTC", datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("UTC")))
-        runtime = Runtime(Config(timezone="UTC"), data_dir=Path(tmp) / "data", clock=clock,
-                          plugins=[("bench", _bench_pack())], entry_points=False)
-        runtime.acquire_lease()
-        runtime.store_plan(clock.today(), DayPlan(day=clock.today(), phases={}, source="manual", reason="benchmark"))
-        asyncio.run(runtime.tick())
-        for _ in range(n):
-            runtime.trigger("bench_noop_unit")
+        runtime = queued_runtime(Path(tmp), n)
         shapes: collections.Counter[str] = collections.Counter()
         runtime.store._conn.set_trace_callback(lambda sql: shapes.update([" ".join(_LITERAL.sub("?", sql).split())]))
         while asyncio.run(runtime.tick()).ran:
