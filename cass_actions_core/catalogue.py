@@ -288,8 +288,10 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
                 problems.append(Problem(*unusable, pack=action.pack, item_id=action_id))
                 continue
         catalogue.actions[action_id] = CatalogueAction(action.definition, fn, action.origin)
+    # A handler that was registered but refused (its signature) is already a problem of its own.
+    refused = {p.item_id for p in problems if p.code in ("handler-signature", "handler-import")}
     for action in catalogue.actions.values():
-        if action.handler is None and action.definition.id not in handlers:
+        if action.handler is None and action.definition.id not in handlers and action.definition.id not in refused:
             problems.append(Problem(
                 "missing-handler", "action is defined but no handler is registered for it",
                 file=action.origin.file, pack=action.pack, item_id=action.definition.id,

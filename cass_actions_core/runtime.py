@@ -477,6 +477,8 @@ class Runtime:
         """Drop plan items that break their template's ``cooldown`` or ``max_per_day``, with reasons."""
         counts: dict[str, int] = {}
         for unit in self.store.list_units(local_date=plan.day):
+            if unit.status == "cancelled" and unit.started_at is None:
+                continue  # removed or cancelled before it ran: it used none of the day's allowance
             counts[unit.template_id] = counts.get(unit.template_id, 0) + 1
         for phase, items in plan.phases.items():
             kept = []
@@ -1127,8 +1129,7 @@ class Runtime:
         day = day or self.phases.instance_at(now).day
         instance = self._open_phase(day, phase)
         params = params or {}
-        if not isinstance(params, dict) or not all(
-                isinstance(k, str) and k.isdigit() and isinstance(v, dict) for k, v in params.items()):
+        if not isinstance(params, dict):
             raise UserError(f"params: expected a mapping of step index ('0', '1' ...) to a mapping of parameters, got "
                             f"{params!r}.")
         problems = _param_problems(self.catalogue, {"template": template.id, "params": params}, "params")

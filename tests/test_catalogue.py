@@ -123,6 +123,8 @@ def test_f7_handler_signature_is_checked_at_registration():
     assert {p.item_id for p in sig} == {"demo.one", "demo.two"}
     assert any("async def" in p.message for p in sig)
     assert any("exactly one argument" in p.message for p in sig)
+    # One mistake, one problem: a refused handler is not also reported as missing.
+    assert sorted(p.code for p in cat.problems) == ["handler-signature", "handler-signature"]
 
 
 def test_step_params_violating_the_action_params_schema_are_rejected():

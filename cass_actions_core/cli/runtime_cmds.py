@@ -342,6 +342,9 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
         if plan_file:
             today = runtime.phases.instance_at(runtime.clock.now()).day
             plan = load_plan_file(plan_file, runtime.catalogue, today)
+            if plan.day < today:
+                raise click.ClickException(f"{plan_file} plans {plan.day}, which is over (today is {today}); "
+                                           "only today or a later date can be planned. Nothing was started.")
             try:
                 runtime.acquire_lease()  # never change a plan under another running daemon
             except LeaseHeldError as exc:
@@ -487,7 +490,7 @@ def status_command(state: CLIState, as_json: bool) -> None:
     b = info["budget"]["totals"]
     click.echo(f"budget {info['budget']['budget_day']}: spent {usd(b['spent'])}, reserved {usd(b['reserved'])}, "
                f"available {usd(b['available'])}")
-    click.echo(f"pending approvals: {info['pending_approvals']}; paused: {', '.join(info['paused_categories']) or 'nothing'}")
+    click.echo(f"pending approvals: {info['pending_approvals']}; paused categories: {', '.join(info['paused_categories']) or 'none'}")
     if info.get("daemon_paused"):
         click.echo(_daemon_paused_line(info["daemon_paused"]))
     lease = info["lease"]
@@ -810,6 +813,9 @@ def plan_command(ctx: click.Context, as_json: bool, date_text: str | None, plan_
             plan = load_plan_file(plan_file, runtime.catalogue, day) if plan_file else None
             if plan is not None and date_text and plan.day != day:
                 raise click.UsageError(f"{plan_file} plans {plan.day}, but --date says {day}")
+            if plan is not None and plan.day < current.day:
+                raise click.ClickException(f"{plan_file} plans {plan.day}, which is over (today is {current.day}); "
+                                           "only today or a later date can be planned. Nothing was changed.")
             try:
                 runtime.acquire_lease()  # never change a plan under another running daemon (as run --plan)
             except LeaseHeldError as exc:

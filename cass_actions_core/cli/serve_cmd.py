@@ -43,6 +43,10 @@ def resolve_token(state: CLIState, token_env: str, token_file: str | None) -> tu
             raise click.ClickException(f"${token_env} is set but empty: give it a token, or unset it to serve "
                                        "without one (on a loopback address only). Nothing was started.")
         return value.strip(), f"${token_env}"
+    if token_env != TOKEN_ENV:
+        # Naming a variable asks for a token: serving without one would be a silent downgrade.
+        raise click.ClickException(f"--token-env {token_env}: ${token_env} is not set. Set it to the API token, "
+                                   "or leave --token-env out. Nothing was started.")
     token = _config_token(state)
     if token is not None:
         return token, "config http.token"

@@ -483,6 +483,10 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)  # browsers ask for it on every page load: no icon, and no error
+
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
         page = STATIC_DIR / "index.html"

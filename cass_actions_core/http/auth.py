@@ -72,7 +72,7 @@ class APIGuard:
 
     def _guarded(self, path: str) -> bool:
         # Fail closed: everything but the page and its static files is guarded, whatever the route.
-        return not (path in ("", "/") or path.startswith("/static/"))
+        return not (path in ("", "/", "/favicon.ico") or path.startswith("/static/"))
 
     @staticmethod
     def _relative(scope: Scope) -> str:
@@ -117,9 +117,10 @@ class APIGuard:
                                     "a loopback name", f"Host {host!r} is not localhost, 127.0.0.1 or [::1]. "
                                                        "Nothing was changed.")
         origin = headers.get(b"origin")
-        if origin is not None and origin != b"null":
+        if origin is not None:
+            # "null" is what sandboxed iframes and data: URLs send: a page of unknown origin, refused too.
             parts = urlsplit(origin.decode("latin-1"))
-            if not host or parts.netloc.lower() != host.lower():
+            if origin == b"null" or not host or parts.netloc.lower() != host.lower():
                 return _json_error(403, "cross-origin request refused",
                                    f"a page from {parts.netloc or origin.decode('latin-1')!r} may not call this API "
                                    "without a token. Nothing was changed.")

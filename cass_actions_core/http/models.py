@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from cass_actions_core.store import PHASES, UNIT_STATUSES
 
@@ -44,7 +44,7 @@ Day = Annotated[date, AfterValidator(_in_range)]
 Text = Annotated[str, AfterValidator(_plain_text)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_plain_text)]
 LongText = Annotated[str, Field(max_length=4000), AfterValidator(_plain_text)]
-Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT_USD, allow_inf_nan=False)]
+Amount = Annotated[StrictInt | StrictFloat, Field(ge=0, le=MAX_AMOUNT_USD, allow_inf_nan=False)]
 Position = Annotated[int, Field(ge=0, le=MAX_POSITION)]
 
 

@@ -146,6 +146,8 @@ class DecisionEngine:
             if unit.status in ("planned", "queued") and unit.started_at is None \
                     and unit.data.get("source") not in ("trigger", "run-action"):
                 continue  # a unit of the plan this one replaces (see Store.delete_units_for_plan)
+            if unit.status == "cancelled" and unit.started_at is None:
+                continue  # removed or cancelled before it ran: it used none of the day's allowance
             today_counts[unit.template_id] = today_counts.get(unit.template_id, 0) + 1
         paused = self._paused()
         approvals = self.config.approvals

@@ -9,6 +9,7 @@ plan file are reported, never silently skipped (F8).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -126,12 +127,19 @@ def window_opens(template: Template, start: datetime, end: datetime) -> datetime
     return None
 
 
+#: A step index as plan items key their params: "0", "1" ... (ASCII digits, no leading zero).
+STEP_INDEX = re.compile(r"0|[1-9][0-9]*", re.ASCII)
+
+
 def _param_problems(catalogue: Catalogue, item: dict[str, Any], where: str) -> list[str]:
     """Each step override of a plan item, merged over the template's step params as the unit will be,
     checked against the action's params schema (and its step index against the template)."""
     template = catalogue.templates[item["template"]].template
     problems = []
     for key, override in item.get("params", {}).items():
+        if not (isinstance(key, str) and STEP_INDEX.fullmatch(key)) or not isinstance(override, dict):
+            problems.append(f"{where}.{key}: expected a step index ('0', '1' ...) mapped to that step's parameters")
+            continue
         index = int(key)
         if index >= len(template.steps):
             problems.append(f"{where}.{key}: template {template.id!r} has {len(template.steps)} step(s), numbered from 0")

@@ -494,3 +494,31 @@ def test_plan_refuses_two_ways_of_planning_at_once(sim_site: Path, tmp_path: Pat
     for extra in (["--replan"], ["--dry-run"]):
         out = run_cli("plan", "--file", str(f), *extra, "--data-dir", str(tmp_path / "d"), site=sim_site, env=ENV)
         assert out.returncode == 2 and "alternatives" in out.stderr and not (tmp_path / "d").exists()
+
+
+def test_a_plan_file_for_a_date_that_is_over_is_refused_by_plan_and_run(sim_site: Path, tmp_path: Path):
+    common = ["--data-dir", str(tmp_path / "d")]
+    assert run_cli("init", *common, site=sim_site, env=ENV).returncode == 0
+    f = tmp_path / "old.json"
+    f.write_text(json.dumps({"date": "2020-01-01", "phases": {"evening": [{"template": "broken"}]}}))
+    for args in (["plan", "--file", str(f)], ["run", "--plan", str(f)]):
+        out = run_cli(*args, *common, site=sim_site, env={**ENV, **OFFLINE})
+        assert out.returncode == 1 and "2020-01-01, which is over" in out.stderr, (args, out.stderr)
+    assert json.loads(run_cli("queue", "--json", "--date", "2020-01-01", *common, site=sim_site, env=ENV).stdout) == []
+
+
+def test_a_unit_removed_from_the_plan_does_not_count_toward_max_per_day(sim_site: Path, tmp_path: Path):
+    common = ["--data-dir", str(tmp_path / "d")]
+    assert run_cli("init", *common, site=sim_site, env=ENV).returncode == 0
+    day = (date.today() + timedelta(days=2)).isoformat()
+    added = run_cli("plan", "add", "broken", "--phase", "evening", "--date", day, "--json", *common, site=sim_site, env=ENV)
+    assert added.returncode == 0, added.stderr
+    unit_id = json.loads(added.stdout)["id"]
+    assert run_cli("plan", "remove", unit_id, *common, site=sim_site, env=ENV).returncode == 0
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"date": day, "phases": {"evening": [{"template": "broken"}]}}))
+    out = run_cli("plan", "--file", str(f), "--json", *common, site=sim_site, env=ENV)
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert not any("max_per_day" in d for d in shown["plan"].get("dropped", []))
+    assert [u["template_id"] for u in shown["units"] if u["status"] == "planned"] == ["broken"]

@@ -241,6 +241,20 @@ def test_plan_items_add_move_remove(live: Live):
     assert rows[0][0] == "cancelled" and "api" in rows[0][1]
 
 
+def test_plan_item_params_keys_must_be_plain_step_indexes_and_amounts_plain_numbers(live: Live):
+    before = live.snapshot()
+    with live.client() as c:
+        for key in ("01", "00", "\u00b2", "\u0660", "x", "-1"):
+            bad = c.post("/api/plan/items", json={"template": "evening_notes", "phase": "evening", "params": {key: {}}})
+            assert bad.status_code == 400 and "step index" in bad.json()["error"], (key, bad.text)
+        for amount in (True, "3", None):
+            refused = c.put("/api/budget/daily", json={"amount_usd": amount})
+            assert refused.status_code == 422, (amount, refused.text)
+    assert live.snapshot() == before
+    with live.client() as c:
+        assert c.put("/api/budget/daily", json={"amount_usd": 3}).status_code == 200
+
+
 # --------------------------------------------------------------------------- auth and refusals
 
 MUTATIONS: list[tuple[str, str, Any]] = [
@@ -335,8 +349,13 @@ def test_without_a_token_the_api_is_open_on_loopback_only(open_live: Live):
         assert cross.status_code == 403 and "cross-origin" in cross.json()["error"]
         rebound = c.get("/api/status", headers={"Host": "evil.example:80"})
         assert rebound.status_code == 403
+        # A sandboxed iframe or a data: URL sends "Origin: null": a page of unknown origin, refused too.
+        sandboxed = c.post("/api/resume", headers={"Origin": "null"})
+        assert sandboxed.status_code == 403 and "cross-origin" in sandboxed.json()["error"]
+        assert c.get("/api/status").json()["daemon_paused"] is not None
         same = c.post("/api/resume", headers={"Origin": open_live.url})
         assert same.status_code == 200 and same.json()["daemon_paused"] is None
+        assert c.get("/favicon.ico").status_code == 204  # asked by every browser, guarded by nothing
 
 
 def test_openapi_and_dashboard(live: Live):

@@ -94,6 +94,10 @@ def test_serve_refuses_a_non_loopback_address_without_a_token(tmp_path: Path):
     blank = tmp_path / "blank"
     blank.write_text("\n")
     assert "is empty" in run_cli("serve", "--data-dir", str(data), "--token-file", str(blank), env=BUILTINS).stderr
+    # Naming a token variable that is not set asks for a token: no silent fall-back to no auth.
+    unset = run_cli("serve", "--data-dir", str(data), "--token-env", "NO_SUCH_TOKEN_VAR",
+                    env={**BUILTINS, "NO_SUCH_TOKEN_VAR": None})
+    assert unset.returncode == 1 and "$NO_SUCH_TOKEN_VAR is not set" in unset.stderr
 
 
 def test_serve_on_a_folder_without_a_store_creates_nothing(tmp_path: Path):

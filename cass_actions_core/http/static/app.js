@@ -219,7 +219,9 @@
       return Promise.all([
         optional(api("plan" + (q ? "?" + q : ""))),
         optional(api("units" + (q ? "?" + q : ""))),
-        optional(api("budget" + (q ? "?" + q : ""))),
+        // The budget day is a calendar date; the phase day is not (the night runs past midnight):
+        // for "today" ask for the daemon's current budget day, for a chosen date that date.
+        optional(api("budget" + (state.date ? "?date=" + encodeURIComponent(state.date) : ""))),
         optional(api("approvals?status=pending")),
         optional(api("history?limit=" + HISTORY_LIMIT))
       ]).then(function (r) {
@@ -411,6 +413,7 @@
   function renderMoney(budget, status) {
     var list = $("money-list");
     clear(list);
+    if (budget && budget.budget_day) $("money-day").textContent = "(" + budget.budget_day + ")";
     if (!budget || budget.__error) {
       $("money-totals").textContent = "Budget not available" + (budget && budget.__error ? ": " + budget.__error : ".");
       $("money-reserve").textContent = "";
@@ -460,9 +463,13 @@
     var label = artifact.title || artifact.name || path || artifact.kind || "artifact";
     var href = artifact.url || artifact.href || null;
     var li = el("li", { className: "artifact", "data-testid": "artifact" });
+    var url = null;
     if (href) {
       // Links the API gives are its own; the token goes in the query (a plain link sends no header).
-      var url = new URL(href, window.location.href);
+      url = new URL(href, window.location.href);
+      if (url.protocol !== "http:" && url.protocol !== "https:") url = null;  // never javascript:, data: ...
+    }
+    if (url) {
       if (url.origin === window.location.origin && url.pathname.indexOf("/api/") >= 0 && !url.searchParams.get("token")) {
         url.searchParams.set("token", state.token);
       }
@@ -533,6 +540,8 @@
     var row = button.closest("[data-approval-id]");
     var noteInput = row ? row.querySelector("[data-testid=approval-note]") : null;
     var note = noteInput && noteInput.value.trim() ? noteInput.value.trim() : undefined;
+    // A rejection ends the unit for good: ask first, as Cancel does.
+    if (!approve && !window.confirm("Reject " + (a.action_id || "this action") + "? Its unit ends as failed.")) return;
     act(button, "approvals/" + encodeURIComponent(a.id) + "/" + (approve ? "approve" : "reject"),
         note ? { note: note } : {}, (approve ? "Approved " : "Rejected ") + (a.action_id || "the action") + ".");
   }
