@@ -46,6 +46,9 @@ DEFAULT_ALLOCATIONS: dict[str, float] = {
     "planning": 0.02,
 }
 
+#: The most ``budget.daily_usd`` (and any limit set at run time) may be, as config.schema.json says.
+MAX_DAILY_USD = 10_000.0
+
 #: Scalar environment overrides: variable -> (dotted config key, type).
 ENV_OVERRIDES: dict[str, tuple[str, type]] = {
     "CASS_ACTIONS_DAEMON_ID": ("daemon_id", str),

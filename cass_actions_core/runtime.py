@@ -41,7 +41,7 @@ from typing import Any
 
 from cass_actions_core.catalogue import Catalogue, build_catalogue
 from cass_actions_core.clock import Clock, SystemClock, VirtualClock, local_midnight, to_utc
-from cass_actions_core.config import Config, load_config
+from cass_actions_core.config import MAX_DAILY_USD, Config, load_config
 from cass_actions_core.context import PlanningContext
 from cass_actions_core.events import EventBus
 from cass_actions_core.executor import (
@@ -1029,6 +1029,10 @@ class Runtime:
             raise UserError(f"amount: {amount_usd!r} is not a finite number of USD.")
         if amount_usd < 0:
             raise UserError(f"amount: {amount_usd:g} is negative; a budget limit is 0 or more USD.")
+        if amount_usd > MAX_DAILY_USD:
+            # The same ceiling the configuration has for budget.daily_usd: a typo must not open the purse.
+            raise UserError(f"amount: {amount_usd:g} USD is more than {MAX_DAILY_USD:g} USD, the most a day's budget "
+                            "may be (as budget.daily_usd in the configuration).")
         today = self._budget_target(category, day)
         now = self.clock.now()
         with self.store.transaction():

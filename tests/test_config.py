@@ -109,3 +109,13 @@ def test_a_runtime_refuses_a_directly_built_configuration_the_schema_refuses(tmp
     with pytest.raises(UserError, match=r"\$\.budget\.daily_usd"):
         Runtime(Config(budget=BudgetSettings(daily_usd=-1.0)), data_dir=tmp_path, entry_points=False)
     assert not (tmp_path / "cass-actions.sqlite").exists()  # refused before anything was written
+
+
+def test_the_run_time_budget_ceiling_is_the_schemas_daily_maximum():
+    import json
+    from importlib.resources import files
+
+    from cass_actions_core.config import MAX_DAILY_USD
+
+    schema = json.loads((files("cass_actions_core") / "schemas" / "config.schema.json").read_text(encoding="utf-8"))
+    assert schema["properties"]["budget"]["properties"]["daily_usd"]["maximum"] == MAX_DAILY_USD

@@ -290,6 +290,8 @@ def test_budget_overrides_change_what_the_ledger_grants_and_are_stored_with_who_
         runtime.set_budget(-1, "creative")
     with pytest.raises(UserError, match="finite"):
         runtime.set_budget(float("nan"))
+    with pytest.raises(UserError, match="more than 10000 USD"):
+        runtime.set_budget(99_999)
     with pytest.raises(UserError, match="unknown category 'nope'.*creative"):
         runtime.set_budget(1, "nope")
     with pytest.raises(UserError, match="is over"):

@@ -47,6 +47,15 @@ def open_runtime(state: CLIState, *, strict: bool = False, check: bool = False, 
 
     if not create:
         state.require_store()
+    if "clock" not in kwargs and (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
+        # A rehearsal (`run --speed`) lives on a virtual timeline: controls and queries must act on its
+        # day and phase, not the wall clock's.
+        from cass_actions_core.cli.events_cmds import daemon_clock
+        from cass_actions_core.store import Store
+
+        config = state.config()
+        with Store.open(state.data_dir / STORE_NAME, daemon_id=config.daemon_id) as store:
+            kwargs["clock"] = daemon_clock(state, config, store)
 
     runtime = Runtime(state.config(), data_dir=state.data_dir, strict=strict, check=check or strict, **kwargs)
     try:

@@ -42,7 +42,14 @@ def _plain_text(value: str) -> str:
 
 Day = Annotated[date, AfterValidator(_in_range)]
 Text = Annotated[str, AfterValidator(_plain_text)]
-ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_plain_text)]
+def _not_blank(value: str) -> str:
+    # A name such as `by` made of spaces would read as "rejected by    " in the unit's reason.
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_plain_text), AfterValidator(_not_blank)]
 LongText = Annotated[str, Field(max_length=4000), AfterValidator(_plain_text)]
 Amount = Annotated[StrictInt | StrictFloat, Field(ge=0, le=MAX_AMOUNT_USD, allow_inf_nan=False)]
 Position = Annotated[int, Field(ge=0, le=MAX_POSITION)]

@@ -247,6 +247,8 @@ def test_plan_item_params_keys_must_be_plain_step_indexes_and_amounts_plain_numb
         for key in ("01", "00", "\u00b2", "\u0660", "x", "-1"):
             bad = c.post("/api/plan/items", json={"template": "evening_notes", "phase": "evening", "params": {key: {}}})
             assert bad.status_code == 400 and "step index" in bad.json()["error"], (key, bad.text)
+        blank = c.post("/api/approvals/0123456789abcdef0123456789abcdef/reject", json={"by": "   "})
+        assert blank.status_code == 422 and "blank" in blank.text
         for amount in (True, "3", None):
             refused = c.put("/api/budget/daily", json={"amount_usd": amount})
             assert refused.status_code == 422, (amount, refused.text)
