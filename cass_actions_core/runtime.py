@@ -1202,7 +1202,7 @@ class Runtime:
 
     # -- approvals ---------------------------------------------------------------------
     def approve(self, approval_id: str, *, by: str = "user", note: str | None = None) -> Any:
-        """Approve a pending approval; its unit is re-queued and continues."""
+        """Approve a pending approval (its full id, or a unique prefix of 4+ characters); its unit is re-queued and continues."""
         return self._resolve(approval_id, True, by, note)
 
     def reject(self, approval_id: str, *, by: str = "user", note: str | None = None) -> Any:
@@ -1210,7 +1210,14 @@ class Runtime:
         return self._resolve(approval_id, False, by, note)
 
     def _resolve(self, approval_id: str, approved: bool, by: str, note: str | None) -> Any:
-        row = self.store.resolve_approval(approval_id, approved, by, note, self.clock.now())
+        wanted = approval_id.strip()
+        if 4 <= len(wanted) < 32:  # a prefix, as units take (full ids are 32 hex characters)
+            matches = [a.id for a in self.store.list_approvals() if a.id.startswith(wanted)]
+            if len(matches) > 1:
+                raise UserError(f"approval id prefix {wanted!r} is ambiguous: it starts {len(matches)} approvals; "
+                                "give more characters.")
+            wanted = matches[0] if matches else wanted
+        row = self.store.resolve_approval(wanted, approved, by, note, self.clock.now())
         self.bus.emit("approval.resolved", {"approval_id": row.id, "status": row.status, "by": by, "note": note},
                       unit_id=row.unit_id)
         self._handle_approvals(self.clock.now())

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cass_actions_core.cli.output import print_json
+from cass_actions_core.problems import UnknownItem, UserError
 from cass_actions_core.cli.state import CLIState, global_options
 
 if TYPE_CHECKING:
@@ -151,7 +152,8 @@ def parse_types(values: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...
 def resolve_unit(store: Store, wanted: str) -> str:
     """The full id of the unit ``wanted`` names: its id, or a unique prefix of at least
     :data:`MIN_UNIT_PREFIX` characters. Units a re-plan deleted still have their events, so an id
-    only the event log knows is accepted too. A one-paragraph error (exit 1) otherwise."""
+    only the event log knows is accepted too. Otherwise :class:`UnknownItem`, or :class:`UserError` for an
+    ambiguous prefix (one paragraph, exit 1 on the command line; 404 / 400 over HTTP)."""
     wanted = wanted.strip()
     if store.get_unit(wanted) is not None:
         return wanted
@@ -161,12 +163,12 @@ def resolve_unit(store: Store, wanted: str) -> str:
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise click.ClickException(f"unit id prefix {wanted!r} is ambiguous: it starts {len(matches)} units "
+        raise UserError(f"unit id prefix {wanted!r} is ambiguous: it starts {len(matches)} units "
                                    f"({', '.join(m[:12] for m in matches[:5])}{' ...' if len(matches) > 5 else ''}); "
                                    "give more characters.")
     if any(e.unit_id == wanted for e in _scan(store, 0)):
         return wanted
-    raise click.ClickException(
+    raise UnknownItem(
         f"no work unit {wanted!r} in {store.path}: no unit has this id (or starts with it, for a prefix of "
         f"{MIN_UNIT_PREFIX}+ characters) and no stored event names it. `cass-actions queue` lists the units "
         "with their ids.")

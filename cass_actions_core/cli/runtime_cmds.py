@@ -1010,8 +1010,9 @@ def approvals_command(state: CLIState, as_json: bool, show_all: bool) -> None:
     if as_json:
         print_json(data)
         return
-    print_table(None, ["id", "action", "status", "expires", "reason"],
-                [(a["id"], a["action_id"], a["status"], a["expires_at"], (a["reason"] or "")[:70]) for a in data])
+    print_table(None, ["id", "unit", "action", "status", "expires", "reason"],
+                [(a["id"], a["unit_id"][:8], a["action_id"], a["status"], a["expires_at"], (a["reason"] or "")[:70])
+                 for a in data])
 
 
 def _resolve_command(name: str, approve: bool) -> click.Command:

@@ -36,11 +36,10 @@ from cass_actions_core.http.models import (
     PlanItemBody,
     ReasonBody,
     ResolveBody,
-    UnitStatus,
 )
 from cass_actions_core.events import parse_event_types
 from cass_actions_core.problems import UnknownItem, UserError, WrongState
-from cass_actions_core.store import NotFoundError, StoreError, StoreUnavailable
+from cass_actions_core.store import UNIT_STATUSES, NotFoundError, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from cass_actions_core.runtime import Runtime
@@ -287,8 +286,13 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
 
     @api.get("/units", summary="Work units")
     async def get_units(date: Annotated[Day | None, Query()] = None, phase: Annotated[Phase | None, Query()] = None,
-                        status: Annotated[list[UnitStatus] | None, Query(description="repeatable")] = None) -> JSON:
-        units = runtime.units(local_date=date, phase=phase, statuses=list(status) if status else None)
+                        status: Annotated[list[str] | None, Query(description="repeatable, comma-separated")] = None
+                        ) -> JSON:
+        statuses = [s.strip() for value in status or [] for s in value.split(",") if s.strip()]
+        unknown = [s for s in statuses if s not in UNIT_STATUSES]
+        if unknown:
+            raise APIError(422, f"status {unknown[0]!r} is not a unit status", {"statuses": list(UNIT_STATUSES)})
+        units = runtime.units(local_date=date, phase=phase, statuses=statuses or None)
         return JSON([unit_dict(u) for u in units])
 
     @api.get("/units/{unit_id}", summary="One unit with its steps, action runs, transitions, approvals and summary")
@@ -329,6 +333,10 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
                                                                  "a trailing * matches by prefix")] = None,
                          unit: Annotated[str | None, Query(max_length=200)] = None,
                          limit: Annotated[int, Query(ge=1, le=10_000)] = 50) -> JSON:
+        if unit is not None:
+            from cass_actions_core.cli.events_cmds import resolve_unit
+
+            unit = resolve_unit(runtime.store, unit)  # a prefix, as the CLI takes: 404 / 400 otherwise
         wanted = _event_filter(type, unit)
         last = since_id or 0
         if since_id is None:

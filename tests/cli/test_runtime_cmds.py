@@ -421,7 +421,8 @@ def test_a_rejection_ends_the_unit_at_once_and_history_shows_it(sim_site: Path, 
     parked = json.loads(run_cli("run-action", "--json", "sim.build", *common, site=sim_site, env=ENV).stdout)
     assert parked["status"] == "awaiting_approval"
     (pending,) = json.loads(run_cli("approvals", "--json", *common, site=sim_site, env=ENV).stdout)
-    out = run_cli("reject", pending["id"], "--note", "not today", *common, site=sim_site, env=ENV)
+    assert pending["unit_id"][:8] in run_cli("approvals", *common, site=sim_site, env=ENV).stdout  # which unit waits
+    out = run_cli("reject", pending["id"][:6], "--note", "not today", *common, site=sim_site, env=ENV)  # a prefix
     assert out.returncode == 0 and "rejected" in out.stdout
     # No daemon ran: the unit ended with the answer, and its summary says so.
     (unit,) = json.loads(run_cli("queue", "--json", *common, site=sim_site, env=ENV).stdout)

@@ -241,6 +241,20 @@ def test_plan_items_add_move_remove(live: Live):
     assert rows[0][0] == "cancelled" and "api" in rows[0][1]
 
 
+def test_units_take_comma_separated_statuses_and_events_a_unit_prefix_as_the_cli_does(live: Live):
+    with live.client() as c:
+        both = c.get("/api/units", params={"status": "completed,failed"})
+        assert both.status_code == 200, both.text
+        repeated = c.get("/api/units", params=[("status", "completed"), ("status", "failed")]).json()
+        assert both.json() == repeated and {u["status"] for u in repeated} <= {"completed", "failed"} and repeated
+        bad = c.get("/api/units", params={"status": "completed,faild"})
+        assert bad.status_code == 422 and "faild" in bad.json()["error"]
+        unit = repeated[0]["id"]
+        by_prefix = c.get("/api/events", params={"unit": unit[:6]}).json()["events"]
+        assert by_prefix and by_prefix == c.get("/api/events", params={"unit": unit}).json()["events"]
+        assert c.get("/api/events", params={"unit": "zzzzzzzz"}).status_code == 404
+
+
 def test_plan_item_params_keys_must_be_plain_step_indexes_and_amounts_plain_numbers(live: Live):
     before = live.snapshot()
     with live.client() as c:
