@@ -34,10 +34,7 @@ class LeaseMixin(StoreBase):
         """
         if not holder:
             raise ValueError("lease holder must be a non-empty string")
-        if ttl <= timedelta(0):
-            raise ValueError(f"lease ttl must be positive, got {ttl}")
-        now_s = _ts(now, "now")
-        expires_s = _ts(now + ttl, "expires_at")
+        now_s, expires_s = _lease_times(now, ttl)
         with self._lease_transaction():
             current = self.get_lease()
             if current is not None and current.holder == holder:
@@ -81,10 +78,7 @@ class LeaseMixin(StoreBase):
         Raises :class:`LeaseLostError` when ``holder`` no longer holds it (released, or
         expired and taken over): the scheduler must stop at once.
         """
-        if ttl <= timedelta(0):
-            raise ValueError(f"lease ttl must be positive, got {ttl}")
-        now_s = _ts(now, "now")
-        expires_s = _ts(now + ttl, "expires_at")
+        now_s, expires_s = _lease_times(now, ttl)
         with self._lease_transaction():
             current = self.get_lease()
             if current is None or current.holder != holder:
@@ -138,3 +132,10 @@ def _pid_alive(pid: int) -> bool:
         return state not in ("Z", "X")
     except (OSError, IndexError):
         return True
+
+
+def _lease_times(now: datetime, ttl: timedelta) -> tuple[str, str]:
+    """``now`` and the lease's expiry ``now + ttl`` as stored; ``ValueError`` for a ttl that is not positive."""
+    if ttl <= timedelta(0):
+        raise ValueError(f"lease ttl must be positive, got {ttl}")
+    return _ts(now, "now"), _ts(now + ttl, "expires_at")

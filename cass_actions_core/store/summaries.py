@@ -10,7 +10,7 @@ from typing import Any
 from cass_actions_core.store.connection import StoreBase
 from cass_actions_core.store.errors import StoreError
 from cass_actions_core.store.rows import SummaryRow, TranscriptRow, _summary, _transcript
-from cass_actions_core.store.values import _check_phase, _day, _dt, _json, _new_id, _ts
+from cass_actions_core.store.values import _check_phase, _day, _day_phase_filter, _dt, _json, _new_id, _ts
 from cass_actions_core.store.vocabulary import _PHASE_ORDER_SQL
 
 
@@ -94,14 +94,7 @@ class SummariesMixin(StoreBase):
         ``text`` is a case-insensitive (ASCII) substring match over the summary text and
         its data document; ``%`` and ``_`` in it match literally.
         """
-        where: list[str] = []
-        params: list[Any] = []
-        if local_date is not None:
-            where.append("local_date = ?")
-            params.append(_day(local_date, "local_date"))
-        if phase is not None:
-            where.append("phase = ?")
-            params.append(_check_phase(phase))
+        where, params = _day_phase_filter(local_date, phase)
         for column, value in (("category", category), ("template_id", template_id), ("status", status)):
             if value is not None:
                 where.append(f"{column} = ?")

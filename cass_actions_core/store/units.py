@@ -21,7 +21,7 @@ from cass_actions_core.store.rows import (
     _transition,
     _unit,
 )
-from cass_actions_core.store.values import _check_phase, _day, _dt, _dt_opt, _json, _money, _new_id, _ts, _ts_opt
+from cass_actions_core.store.values import _check_phase, _day, _day_phase_filter, _dt, _dt_opt, _json, _money, _new_id, _ts, _ts_opt
 from cass_actions_core.store.vocabulary import (
     _PHASE_ORDER_SQL,
     ALLOWED_TRANSITIONS,
@@ -159,14 +159,7 @@ class UnitsMixin(StoreBase):
         template_id: str | None = None,
     ) -> list[UnitRow]:
         """Units matching every given filter, in run order: date, phase, priority, position, creation."""
-        where: list[str] = []
-        params: list[Any] = []
-        if local_date is not None:
-            where.append("local_date = ?")
-            params.append(_day(local_date, "local_date"))
-        if phase is not None:
-            where.append("phase = ?")
-            params.append(_check_phase(phase))
+        where, params = _day_phase_filter(local_date, phase)
         if statuses is not None:
             wanted = [statuses] if isinstance(statuses, str) else list(statuses)
             unknown = [s for s in wanted if s not in UNIT_STATUSES]

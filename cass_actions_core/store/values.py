@@ -76,3 +76,17 @@ def _new_id() -> str:
     import uuid  # here rather than at the top: importing the store stays cheap (uuid imports platform)
 
     return uuid.uuid4().hex
+
+
+def _day_phase_filter(local_date: date | None, phase: str | None) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and parameters for the optional ``local_date`` and ``phase`` filters that the
+    unit and summary listings share."""
+    where: list[str] = []
+    params: list[Any] = []
+    if local_date is not None:
+        where.append("local_date = ?")
+        params.append(_day(local_date, "local_date"))
+    if phase is not None:
+        where.append("phase = ?")
+        params.append(_check_phase(phase))
+    return where, params
