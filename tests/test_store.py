@@ -343,14 +343,50 @@ def test_transaction_rolls_back_everything_on_error(store: Store) -> None:
             raise RuntimeError("boom")
     assert store.list_units() == []
     assert store.list_events() == []
-    # A failing inner block (savepoint) does not undo the outer block's work.
+    # A failing inner savepoint does not undo the outer block's work.
     with store.transaction():
         kept = make_unit(store, template_id="kept")
         with pytest.raises(ValueError):
-            with store.transaction():
+            with store.transaction(savepoint=True):
                 make_unit(store, template_id="lost")
                 raise ValueError("inner")
     assert [u.id for u in store.list_units()] == [kept.id]
+
+
+def test_a_nested_block_joins_the_outer_transaction_and_one_that_fails_after_writing_dooms_it(store: Store) -> None:
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    with store.transaction():
+        make_unit(store, template_id="a")  # its own transaction() joins this one
+    store._conn.set_trace_callback(None)
+    assert not [s for s in statements if "SAVEPOINT" in s or "RELEASE" in s]
+    # An inner block that fails before writing anything leaves the outer one usable.
+    with store.transaction():
+        b = make_unit(store, template_id="b")
+        with pytest.raises(ValueError):
+            store.set_unit_status(b.id, "completed", reason=None, now=NOW)  # refused before any write
+    assert sorted(u.template_id for u in store.list_units()) == ["a", "b"]
+    # One that fails after writing cannot be undone alone: the whole transaction goes, even if caught.
+    with pytest.raises(StoreError, match="rolled back"):
+        with store.transaction():
+            make_unit(store, template_id="c")
+            try:
+                with store.transaction():
+                    store.append_event("half", {}, NOW)
+                    raise RuntimeError("midway")
+            except RuntimeError:
+                pass
+    assert sorted(u.template_id for u in store.list_units()) == ["a", "b"]
+    assert [e for e in store.list_events() if e.type == "half"] == []
+    # A savepoint inside catches it: undone alone, and the outer transaction commits.
+    with store.transaction():
+        make_unit(store, template_id="d")
+        with pytest.raises(RuntimeError):
+            with store.transaction(savepoint=True):
+                with store.transaction():
+                    store.append_event("half", {}, NOW)
+                    raise RuntimeError("midway")
+    assert sorted(u.template_id for u in store.list_units()) == ["a", "b", "d"]
 
 
 # --------------------------------------------------------------------------- datetimes

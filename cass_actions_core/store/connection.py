@@ -1,6 +1,6 @@
 """What every part of the store builds on: the state a :class:`~cass_actions_core.store.Store` keeps
-around its one :mod:`sqlite3` connection, transactions (savepoints when nested, durable commits, lease
-fencing), callbacks after a commit, and the read helpers. The durability and threading contract is in
+around its one :mod:`sqlite3` connection, transactions (nested blocks joining the outer one, savepoints
+on request, durable commits, lease fencing), callbacks after a commit, and the read helpers. The durability and threading contract is in
 the :mod:`cass_actions_core.store` docstring."""
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ class StoreBase:
         self._after_commit: list[Callable[[], None]] = []
         # A nested block asked for durability: sync the WAL after the outer commit.
         self._sync_after = False
+        # A nested block failed after writing: the outer transaction may only roll back.
+        self._doomed: str | None = None
         #: The database file.
         self.path = path
         #: The daemon whose data this file holds.
@@ -53,18 +55,24 @@ class StoreBase:
 
     # ---------------------------------------------------------------- transactions
 
-    def transaction(self, immediate: bool = True, durable: bool = False) -> _Transaction:
+    def transaction(self, immediate: bool = True, durable: bool = False, savepoint: bool = False) -> _Transaction:
         """Run the block atomically: ``BEGIN IMMEDIATE`` (or deferred) ... COMMIT, ROLLBACK on error.
 
         ``immediate=True`` takes the write lock at once, so a read-check-write sequence
         (ledger checks, status transitions, lease) cannot be raced by another connection.
-        ``immediate=False`` gives a consistent read snapshot. Nested blocks become
-        savepoints, so store methods can be combined into one larger transaction.
+        ``immediate=False`` gives a consistent read snapshot.
+
+        A nested block joins the outer transaction, so store methods combine into one
+        larger transaction at no cost. A nested block that raises after it wrote something
+        cannot be undone on its own: the whole transaction is then rolled back at the
+        outer block's end, even if a caller caught the error meanwhile (the outer block
+        raises :class:`StoreError`). A caller that catches a nested block's errors and goes
+        on asks for ``savepoint=True``: the block becomes a SAVEPOINT, undone alone.
         ``durable=True``: the commit is synced to the disk before it returns (see the
         durability contract in the package docstring); a nested block asking for it makes
         the outer commit durable.
         """
-        return _Transaction(self, immediate, durable)
+        return _Transaction(self, immediate, durable, savepoint)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the current transaction has committed (now, outside one).
@@ -116,24 +124,34 @@ class StoreBase:
 class _Transaction:
     """One :meth:`Store.transaction` block (a class, not a generator: it runs several times per step)."""
 
-    __slots__ = ("store", "immediate", "durable", "depth", "full")
+    __slots__ = ("store", "immediate", "durable", "savepoint", "depth", "full", "changes", "doomed")
 
-    def __init__(self, store: StoreBase, immediate: bool, durable: bool) -> None:
-        self.store, self.immediate, self.durable = store, immediate, durable
+    def __init__(self, store: StoreBase, immediate: bool, durable: bool, savepoint: bool) -> None:
+        self.store, self.immediate, self.durable, self.savepoint = store, immediate, durable, savepoint
         self.depth = 0
         self.full = False
+        self.changes = 0
+        self.doomed: str | None = None
 
     def __enter__(self) -> None:
         store = self.store
         conn = store._conn
         depth = self.depth = store._depth
         full = self.full = self.durable and depth == 0
-        if self.durable and depth > 0:
-            store._sync_after = True
+        if depth > 0:
+            if self.durable:
+                store._sync_after = True
+            if not self.savepoint:  # joins the outer transaction: no statement at all
+                self.changes = conn.total_changes
+                store._depth = depth + 1
+                return
         try:
             if full:
                 conn.execute("PRAGMA synchronous = FULL")  # applies to the commit of this transaction
             conn.execute(("BEGIN IMMEDIATE" if self.immediate else "BEGIN") if depth == 0 else f"SAVEPOINT sp_{depth}")
+            if depth == 0:
+                store._doomed = None
+            self.doomed = store._doomed
         except sqlite3.OperationalError as exc:
             if full:
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -156,10 +174,15 @@ class _Transaction:
         store, depth, full = self.store, self.depth, self.full
         conn = store._conn
         store._depth = depth
+        if depth > 0 and not self.savepoint:
+            if exc is not None and conn.total_changes != self.changes and store._doomed is None:
+                store._doomed = f"{type(exc).__name__}: {exc}"
+            return False
         if exc is not None:
             if depth == 0:
                 store._after_commit.clear()
                 store._sync_after = False
+                store._doomed = None
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if full:
@@ -169,10 +192,21 @@ class _Transaction:
             else:
                 conn.execute(f"ROLLBACK TO sp_{depth}")
                 conn.execute(f"RELEASE sp_{depth}")
+                store._doomed = self.doomed  # what failed inside the savepoint is undone with it
             return False
         if depth > 0:
             conn.execute(f"RELEASE sp_{depth}")
             return False
+        if store._doomed is not None:
+            why, store._doomed = store._doomed, None
+            store._after_commit.clear()
+            store._sync_after = False
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if full:
+                conn.execute("PRAGMA synchronous = NORMAL")
+            raise StoreError(f"{store.path}: a part of this transaction failed after writing ({why}) and could "
+                             "not be undone alone, so the whole transaction was rolled back; nothing of it was kept.")
         try:
             conn.execute("COMMIT")
             if store._sync_after and not full:
