@@ -116,6 +116,8 @@ class LedgerGate:
     def __init__(self, ledger: BudgetLedger, reservation: Reservation, store: Store, clock: Clock) -> None:
         self.ledger, self.reservation, self.store, self.clock = ledger, reservation, store, clock
         self.spent = 0.0
+        #: Whether a running spend was kept in the store (its key is removed when the step settles).
+        self.kept = False
 
     def request(self, total_usd: float) -> bool:
         """Grow the reservation so the action's total may reach ``total_usd``."""
@@ -125,6 +127,7 @@ class LedgerGate:
         """The action has actually spent ``total_usd`` so far."""
         self.spent = total_usd
         self.store.set_state(spend_key(self.reservation.id), total_usd)
+        self.kept = True
 
     def hold(self, total_usd: float) -> None:
         """A call is about to go out: a crash before it returns settles the reservation at ``total_usd``.
@@ -133,6 +136,7 @@ class LedgerGate:
         cut cannot lose what the call may cost."""
         with self.store.transaction(durable=True):
             self.store.set_state(spend_key(self.reservation.id), total_usd)
+        self.kept = True
 
     def headroom(self) -> float:
         """The most the action's total could be granted now: its reservation plus what its category may still get."""
@@ -211,6 +215,7 @@ class _Started:
     llm: MeteredLLM
     ctx: ActionContext
     choice: str | None
+    gate: LedgerGate
 
 
 @dataclass
@@ -572,7 +577,7 @@ class Executor:
             logger=logging.getLogger(f"cass_actions.pack.{pack}"),
             core=CoreServices(self.store, self.config) if pack == BUILTIN_NAME else None,
         )
-        return _Started(unit, index, action, key, reservation, llm, ctx, choice)
+        return _Started(unit, index, action, key, reservation, llm, ctx, choice, gate)
 
     async def _invoke_step(self, started: _Started) -> Invocation:
         """Run the step's handler (no transaction is open meanwhile); a shutdown that cancels it
@@ -604,7 +609,8 @@ class Executor:
         result.cost_usd = llm.spent_usd
         now = self.clock.now()
         self.ledger.settle(reservation, llm.spent_usd, now, note=f"{definition.id} {'ok' if result.success else 'failed'}")
-        self.store.delete_state(spend_key(reservation.id))
+        if started.gate.kept:
+            self.store.delete_state(spend_key(reservation.id))
         if not result.success and llm.stop_reason == "budget" and not llm.spent_usd and definition.idempotent:
             # Money, not the action, stopped it before anything was spent: park, don't fail.
             self.store.withdraw_action_run(key)

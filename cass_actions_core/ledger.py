@@ -392,6 +392,7 @@ class BudgetLedger:
                 note=note,
                 now=now,
                 critical=current.critical,
+                held_usd=current.amount_usd,
             )
         return True
 

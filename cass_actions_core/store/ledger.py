@@ -29,13 +29,16 @@ class LedgerMixin(StoreBase):
         unit_id: str | None = None,
         note: str | None = None,
         critical: bool = False,
+        held_usd: float | None = None,
     ) -> LedgerEntry:
         """Append one ledger row and update the day's running totals with it, atomically (the only
         write the ledger tables ever get; use BudgetLedger).
 
         A ``reserve`` row adds to the category's outstanding reservations; a ``settle`` or
         ``release`` row closes its reservation: the reservation's amount leaves the
-        outstanding total, and a settle's amount joins the spent total.
+        outstanding total, and a settle's amount joins the spent total. ``held_usd``: the
+        reservation's total, when the caller has just read its rows in this transaction
+        (otherwise it is summed here).
         """
         if kind not in LEDGER_KINDS:
             raise ValueError(f"ledger entry kind {kind!r} is not one of {', '.join(LEDGER_KINDS)}")
@@ -46,20 +49,25 @@ class LedgerMixin(StoreBase):
             if kind == "reserve":
                 spent, reserved = 0, _micros(amount)
             else:
-                held = self._one("SELECT coalesce(SUM(CAST(ROUND(amount_usd * 1000000) AS INTEGER)), 0) FROM ledger_entries"
-                                 " WHERE reservation_id = ? AND kind = 'reserve'", (reservation_id,))
-                spent, reserved = (_micros(amount) if kind == "settle" else 0), -int(held[0] if held else 0)
+                if held_usd is not None:
+                    held_micros = _micros(_money(held_usd, "held_usd"))
+                else:
+                    held = self._one("SELECT coalesce(SUM(CAST(ROUND(amount_usd * 1000000) AS INTEGER)), 0) FROM"
+                                     " ledger_entries WHERE reservation_id = ? AND kind = 'reserve'", (reservation_id,))
+                    held_micros = int(held[0] if held else 0)
+                spent, reserved = (_micros(amount) if kind == "settle" else 0), -held_micros
             cursor = self._conn.execute(
                 "INSERT INTO ledger_entries (budget_day, category, kind, amount_usd, reservation_id, unit_id, note, at,"
                 " critical) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (day_s, category, kind, amount, reservation_id, unit_id, note, now_s, 1 if critical else 0),
             )
-            self._conn.execute(
-                "INSERT INTO ledger_totals (budget_day, category, spent_micros, reserved_micros) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (budget_day, category) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros,"
-                " reserved_micros = reserved_micros + excluded.reserved_micros",
-                (day_s, category, spent, reserved),
-            )
+            if spent or reserved:  # a free action's rows change no total: no write
+                self._conn.execute(
+                    "INSERT INTO ledger_totals (budget_day, category, spent_micros, reserved_micros) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (budget_day, category) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros,"
+                    " reserved_micros = reserved_micros + excluded.reserved_micros",
+                    (day_s, category, spent, reserved),
+                )
         assert cursor.lastrowid is not None
         return LedgerEntry(id=int(cursor.lastrowid), budget_day=budget_day, category=category, kind=kind, amount_usd=amount,
                            reservation_id=reservation_id, unit_id=unit_id, note=note, at=_dt(now_s), critical=critical)
