@@ -921,19 +921,21 @@ class Runtime:
                     self.bus.emit("category.paused", {"category": category, "by": by, "reason": reason})
         return self.pauses()
 
-    def resume(self, category: str | None = None, *, by: str = "user") -> dict[str, Any]:
-        """Release a paused category; without a category, resume the whole daemon. Returns :meth:`pauses`."""
+    def resume(self, category: str | None = None, *, by: str = "user", reason: str | None = None) -> dict[str, Any]:
+        """Release a paused category; without a category, resume the whole daemon. ``reason`` goes into the
+        ``daemon.resumed`` / ``category.resumed`` event. Returns :meth:`pauses`."""
         if category is None:
             paused = self.daemon_paused()
             if paused is not None:
                 with self.store.transaction():
                     self.store.delete_state(DAEMON_PAUSED_KEY)
-                    self.bus.emit("daemon.resumed", {"by": by, "paused_by": paused.get("by"), "paused_at": paused.get("at")})
+                    self.bus.emit("daemon.resumed", {"by": by, "reason": reason, "paused_by": paused.get("by"),
+                                                     "paused_at": paused.get("at")})
         else:
             if category in self.paused_categories():
                 with self.store.transaction():
                     self.store.set_state(PAUSED_KEY, sorted(self.paused_categories() - {category}))
-                    self.bus.emit("category.resumed", {"category": category, "by": by})
+                    self.bus.emit("category.resumed", {"category": category, "by": by, "reason": reason})
             else:
                 self._known_category(category)
         self.poke()

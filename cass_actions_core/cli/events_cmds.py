@@ -286,13 +286,16 @@ def events_command(state: CLIState, types: tuple[str, ...], unit_text: str | Non
         last_id = 0
         # Keep only the last `limit` matches while scanning, so a long log costs time, not memory.
         tail: deque[EventRow] = deque(maxlen=limit or None)
+        seen_types: set[str] = set()
         try:
             for event in _scan(store, 0):
                 last_id = event.id
+                seen_types.add(event.type)
                 if wanted(event):
                     tail.append(event)
             for event in tail:
                 _echo(show(event))
+            _hint_unknown_types(exact, seen_types)
             if not follow:
                 if not tail and not as_json:
                     click.echo("no matching events", err=True)
@@ -316,6 +319,19 @@ def events_command(state: CLIState, types: tuple[str, ...], unit_text: str | Non
         except sqlite3.Error as exc:
             raise click.ClickException(f"{path}: reading the events failed: {exc}. Nothing was changed; "
                                        "try again.") from None
+
+
+def _hint_unknown_types(exact: frozenset[str], seen: set[str]) -> None:
+    """On stderr: each exact ``--type`` no stored event has, with the closest stored type (a typo
+    would otherwise just print nothing). Packs emit types of their own, so it is a hint, not an error."""
+    missing = sorted(exact - seen)
+    if not missing:
+        return
+    from cass_actions_core.catalogue import closest
+
+    for wanted in missing:
+        hint = closest(wanted, seen)
+        click.echo(f"no stored event has type {wanted!r}" + (f" (did you mean {hint!r}?)" if hint else ""), err=True)
 
 
 # --------------------------------------------------------------------------- activity

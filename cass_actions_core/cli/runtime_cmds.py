@@ -514,6 +514,15 @@ def unit_dict(u: Any) -> dict[str, Any]:
             "focus": u.focus, "motivation": u.motivation}
 
 
+def plan_dict(day: date | str | None, row: Any, units: list[dict[str, Any]]) -> dict[str, Any]:
+    """A date's plan as `plan --json` (and the HTTP API) shows it: every key present, None where there is no plan."""
+    when = day.isoformat() if isinstance(day, date) else day
+    if row is None:
+        return {"date": when, "source": None, "reason": None, "intention": None, "plan": None, "units": units}
+    return {"date": when, "source": row.source, "reason": row.reason, "intention": row.intention, "plan": row.data,
+            "units": units}
+
+
 @click.command("queue")
 @global_options
 @json_option
@@ -689,7 +698,7 @@ def _pause_command(name: str, pause: bool) -> click.Command:
             if pause:
                 info = runtime.pause(category, by=by, reason=more.get("reason"))
             else:
-                info = runtime.resume(category, by=by)
+                info = runtime.resume(category, by=by, reason=more.get("reason"))
         if as_json:
             print_json(info)
         elif category is not None:
@@ -699,8 +708,7 @@ def _pause_command(name: str, pause: bool) -> click.Command:
         else:
             click.echo("daemon running: units start again (a running daemon picks them up at its next tick)")
 
-    if pause:
-        command = click.option("--reason", help="Why (shown by status).")(command)
+    command = click.option("--reason", help="Why (shown by status)." if pause else "Why (kept in the event log).")(command)
     command.help = ("Pause the whole daemon, or with CATEGORY hold queued work of that category.\n\n"
                     "While the daemon is paused no unit starts: a running unit finishes its current step and goes "
                     "back to the queue (it resumes at its next step); planning, approvals and budget retries go on. "
@@ -797,7 +805,7 @@ def plan_command(ctx: click.Context, as_json: bool, date_text: str | None, plan_
     if not (plan_file or replan or dry_run) and not (state.data_dir / STORE_NAME).exists():
         # Nothing has been planned where no daemon has run: say so without creating a store.
         if as_json:
-            print_json({"date": date_text, "plan": None, "units": []})
+            print_json(plan_dict(_parse_date(date_text), None, []))
             return
         try:
             state.require_store()
@@ -846,16 +854,12 @@ def plan_command(ctx: click.Context, as_json: bool, date_text: str | None, plan_
                 runtime.release_lease()
         row = runtime.store.get_plan(day)
         units = runtime.units(local_date=day)
+    if as_json:
+        print_json(plan_dict(day, row, [unit_dict(u) for u in units]))
+        return
     if row is None:
-        if as_json:
-            print_json({"date": day.isoformat(), "plan": None, "units": []})
-            return
         raise click.ClickException(f"no plan for {day} yet (it is made when the daemon reaches that date; "
                                    "`cass-actions plan --replan` makes it now).")
-    if as_json:
-        print_json({"date": day.isoformat(), "source": row.source, "reason": row.reason, "intention": row.intention,
-                    "plan": row.data, "units": [unit_dict(u) for u in units]})
-        return
     _print_plan(row, units)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -93,6 +95,7 @@ def serve_command(state: CLIState, host: str, port: int, token_env: str, token_f
     config = state.config()
     with Store.open(path, daemon_id=config.daemon_id) as store:
         clock = daemon_clock(state, config, store)  # a rehearsal's accelerated clock, else the system clock
+    sock = _listen_socket(host, port)  # before the banner: a port in use is one error, nothing printed first
     runtime = Runtime(config, data_dir=state.data_dir, clock=clock, strict=False, check=False)
     try:
         app = create_app(runtime, token=token)
@@ -111,14 +114,32 @@ def serve_command(state: CLIState, host: str, port: int, token_env: str, token_f
 
         server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                                timeout_graceful_shutdown=2, lifespan="off"))
-        try:
-            server.run()
-        except SystemExit as exc:  # uvicorn exits when it cannot bind
-            if exc.code not in (0, None):
-                raise click.ClickException(f"could not listen on {host}:{port} (see the message above: the address "
-                                           "may be in use or not this machine's).") from None
-            raise
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         runtime.close()
     click.echo("cass-actions: server stopped.", err=True)
     sys.stderr.flush()
+
+
+def _listen_socket(host: str, port: int) -> Any:
+    """A TCP socket bound to ``host:port`` for uvicorn to serve on, or a one-paragraph error when the
+    address is in use or not this machine's (nothing has been started or printed yet)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise click.ClickException(f"could not listen on {host}:{port}: {exc.strerror or exc}. Nothing was started.") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        why = "the port is in use (is another server running?)" if exc.errno == errno.EADDRINUSE else (
+            exc.strerror or str(exc))
+        raise click.ClickException(f"could not listen on {host}:{port}: {why}. Nothing was started.") from None
+    sock.set_inheritable(True)
+    return sock

@@ -276,13 +276,9 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
     @api.get("/plan", summary="A date's plan and its units")
     async def get_plan(date: Annotated[Day | None, Query(description="YYYY-MM-DD; default: the current phase's date")] = None) -> JSON:
         day = date or _plan_day(runtime)
-        row = runtime.store.get_plan(day)
-        units = [unit_dict(u) for u in runtime.units(local_date=day)]
-        if row is None:
-            return JSON({"date": day.isoformat(), "source": None, "reason": None, "intention": None, "plan": None,
-                         "units": units})
-        return JSON({"date": day.isoformat(), "source": row.source, "reason": row.reason, "intention": row.intention,
-                     "plan": row.data, "units": units})
+        from cass_actions_core.cli.runtime_cmds import plan_dict
+
+        return JSON(plan_dict(day, runtime.store.get_plan(day), [unit_dict(u) for u in runtime.units(local_date=day)]))
 
     @api.get("/units", summary="Work units")
     async def get_units(date: Annotated[Day | None, Query()] = None, phase: Annotated[Phase | None, Query()] = None,
@@ -430,7 +426,7 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
 
     @api.post("/resume", summary="Resume the whole daemon")
     async def resume_daemon(body: ReasonBody | None = None) -> JSON:
-        runtime.resume(None, by=API_ACTOR)
+        runtime.resume(None, by=API_ACTOR, reason=(body or ReasonBody()).reason)
         return JSON(_pauses(runtime))
 
     @api.post("/categories/{category}/pause", summary="Hold a category's queued work")
@@ -440,7 +436,7 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
 
     @api.post("/categories/{category}/resume", summary="Release a paused category")
     async def resume_category(category: Annotated[str, PathParam(max_length=200)], body: ReasonBody | None = None) -> JSON:
-        runtime.resume(_known_category(runtime, category), by=API_ACTOR)
+        runtime.resume(_known_category(runtime, category), by=API_ACTOR, reason=(body or ReasonBody()).reason)
         return JSON(_pauses(runtime))
 
     def _budget_answer(result: Any, day: date | None) -> JSON:

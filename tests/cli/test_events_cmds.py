@@ -97,6 +97,11 @@ def test_events_json_lines_with_limit_type_and_unit_filters(data: Path):
     assert [e["id"] for e in typed] == [1, 2, 4, 6]
     assert [e["id"] for e in json_lines(events(data, "--json", "--type", "work_unit.*"))] == [2, 3, 5, 6]
     assert json_lines(events(data, "--json", "--type", "work_unit")) == []  # exact unless it ends in *
+    # a type no stored event has is named on stderr, with the closest stored one
+    typo = events(data, "--json", "--type", "work_unit.complete,day.planned")
+    assert [e["id"] for e in json_lines(typo)] == [1]
+    assert typo.stderr.strip() == "no stored event has type 'work_unit.complete' (did you mean 'work_unit.completed'?)"
+    assert events(data, "--json", "--type", "day.planned").stderr == ""
     unit = (data / "unit_id").read_text()
     assert [e["id"] for e in json_lines(events(data, "--json", "--unit", unit))] == [2, 3, 4, 5]
     assert [e["id"] for e in json_lines(events(data, "--json", "--unit", unit[:8]))] == [2, 3, 4, 5]  # a prefix

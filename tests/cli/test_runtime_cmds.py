@@ -461,7 +461,9 @@ def test_plan_file_params_are_checked_against_each_steps_action(sim_site: Path, 
         assert out.returncode == 1, out.stderr
         assert "$.phases.morning[0].params.1" in out.stderr and "conversation_id" in out.stderr and "sim.tidy" in out.stderr
         assert "$.phases.morning[0].params.5" in out.stderr and "has 2 step(s)" in out.stderr
-    assert json.loads(run_cli("plan", "--json", "--date", day, *common, site=sim_site, env=ENV).stdout)["plan"] is None
+    # nothing stored; the shape is the one /api/plan answers for a date with no plan
+    assert json.loads(run_cli("plan", "--json", "--date", day, *common, site=sim_site, env=ENV).stdout) == {
+        "date": day, "source": None, "reason": None, "intention": None, "plan": None, "units": []}
 
 
 def test_env_variables_with_bad_values_are_named(tmp_path: Path):

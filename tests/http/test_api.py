@@ -181,16 +181,18 @@ def test_pause_and_resume_daemon_and_categories(live: Live):
         r = c.post("/api/pause", json={"reason": "lunch"})
         assert r.status_code == 200 and r.json()["daemon_paused"]["by"] == "api" and r.json()["daemon_paused"]["reason"] == "lunch"
         assert c.get("/api/status").json()["daemon_paused"]["reason"] == "lunch"
-        assert c.post("/api/resume").json()["daemon_paused"] is None
+        assert c.post("/api/resume", json={"reason": "back from lunch"}).json()["daemon_paused"] is None
         r = c.post("/api/categories/system/pause", json={"reason": "noisy"})
         assert r.status_code == 200 and r.json()["paused_categories"] == ["system"]
         assert c.get("/api/status").json()["paused_categories"] == ["system"]
-        assert c.post("/api/categories/system/resume").json()["paused_categories"] == []
+        assert c.post("/api/categories/system/resume", json={"reason": "quiet now"}).json()["paused_categories"] == []
         unknown = c.post("/api/categories/systen/pause")
         assert unknown.status_code == 404 and "did you mean 'system'" in unknown.json()["error"]
         assert c.post("/api/categories/nope/resume").status_code == 404
-    types = [t for (t,) in live.query("SELECT type FROM events WHERE type LIKE 'daemon.%' OR type LIKE 'category.%' ORDER BY id")]
-    assert types == ["daemon.paused", "daemon.resumed", "category.paused", "category.resumed"]
+    rows = live.query("SELECT type, json_extract(data, '$.reason') FROM events WHERE type LIKE 'daemon.%'"
+                      " OR type LIKE 'category.%' ORDER BY id")
+    assert rows == [("daemon.paused", "lunch"), ("daemon.resumed", "back from lunch"),
+                    ("category.paused", "noisy"), ("category.resumed", "quiet now")]
 
 
 def test_budget_set_and_clear(live: Live):

@@ -137,3 +137,16 @@ def test_the_core_never_imports_the_http_stack_on_other_paths():
                          timeout=60)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "LOADED []" in out.stdout
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_paragraph_and_prints_no_banner(tmp_path: Path):
+    need("fastapi")
+    data = _simulated(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run_cli("serve", "--port", str(port), "--data-dir", str(data), env=BUILTINS)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip() == (f"Error: could not listen on 127.0.0.1:{port}: the port is in use (is another server "
+                                  "running?). Nothing was started.")
