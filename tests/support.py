@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +168,61 @@ def only_allocations(**shares: float) -> dict[str, float]:
 #: Environment for a `cass-actions run` whose LLM work goes to the offline provider: the daemon
 #: refuses to start on the default provider (anthropic) without an API key.
 OFFLINE = {"CASS_ACTIONS_LLM_PROVIDER": "offline"}
+
+
+#: The ``sim`` test pack's module (entry point ``sim``): an LLM action that writes an artifact, a free
+#: one, one that fails, one that needs approval, and an expensive one (see :func:`make_sim_pack`).
+SIM_PACK = '''
+from pathlib import Path
+from cass_actions_core import hookimpl
+from cass_actions_core.actions import ActionFailed
+
+HERE = Path(__file__).resolve().parent
+
+async def think(ctx):
+    reply = await ctx.llm.complete("Think about " + (ctx.focus or "the day"))
+    path = ctx.write_text("thoughts/" + ctx.local_date.isoformat() + ".md", reply.text + "\\n")
+    ctx.add_artifact("markdown", "Thoughts", path)
+    return {"summary": reply.text[:50]}
+
+async def tidy(ctx):
+    return {"summary": "tidied"}
+
+async def fail(ctx):
+    raise ActionFailed("nothing to work with")
+
+@hookimpl
+def register_actions(register):
+    register.load(HERE / "simpack_actions.json")
+    register.handler("sim.think", think)
+    register.handler("sim.tidy", tidy)
+    register.handler("sim.fail", fail)
+    register.handler("sim.build", tidy)
+    register.handler("sim.splurge", think)
+
+@hookimpl
+def register_templates(register):
+    register.load(HERE / "simpack_templates.json")
+'''
+
+
+SIM_TEMPLATES = {
+    "morning_thoughts": (["sim.think", "sim.tidy"], {"preferred_windows": [{"start_hour": 6, "end_hour": 12}]}),
+    "broken": (["sim.fail"], {"category": "system", "preferred_windows": [{"start_hour": 12, "end_hour": 18}]}),
+    "build": (["sim.tidy", "sim.build"], {"category": "system", "preferred_windows": [{"start_hour": 18, "end_hour": 22}]}),
+    "splurge": (["sim.splurge"], {"category": "creative", "preferred_windows": [{"start_hour": 12, "end_hour": 18}]}),
+    "late_thoughts": (["sim.think"], {"preferred_windows": [{"start_hour": 22, "end_hour": 6}]}),
+}
+
+
+def make_sim_pack(site: Path, *, module: str = "simpack", templates: tuple[str, ...] | None = None) -> Path:
+    """Install the ``sim`` test pack into ``site`` (all of :data:`SIM_TEMPLATES`, or only ``templates``)."""
+    free = dict(tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0, category="system")
+    make_dist(site, f"cass-actions-{module}", ep_name="sim", module=module,
+              module_source=SIM_PACK.replace("simpack_", f"{module}_"),
+              actions=[action_def("sim.think", category="reflection"), action_def("sim.tidy", **free),
+                       action_def("sim.fail", **free), action_def("sim.build", **{**free, "requires_approval": True}),
+                       action_def("sim.splurge", category="creative", estimated_cost_usd=0.6, max_cost_usd=0.7)],
+              templates=[template_def(tid, steps, **extra) for tid, (steps, extra) in SIM_TEMPLATES.items()
+                         if templates is None or tid in templates])
+    return site

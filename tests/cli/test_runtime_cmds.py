@@ -13,59 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from support import OFFLINE, action_def, make_dist, run_cli, template_def
-
-PACK = '''
-from pathlib import Path
-from cass_actions_core import hookimpl
-from cass_actions_core.actions import ActionFailed
-
-HERE = Path(__file__).resolve().parent
-
-async def think(ctx):
-    reply = await ctx.llm.complete("Think about " + (ctx.focus or "the day"))
-    path = ctx.write_text("thoughts/" + ctx.local_date.isoformat() + ".md", reply.text + "\\n")
-    ctx.add_artifact("markdown", "Thoughts", path)
-    return {"summary": reply.text[:50]}
-
-async def tidy(ctx):
-    return {"summary": "tidied"}
-
-async def fail(ctx):
-    raise ActionFailed("nothing to work with")
-
-@hookimpl
-def register_actions(register):
-    register.load(HERE / "simpack_actions.json")
-    register.handler("sim.think", think)
-    register.handler("sim.tidy", tidy)
-    register.handler("sim.fail", fail)
-    register.handler("sim.build", tidy)
-    register.handler("sim.splurge", think)
-
-@hookimpl
-def register_templates(register):
-    register.load(HERE / "simpack_templates.json")
-'''
+from support import OFFLINE, action_def, make_dist, make_sim_pack, run_cli
 
 ENV = {"CASS_ACTIONS_LOAD_PLUGINS": "sim"}
 
 
 @pytest.fixture
 def sim_site(site: Path) -> Path:
-    tidy = dict(tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0, category="system")
-    make_dist(site, "cass-actions-simpack", ep_name="sim", module="simpack", module_source=PACK,
-              actions=[action_def("sim.think", category="reflection"), action_def("sim.tidy", **tidy),
-                       action_def("sim.fail", **tidy), action_def("sim.build", **{**tidy, "requires_approval": True}),
-                       action_def("sim.splurge", category="creative", estimated_cost_usd=0.6, max_cost_usd=0.7)],
-              templates=[
-                  template_def("morning_thoughts", ["sim.think", "sim.tidy"], preferred_windows=[{"start_hour": 6, "end_hour": 12}]),
-                  template_def("broken", ["sim.fail"], category="system", preferred_windows=[{"start_hour": 12, "end_hour": 18}]),
-                  template_def("build", ["sim.tidy", "sim.build"], category="system", preferred_windows=[{"start_hour": 18, "end_hour": 22}]),
-                  template_def("splurge", ["sim.splurge"], category="creative", preferred_windows=[{"start_hour": 12, "end_hour": 18}]),
-                  template_def("late_thoughts", ["sim.think"], preferred_windows=[{"start_hour": 22, "end_hour": 6}]),
-              ])
-    return site
+    return make_sim_pack(site)
 
 
 def test_simulate_a_day_and_every_unit_has_a_summary_with_reasons(sim_site: Path, tmp_path: Path):

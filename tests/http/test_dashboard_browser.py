@@ -31,39 +31,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from support import action_def, make_dist, run_cli, template_def
+from support import make_sim_pack, run_cli
 
 ARTIFACTS_ENV = "CASS_ACTIONS_TEST_ARTIFACTS"
 ARTIFACTS = os.environ.get(ARTIFACTS_ENV)  # read now: the autouse isolated_env fixture removes CASS_ACTIONS_* vars
 TOKEN = "test-token-0123456789"
 ENV = {"CASS_ACTIONS_LOAD_PLUGINS": "sim"}
-
-PACK = '''
-from pathlib import Path
-from cass_actions_core import hookimpl
-
-HERE = Path(__file__).resolve().parent
-
-async def think(ctx):
-    reply = await ctx.llm.complete("Think about " + (ctx.focus or "the day"))
-    path = ctx.write_text("thoughts/" + ctx.local_date.isoformat() + ".md", reply.text + "\\n")
-    ctx.add_artifact("markdown", "Thoughts", path)
-    return {"summary": reply.text[:50]}
-
-async def tidy(ctx):
-    return {"summary": "tidied"}
-
-@hookimpl
-def register_actions(register):
-    register.load(HERE / "dashpack_actions.json")
-    register.handler("sim.think", think)
-    register.handler("sim.tidy", tidy)
-    register.handler("sim.build", tidy)
-
-@hookimpl
-def register_templates(register):
-    register.load(HERE / "dashpack_templates.json")
-'''
 
 
 # ----------------------------------------------------------------------------------------- the browser
@@ -141,19 +114,7 @@ def _json_cli(*args: str, site: Path, data: Path) -> Any:
 @pytest.fixture
 def day(site: Path, tmp_path: Path) -> dict[str, Any]:
     """A store with today's day simulated, a unit awaiting approval and a queued unit that has not started."""
-    make_dist(site, "cass-actions-dashpack", ep_name="sim", module="dashpack", module_source=PACK,
-              actions=[action_def("sim.think", category="reflection"),
-                       action_def("sim.tidy", tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0,
-                                  category="system"),
-                       action_def("sim.build", tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0,
-                                  category="system", requires_approval=True)],
-              templates=[
-                  template_def("morning_thoughts", ["sim.think", "sim.tidy"],
-                               preferred_windows=[{"start_hour": 6, "end_hour": 12}]),
-                  template_def("build", ["sim.tidy", "sim.build"], category="system",
-                               preferred_windows=[{"start_hour": 18, "end_hour": 22}]),
-                  template_def("late_thoughts", ["sim.think"], preferred_windows=[{"start_hour": 22, "end_hour": 6}]),
-              ])
+    make_sim_pack(site, module="dashpack", templates=("morning_thoughts", "build", "late_thoughts"))
     from cass_actions_core.config import load_config
     from cass_actions_core.phases import DayPhases
 
