@@ -118,6 +118,8 @@ class LedgerGate:
         self.spent = 0.0
         #: Whether a running spend was kept in the store (its key is removed when the step settles).
         self.kept = False
+        #: Whether holds are synced to the disk before the call (its provider bills real money).
+        self.durable = True
 
     def request(self, total_usd: float) -> bool:
         """Grow the reservation so the action's total may reach ``total_usd``."""
@@ -132,9 +134,9 @@ class LedgerGate:
     def hold(self, total_usd: float) -> None:
         """A call is about to go out: a crash before it returns settles the reservation at ``total_usd``.
 
-        Synced to the disk before the call is made (money is about to leave), so even a power
-        cut cannot lose what the call may cost."""
-        with self.store.transaction(durable=True):
+        Synced to the disk before the call is made when money is about to leave (the provider
+        bills real money), so even a power cut cannot lose what the call may cost."""
+        with self.store.transaction(durable=self.durable):
             self.store.set_state(spend_key(self.reservation.id), total_usd)
         self.kept = True
 
@@ -555,6 +557,7 @@ class Executor:
         gate = LedgerGate(self.ledger, reservation, self.store, self.clock)
         try:
             llm = self.llm_factory(action, key, gate, model)
+            gate.durable = getattr(getattr(llm, "provider", None), "bills_real_money", True) is not False
         except Exception as exc:  # e.g. an unknown provider: the step fails, the money goes back
             error = f"no LLM client for {definition.id}: {exc}"
             self.ledger.release(reservation, self.clock.now(), note=error)

@@ -138,3 +138,30 @@ def test_a_step_whose_stored_params_break_the_actions_schema_fails_without_calli
     assert "step 1 (r.strict): invalid params" in outcome.unit.reason
     assert "params.conversation_id" in outcome.unit.reason and "bogus" in outcome.unit.reason
     runtime.close()
+
+
+@pytest.mark.parametrize("provider, synced", [("anthropic", True), ("offline", False)])
+def test_the_hold_before_a_call_is_synced_to_the_disk_only_when_the_provider_bills_real_money(tmp_path, fake, provider,
+                                                                                             synced):
+    fake.reply_text("a thought")
+    runtime = make_runtime(tmp_path, fake)
+    if provider == "offline":
+        runtime.close()
+        cfg = Config.from_dict({"timezone": "UTC", "planner": {"enabled": False}, "llm": {"provider": "offline"}})
+        pack = HandPack([action_def("r.think", category="reflection", estimated_cost_usd=0.001, max_cost_usd=0.05)],
+                        [template_def("think", ["r.think"])], handlers={"r.think": think})
+        runtime = Runtime(cfg, data_dir=tmp_path / "o", clock=VirtualClock(UTC, START), plugins=[("r", pack)],
+                          entry_points=False)
+        runtime.store_plan(START.date(), DayPlan(START.date(), {"morning": [PlanItem("think")]}, source="file", reason="t"))
+        runtime.acquire_lease()
+    statements: list[str] = []
+    runtime.store._conn.set_trace_callback(statements.append)
+    simulate(runtime, START + timedelta(hours=1))
+    runtime.store._conn.set_trace_callback(None)
+    (unit,) = runtime.store.list_units(statuses=["completed"])
+    holds = [i for i, s in enumerate(statements) if s.startswith("INSERT OR REPLACE INTO state") and "spend:" in s]
+    assert len(holds) >= 1  # the hold was written in every case
+    # A durable commit switches the connection to synchronous=FULL just before its BEGIN.
+    synced_holds = [i for i in holds if any(s == "PRAGMA synchronous = FULL" for s in statements[max(0, i - 4):i])]
+    assert bool(synced_holds) is synced
+    runtime.close()

@@ -189,6 +189,10 @@ class LLMProvider(Protocol):
     # Optional: ``def not_ready(self) -> str | None`` returns why the provider cannot make a
     # call at all (no API key, say) as one sentence, or None. The daemon and `simulate` ask
     # before they start, so a missing credential stops them once instead of failing every unit.
+    #
+    # Optional too: ``bills_real_money: bool`` (True when absent). The hold written before each
+    # call is synced to the disk only for a provider whose calls cost real money; the ``offline``
+    # provider sets it False (its spend is simulated), so rehearsals do not sync per call.
 
 
 class SpendGate(Protocol):

@@ -311,6 +311,8 @@ class OfflineProvider:
     """
 
     name = PROVIDER_NAME
+    #: Its spend is simulated: the hold before a call need not survive a power cut.
+    bills_real_money = False
 
     def __init__(self, settings: LLMSettings | None = None, *, prices: PriceTable | None = None) -> None:
         self.settings = settings or LLMSettings(provider=PROVIDER_NAME)
