@@ -26,19 +26,24 @@ the offline label (``[offline]``) on everything the pack composed; only sentence
 verbatim from the model's own replies stay unlabelled. The record -- what was read,
 every turn, the conclusions, why it stopped -- is written to
 ``<data_dir>/sessions/<local date>/<kind>-<unit>.md``, and a short entry (with the
-action's result) is kept in the pack's key-value area (``session_log``) for later
-sessions and the self-model actions.
+action's result) is kept in the pack's key-value area for later sessions and the
+self-model actions: the session log, one key per local date (``session_log/<date>``)
+plus an index of the dates (``session_log/index``), so a session reads and writes only
+the days it needs (:func:`recent_sessions`, :func:`sessions_between`,
+:func:`sessions_on`, :func:`finished_run`; :func:`log_session` writes one day key and
+the index).
 
 Re-running a step (a restart after a crash) is free: when the session log already
-holds the run key and its record file exists, the stored result is returned without
+holds the run key (looked up in its date's key) and its record file exists, the stored result is returned without
 any LLM call.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -63,8 +68,16 @@ END_MARKER = "SESSION COMPLETE"
 #: Turn cap when neither params nor settings give one, and the highest cap allowed.
 DEFAULT_MAX_TURNS = 4
 MAX_TURNS_LIMIT = 10
-#: Key of the session log in the pack's key-value area, and how many entries it keeps.
+#: The session log in the pack's key-value area: one key per local date (this prefix and
+#: the date) and an index of the dates. ``SESSION_LOG_KEY`` is the single-key log of
+#: earlier versions, split into that layout on first use.
+SESSION_LOG_PREFIX = "session_log/"
+SESSION_LOG_INDEX_KEY = "session_log/index"
 SESSION_LOG_KEY = "session_log"
+#: Retention: every day of the last ``SESSION_LOG_DAYS`` days (the longest period a
+#: consolidation reviews: ``monthly``, 30 days), and older days while the newest
+#: ``SESSION_LOG_SIZE`` entries reach back to them. A day keeps at most ``SESSION_LOG_SIZE``.
+SESSION_LOG_DAYS = 30
 SESSION_LOG_SIZE = 200
 #: Seconds of an action's timeout the time budget leaves free for the last turn and the
 #: conclusions call (``max_minutes`` is capped at ``timeout_seconds`` less this).
@@ -332,28 +345,209 @@ def render_record(ctx: ActionContext, spec: SessionSpec, prepared: Prepared, lim
     return "\n".join(lines).rstrip() + "\n"
 
 
+# -- the session log ---------------------------------------------------------------------------
+#
+# One key per local date, ``session_log/<YYYY-MM-DD>``: that day's entries, oldest first.
+# ``session_log/index`` lists the dates that have entries, sorted, each with how many
+# entries of each action it holds (``[[date, {action_id: count}], ...]``), so a reader
+# loads only the days it needs and pruning needs no day key. A session writes its own
+# day key, then the index (whose counts are taken from that day key, so an index left
+# behind by a crash between the two is mended by the next write of that day). The
+# single ``session_log`` list of earlier versions is split into this layout on first use.
+
+
+def _day_key(day: str) -> str:
+    return f"{SESSION_LOG_PREFIX}{day}"
+
+
+def _as_date(text: Any) -> str | None:
+    """``text`` when it is a calendar date written ``YYYY-MM-DD``, else ``None``."""
+    if not isinstance(text, str) or len(text) != 10:
+        return None
+    try:
+        return text if date.fromisoformat(text).isoformat() == text else None  # not "2026-W52-1"
+    except ValueError:
+        return None
+
+
+def _entries(value: Any) -> list[dict[str, Any]]:
+    """The well-formed entries of a stored list (anything else yields none)."""
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
+def _counts(entries: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in entries:
+        action = e.get("action_id") if isinstance(e.get("action_id"), str) else ""
+        counts[action] = counts.get(action, 0) + 1
+    return counts
+
+
+def _read_index(ctx: ActionContext) -> dict[str, dict[str, int]] | None:
+    """The index as ``{date: {action_id: count}}`` (sorted by date), or ``None`` when there is none."""
+    raw = ctx.kv.get(SESSION_LOG_INDEX_KEY)
+    if not isinstance(raw, list):
+        return None
+    days: dict[str, dict[str, int]] = {}
+    for item in raw:
+        if isinstance(item, list) and len(item) == 2 and _as_date(item[0]) and isinstance(item[1], dict):
+            days[item[0]] = {str(k): v for k, v in item[1].items() if isinstance(v, int) and v > 0}
+    return dict(sorted(days.items()))
+
+
+def _write_index(ctx: ActionContext, days: dict[str, dict[str, int]]) -> None:
+    ctx.kv.set(SESSION_LOG_INDEX_KEY, [[day, counts] for day, counts in sorted(days.items()) if counts])
+
+
+def _entry_day(entry: dict[str, Any]) -> str | None:
+    """The date an entry is filed under: its ``local_date``, else its run key's date."""
+    return _as_date(entry.get("local_date")) or _as_date(str(entry.get("run_key", "")).split("/", 1)[0])
+
+
+def _migrate(ctx: ActionContext) -> dict[str, dict[str, int]]:
+    """Build the index when there is none, splitting the single-key log of earlier versions.
+
+    Runs once per store (it leaves an index, empty if need be). Entries are filed under
+    their date (an entry without one goes with the entry before it, so the order of the
+    newest-N readers is kept); entries already in a day key (an earlier migration cut
+    short) are not added twice; non-dict items, which no reader ever saw, are dropped.
+    Every well-formed entry is kept (the next write applies retention).
+    The old key is deleted only once its entries are in their day keys, and the index
+    is written last: a crash in between repeats the whole (idempotent) step.
+    """
+    # One scan of the namespace, once per store: the old key and any day key already written
+    # (by a migration cut short).
+    every = ctx.kv.items()
+    legacy = every.get(SESSION_LOG_KEY)
+    stored = {key[len(SESSION_LOG_PREFIX):]: value for key, value in every.items()
+              if key.startswith(SESSION_LOG_PREFIX) and _as_date(key[len(SESSION_LOG_PREFIX):])}
+    days: dict[str, list[dict[str, Any]]] = {}
+    if isinstance(legacy, list):
+        previous = None
+        dated = [(e, _entry_day(e)) for e in _entries(legacy)]
+        first = next((d for _, d in dated if d), None) or ctx.local_date.isoformat()
+        for entry, day in dated:
+            day = day or previous or first
+            days.setdefault(day, []).append(entry)
+            previous = day
+    index: dict[str, dict[str, int]] = {}
+    for day in sorted(set(days) | set(stored)):
+        kept = _entries(stored.get(day))
+        added = [e for e in days.get(day, []) if e not in kept]
+        merged = added + kept  # the old log's entries came first
+        if added:
+            ctx.kv.set(_day_key(day), merged)
+        if merged:
+            index[day] = _counts(merged)
+    if legacy is not None:
+        ctx.kv.delete(SESSION_LOG_KEY)
+    _write_index(ctx, index)  # not pruned here: the next write prunes, as it would have dropped the oldest
+    if days:
+        ctx.logger.info("session log: %d entries of the single-key log moved into %d day keys",
+                        sum(len(v) for v in days.values()), len(days))
+    return index
+
+
+def _index(ctx: ActionContext) -> dict[str, dict[str, int]]:
+    """The index (``{date: {action_id: count}}``, oldest date first), migrating an old log first."""
+    index = _read_index(ctx)
+    return index if index is not None else _migrate(ctx)
+
+
+def _pruned(ctx: ActionContext, index: dict[str, dict[str, int]], newest: str) -> dict[str, dict[str, int]]:
+    """``index`` without the days past retention, whose keys are deleted (see :data:`SESSION_LOG_DAYS`).
+
+    A day is kept while it is within ``SESSION_LOG_DAYS`` days of ``newest`` (the
+    longest period a consolidation reviews) or while the days after it hold fewer than
+    ``SESSION_LOG_SIZE`` entries (the newest entries kept as the single-key log did).
+    """
+    horizon = (date.fromisoformat(newest) - timedelta(days=SESSION_LOG_DAYS - 1)).isoformat()
+    kept: dict[str, dict[str, int]] = {}
+    newer = 0
+    for day in sorted(index, reverse=True):
+        if day >= horizon or newer < SESSION_LOG_SIZE:
+            kept[day] = index[day]
+            newer += sum(index[day].values())
+        else:
+            ctx.kv.delete(_day_key(day))
+    return dict(sorted(kept.items()))
+
+
 def log_session(ctx: ActionContext, entry: dict[str, Any]) -> None:
-    """Append ``entry`` to the session log in the key-value area (the newest ``SESSION_LOG_SIZE`` kept)."""
-    log = ctx.kv.get(SESSION_LOG_KEY, [])
-    if not isinstance(log, list):
-        log = []
-    log = [e for e in log if not (isinstance(e, dict) and e.get("run_key") == entry["run_key"])]
-    log.append(entry)
-    ctx.kv.set(SESSION_LOG_KEY, log[-SESSION_LOG_SIZE:])
+    """Add ``entry`` to its day of the session log (replacing an entry of the same run key) and prune.
+
+    Touches the entry's day key and the index only (old days past retention are deleted).
+    """
+    index = _index(ctx)
+    day = _entry_day(entry) or ctx.local_date.isoformat()
+    entries = [e for e in _entries(ctx.kv.get(_day_key(day))) if e.get("run_key") != entry["run_key"]]
+    entries = [*entries, entry][-SESSION_LOG_SIZE:]
+    ctx.kv.set(_day_key(day), entries)
+    index[day] = _counts(entries)
+    _write_index(ctx, _pruned(ctx, index, max(max(index), ctx.local_date.isoformat())))
+
+
+def sessions_on(ctx: ActionContext, day: date | str) -> list[dict[str, Any]]:
+    """The session log's entries whose ``local_date`` is ``day``, oldest first (one day key read)."""
+    _index(ctx)
+    key = day.isoformat() if isinstance(day, date) else str(day)
+    return [e for e in _entries(ctx.kv.get(_day_key(key))) if e.get("local_date") == key]
+
+
+def sessions_between(ctx: ActionContext, since: date, until: date) -> list[dict[str, Any]]:
+    """The entries whose ``local_date`` is in ``since``..``until`` (inclusive), oldest first."""
+    first, last = since.isoformat(), until.isoformat()
+    found: list[dict[str, Any]] = []
+    for day in _index(ctx):
+        if first <= day <= last:
+            found += [e for e in _entries(ctx.kv.get(_day_key(day)))
+                      if first <= str(e.get("local_date", "")) <= last]
+    return found
+
+
+def recent_sessions(ctx: ActionContext, limit: int, action_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The newest ``limit`` entries (of ``action_ids`` only, when given), oldest first.
+
+    Reads day keys from the newest back, and only the days whose index lists one of
+    ``action_ids``, until ``limit`` entries are found.
+    """
+    if limit <= 0:
+        return []
+    wanted = set(action_ids) if action_ids is not None else None
+    found: list[dict[str, Any]] = []
+    for day, counts in reversed(list(_index(ctx).items())):
+        if wanted is not None and not wanted & set(counts):
+            continue
+        entries = _entries(ctx.kv.get(_day_key(day)))
+        if wanted is not None:
+            entries = [e for e in entries if e.get("action_id") in wanted]
+        found = entries + found
+        if len(found) >= limit:
+            break
+    return found[-limit:]
 
 
 def session_log(ctx: ActionContext) -> list[dict[str, Any]]:
-    """The session log, oldest first (well-formed entries only)."""
-    log = ctx.kv.get(SESSION_LOG_KEY, [])
-    return [e for e in log if isinstance(e, dict)] if isinstance(log, list) else []
+    """Every retained entry, oldest first (reads every day key: not for a session's hot path)."""
+    found: list[dict[str, Any]] = []
+    for day in _index(ctx):
+        found += _entries(ctx.kv.get(_day_key(day)))
+    return found
 
 
 def finished_run(ctx: ActionContext) -> dict[str, Any] | None:
-    """The session log's entry for this run key, when its record file exists too (a finished run)."""
-    for entry in reversed(session_log(ctx)):
-        if entry.get("run_key") == ctx.run_key:
-            path = entry.get("path")
-            return entry if isinstance(path, str) and (ctx.data_dir / path).is_file() else None
+    """The session log's entry for this run key, when its record file exists too (a finished run).
+
+    Reads the day key of the run key's date (its first part), and of the run's local
+    date when that differs.
+    """
+    _index(ctx)
+    days = dict.fromkeys(d for d in (_as_date(ctx.run_key.split("/", 1)[0]), ctx.local_date.isoformat()) if d)
+    for day in days:
+        for entry in reversed(_entries(ctx.kv.get(_day_key(day)))):
+            if entry.get("run_key") == ctx.run_key:
+                path = entry.get("path")
+                return entry if isinstance(path, str) and (ctx.data_dir / path).is_file() else None
     return None
 
 

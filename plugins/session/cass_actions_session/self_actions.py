@@ -3,8 +3,8 @@
 Each takes its content from params when given (no LLM call, cost 0), so a template can
 pass exactly what to record. Without content it makes one light LLM call that derives
 the entry from *today's work*: today's work summaries plus the sessions this pack ran
-today (its session log, so a step can use what an earlier step of the same unit did,
-before the unit's summary exists). Offline, the entry is built from that same text.
+today (today's key of its session log, so a step can use what an earlier step of the
+same unit did, before the unit's summary exists). Offline, the entry is built from that same text.
 With no work today there is nothing to derive from: the action succeeds, changes
 nothing and makes no call.
 
@@ -36,7 +36,7 @@ from cass_actions_core.text import OFFLINE_LABEL, clip, first_sentence, is_offli
 
 from cass_actions_session import selfmodel
 from cass_actions_session.common import dedupe, normalise
-from cass_actions_session.runner import session_log
+from cass_actions_session.runner import sessions_on
 
 SELF_SYSTEM = (
     "You are an AI daemon tending your own self model: a private, honest record of who you are becoming. "
@@ -81,9 +81,9 @@ def todays_work(ctx: ActionContext) -> list[dict[str, Any]]:
         said = [str(a.get("summary")) for a in s.get("actions") or [] if isinstance(a, dict) and a.get("summary")]
         items.append({"label": label, "text": " ".join(said) or str(s.get("narrative", "")),
                       "insights": [str(i) for i in s.get("insights") or []]})
-    for e in session_log(ctx):
+    for e in sessions_on(ctx, ctx.local_date):
         unit = str(e.get("run_key", "")).split("/")[2:3]
-        if e.get("local_date") != ctx.local_date.isoformat() or (unit and unit[0] in summarised):
+        if unit and unit[0] in summarised:
             continue
         kind = str(e.get("action_id", "session")).split(".")[-1].replace("_", " ")
         items.append({"label": f"a {kind} session on {e.get('theme', '?')}", "text": str(e.get("summary", "")),

@@ -17,11 +17,20 @@ from cass_actions_core.text import clip, is_offline
 from cass_actions_session import inputs, research, selfmodel
 from cass_actions_session.common import dedupe, setting_int
 from cass_actions_session.inputs import Material, Section
-from cass_actions_session.runner import Prepared, SessionLimits, SessionSpec, run_session, session_log
+from cass_actions_session.runner import (
+    Prepared,
+    SessionLimits,
+    SessionSpec,
+    recent_sessions,
+    run_session,
+    sessions_between,
+)
 
 #: Key in the key-value area: feed items ``session.world_state`` has already considered.
 SEEN_FEED_KEY = "world_state_seen"
 SEEN_FEED_SIZE = 1000
+#: The periods a consolidation reviews (the session log keeps at least the longest:
+#: ``runner.SESSION_LOG_DAYS``).
 PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 30}
 
 
@@ -117,7 +126,7 @@ def prepare_synthesis(ctx: ActionContext, limits: SessionLimits) -> Prepared:
 def prepare_meta_reflection(ctx: ActionContext, limits: SessionLimits) -> Prepared:
     """Reflects on its own reflections: earlier sessions (session log) and reflection summaries."""
     material, model = _start(ctx, with_self=False)
-    _sessions_section(ctx, material, session_log(ctx)[-8:], "My earlier sessions")
+    _sessions_section(ctx, material, recent_sessions(ctx, 8), "My earlier sessions")
     inputs.summaries_section(ctx, material, _recent(ctx, limits, "reflection"), title="Reflection work")
     if _nothing(material, "sessions", "summaries"):
         return Prepared("my patterns of reflection", material, "", _name(model),
@@ -136,8 +145,7 @@ def prepare_consolidation(ctx: ActionContext, limits: SessionLimits) -> Prepared
     inputs.summaries_section(ctx, material, inputs.summaries_between(ctx, since, until, limit=40),
                              title=f"Work from {since.isoformat()} to {until.isoformat()}")
     inputs.journal_section(ctx, material, limit=max(limits.recent_files, PERIOD_DAYS[period]), since=since, until=until)
-    in_period = [e for e in session_log(ctx) if since.isoformat() <= str(e.get("local_date", "")) <= until.isoformat()]
-    _sessions_section(ctx, material, in_period[-12:], "Sessions in the period")
+    _sessions_section(ctx, material, sessions_between(ctx, since, until)[-12:], "Sessions in the period")
     theme = f"the {period} period {since.isoformat()}" + (f" to {until.isoformat()}" if since != until else "")
     data = {"period_type": period, "since": since.isoformat(), "until": until.isoformat()}
     if _nothing(material, "summaries", "journal", "sessions"):
@@ -228,8 +236,8 @@ def prepare_knowledge_building(ctx: ActionContext, limits: SessionLimits) -> Pre
     inputs.data_markdown_section(ctx, material, "research", "My research notes", research.NOTES_DIR,
                                  limit=max(limits.recent_files, 5))
     inputs.notes_section(ctx, material, limit=limits.recent_files)
-    _sessions_section(ctx, material, [e for e in session_log(ctx) if e.get("action_id") in
-                                      ("session.research", "session.knowledge_building")][-6:], "Research sessions")
+    _sessions_section(ctx, material, recent_sessions(ctx, 6, ("session.research", "session.knowledge_building")),
+                      "Research sessions")
     inputs.summaries_section(ctx, material, _recent(ctx, limits, "research"), title="Recent research work")
     if _nothing(material, "research", "notes", "sessions", "summaries"):
         return Prepared("my knowledge base", material, "", _name(model),

@@ -19,13 +19,17 @@ def seed_insight(runtime: Any, run_action: Any) -> None:
     assert run_action(runtime, "session.record_insight", {"text": INSIGHT}).ok
 
 
+EARLIER_SESSION = {
+    "run_key": "2026-01-04/evening/abcdef1234/0", "local_date": "2026-01-04", "action_id": "session.reflection",
+    "theme": "rest", "path": "sessions/2026-01-04/reflection-abcdef12.md",
+    "summary": "I kept circling back to rest as a kind of work.", "insights": ["I return to rest often."],
+    "questions": ["Why do I return to rest so often?"]}
+
+
 def seed_session_log(runtime: Any, run_action: Any) -> None:
-    """An earlier reflection in the pack's session log: material for meta-reflection."""
-    runtime.store.kv_set("session", "session_log", [{
-        "run_key": "2026-01-04/evening/abcdef1234/0", "local_date": "2026-01-04", "action_id": "session.reflection",
-        "theme": "rest", "path": "sessions/2026-01-04/reflection-abcdef12.md",
-        "summary": "I kept circling back to rest as a kind of work.", "insights": ["I return to rest often."],
-        "questions": ["Why do I return to rest so often?"]}])
+    """An earlier reflection in the pack's session log (its day key and the index): material for meta-reflection."""
+    runtime.store.kv_set("session", "session_log/2026-01-04", [EARLIER_SESSION])
+    runtime.store.kv_set("session", "session_log/index", [["2026-01-04", {"session.reflection": 1}]])
 
 
 def seed_journal(runtime: Any, run_action: Any) -> None:
@@ -93,8 +97,9 @@ def test_session_action_offline_writes_its_record(action_id, demo_runtime, run_a
     assert data["summary"].startswith("[offline] ")
     assert outcome.cost_usd > 0 and outcome.result["llm"]["calls"] == 5  # four turns and the conclusions call
     assert outcome.result["insights"], "derived conclusions always hold an insight"
-    log = runtime.store.kv_get("session", "session_log")
+    log = runtime.store.kv_get("session", "session_log/2026-01-05")  # today's key of the session log
     assert log[-1]["action_id"] == action_id and log[-1]["path"] == data["path"]
+    assert runtime.store.kv_get("session", "session_log") is None  # no single-key log any more
     # The unit's work summary carries the session's insights and questions.
     assert outcome.summary["insights"] == outcome.result["insights"]
     assert outcome.summary["questions_raised"] == outcome.result["questions"]
