@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import gc
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ import pluggy
 
 from cass_actions_core.config import Config
 from cass_actions_core.models import ActionDefinition, Template
-from cass_actions_core.plugins import PluginRecord, call_per_plugin, load_plugins, new_plugin_manager, one_line
+from cass_actions_core.plugins import (FoundEntryPoint, PluginRecord, call_per_plugin, load_plugins, new_plugin_manager,
+                                       one_line, pack_load_problems)
 from cass_actions_core.problems import CatalogueError, Problem
 from cass_actions_core.registrars import (ActionRegistrar, Handler, LazyHandler, Registered, TemplateRegistrar,
                                            check_handler_signature)
@@ -42,12 +44,58 @@ class CatalogueAction:
         return self.origin.pack
 
 
-@dataclass(frozen=True)
 class CatalogueTemplate:
-    """A registered template and where it came from."""
+    """A registered template and where it came from.
 
-    template: Template
-    origin: Registered
+    The typed :class:`Template` is built on first use of :attr:`template`: one read from a file is
+    kept as its checked document until then, so checking a catalogue (which reads only ids,
+    categories and steps) never builds ten thousand templates it does not use.
+    """
+
+    __slots__ = ("_template", "_doc", "_origin")
+
+    def __init__(self, template: Template | dict[str, Any], origin: Registered) -> None:
+        """``template``: the template, or a document :meth:`Template.from_dict` is known to accept."""
+        self._template, self._doc = (template, None) if isinstance(template, Template) else (None, template)
+        self._origin = origin
+
+    @property
+    def template(self) -> Template:
+        """The template (built the first time it is asked for)."""
+        if self._template is None:
+            self._template, self._doc = Template.from_dict(self._doc), None
+        return self._template
+
+    @property
+    def origin(self) -> Registered:
+        """Where it came from."""
+        return self._origin
+
+    @property
+    def id(self) -> str:
+        """The template id."""
+        return self._template.id if self._template is not None else self._doc["id"]
+
+    @property
+    def category(self) -> str:
+        """The template's budget category."""
+        return self._template.category if self._template is not None else self._doc["category"]
+
+    def step_params(self) -> list[tuple[str, Any]]:
+        """``(action id, params)`` of each step, in order."""
+        if self._template is not None:
+            return [(s.action, s.params) for s in self._template.steps]
+        return [(s["action"], s.get("params", {})) for s in self._doc["steps"]]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CatalogueTemplate):
+            return NotImplemented
+        return (self.template, self.origin) == (other.template, other.origin)
+
+    __hash__ = None  # type: ignore[assignment]  # like the frozen dataclass it was: a Template holds lists
+
+    def __repr__(self) -> str:
+        return f"CatalogueTemplate(template={self.template!r}, origin={self.origin!r})"
 
 
 @dataclass
@@ -94,7 +142,7 @@ class Catalogue:
 
     def categories(self) -> set[str]:
         """Every budget category used by an action or a template."""
-        return {a.definition.category for a in self.actions.values()} | {t.template.category for t in self.templates.values()}
+        return {a.definition.category for a in self.actions.values()} | {t.category for t in self.templates.values()}
 
     @property
     def load_errors(self) -> list[PluginRecord]:
@@ -103,13 +151,7 @@ class Catalogue:
 
     def all_problems(self, strict: bool = False) -> list[Problem]:
         """The catalogue's problems, plus (``strict``) one per pack that failed to load."""
-        extra = [
-            Problem("pack-load", f"pack could not be loaded: {p.error}", pack=p.name,
-                    file=None if p.status == "missing" else
-                    f"{p.distribution or '?'} {p.version or ''} ({p.entry_point or 'registered by hand'})".replace("  ", " "))
-            for p in self.load_errors
-        ] if strict else []
-        return extra + self.problems
+        return (pack_load_problems(self.load_errors) if strict else []) + self.problems
 
     def check(self, strict: bool = True) -> None:
         """Raise :class:`CatalogueError` listing every problem (and, ``strict``, every broken pack)."""
@@ -131,6 +173,7 @@ def build_catalogue(
     template_files: Sequence[str | Path] = (),
     entry_points: bool = True,
     full: bool = True,
+    discovered: Sequence[FoundEntryPoint] | None = None,
 ) -> Catalogue:
     """Load packs, gather their actions and templates, add user template files, check all.
 
@@ -139,11 +182,13 @@ def build_catalogue(
     ``entry_points=False`` ignores installed packs (tests). ``full=False`` gathers and
     checks the action definitions only, without templates and without importing handlers
     registered by reference (``cass-actions list``: it checks what it prints, and a pack
-    with ten thousand templates or heavy handler modules costs it nothing). Problems are collected on the returned
-    catalogue; call :meth:`Catalogue.check` to refuse a bad one.
+    with ten thousand templates or heavy handler modules costs it nothing). ``discovered``: the
+    entry points to load from, as :func:`~cass_actions_core.plugins.find_entry_points` found them
+    (default: discover them now). Problems are collected on the returned catalogue; call
+    :meth:`Catalogue.check` to refuse a bad one.
     """
     with _bulk():
-        return _build(config, plugins, template_files, entry_points, full)
+        return _build(config, plugins, template_files, entry_points, full, discovered)
 
 
 @contextmanager
@@ -162,9 +207,10 @@ def _bulk() -> Iterator[None]:
 
 
 def _build(config: Config, plugins: Sequence[tuple[str, Any]], template_files: Sequence[str | Path],
-           entry_points: bool, full: bool) -> Catalogue:
+           entry_points: bool, full: bool, discovered: Sequence[FoundEntryPoint] | None) -> Catalogue:
     pm = new_plugin_manager()
-    records = load_plugins(pm, load=config.plugins.load, disable=config.plugins.disable, extra=plugins, entry_points=entry_points)
+    records = load_plugins(pm, load=config.plugins.load, disable=config.plugins.disable, extra=plugins,
+                           entry_points=entry_points, discovered=discovered)
     catalogue = Catalogue(config=config, plugin_manager=pm, plugins=records)
     by_name = {r.name: r for r in records}
 
@@ -200,10 +246,11 @@ def _build(config: Config, plugins: Sequence[tuple[str, Any]], template_files: S
     _check_categories(catalogue)
     _check_providers(catalogue)
     _check_pack_settings(catalogue, registrars.values())
+    actions = Counter(a.origin.pack for a in catalogue.actions.values())
+    templates = Counter(t.origin.pack for t in catalogue.templates.values())
+    problems = Counter(p.pack for p in catalogue.problems)
     for name, record in by_name.items():
-        record.actions = sum(1 for a in catalogue.actions.values() if a.pack == name)
-        record.templates = sum(1 for t in catalogue.templates.values() if t.origin.pack == name)
-        record.problems = sum(1 for p in catalogue.problems if p.pack == name)
+        record.actions, record.templates, record.problems = actions[name], templates[name], problems[name]
     return catalogue
 
 
@@ -332,41 +379,60 @@ def _check_definition(definition: ActionDefinition, origin: Registered, invalid_
 
 def _collect_templates(catalogue: Catalogue, registrars: Iterable[TemplateRegistrar]) -> None:
     problems = catalogue.problems
+    checks: dict[str, Any] = {}  # action id -> its params check (see _check_template)
     for reg in registrars:
         problems.extend(reg.problems)
-        for template, origin in reg.templates:
-            existing = catalogue.templates.get(template.id)
+        for entry, origin in reg.entries:
+            item = CatalogueTemplate(entry, origin)
+            existing = catalogue.templates.get(item.id)
             if existing is not None:
                 problems.append(Problem(
                     "duplicate-template",
                     f"template id registered twice: by {existing.origin.pack!r} ({existing.origin.file}) and by {origin.pack!r} ({origin.file})",
-                    file=origin.file, pack=origin.pack, item_id=template.id, path=f"$.templates[{origin.index}].id",
+                    file=origin.file, pack=origin.pack, item_id=item.id, path=f"$.templates[{origin.index}].id",
                 ))
                 continue
-            problems.extend(_check_template(catalogue, template, origin))
-            catalogue.templates[template.id] = CatalogueTemplate(template, origin)
+            problems.extend(_check_template(catalogue, item, checks))
+            catalogue.templates[item.id] = item
 
 
-def _check_template(catalogue: Catalogue, template: Template, origin: Registered) -> list[Problem]:
+def _check_template(catalogue: Catalogue, item: CatalogueTemplate, checks: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
-    for j, step in enumerate(template.steps):
+    origin = item.origin
+    for j, (action_id, params) in enumerate(item.step_params()):
+        check = checks.get(action_id)
+        if check is None:
+            check = checks[action_id] = _params_check(catalogue, action_id)
+        if check is True or check(params):
+            continue
         path = f"$.templates[{origin.index}].steps[{j}]"
-        action = catalogue.actions.get(step.action)
+        action = catalogue.actions.get(action_id)
         if action is None:
-            hint = closest(step.action, catalogue.actions)
+            hint = closest(action_id, catalogue.actions)
             out.append(Problem(
-                "unknown-action", f"step {j + 1} names unregistered action {step.action!r}",
-                file=origin.file, pack=origin.pack, item_id=template.id, path=f"{path}.action",
+                "unknown-action", f"step {j + 1} names unregistered action {action_id!r}",
+                file=origin.file, pack=origin.pack, item_id=item.id, path=f"{path}.action",
                 hint=f"closest registered action: {hint!r}" if hint else "no registered action is close; run 'cass-actions list'",
             ))
             continue
-        if step.action not in catalogue.invalid_params_schemas:
-            for sub, message in schema_files.validate_instance(action.definition.params, step.params):
-                out.append(Problem(
-                    "invalid-params", f"step {j + 1} params for {step.action!r}: {message}",
-                    file=origin.file, pack=origin.pack, item_id=template.id, path=f"{path}.params{sub[1:]}",
-                ))
+        for sub, message in schema_files.validate_instance(action.definition.params, params):
+            out.append(Problem(
+                "invalid-params", f"step {j + 1} params for {action_id!r}: {message}",
+                file=origin.file, pack=origin.pack, item_id=item.id, path=f"{path}.params{sub[1:]}",
+            ))
     return out
+
+
+def _params_check(catalogue: Catalogue, action_id: str) -> Any:
+    """What a step naming ``action_id`` is checked with: ``True`` (nothing to check: its params schema is
+    itself invalid, reported once on the action), else a function saying whether params are valid (always
+    false for an unknown action, so the step is reported)."""
+    action = catalogue.actions.get(action_id)
+    if action is None:
+        return lambda params: False
+    if action_id in catalogue.invalid_params_schemas:
+        return True
+    return schema_files.instance_check(action.definition.params)
 
 
 def _check_categories(catalogue: Catalogue) -> None:
@@ -376,13 +442,13 @@ def _check_categories(catalogue: Catalogue) -> None:
     for a in catalogue.actions.values():
         users.setdefault(a.definition.category, []).append(a.definition.id)
     for t in catalogue.templates.values():
-        users.setdefault(t.template.category, []).append(t.template.id)
+        users.setdefault(t.category, []).append(t.id)
     planner = catalogue.config.planner
     if planner.enabled:
         users.setdefault(planner.category, []).append("the day planner ($.planner.category)")
     for category in sorted(users):
         if category in allocations and catalogue.config.budget.category_limit(category) <= 0:
-            templates = sorted(t.template.id for t in catalogue.templates.values() if t.template.category == category)
+            templates = sorted(t.id for t in catalogue.templates.values() if t.category == category)
             what = (f"the planner never plans its {len(templates)} template(s): {_some(templates)}" if templates else
                     f"its actions can never be paid for: {_some(sorted(users[category]))}")
             catalogue.warnings.append(Problem(

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from cass_actions_core import schema_files
-from cass_actions_core.models import Effort
 from cass_actions_core.problems import UserError, read_user_file
+
+if TYPE_CHECKING:  # annotations only: the config loads without the catalogue's models
+    from cass_actions_core.models import Effort
 
 CONFIG_ENV = "CASS_ACTIONS_CONFIG"
 DATA_DIR_ENV = "CASS_ACTIONS_DATA_DIR"
@@ -345,6 +346,8 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     if path is not None:
         source = Path(path).expanduser().resolve()
         text = read_user_file(source, "config file")
+        import tomllib
+
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -17,8 +17,6 @@ The core's built-in plugin is always registered first, under the name ``core``.
 
 from __future__ import annotations
 
-import difflib
-
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from typing import Any, Literal
 import pluggy
 
 from cass_actions_core import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
+from cass_actions_core.problems import Problem
 
 Status = Literal["loaded", "error", "disabled", "not-selected", "missing"]
 
@@ -105,8 +104,9 @@ def find_entry_points(group: str = ENTRY_POINT_GROUP) -> list[FoundEntryPoint]:
     # check below also covers entry points whose distribution it cannot name.
     for ep in metadata.entry_points(group=group):
         dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        version = dist.version if dist is not None else None
+        meta = dist.metadata if dist is not None else None  # parsed once: it holds both
+        dist_name = meta["Name"] if meta is not None else None
+        version = meta["Version"] if meta is not None else None
         found = FoundEntryPoint(ep, dist_name, version)
         key = (normalize(dist_name or ""), ep.name)
         if key in seen:
@@ -159,13 +159,15 @@ def load_plugins(
     disable: Sequence[str] = (),
     extra: Sequence[tuple[str, Any]] = (),
     entry_points: bool = True,
+    discovered: Sequence[FoundEntryPoint] | None = None,
 ) -> list[PluginRecord]:
     """Register the built-in plugin, the selected entry-point packs, then ``extra`` plugins.
 
     ``load`` (``None``: every pack; ``[]``: none but the built-ins) and ``disable`` name
     packs by entry-point or distribution name. ``extra`` is a list of ``(name, plugin)``
     pairs registered by hand (tests, embedding applications). ``entry_points=False``
-    skips discovery altogether. Never raises for a broken pack.
+    skips discovery altogether; ``discovered`` gives what :func:`find_entry_points` returned
+    (default: discover now). Never raises for a broken pack.
     """
     from cass_actions_core.builtin import plugin as builtin_plugin
 
@@ -179,7 +181,7 @@ def load_plugins(
     )
 
     if entry_points:
-        for found in find_entry_points():
+        for found in find_entry_points() if discovered is None else discovered:
             record = PluginRecord(found.name, found.distribution, found.version, found.entry_point.value, "loaded")
             records.append(record)
             if disable and _matches(found, disable):
@@ -206,6 +208,8 @@ def load_plugins(
         known |= {normalize(name) for name, _ in extra}
         for wanted in load:
             if normalize(wanted) not in known:
+                import difflib
+
                 hint = difflib.get_close_matches(wanted, sorted({r.name for r in records if not r.builtin}), n=1)
                 records.append(PluginRecord(
                     wanted, None, None, None, "missing",
@@ -245,6 +249,16 @@ def call_per_plugin(pm: pluggy.PluginManager, hook_name: str, make_arg: Any) -> 
         except Exception as exc:
             out.append((impl.plugin_name, kwargs, exc))
     return out
+
+
+def pack_load_problems(records: Iterable[PluginRecord]) -> list[Problem]:
+    """One problem per pack that failed to load (or that the load list names but is not installed)."""
+    return [
+        Problem("pack-load", f"pack could not be loaded: {p.error}", pack=p.name,
+                file=None if p.status == "missing" else
+                f"{p.distribution or '?'} {p.version or ''} ({p.entry_point or 'registered by hand'})".replace("  ", " "))
+        for p in records
+    ]
 
 
 def one_line(exc: BaseException) -> str:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from functools import cache, lru_cache
 from typing import Any, Protocol
 
 from cass_actions_core import schema_files
-from cass_actions_core.models import ActionDefinition, Template
+from cass_actions_core.models import ActionDefinition, Step, Template, TimeWindow, parse_cooldown
 from cass_actions_core.problems import JSONTextError, Problem, parse_json
 
 #: An action handler: ``async def handler(ctx) -> ActionResult | dict``.
@@ -75,8 +76,11 @@ class Registered:
     index: int
 
 
-def _read_document(source: Source, pack: str, problems: list[Problem]) -> tuple[Any, str, str | None] | None:
-    """``(document, label, digest of the file's text or None for inline metadata)``, or None (a problem is recorded)."""
+def _read_document(source: Source, pack: str, problems: list[Problem],
+                   schema: str | None = None) -> tuple[Any, str, str | None] | None:
+    """``(document, label, digest of the file's text or None for inline metadata)``, or None (a problem is
+    recorded). ``schema``: the schema the document must pass (a text already found valid against it
+    passed the depth check too)."""
     if isinstance(source, Mapping):
         return dict(source), f"<{pack}: inline metadata>", None
     if isinstance(source, str):
@@ -89,8 +93,9 @@ def _read_document(source: Source, pack: str, problems: list[Problem]) -> tuple[
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem("unreadable-file", f"cannot read the file: {exc}", file=label, pack=pack))
         return None
+    digest = schema_files.digest(text)
     try:
-        return parse_json(text), label, schema_files.digest(text)
+        return parse_json(text, depth_known_ok=schema is not None and schema_files.known_valid(schema, digest)), label, digest
     except JSONTextError as exc:
         problems.append(Problem("invalid-json", str(exc), file=label, pack=pack))
         return None
@@ -125,6 +130,17 @@ def check_handler_signature(fn: Any) -> str | None:
     action context). Checking at registration removes the earlier system's second
     calling convention (keyword-spread context, F7).
     """
+    if inspect.isfunction(fn):  # a plain function, often registered for many actions: judged once
+        return _function_verdict(fn)
+    return _handler_verdict(fn)
+
+
+@lru_cache(maxsize=1024)
+def _function_verdict(fn: Any) -> str | None:
+    return _handler_verdict(fn)
+
+
+def _handler_verdict(fn: Any) -> str | None:
     if not callable(fn):
         return f"handler {fn!r} is not callable"
     target = fn.__call__ if not inspect.isfunction(fn) and not inspect.ismethod(fn) and hasattr(fn, "__call__") else fn
@@ -175,7 +191,7 @@ class ActionRegistrar:
 
     def load(self, source: Source) -> None:
         """Read an action metadata file (``{"actions": [...]}``) and register its definitions."""
-        read = _read_document(source, self.pack, self.problems)
+        read = _read_document(source, self.pack, self.problems, schema_files.ACTION_PACK)
         if read is None:
             return
         doc, label, digest = read
@@ -220,17 +236,89 @@ class ActionRegistrar:
         return fn
 
 
+def _field_names(cls: type) -> tuple[frozenset[str], frozenset[str]]:
+    """The fields a dataclass accepts, and those it requires (what its ``from_dict`` passes through)."""
+    every = fields(cls)
+    return (frozenset(f.name for f in every),
+            frozenset(f.name for f in every if f.default is MISSING and f.default_factory is MISSING))
+
+
+_TEMPLATE_FIELDS, _TEMPLATE_REQUIRED = _field_names(Template)
+_STEP_FIELDS, _STEP_REQUIRED = _field_names(Step)
+_WINDOW_FIELDS, _WINDOW_REQUIRED = _field_names(TimeWindow)
+
+
+def _plain_template(raw: Any) -> bool:
+    """Whether :meth:`Template.from_dict` certainly accepts ``raw``, a template the schema found valid:
+    its cooldown parses and (unless the schema already guarantees it) its fields, its steps' and its
+    windows' are the dataclasses' own. A plain check, so a catalogue check need not build ten thousand
+    typed templates it only counts."""
+    cooldown = raw.get("cooldown", "0m") if type(raw) is dict else None
+    if type(cooldown) is not str or not _cooldown_ok(cooldown):
+        return False
+    if _schema_admits_only_model_fields():
+        return True
+    if not (_TEMPLATE_REQUIRED <= raw.keys() <= _TEMPLATE_FIELDS):
+        return False
+    steps, windows = raw["steps"], raw.get("preferred_windows", ())
+    if type(steps) is not list or type(windows) not in (list, tuple):
+        return False
+    for step in steps:
+        if type(step) is not dict or not (_STEP_REQUIRED <= step.keys() <= _STEP_FIELDS):
+            return False
+    for window in windows:
+        if type(window) is not dict or not (_WINDOW_REQUIRED <= window.keys() <= _WINDOW_FIELDS):
+            return False
+    return True
+
+
+@lru_cache(maxsize=256)
+def _cooldown_ok(text: str) -> bool:
+    try:
+        parse_cooldown(text)
+    except ValueError:
+        return False
+    return True
+
+
+@cache
+def _schema_admits_only_model_fields() -> bool:
+    """Whether the template-file schema allows exactly the fields of Template, Step and TimeWindow (no
+    other) and requires every field they require: then every document it finds valid has their shape."""
+    schema = schema_files.load_schema(schema_files.TEMPLATE_FILE)
+    defs = schema.get("$defs", {})
+    if schema.get("properties", {}).get("templates", {}).get("items") != {"$ref": "#/$defs/template"}:
+        return False
+    for name, (names, required) in {"template": (_TEMPLATE_FIELDS, _TEMPLATE_REQUIRED), "step": (_STEP_FIELDS, _STEP_REQUIRED),
+                                    "window": (_WINDOW_FIELDS, _WINDOW_REQUIRED)}.items():
+        part = defs.get(name, {})
+        if (part.get("type") != "object" or part.get("additionalProperties") is not False
+                or set(part.get("properties", {})) != names or not required <= set(part.get("required", []))):
+            return False
+    template = defs["template"]["properties"]  # ... and its steps and windows are arrays of those objects
+    return (template["steps"].get("type") == "array" and template["steps"].get("items") == {"$ref": "#/$defs/step"}
+            and template["preferred_windows"].get("type") == "array"
+            and template["preferred_windows"].get("items") == {"$ref": "#/$defs/window"})
+
+
 @dataclass
 class TemplateRegistrar:
     """Collects one pack's (or one user file's) templates (see ``register_templates``)."""
 
     pack: str
-    templates: list[tuple[Template, Registered]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: Each registered template and where it came from: a :class:`Template`, or the checked document of
+    #: one read from a file (built on first use; see :attr:`templates`).
+    entries: list[tuple[Template | dict[str, Any], Registered]] = field(default_factory=list)
+
+    @property
+    def templates(self) -> list[tuple[Template, Registered]]:
+        """The registered templates, built."""
+        return [(t if isinstance(t, Template) else Template.from_dict(t), origin) for t, origin in self.entries]
 
     def load(self, source: Source) -> None:
         """Read a template file (``{"templates": [...]}``) and register its templates."""
-        read = _read_document(source, self.pack, self.problems)
+        read = _read_document(source, self.pack, self.problems, schema_files.TEMPLATE_FILE)
         if read is None:
             return
         doc, label, digest = read
@@ -238,10 +326,16 @@ class TemplateRegistrar:
         self.problems.extend(schema_problems)
         if schema_problems:
             return
+        entries = self.entries
         for index, raw in enumerate(doc["templates"]):
+            # A file's documents are ours (parsed here, never shared): they may wait to be built. Inline
+            # metadata is the pack's own object, which it could change later: built now.
+            if digest is not None and _plain_template(raw):
+                entries.append((raw, Registered(self.pack, label, index)))
+                continue
             try:
                 template = Template.from_dict(raw)
             except (TypeError, ValueError) as exc:
                 self.problems.append(_model_problem(exc, label, self.pack, f"$.templates[{index}]", raw))
                 continue
-            self.templates.append((template, Registered(self.pack, label, index)))
+            entries.append((template, Registered(self.pack, label, index)))

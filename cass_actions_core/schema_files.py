@@ -4,7 +4,10 @@ Two validators, one verdict: a document is first checked by a compiled validator
 (`jsonschema-rs`, Draft 2020-12 with formats), which answers "valid" in microseconds;
 only a document it finds invalid goes through `jsonschema`, whose messages and JSON paths
 are what users read. So a large catalogue is checked quickly and every problem is still
-reported in the same words.
+reported in the same words. Schemas themselves (an action's ``params``, a pack's settings) are
+checked against the draft 2020-12 metaschema the same way: the compiled check vouches for a
+schema only when jsonschema is sure to agree (see :func:`_plainly_valid_schema`); anything else
+goes to jsonschema, which decides and says why.
 
 Pack files found valid are remembered in a small cache file (``$CASS_ACTIONS_CACHE_DIR``
 or the platform's user cache folder), keyed by a hash of the schema and of the file's
@@ -13,7 +16,8 @@ skips re-validating unchanged pack metadata and imports neither validator. Only
 catalogue checks fill it (the scheduler's run-time checks use ``cache=False``), so
 running work never pushes pack files out of it. Invalid documents are never cached, so
 every problem is reported every time; a changed file has another hash and is checked
-again.
+again. (``cass-actions validate`` also saves its whole result beside it: see
+:mod:`cass_actions_core.validate_cache`.)
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import atexit
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable
 from functools import cache
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +46,21 @@ SUMMARY = "work-summary"
 
 
 @cache
+def _schema_source(name: str) -> str:
+    """The text of ``schemas/<name>.schema.json`` in the installed package."""
+    try:  # a package installed as files (the usual case: no importlib.resources to import)
+        with open(os.path.join(os.path.dirname(__file__), "schemas", f"{name}.schema.json"), encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:  # a package imported from a zip file, say
+        from importlib.resources import files
+
+        return (files("cass_actions_core") / "schemas" / f"{name}.schema.json").read_text("utf-8")
+
+
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """Return the parsed schema ``schemas/<name>.schema.json`` from the installed package."""
-    text = (files("cass_actions_core") / "schemas" / f"{name}.schema.json").read_text("utf-8")
-    return json.loads(text)
+    return json.loads(_schema_source(name))
 
 
 @cache
@@ -65,6 +80,16 @@ def json_path(parts: Iterable[Any]) -> str:
     return out
 
 
+def cache_root() -> Path:
+    """The folder of the validation caches: ``$CASS_ACTIONS_CACHE_DIR``, else the platform's user cache folder."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("cass-actions", appauthor=False)
+    return Path(root)
+
+
 class _ValidCache:
     """Digests of (schema, document) pairs already found valid, kept across processes.
 
@@ -78,14 +103,9 @@ class _ValidCache:
 
     @property
     def path(self) -> Path:
-        root = os.environ.get(CACHE_ENV)
-        if not root:
-            import platformdirs
-
-            root = platformdirs.user_cache_dir("cass-actions", appauthor=False)
         from cass_actions_core import __version__
 
-        return Path(root) / f"valid-documents-{__version__}.json"
+        return cache_root() / f"valid-documents-{__version__}.json"
 
     def _read(self) -> list[str]:
         try:
@@ -123,7 +143,11 @@ class _ValidCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             recent = list(dict.fromkeys(self._used))
             fresh = set(recent)
-            entries = [e for e in self._read() if e not in fresh] + recent
+            known = self._read()
+            entries = [e for e in known if e not in fresh] + recent
+            if entries == known:
+                self._used.clear()
+                return  # the file already says so: nothing new, and these are its most recent entries
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(entries[-CACHE_LIMIT:]), "utf-8")
             tmp.replace(path)
@@ -147,14 +171,24 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-@cache
 def _schema_text(name: str) -> str:
-    return _canonical(load_schema(name))
+    return _schema_source(name)  # the file's own text: a key part, not parsed just to be keyed
 
 
 def digest(text: str) -> str:
     """The cache key part for a file's contents (what :func:`validate` takes as ``source_digest``)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _file_key(name: str, source_digest: str) -> str:
+    # "formats", "depth": files cached as valid before formats (or their nesting) were checked are not trusted.
+    return _key("validate", "formats", "depth", _schema_text(name), f"file:{source_digest}")
+
+
+def known_valid(name: str, source_digest: str) -> bool:
+    """Whether a file with this :func:`digest` was found valid against schema ``name`` before (so it
+    parses, and is nested no deeper than files may be)."""
+    return _file_key(name, source_digest) in _valid
 
 
 def validate(name: str, document: Any, *, cache: bool = True, source_digest: str | None = None) -> list[tuple[str, str]]:
@@ -168,9 +202,8 @@ def validate(name: str, document: Any, *, cache: bool = True, source_digest: str
     """
     key = None
     if cache:
-        # "formats": documents cached as valid before formats were checked are not trusted.
-        content = f"file:{source_digest}" if source_digest else f"doc:{_canonical(document)}"
-        key = _key("validate", "formats", _schema_text(name), content)
+        key = (_file_key(name, source_digest) if source_digest else
+               _key("validate", "formats", _schema_text(name), f"doc:{_canonical(document)}"))
         if key in _valid:
             return []
     errors = [] if _fast(name).is_valid(document) else _errors(_validator(name), document)
@@ -187,9 +220,17 @@ def validate_instance(schema: dict[str, Any], instance: Any) -> list[tuple[str, 
     return _errors(_instance_validator(_canonical(schema)), instance)
 
 
+def instance_check(schema: dict[str, Any]) -> Any:
+    """The compiled validator's ``is_valid`` for ``schema`` (an already checked JSON Schema): a function
+    saying whether an instance is valid, for checking many; :func:`validate_instance` says why not."""
+    return _fast_instance(schema).is_valid
+
+
 def check_schema(schema: Any) -> str | None:
     """Return why ``schema`` is not a valid draft 2020-12 JSON Schema, or ``None``."""
     text = _canonical(schema)
+    if isinstance(schema, dict):
+        _text_by_id[id(schema)] = (schema, text)  # for _fast_instance: one validator per distinct schema
     key = _key("metaschema", text)
     if key in _valid:
         return None
@@ -201,14 +242,73 @@ def check_schema(schema: Any) -> str | None:
 
 @cache
 def _check_schema_text(text: str) -> str | None:
+    schema = json.loads(text)
+    if _plainly_valid_schema(schema):
+        return None
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
     try:
-        Draft202012Validator.check_schema(json.loads(text))
+        Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         return exc.message
     return None
+
+
+#: The only ``$schema`` a schema may name and still be vouched for by the compiled check: the draft
+#: jsonschema checks every schema against (the compiled check would pick another draft's metaschema).
+_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+#: A URI reference made of unreserved characters, "/", "$" and one "#" only (an optional http(s)
+#: scheme and host first): valid by RFC 3986 under any checker, so the ``uri-reference`` format
+#: that jsonschema checks on ``$id``, ``$ref`` and ``$dynamicRef`` (when an RFC 3986 package is
+#: installed) cannot refuse it. Anything else is left to jsonschema.
+_PLAIN_URI_REFERENCE = re.compile(r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?)?[A-Za-z0-9._~/$-]*(?:#[A-Za-z0-9._~/$-]*)?")
+
+
+def _plainly_valid_schema(schema: Any) -> bool:
+    """True when ``schema`` is certainly a valid draft 2020-12 schema by jsonschema's own check, found
+    without importing it: the compiled metaschema check passes and every value the metaschema checks
+    with a ``format`` jsonschema may check (``regex``; ``uri``/``uri-reference``) is plainly fine.
+    False means "not sure": jsonschema decides, and says why."""
+    stack, depth = [(schema, 0)], 0
+    while stack:  # first the parts the compiled check does not judge like jsonschema does
+        node, depth = stack.pop()
+        if depth > 64:
+            return False  # deeper than any file we parse: let jsonschema recurse (and fail) as before
+        if isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node if isinstance(item, (dict, list)))
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key == "$schema" and value != _DRAFT:
+                return False
+            if key in ("$id", "$ref", "$dynamicRef") and not (isinstance(value, str) and _PLAIN_URI_REFERENCE.fullmatch(value)):
+                return False
+            if key == "$vocabulary":
+                return False
+            # "regex" format: jsonschema compiles with Python's re (the compiled check's engine differs).
+            if key == "pattern" and isinstance(value, str) and not _compiles(value):
+                return False
+            if key == "patternProperties" and isinstance(value, dict) and not all(_compiles(k) for k in value):
+                return False
+            if isinstance(value, (dict, list)):
+                stack.append((value, depth + 1))
+    try:
+        import jsonschema_rs
+
+        return bool(jsonschema_rs.meta.is_valid(schema))
+    except Exception:  # an unexpected refusal of the compiled checker: jsonschema decides
+        return False
+
+
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except Exception:  # re.error, and RecursionError/OverflowError for pathological patterns
+        return False
+    return True
 
 
 @cache
@@ -222,14 +322,27 @@ def _fast(name: str) -> Any:
 #: alive beside its validator, so an id is never reused while the entry exists).
 _fast_by_id: dict[int, tuple[Any, Any]] = {}
 
+#: Canonical texts :func:`check_schema` computed, by the schema object's identity (taken by
+#: :func:`_fast_instance`), and the validators compiled for them: equal schemas (a pack's actions
+#: often share one params schema) are compiled once.
+_text_by_id: dict[int, tuple[Any, str]] = {}
+_fast_by_text: dict[str, Any] = {}
+
 
 def _fast_instance(schema: dict[str, Any]) -> Any:
     entry = _fast_by_id.get(id(schema))
     if entry is None or entry[0] is not schema:
-        import jsonschema_rs
+        known = _text_by_id.pop(id(schema), None)
+        text = known[1] if known is not None and known[0] is schema else None
+        validator = _fast_by_text.get(text) if text is not None else None
+        if validator is None:
+            import jsonschema_rs
 
-        # No formats, like the jsonschema validator below: params schemas are the pack's own.
-        entry = _fast_by_id[id(schema)] = (schema, jsonschema_rs.validator_for(schema))
+            # No formats, like the jsonschema validator below: params schemas are the pack's own.
+            validator = jsonschema_rs.validator_for(schema)
+            if text is not None:
+                _fast_by_text[text] = validator
+        entry = _fast_by_id[id(schema)] = (schema, validator)
     return entry[1]
 
 

@@ -349,3 +349,46 @@ def test_deeply_nested_json_is_a_problem_not_a_recursion_error(tmp_path: Path, d
     (problem,) = cat.problems
     assert problem.code == "invalid-json" and problem.file == str(path)
     assert problem.message == "nested too deeply (more than 64 levels)"
+
+
+# -- issue 10: checking a catalogue builds no template it does not use -----------------------
+
+def test_templates_read_from_a_file_are_built_on_first_use_and_equal_an_eager_build(tmp_path: Path, monkeypatch):
+    from cass_actions_core.models import Template
+    from cass_actions_core.registrars import _schema_admits_only_model_fields
+
+    assert _schema_admits_only_model_fields()  # the shipped schema admits exactly the dataclasses' fields
+    raw = template_def("from_file", [{"action": "demo.a", "params": {}}], cooldown="4h",
+                       preferred_windows=[{"start_hour": 22, "end_hour": 2, "weight": 2.0}], tags=["growth"])
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"templates": [raw]}))
+    built: list[str] = []
+    original = Template.from_dict.__func__
+
+    def counting(cls, doc):
+        built.append(doc["id"])
+        return original(cls, doc)
+
+    monkeypatch.setattr(Template, "from_dict", classmethod(counting))
+    inline = template_def("inline", ["demo.a"])
+    cat = build(("demo", HandPack([action_def("demo.a")], [inline])), files=(path,))
+    assert cat.problems == [] and built == ["inline"]  # inline metadata (the pack's own object) is built at once
+    entry = cat.template("from_file")
+    assert entry.id == "from_file" and entry.category == "reflection" and built == ["inline"]
+    assert entry.template == original(Template, raw) and built == ["inline", "from_file"]
+    assert entry.template is entry.template and built == ["inline", "from_file"]  # built once
+    assert cat.template_cost(entry.template) == 0.02 and "reflection" in cat.categories()
+
+
+@pytest.mark.parametrize(("depth", "ok"), [(64, True), (65, False)])
+def test_json_nested_to_the_limit_is_read_and_one_level_more_is_refused(tmp_path: Path, depth: int, ok: bool):
+    from cass_actions_core.problems import JSONTextError, parse_json
+
+    text = "[" * depth + "]" * depth
+    if ok:
+        assert parse_json(text) is not None
+    else:
+        with pytest.raises(JSONTextError, match="more than 64 levels"):
+            parse_json(text)
+    wide = json.dumps({"a": [{"b": [1, {"c": "x" * 70}]}] * 40, "s": "[" * 100})  # brackets in strings, many siblings
+    assert parse_json(wide)["s"] == "[" * 100

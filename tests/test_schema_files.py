@@ -110,3 +110,70 @@ def test_running_units_adds_nothing_to_the_cache(tmp_path: Path) -> None:
     assert "completed" in day.stdout
     # Two days of units wrote summaries and events: none of that is catalogue content.
     assert cache_entries(cache) == before
+
+
+# -- issue 10: params and settings schemas checked by the compiled validator -------------------
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+PLAINLY_VALID = [
+    {"type": "object"},
+    {"type": "object", "additionalProperties": False, "required": ["topic"], "properties": {
+        "topic": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[a-z ]+$"},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 8}}},
+    {"$schema": DRAFT, "$id": "https://cass-actions.dev/schemas/packs/x.settings.schema.json", "type": "object",
+     "$defs": {"name": {"type": "string"}}, "properties": {"who": {"$ref": "#/$defs/name"}},
+     "patternProperties": {"^x-[a-z]+$": {"type": "integer"}}},
+]
+NOT_VOUCHED_FOR = [
+    {"type": "objekt"},
+    {"minLength": -1},
+    {"required": ["a", "a"]},
+    {"pattern": "(("},
+    {"pattern": "\\p{L}+"},  # fine for the compiled checker's regex engine, not for Python's
+    {"patternProperties": {"((": {}}},
+    {"$schema": "http://json-schema.org/draft-07/schema#", "prefixItems": 5},  # draft 7 allows it; 2020-12 not
+    {"$ref": "not a uri reference"},
+    {"$id": "http://exa mple.com/"},
+    {"$vocabulary": {"https://example.com/vocab": True}},
+    {"properties": {"x": {"type": "string", "pattern": "[z-a]"}}},
+]
+
+
+def _jsonschema_says(schema) -> str | None:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return exc.message
+    return None
+
+
+def _bundled_settings_schemas() -> list:
+    plugins = Path(__file__).resolve().parents[1] / "plugins"
+    return [json.loads(p.read_text()) for p in sorted(plugins.glob("*/cass_actions_*/settings.schema.json"))]
+
+
+def test_the_compiled_schema_check_vouches_only_for_schemas_jsonschema_accepts():
+    for schema in PLAINLY_VALID + _bundled_settings_schemas():
+        assert schema_files._plainly_valid_schema(schema), schema  # the quick path is taken
+        assert _jsonschema_says(schema) is None
+    for schema in NOT_VOUCHED_FOR:
+        assert not schema_files._plainly_valid_schema(schema), schema
+    # Either way, check_schema's verdict and message are jsonschema's own.
+    for schema in PLAINLY_VALID + NOT_VOUCHED_FOR:
+        assert schema_files._check_schema_text(schema_files._canonical(schema)) == _jsonschema_says(schema), schema
+
+
+def test_checking_a_fresh_catalogue_never_imports_the_python_validator(tmp_path: Path):
+    code = (
+        "import sys\n"
+        "from cass_actions_core.cli.main import main\n"
+        "try:\n    main(['validate', '--no-cache'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print('IMPORTED=' + ','.join(m for m in ('jsonschema', 'jsonschema_rs') if m in sys.modules))\n"
+    )
+    env = {**__import__("os").environ, "CASS_ACTIONS_CACHE_DIR": str(tmp_path / "empty-cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "IMPORTED=jsonschema_rs\n" in out.stdout, out.stdout

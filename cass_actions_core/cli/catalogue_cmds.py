@@ -5,11 +5,17 @@ None of these import the Anthropic SDK.
 
 from __future__ import annotations
 
+import gc
+from typing import TYPE_CHECKING
+
 import click
 
-from cass_actions_core.catalogue import Catalogue
 from cass_actions_core.cli.output import print_json, print_table, usd, warn
 from cass_actions_core.cli.state import CLIState, global_options, json_option
+
+if TYPE_CHECKING:
+    from cass_actions_core.catalogue import Catalogue
+    from cass_actions_core.validate_cache import Report
 
 
 def _warn_about(catalogue: Catalogue) -> None:
@@ -150,40 +156,79 @@ def plugins_command(state: CLIState, as_json: bool, show_all: bool) -> None:
 @global_options
 @json_option
 @click.option("--strict", is_flag=True, help="Also fail when a pack could not be loaded.")
+@click.option("--no-cache", is_flag=True,
+              help="Check everything afresh: neither use nor save the result of an earlier run.")
 @click.argument("template_files", nargs=-1, type=click.Path(dir_okay=False))
 @click.pass_obj
-def validate_command(state: CLIState, as_json: bool, strict: bool, template_files: tuple[str, ...]) -> None:
+def validate_command(state: CLIState, as_json: bool, strict: bool, no_cache: bool, template_files: tuple[str, ...]) -> None:
     """Check the installed catalogue plus TEMPLATE_FILES; exit 1 if anything is wrong.
 
     Reports every problem at once: schema errors with their JSON path, actions without
     handlers (and the reverse), ids registered twice, template steps naming unknown
     actions (with the closest id), step params that break the action's params schema,
-    and categories without a budget allocation.
+    and categories without a budget allocation. When nothing it read has changed since
+    the last run, that run's result is printed again (see --no-cache).
     """
-    catalogue = state.catalogue(template_files)
-    problems = catalogue.all_problems(strict)
+    report = _validate_report(state, template_files, use_cache=not no_cache)
+    problems = report.all_problems(strict)
     if as_json:
         print_json({
             "ok": not problems,
             "strict": strict,
-            "actions": len(catalogue.actions),
-            "templates": len(catalogue.templates),
+            "actions": report.actions,
+            "templates": report.templates,
             "problems": [p.to_dict() for p in problems],
-            "warnings": [w.to_dict() for w in catalogue.warnings],
-            "load_errors": [r.to_dict() for r in catalogue.load_errors],
+            "warnings": [w.to_dict() for w in report.warnings],
+            "load_errors": [r.to_dict() for r in report.load_errors],
         })
     else:
         if not strict:
-            for record in catalogue.load_errors:
+            for record in report.load_errors:
                 warn(f"pack {record.name!r} could not be loaded: {record.error} (use --strict to fail on this)")
-        for warning in catalogue.warnings:
+        for warning in report.warnings:
             click.echo(f"- warning: {warning.render()}")
         for problem in problems:
             click.echo(f"- {problem.render()}")
         if problems:
             click.echo(f"{len(problems)} problem(s) found.")
         else:
-            click.echo(f"OK: {len(catalogue.actions)} action(s) and {len(catalogue.templates)} template(s) are valid"
-                       + (f" ({len(catalogue.warnings)} warning(s) above)." if catalogue.warnings else "."))
+            click.echo(f"OK: {report.actions} action(s) and {report.templates} template(s) are valid"
+                       + (f" ({len(report.warnings)} warning(s) above)." if report.warnings else "."))
     if problems:
         click.get_current_context().exit(1)
+
+
+def _validate_report(state: CLIState, template_files: tuple[str, ...], use_cache: bool) -> Report:
+    """The catalogue's report: the saved one when nothing it depends on changed, else a fresh check
+    (saved for next time). See :mod:`cass_actions_core.validate_cache`."""
+    from cass_actions_core.validate_cache import Report, ValidateCache
+
+    config = state.config()
+    if not use_cache:
+        return Report.of(state.catalogue(template_files))
+    from cass_actions_core.plugins import find_entry_points
+
+    discovered = find_entry_points()
+    try:
+        cache = ValidateCache(config, template_files, discovered)
+    except OSError:  # no working folder (it was deleted): nothing to key an entry on
+        return Report.of(state.catalogue(template_files))
+    report = cache.load()
+    if report is not None:
+        return report
+    from cass_actions_core.catalogue import build_catalogue
+
+    # The collector stays paused until the catalogue is dropped: built with it paused (see
+    # catalogue._bulk), its million objects would otherwise all be walked once when it resumes.
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        with cache.recording():
+            catalogue = build_catalogue(config, template_files=template_files, discovered=discovered)
+        report = Report.of(catalogue)
+        cache.save(report, catalogue)
+        del catalogue
+    finally:
+        if was_on:
+            gc.enable()
+    return report

@@ -161,7 +161,7 @@ def load_plan_file(path: str | Path, catalogue: Catalogue, default_day: date) ->
         doc = parse_json(text)
     except JSONTextError as exc:
         raise UserError(f"{path}: {exc}.") from None
-    errors = schema_files.validate(schema_files.PLAN, doc)
+    errors = schema_files.validate(schema_files.PLAN, doc, cache=False)  # a plan is not catalogue content
     if errors:
         raise UserError(f"{path}: invalid plan: " + "; ".join(f"{p}: {m}" for p, m in errors) + ".")
     problems = []

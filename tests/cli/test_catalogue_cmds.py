@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 from support import action_def, make_dist, run_cli, template_def
@@ -246,3 +248,238 @@ def test_pack_commands_take_the_global_options_after_their_name_like_every_comma
     out = run_cli("hello-top", "--data-dir", str(data), site=site, env=env)
     assert out.returncode == 0 and out.stdout.strip() == f"data={data.resolve()}"
     assert "--data-dir" in run_cli("hello", "where", "--help", site=site, env=env).stdout
+
+
+# -- issue 10: validate saves its result; a warm run confirms nothing changed and prints it again --------
+
+BUNDLED = "journal,memory,session,wonderland"
+
+FILE_PACK_PLUGIN = '''
+from cass_actions_core.packs import file_pack_hooks
+
+with open({log!r}, "a") as log:  # counts the imports: a warm validate imports no pack
+    log.write("imported\\n")
+
+register_actions, register_templates = file_pack_hooks(__package__, {{a: ".handlers:run" for a in {ids!r}}})
+'''
+
+ASYNC_HANDLER = "async def run(ctx):\n    return {'summary': 'ok'}\n"
+
+
+def make_file_pack(site: Path, name: str, actions: list[dict], templates: list[dict] | None = None,
+                   log: Path | None = None) -> Path:
+    """An installed pack laid out the usual way: a package with actions.json, templates.json, a
+    handler module and a plugin module using ``file_pack_hooks``; returns the package folder."""
+    package = site / f"cass_actions_{name}"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text("")
+    (package / "handlers.py").write_text(ASYNC_HANDLER)
+    (package / "plugin.py").write_text(FILE_PACK_PLUGIN.format(log=str(log or site / "imports.log"),
+                                                                 ids=[a["id"] for a in actions]))
+    (package / "actions.json").write_text(json.dumps({"actions": actions}, indent=2))
+    if templates is not None:
+        (package / "templates.json").write_text(json.dumps({"templates": templates}, indent=2))
+    info = site / f"cass_actions_{name}-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: cass-actions-{name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[cass_actions]\n{name} = cass_actions_{name}.plugin\n")
+    (info / "RECORD").write_text("")
+    return package
+
+
+def saved_results(cache: Path) -> list[Path]:
+    """The saved validate results in a cache folder."""
+    return sorted(cache.glob("validate-*/*.json"))
+
+
+def seen(out) -> tuple[str, str, int]:
+    return out.stdout, out.stderr, out.returncode
+
+
+def test_a_warm_validate_prints_byte_for_byte_what_a_fresh_check_prints(site: Path, tmp_path: Path):
+    log = tmp_path / "imports.log"
+    make_file_pack(site, "demo", [action_def("demo.alpha", params={
+        "type": "object", "additionalProperties": False, "properties": {"topic": {"type": "string"}}})],
+        [template_def("demo_ok", ["demo.alpha"]),
+         template_def("demo_typo", [{"action": "demo.alpah"}]),
+         template_def("demo_params", [{"action": "demo.alpha", "params": {"topic": 3}}], category="growth")],
+        log=log)
+    config = tmp_path / "c.toml"
+    config.write_text("[budget.allocations]\ngrowth = 0.0\n")  # a warning besides the problems
+    cache = tmp_path / "cache"
+    env = {ONLY: "demo", "CASS_ACTIONS_CACHE_DIR": str(cache)}
+    for args in (["validate"], ["validate", "--json"], ["validate", "--strict", "--json"], ["validate", "--strict"]):
+        fresh = run_cli(*args, "--no-cache", "--config", str(config), site=site, env=env)
+        assert fresh.returncode == 1 and "demo.alpah" in fresh.stdout and "params.topic" in fresh.stdout
+        assert "'growth' gets no money" in fresh.stdout  # the warning
+        first = run_cli(*args, "--config", str(config), site=site, env=env)
+        warm = run_cli(*args, "--config", str(config), site=site, env=env)
+        assert seen(first) == seen(warm) == seen(fresh), args
+    # One run imported the pack and saved the result; every other cached run printed it again.
+    # (The --no-cache runs check afresh every time.)
+    assert log.read_text().count("imported") == 1 + 4
+    assert len(saved_results(cache)) == 1
+
+
+def test_validate_checks_again_when_a_pack_file_changes_and_accepts_it_again_when_fixed(site: Path, tmp_path: Path):
+    package = make_file_pack(site, "demo", [action_def("demo.alpha"), action_def("demo.gamma")],
+                             [template_def("demo_one", ["demo.alpha"])])
+    cache = tmp_path / "cache"
+    env = {ONLY: "demo", "CASS_ACTIONS_CACHE_DIR": str(cache)}
+    assert run_cli("validate", site=site, env=env).returncode == 0
+    assert saved_results(cache)
+    templates = package / "templates.json"
+    good = templates.read_text()
+    # The same size, written at once (possibly in the same tick of the file system's clock).
+    templates.write_text(good.replace('"demo.alpha"', '"demo.alphx"'))
+    bad = run_cli("validate", site=site, env=env)
+    assert bad.returncode == 1 and "unregistered action 'demo.alphx'" in bad.stdout, bad.stdout
+    assert run_cli("validate", site=site, env=env).returncode == 1  # and stays refused
+    templates.write_text(good)
+    assert run_cli("validate", site=site, env=env).stdout.startswith("OK: 3 action(s) and 2 template(s)")  # core's too
+
+    # A template added, an action's params schema changed, a handler made synchronous: each is seen.
+    templates.write_text(json.dumps({"templates": [template_def("demo_one", ["demo.alpha"]),
+                                                   template_def("demo_two", ["demo.gamma"])]}))
+    assert "and 3 template(s)" in run_cli("validate", site=site, env=env).stdout
+    actions = package / "actions.json"
+    doc = json.loads(actions.read_text())
+    doc["actions"][0]["params"] = {"type": "object", "required": ["topic"]}
+    actions.write_text(json.dumps(doc))
+    out = run_cli("validate", site=site, env=env)
+    assert out.returncode == 1 and "'topic' is a required property" in out.stdout
+    actions.write_text(json.dumps({"actions": [action_def("demo.alpha"), action_def("demo.gamma")]}))
+    assert run_cli("validate", site=site, env=env).returncode == 0
+    (package / "handlers.py").write_text("def run(ctx):\n    return {}\n")
+    out = run_cli("validate", site=site, env=env)
+    assert out.returncode == 1 and "must be an 'async def' function" in out.stdout
+
+
+def test_validate_checks_again_when_the_config_or_its_variables_change(site: Path, tmp_path: Path):
+    make_file_pack(site, "demo", [action_def("demo.alpha", category="curiosity")])
+    config = tmp_path / "c.toml"
+    config.write_text("[budget.allocations]\ncuriosity = 0.1\n")
+    env = {ONLY: "demo", "CASS_ACTIONS_CACHE_DIR": str(tmp_path / "cache"), "CASS_ACTIONS_CONFIG": str(config)}
+    for _ in range(2):
+        out = run_cli("validate", site=site, env=env)
+        assert out.returncode == 0 and "warning" not in out.stdout
+    config.write_text("[budget.allocations]\ncuriosity = 0.0\n")  # the same size, at once
+    out = run_cli("validate", site=site, env=env)
+    assert out.returncode == 0 and "warning:" in out.stdout and "'curiosity' gets no money" in out.stdout
+    config.write_text("[budget.allocations]\ncuriosity = 0.1\n")
+    assert "warning" not in run_cli("validate", site=site, env=env).stdout
+    out = run_cli("validate", site=site, env={**env, "CASS_ACTIONS_DAILY_BUDGET_USD": "0"})
+    assert "budget.daily_usd is 0" in out.stdout
+
+
+def test_validate_sees_packs_installed_removed_and_disabled(site: Path, tmp_path: Path):
+    env = {"CASS_ACTIONS_DISABLE_PLUGINS": BUNDLED, "CASS_ACTIONS_CACHE_DIR": str(tmp_path / "cache")}
+    make_file_pack(site, "one", [action_def("one.a")])
+
+    def counts(**extra: str) -> str:
+        out = run_cli("validate", site=site, env={**env, **extra})
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout.split(" are valid")[0]
+
+    core = counts(CASS_ACTIONS_LOAD_PLUGINS="")
+    one = counts()
+    assert one != core and one == counts()
+    make_file_pack(site, "two", [action_def("two.a"), action_def("two.b")])
+    two = counts()
+    assert int(two.split()[1]) == int(one.split()[1]) + 2
+    assert counts(CASS_ACTIONS_DISABLE_PLUGINS=BUNDLED + ",two") == one
+    shutil.rmtree(site / "cass_actions_two-1.0.dist-info")
+    assert counts() == one
+
+
+def test_a_broken_pack_or_handler_is_reported_every_time_and_never_saved(site: Path, tmp_path: Path):
+    cache = tmp_path / "cache"
+    make_dist(site, "cass-actions-broken", ep_name="broken", module_source="import a_module_that_does_not_exist\n")
+    env = {ONLY: "broken", "CASS_ACTIONS_CACHE_DIR": str(cache)}
+    for _ in range(2):
+        out = run_cli("validate", site=site, env=env)
+        assert out.returncode == 0 and "a_module_that_does_not_exist" in out.stderr
+    package = make_file_pack(site, "lazy", [action_def("lazy.a")])
+    (package / "handlers.py").write_text("import another_module_that_does_not_exist\n")
+    for _ in range(2):
+        out = run_cli("validate", site=site, env={**env, ONLY: "lazy"})
+        assert out.returncode == 1 and "another_module_that_does_not_exist" in out.stdout
+    # A pack asking another program (or the network) at registration: no file records the answer.
+    make_dist(site, "cass-actions-asks", ep_name="asks", actions=[action_def("asks.a")],
+              extra="import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'pass'], check=True)")
+    for _ in range(2):
+        assert run_cli("validate", site=site, env={**env, ONLY: "asks"}).returncode == 0
+    assert saved_results(cache) == []
+
+
+OUTSIDE_PACK = '''
+import os
+from cass_actions_core import hookimpl
+
+async def run(ctx):
+    return {{"summary": "ok"}}
+
+@hookimpl
+def register_actions(register):
+    register.load({{"actions": [{action!r}]}})
+    register.handler("outside.a", run)
+
+@hookimpl
+def register_templates(register):
+    register.load({templates!r})  # a file outside the pack's own folder
+    if os.environ.get("OUTSIDE_MORE") == "1":
+        register.load({{"templates": [{extra!r}]}})
+'''
+
+
+def test_validate_sees_files_a_pack_reads_from_elsewhere_and_variables_it_looks_up(site: Path, tmp_path: Path):
+    elsewhere = tmp_path / "elsewhere" / "templates.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(json.dumps({"templates": [template_def("outside_one", ["outside.a"])]}))
+    make_dist(site, "cass-actions-outside", ep_name="outside", module_source=OUTSIDE_PACK.format(
+        action=action_def("outside.a"), templates=str(elsewhere), extra=template_def("outside_more", ["outside.a"])))
+    env = {ONLY: "outside", "CASS_ACTIONS_CACHE_DIR": str(tmp_path / "cache"), "OUTSIDE_MORE": None}
+    # (core's template besides the pack's)
+    assert "and 2 template(s)" in run_cli("validate", site=site, env=env).stdout
+    assert "and 3 template(s)" in run_cli("validate", site=site, env={**env, "OUTSIDE_MORE": "1"}).stdout
+    assert "and 2 template(s)" in run_cli("validate", site=site, env={**env, "OUTSIDE_MORE": "0"}).stdout
+    elsewhere.write_text(json.dumps({"templates": [template_def("outside_one", ["outside.b"])]}))
+    out = run_cli("validate", site=site, env=env)
+    assert out.returncode == 1 and "'outside.b'" in out.stdout
+
+
+def test_validate_no_cache_neither_reads_nor_saves(site: Path, tmp_path: Path):
+    cache = tmp_path / "cache"
+    make_file_pack(site, "demo", [action_def("demo.alpha")])
+    env = {ONLY: "demo", "CASS_ACTIONS_CACHE_DIR": str(cache)}
+    assert run_cli("validate", "--no-cache", site=site, env=env).returncode == 0
+    assert saved_results(cache) == []
+    assert run_cli("validate", site=site, env=env).returncode == 0
+    (entry,) = saved_results(cache)
+    entry.write_text(entry.read_text().replace('"actions": 2', '"actions": 99'))  # a doctored entry is believed ...
+    assert "OK: 99 action(s)" in run_cli("validate", site=site, env=env).stdout
+    assert "OK: 2 action(s)" in run_cli("validate", "--no-cache", site=site, env=env).stdout  # ... --no-cache is not
+
+
+def test_a_file_rewritten_within_its_clocks_tick_is_checked_by_content(site: Path, tmp_path: Path):
+    package = make_file_pack(site, "demo", [action_def("demo.alpha")], [template_def("demo_one", ["demo.alpha"])])
+    cache = tmp_path / "cache"
+    env = {ONLY: "demo", "CASS_ACTIONS_CACHE_DIR": str(cache)}
+    templates = package / "templates.json"
+    assert run_cli("validate", site=site, env=env).returncode == 0
+    # Rewritten with the same size and (as a coarse file system clock would leave it) the same time:
+    # only the content tells, and a file this fresh had its content hash saved.
+    before = templates.stat()
+    templates.write_text(templates.read_text().replace('"demo.alpha"', '"demo.alphx"'))
+    os.utime(templates, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert templates.stat().st_size == before.st_size
+    out = run_cli("validate", site=site, env=env)
+    assert out.returncode == 1 and "'demo.alphx'" in out.stdout
+    # Files last changed long before they were recorded are compared by size and time alone.
+    old = before.st_mtime_ns - 3_000_000_000
+    for path in package.iterdir():
+        os.utime(path, ns=(old, old))
+    assert run_cli("validate", site=site, env=env).returncode == 1
+    (entry,) = saved_results(cache)
+    files = {f[0]: f for f in json.loads(entry.read_text())["files"]}
+    assert files[str(templates)][3] is None and files[str(templates)][2] == old
