@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -35,16 +34,15 @@ class ApprovalsMixin(StoreBase):
             )
             if existing is not None:
                 return self._map(_approval, existing)
-            approval_id = _new_id()
-            try:
-                self._conn.execute(
-                    "INSERT INTO approvals (id, unit_id, step_index, action_id, status, reason, requested_at,"
-                    " expires_at, resolved_at, resolved_by, note) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, NULL, NULL, NULL)",
-                    (approval_id, unit_id, int(step_index), action_id, reason, now_s, expires_s),
-                )
-            except sqlite3.IntegrityError:
-                raise NotFoundError(f"cannot request approval: no work unit with id {unit_id!r}.") from None
-            row = self._one("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+            # Checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
+            if self._one("SELECT 1 FROM units WHERE id = ?", (unit_id,)) is None:
+                raise NotFoundError(f"cannot request approval: no work unit with id {unit_id!r}.")
+            row = self._x(
+                "INSERT INTO approvals (id, unit_id, step_index, action_id, status, reason, requested_at,"
+                " expires_at, resolved_at, resolved_by, note) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, NULL, NULL, NULL)"
+                " RETURNING *",
+                (_new_id(), unit_id, int(step_index), action_id, reason, now_s, expires_s),
+            ).fetchone()
         assert row is not None
         return self._map(_approval, row)
 
@@ -70,7 +68,7 @@ class ApprovalsMixin(StoreBase):
                 when = current.resolved_at.isoformat() if current.resolved_at else "?"
                 by_whom = f" by {current.resolved_by}" if current.resolved_by else ""
                 raise StoreError(f"approval {approval_id!r} is already {current.status} (at {when}{by_whom}).")
-            self._conn.execute(
+            self._x(
                 "UPDATE approvals SET status = ?, resolved_at = ?, resolved_by = ?, note = ? WHERE id = ?",
                 ("approved" if approved else "rejected", now_s, by, note, approval_id),
             )
@@ -87,13 +85,13 @@ class ApprovalsMixin(StoreBase):
         if status is not None:
             sql += " WHERE status = ?"
             params = (status,)
-        return [self._map(_approval, row) for row in self._all(sql + " ORDER BY julianday(requested_at), rowid", params)]
+        return [self._map(_approval, row) for row in self._all(sql + f" ORDER BY {self._d.ts('requested_at')}, {self._d.tiebreak}", params)]
 
     def approval_for(self, unit_id: str, step_index: int) -> ApprovalRow | None:
         """The latest approval requested for this unit step, whatever its status, or None."""
         row = self._one(
             "SELECT * FROM approvals WHERE unit_id = ? AND step_index = ?"
-            " ORDER BY julianday(requested_at) DESC, rowid DESC LIMIT 1",
+            f" ORDER BY {self._d.ts('requested_at')} DESC, {self._d.tiebreak} DESC LIMIT 1",
             (unit_id, int(step_index)),
         )
         return None if row is None else self._map(_approval, row)
@@ -105,7 +103,7 @@ class ApprovalsMixin(StoreBase):
         with self.transaction(immediate=True):
             pending = [row["id"] for row in self._all(
                 "SELECT id FROM approvals WHERE unit_id = ? AND status = 'pending'", (unit_id,))]
-            self._conn.executemany(
+            self._db.executemany(
                 "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = ?, note = ? WHERE id = ?",
                 [(now_s, by, note, approval_id) for approval_id in pending],
             )
@@ -118,7 +116,7 @@ class ApprovalsMixin(StoreBase):
         with self.transaction(immediate=True):
             # Compare as datetimes in Python: exact, whatever offsets the rows carry.
             due = [a for a in map(_approval, self._all("SELECT * FROM approvals WHERE status = 'pending'")) if a.expires_at <= now]
-            self._conn.executemany(
+            self._db.executemany(
                 "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = 'expiry' WHERE id = ?",
                 [(now_s, a.id) for a in due],
             )

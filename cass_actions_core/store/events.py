@@ -17,12 +17,11 @@ class EventsMixin(StoreBase):
     def append_event(self, type: str, data: dict[str, Any], now: datetime, unit_id: str | None = None) -> int:
         """Persist an event; returns its id (ids increase, so ``since_id`` paging works)."""
         with self.transaction(immediate=True):
-            cursor = self._conn.execute(
-                "INSERT INTO events (at, type, unit_id, data) VALUES (?, ?, ?, ?)",
+            row = self._x(
+                "INSERT INTO events (at, type, unit_id, data) VALUES (?, ?, ?, ?) RETURNING id",
                 (_ts(now, "now"), type, unit_id, _json(data)),
-            )
-        assert cursor.lastrowid is not None
-        return int(cursor.lastrowid)
+            ).fetchone()
+        return int(row[0])
 
     def list_events(
         self, since_id: int = 0, types: Iterable[str] | None = None, limit: int | None = None

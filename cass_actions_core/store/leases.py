@@ -48,9 +48,11 @@ class LeaseMixin(StoreBase):
                     f"{current.expires_at.isoformat()}. Stop that process first, or wait for the lease "
                     "to expire if it is no longer running."
                 )
-            self._conn.execute(
-                "INSERT OR REPLACE INTO lease (daemon_id, holder, pid, hostname, acquired_at, renewed_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self._x(
+                "INSERT INTO lease (daemon_id, holder, pid, hostname, acquired_at, renewed_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (daemon_id) DO UPDATE SET holder = excluded.holder,"
+                " pid = excluded.pid, hostname = excluded.hostname, acquired_at = excluded.acquired_at,"
+                " renewed_at = excluded.renewed_at, expires_at = excluded.expires_at",
                 (self.daemon_id, holder, pid or os.getpid(), self.hostname, acquired_s, now_s, expires_s),
             )
             lease = self.get_lease()
@@ -89,7 +91,7 @@ class LeaseMixin(StoreBase):
                     f"it is now held by {who}. This process must stop running the scheduler."
                 )
             # An expired lease nobody took over is still ours to renew.
-            self._conn.execute(
+            self._x(
                 "UPDATE lease SET renewed_at = ?, expires_at = ?, pid = ?, hostname = ? WHERE daemon_id = ?",
                 (now_s, expires_s, pid or os.getpid(), self.hostname, self.daemon_id),
             )
@@ -100,7 +102,7 @@ class LeaseMixin(StoreBase):
     def release_lease(self, holder: str) -> bool:
         """Give the lease up if ``holder`` holds it; returns whether a lease was released."""
         with self._lease_transaction():
-            cursor = self._conn.execute(
+            cursor = self._x(
                 "DELETE FROM lease WHERE daemon_id = ? AND holder = ?", (self.daemon_id, holder)
             )
         if self._fence == holder:

@@ -52,24 +52,24 @@ class LedgerMixin(StoreBase):
                 if held_usd is not None:
                     held_micros = _micros(_money(held_usd, "held_usd"))
                 else:
-                    held = self._one("SELECT coalesce(SUM(CAST(ROUND(amount_usd * 1000000) AS INTEGER)), 0) FROM"
+                    held = self._one("SELECT coalesce(SUM(CAST(ROUND(amount_usd * 1000000) AS BIGINT)), 0) FROM"
                                      " ledger_entries WHERE reservation_id = ? AND kind = 'reserve'", (reservation_id,))
                     held_micros = int(held[0] if held else 0)
                 spent, reserved = (_micros(amount) if kind == "settle" else 0), -held_micros
-            cursor = self._conn.execute(
+            entry_id = int(self._x(
                 "INSERT INTO ledger_entries (budget_day, category, kind, amount_usd, reservation_id, unit_id, note, at,"
-                " critical) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " critical) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (day_s, category, kind, amount, reservation_id, unit_id, note, now_s, 1 if critical else 0),
-            )
+            ).fetchone()[0])
             if spent or reserved:  # a free action's rows change no total: no write
-                self._conn.execute(
+                self._x(
                     "INSERT INTO ledger_totals (budget_day, category, spent_micros, reserved_micros) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (budget_day, category) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros,"
-                    " reserved_micros = reserved_micros + excluded.reserved_micros",
+                    " ON CONFLICT (budget_day, category) DO UPDATE SET"
+                    " spent_micros = ledger_totals.spent_micros + excluded.spent_micros,"
+                    " reserved_micros = ledger_totals.reserved_micros + excluded.reserved_micros",
                     (day_s, category, spent, reserved),
                 )
-        assert cursor.lastrowid is not None
-        return LedgerEntry(id=int(cursor.lastrowid), budget_day=budget_day, category=category, kind=kind, amount_usd=amount,
+        return LedgerEntry(id=entry_id, budget_day=budget_day, category=category, kind=kind, amount_usd=amount,
                            reservation_id=reservation_id, unit_id=unit_id, note=note, at=_dt(now_s), critical=critical)
 
     def ledger_entries(
@@ -131,13 +131,13 @@ class LedgerMixin(StoreBase):
         """Record a budget limit set (or, with ``amount_usd`` None, cleared) at run time; rows are only appended."""
         amount = None if amount_usd is None else _money(amount_usd, "amount_usd")
         with self.transaction(immediate=True):
-            cursor = self._conn.execute(
+            cursor = self._x(
                 "INSERT INTO budget_overrides (category, budget_day, from_day, amount_usd, set_by, set_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
                 (category or "", None if budget_day is None else _day(budget_day, "budget_day"),
                  _day(from_day, "from_day"), amount, by, _ts(now, "now")),
             )
-            row = self._one("SELECT * FROM budget_overrides WHERE id = ?", (cursor.lastrowid,))
+            row = cursor.fetchone()
         assert row is not None
         return _budget_override(row)
 

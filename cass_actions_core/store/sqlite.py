@@ -8,6 +8,7 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+from cass_actions_core.store.adapters import SQLiteDB
 from cass_actions_core.store.approvals import ApprovalsMixin
 from cass_actions_core.store.connection import StoreBase
 from cass_actions_core.store.errors import StoreError, _corrupt
@@ -66,7 +67,7 @@ class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixi
             # than SQLite's default 4 MB: a busy day of small transactions syncs ten times less.
             conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
             conn.execute("PRAGMA foreign_keys = ON")
-            store = cls(conn, path, daemon_id)
+            store = cls(SQLiteDB(conn), path, daemon_id)
             store._migrate()
         except StoreError:
             conn.close()
@@ -107,7 +108,7 @@ class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixi
             try:
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA foreign_keys = ON")
-                cls(conn, aside, daemon_id)._migrate()
+                cls(SQLiteDB(conn), aside, daemon_id)._migrate()
             finally:
                 conn.close()
             try:
@@ -133,6 +134,11 @@ class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixi
         """The schema version recorded in the file."""
         return int(_meta(self._conn)["schema_version"])
 
+    @property
+    def journal_mode(self) -> str:
+        """SQLite's journal mode for this file (``wal`` unless the file system cannot do WAL)."""
+        return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
+
     def __enter__(self) -> Store:
         return self
 
@@ -151,10 +157,11 @@ class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixi
         """
         events_s = _ts(before_events, "before_events")
         transcripts_s = _ts(before_transcripts, "before_transcripts")
+        d = self._d
         with self.transaction(immediate=True):
-            events = self._conn.execute("DELETE FROM events WHERE julianday(at) < julianday(?)", (events_s,)).rowcount
-            transcripts = self._conn.execute(
-                "DELETE FROM transcripts WHERE julianday(created_at) < julianday(?)", (transcripts_s,)
+            events = self._x(f"DELETE FROM events WHERE {d.ts('at')} < {d.ts('?')}", (events_s,)).rowcount
+            transcripts = self._x(
+                f"DELETE FROM transcripts WHERE {d.ts('created_at')} < {d.ts('?')}", (transcripts_s,)
             ).rowcount
         return {"events": events, "transcripts": transcripts}
 

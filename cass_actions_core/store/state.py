@@ -23,15 +23,16 @@ class StateMixin(StoreBase):
         """Store a JSON-serialisable value under ``(namespace, key)``."""
         stamp = _ts(now, "now") if now is not None else datetime.now(timezone.utc).isoformat()
         with self.transaction(immediate=True):
-            self._conn.execute(
-                "INSERT OR REPLACE INTO kv (namespace, key, value, updated_at) VALUES (?, ?, ?, ?)",
+            self._x(
+                "INSERT INTO kv (namespace, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (namespace, key)"
+                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 (namespace, key, _json(value), stamp),
             )
 
     def kv_delete(self, namespace: str, key: str) -> bool:
         """Remove a value; returns whether it existed."""
         with self.transaction(immediate=True):
-            cursor = self._conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+            cursor = self._x("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
         return cursor.rowcount > 0
 
     def kv_items(self, namespace: str) -> dict[str, Any]:
@@ -49,10 +50,11 @@ class StateMixin(StoreBase):
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable scheduler state value."""
         with self.transaction(immediate=True):
-            self._conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, _json(value)))
+            self._x("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, _json(value)))
 
     def delete_state(self, key: str) -> bool:
         """Remove a scheduler state value; returns whether it existed."""
         with self.transaction(immediate=True):
-            cursor = self._conn.execute("DELETE FROM state WHERE key = ?", (key,))
+            cursor = self._x("DELETE FROM state WHERE key = ?", (key,))
         return cursor.rowcount > 0

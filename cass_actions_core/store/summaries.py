@@ -3,7 +3,6 @@ referenced by id."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date, datetime
 from typing import Any
 
@@ -53,19 +52,19 @@ class SummariesMixin(StoreBase):
         )
         with self.transaction(immediate=True):
             # ON CONFLICT(unit_id) rather than INSERT OR REPLACE: the latter would also
-            # silently delete another unit's summary that happens to share the slug.
-            try:
-                self._conn.execute(
-                    "INSERT INTO summaries (unit_id, slug, local_date, phase, category, template_id, status, text,"
-                    " data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT(unit_id) DO UPDATE SET slug = excluded.slug, local_date = excluded.local_date,"
-                    " phase = excluded.phase, category = excluded.category, template_id = excluded.template_id,"
-                    " status = excluded.status, text = excluded.text, data = excluded.data,"
-                    " created_at = excluded.created_at",
-                    values,
-                )
-            except sqlite3.IntegrityError:
-                raise StoreError(f"summary slug {slug!r} is already used by another unit's summary.") from None
+            # silently delete another unit's summary that happens to share the slug. The clash is
+            # checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
+            if self._one("SELECT 1 FROM summaries WHERE slug = ? AND unit_id <> ?", (slug, unit_id)) is not None:
+                raise StoreError(f"summary slug {slug!r} is already used by another unit's summary.")
+            self._x(
+                "INSERT INTO summaries (unit_id, slug, local_date, phase, category, template_id, status, text,"
+                " data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(unit_id) DO UPDATE SET slug = excluded.slug, local_date = excluded.local_date,"
+                " phase = excluded.phase, category = excluded.category, template_id = excluded.template_id,"
+                " status = excluded.status, text = excluded.text, data = excluded.data,"
+                " created_at = excluded.created_at",
+                values,
+            )
         return SummaryRow(unit_id=unit_id, slug=slug, local_date=local_date, phase=phase, category=category,
                           template_id=template_id, status=status, text=text, data=data, created_at=_dt(values[-1]))
 
@@ -101,12 +100,13 @@ class SummariesMixin(StoreBase):
                 params.append(value)
         if text:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(text LIKE ? ESCAPE '\\' OR data LIKE ? ESCAPE '\\')")
+            like = self._d.like
+            where.append(f"(text {like} ? ESCAPE '\\' OR data {like} ? ESCAPE '\\')")
             params.extend([pattern, pattern])
         sql = "SELECT * FROM summaries"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY local_date DESC, {_PHASE_ORDER_SQL} DESC, julianday(created_at) DESC, rowid DESC"
+        sql += f" ORDER BY local_date DESC, {_PHASE_ORDER_SQL} DESC, {self._d.ts('created_at')} DESC, {self._d.tiebreak} DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
@@ -118,7 +118,7 @@ class SummariesMixin(StoreBase):
         """Keep an LLM transcript out of line; returns the id to reference it by."""
         transcript_id = _new_id()
         with self.transaction(immediate=True):
-            self._conn.execute(
+            self._x(
                 "INSERT INTO transcripts (id, run_key, created_at, data) VALUES (?, ?, ?, ?)",
                 (transcript_id, run_key, _ts(now, "now"), _json(record)),
             )

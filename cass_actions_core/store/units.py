@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, datetime
@@ -53,9 +52,10 @@ class UnitsMixin(StoreBase):
         if source not in PLAN_SOURCES:
             raise ValueError(f"plan source {source!r} is not one of {', '.join(PLAN_SOURCES)}")
         with self.transaction(immediate=True):
-            self._conn.execute(
-                "INSERT OR REPLACE INTO plans (local_date, created_at, source, reason, intention, data)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+            self._x(
+                "INSERT INTO plans (local_date, created_at, source, reason, intention, data) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (local_date) DO UPDATE SET created_at = excluded.created_at, source = excluded.source,"
+                " reason = excluded.reason, intention = excluded.intention, data = excluded.data",
                 (_day(local_date, "local_date"), _ts(now, "now"), source, reason, intention, _json(data)),
             )
 
@@ -104,37 +104,37 @@ class UnitsMixin(StoreBase):
         now_s = _ts(now, "now")
         clean_steps = [_normalise_step(step, i) for i, step in enumerate(steps)]
         with self.transaction(immediate=True):
-            try:
-                self._conn.execute(
-                    "INSERT INTO units (id, daemon_id, local_date, phase, template_id, name, category, priority,"
-                    " position, status, reason, focus, motivation, requires_idle, steps, estimated_cost_usd,"
-                    " next_step, created_at, updated_at, started_at, finished_at, not_before, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, ?)",
-                    (
-                        unit_id,
-                        self.daemon_id,
-                        _day(local_date, "local_date"),
-                        phase,
-                        template_id,
-                        name,
-                        category,
-                        int(priority),
-                        int(position),
-                        status,
-                        reason,
-                        focus,
-                        motivation,
-                        1 if requires_idle else 0,
-                        _json(clean_steps),
-                        _money(estimated_cost_usd, "estimated_cost_usd"),
-                        now_s,
-                        now_s,
-                        _ts_opt(not_before, "not_before"),
-                        _json(data or {}),
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                raise StoreError(f"a work unit with id {unit_id!r} already exists.") from None
+            # Checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
+            if self._one("SELECT 1 FROM units WHERE id = ?", (unit_id,)) is not None:
+                raise StoreError(f"a work unit with id {unit_id!r} already exists.")
+            self._x(
+                "INSERT INTO units (id, daemon_id, local_date, phase, template_id, name, category, priority,"
+                " position, status, reason, focus, motivation, requires_idle, steps, estimated_cost_usd,"
+                " next_step, created_at, updated_at, started_at, finished_at, not_before, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, ?)",
+                (
+                    unit_id,
+                    self.daemon_id,
+                    _day(local_date, "local_date"),
+                    phase,
+                    template_id,
+                    name,
+                    category,
+                    int(priority),
+                    int(position),
+                    status,
+                    reason,
+                    focus,
+                    motivation,
+                    1 if requires_idle else 0,
+                    _json(clean_steps),
+                    _money(estimated_cost_usd, "estimated_cost_usd"),
+                    now_s,
+                    now_s,
+                    _ts_opt(not_before, "not_before"),
+                    _json(data or {}),
+                ),
+            )
             self._record_transition(unit_id, now_s, None, status, reason)
             unit = self.get_unit(unit_id)
         assert unit is not None
@@ -175,7 +175,7 @@ class UnitsMixin(StoreBase):
         sql = "SELECT * FROM units"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position, julianday(created_at), rowid"
+        sql += f" ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position, {self._d.ts('created_at')}, {self._d.tiebreak}"
         return [self._map(_unit, row) for row in self._all(sql, params)]
 
     def queued_briefs(self) -> list[QueuedBrief]:
@@ -184,10 +184,11 @@ class UnitsMixin(StoreBase):
         Cheaper than :meth:`list_units` for a long queue: no JSON, no row objects; the
         scheduler reads the whole row only of a unit it is about to run or expire.
         """
+        d = self._d
         rows = self._all(
-            "SELECT id, local_date, phase, category, not_before, requires_idle, json_extract(data, '$.deadline')"
+            f"SELECT id, local_date, phase, category, not_before, requires_idle, {d.json_text('data', 'deadline')}"
             f" AS deadline FROM units WHERE status = 'queued' ORDER BY local_date, {_PHASE_ORDER_SQL}, priority,"
-            " position, julianday(created_at), rowid"
+            f" position, {d.ts('created_at')}, {d.tiebreak}"
         )
         return [self._map(_queued_brief, row) for row in rows]
 
@@ -216,11 +217,11 @@ class UnitsMixin(StoreBase):
                 f"({', '.join('?' * len(wanted))}) AND started_at IS NULL"
                 " AND NOT EXISTS (SELECT 1 FROM action_runs r WHERE r.unit_id = u.id)"
                 " AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.unit_id = u.id)"
-                " AND coalesce(json_extract(u.data, '$.source'), '') NOT IN (" + placeholders + ")",
+                f" AND coalesce({self._d.json_text('u.data', 'source')}, '') NOT IN (" + placeholders + ")",
                 [_day(local_date, "local_date"), *wanted, *keep],
             )
             removed = [self._map(_unit, row) for row in rows]
-            self._conn.executemany("DELETE FROM units WHERE id = ?", [(u.id,) for u in removed])
+            self._db.executemany("DELETE FROM units WHERE id = ?", [(u.id,) for u in removed])
         return removed
 
     def set_unit_status(
@@ -267,14 +268,14 @@ class UnitsMixin(StoreBase):
                     values[name] = dict(value) if value is not None else {}
                     sets[name] = _json(values[name])
             assignments = ", ".join(f"{name} = ?" for name in sets)
-            self._conn.execute(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
+            self._x(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
             self._record_transition(unit_id, now_s, unit.status, to_status, reason)
         return replace(unit, **values)
 
     def _record_transition(
         self, unit_id: str, at: str, from_status: str | None, to_status: str, reason: str | None
     ) -> None:
-        self._conn.execute(
+        self._x(
             "INSERT INTO unit_transitions (unit_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?)",
             (unit_id, at, from_status, to_status, reason),
         )
@@ -295,7 +296,7 @@ class UnitsMixin(StoreBase):
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
             unit = self._require_unit(unit_id)
-            self._conn.execute(
+            self._x(
                 "UPDATE units SET next_step = ?, updated_at = ? WHERE id = ?",
                 (self._valid_step(unit, n), now_s, unit_id),
             )
@@ -307,7 +308,8 @@ class UnitsMixin(StoreBase):
         if exact is not None:
             return [exact]
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._all("SELECT * FROM units WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?", (pattern, int(limit)))
+        rows = self._all(f"SELECT * FROM units WHERE id {self._d.like} ? ESCAPE '\\' ORDER BY id LIMIT ?",
+                         (pattern, int(limit)))
         return [self._map(_unit, row) for row in rows]
 
     def set_unit_placement(
@@ -338,7 +340,7 @@ class UnitsMixin(StoreBase):
                 values["data"] = dict(data)
                 sets["data"] = _json(values["data"])
             assignments = ", ".join(f"{name} = ?" for name in sets)
-            self._conn.execute(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
+            self._x(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
         return replace(unit, **values)
 
 
