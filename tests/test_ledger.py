@@ -698,21 +698,25 @@ def test_running_totals_always_equal_the_sum_of_the_ledger_rows(operations: list
                    {c: v for c, v in expected.items() if v != (0.0, 0.0)}
 
 
-def test_migration_3_sums_an_existing_ledger_into_the_running_totals(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as store:
-        ledger = BudgetLedger(store, DEFAULT)
-        a = granted(ledger.reserve("reflection", 0.30, budget_day=DAY, now=NOW))
-        granted(ledger.reserve("research", 0.25, budget_day=DAY, now=NOW))
-        ledger.extend(a, 0.40, NOW)
-        ledger.settle(a, 0.123456, NOW)
-        expected = totals_from_rows(store, DAY)
-    # Undo what migration 3 made, as a file written by an older version would look, then reopen.
+def test_migration_3_sums_an_existing_ledger_into_the_running_totals(db_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file of schema 2 (before the running totals), with the rows that version's ledger wrote.
+    import cass_actions_core.store as store_module
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    with Store.open(db_path, daemon_id="cass"):
+        pass
+    monkeypatch.undo()
     conn = sqlite3.connect(db_path)
-    conn.execute("DROP TABLE ledger_totals")
-    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    rows = [("reflection", "reserve", 0.30, "a"), ("research", "reserve", 0.25, "b"), ("reflection", "reserve", 0.40, "a"),
+            ("reflection", "settle", 0.123456, "a")]
+    conn.executemany("INSERT INTO ledger_entries (budget_day, category, kind, amount_usd, reservation_id, at)"
+                     " VALUES (?, ?, ?, ?, ?, ?)", [(DAY.isoformat(), *row, NOW.isoformat()) for row in rows])
     conn.commit()
     conn.close()
     with Store.open(db_path, daemon_id="cass") as store:
         assert store.schema_version == SCHEMA_VERSION
         kept = {c: (t.spent_usd, t.reserved_usd) for c, t in store.ledger_totals(DAY).items()}
+        expected = totals_from_rows(store, DAY)
     assert kept == expected == {"reflection": (0.123456, 0.0), "research": (0.0, 0.25)}

@@ -6,6 +6,7 @@ Every test uses a real SQLite file under ``tmp_path``.
 
 from __future__ import annotations
 
+import json
 import hashlib
 import os
 import signal
@@ -189,7 +190,8 @@ def test_a_version_1_file_keeps_its_plans_and_template_plans_become_fallbacks(db
     with Store.open(db_path, daemon_id="cass") as old:
         old._conn.execute("INSERT INTO plans (local_date, created_at, source, reason, intention, data) VALUES "
                           "('2026-11-25', '2026-11-25T06:00:00+00:00', 'templates', 'each template once', '', '{}')")
-        old.save_plan(DAY, "file", "by hand", "", {"phases": {}}, NOW)
+        old._conn.execute("INSERT INTO plans (local_date, created_at, source, reason, intention, data) VALUES "
+                          "(?, '2026-11-26T06:00:00+00:00', 'file', 'by hand', '', '{\"phases\": {}}')", (DAY.isoformat(),))
         assert old.schema_version == 1
     monkeypatch.undo()
     with Store.open(db_path, daemon_id="cass") as upgraded:
@@ -1003,14 +1005,19 @@ def test_a_version_3_file_gets_the_renamed_action_ids_in_its_queue_runs_approval
     steps = [{"action": "wiki.create_note", "params": {}}, {"action": "dream.nightly", "params": {"note": "wiki.create_note"}},
              {"action": "session.reflection", "params": {}}]
     with Store.open(db_path, daemon_id="cass") as old:
-        unit = make_unit(old, steps=steps)
-        old.request_approval(unit.id, 1, "dream.nightly", "asks first", NOW, NOW + timedelta(days=1))
-        old.save_plan(DAY, "file", "by hand", "", {"phases": {"morning": [{"steps": steps}]}}, NOW)
+        # Written as that version wrote them (today's methods write today's columns).
+        unit_id = _legacy_insert(old._conn, "units", _legacy_unit(steps))
+        _legacy_insert(old._conn, "approvals", {
+            "id": "a1", "unit_id": unit_id, "step_index": 1, "action_id": "dream.nightly", "status": "pending",
+            "reason": "asks first", "requested_at": NOW.isoformat(), "expires_at": (NOW + timedelta(days=1)).isoformat()})
+        _legacy_insert(old._conn, "plans", {"local_date": DAY.isoformat(), "created_at": NOW.isoformat(), "source": "file",
+                                            "reason": "by hand", "intention": "",
+                                            "data": json.dumps({"phases": {"morning": [{"steps": steps}]}})})
         assert old.schema_version == 3
     monkeypatch.undo()
     with Store.open(db_path, daemon_id="cass") as upgraded:
         assert upgraded.schema_version == SCHEMA_VERSION >= 4
-        migrated = upgraded.get_unit(unit.id)
+        migrated = upgraded.get_unit(unit_id)
         assert migrated is not None
         assert [s["action"] for s in migrated.steps] == ["memory.create_wiki_note", "journal.dream", "session.reflection"]
         # Only ids in a step's "action" are renamed, never a parameter holding the same text.
@@ -1018,3 +1025,81 @@ def test_a_version_3_file_gets_the_renamed_action_ids_in_its_queue_runs_approval
         assert [a.action_id for a in upgraded.list_approvals()] == ["journal.dream"]
         plan = upgraded.get_plan(DAY)
         assert plan is not None and [s["action"] for s in plan.data["phases"]["morning"][0]["steps"]] == [s["action"] for s in migrated.steps]
+
+
+def _legacy_insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> Any:
+    """Insert ``row`` into ``table`` by raw SQL, as an older schema's code did; returns its ``id`` (if any)."""
+    conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+    return row.get("id")
+
+
+def _legacy_unit(steps: list[dict[str, Any]], unit_id: str = "u1", **overrides: Any) -> dict[str, Any]:
+    return {"id": unit_id, "daemon_id": "cass", "local_date": DAY.isoformat(), "phase": "morning",
+            "template_id": "reflect", "name": "Reflect", "category": "reflection", "priority": 2, "position": 0,
+            "status": "queued", "steps": json.dumps(steps), "estimated_cost_usd": 0.0, "next_step": 0,
+            "created_at": NOW.isoformat(), "updated_at": NOW.isoformat(), "data": "{}", **overrides}
+
+
+def test_a_version_5_file_migrates_to_every_row_a_daemon_with_its_data_intact(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store of schema 5 (one daemon per file, no daemon_id on most tables), upgraded in place to 6.
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:5])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 5)
+    steps = [{"action": "session.reflection", "params": {}, "optional": False}]
+    at = NOW.isoformat()
+    with Store.open(db_path, daemon_id="cass") as old:
+        conn = old._conn
+        _legacy_insert(conn, "plans", {"local_date": DAY.isoformat(), "created_at": at, "source": "llm", "reason": "r",
+                                       "intention": "be curious", "data": '{"items": [1]}'})
+        _legacy_insert(conn, "units", _legacy_unit(steps, "u1", status="running", started_at=at))
+        _legacy_insert(conn, "units", _legacy_unit(steps, "u2", position=1))
+        _legacy_insert(conn, "unit_transitions", {"unit_id": "u1", "at": at, "from_status": None, "to_status": "queued"})
+        _legacy_insert(conn, "action_runs", {"key": "k1", "unit_id": "u1", "step_index": 0, "action_id": "session.reflection",
+                                             "status": "completed", "started_at": at, "finished_at": at, "cost_usd": 0.25})
+        for kind, amount in (("reserve", 0.5), ("settle", 0.25)):
+            _legacy_insert(conn, "ledger_entries", {"budget_day": DAY.isoformat(), "category": "reflection", "kind": kind,
+                                                    "amount_usd": amount, "reservation_id": "r1", "unit_id": "u1", "at": at})
+        _legacy_insert(conn, "ledger_totals", {"budget_day": DAY.isoformat(), "category": "reflection",
+                                               "spent_micros": 250_000, "reserved_micros": 0})
+        _legacy_insert(conn, "budget_overrides", {"category": "", "budget_day": DAY.isoformat(), "from_day": DAY.isoformat(),
+                                                  "amount_usd": 3.0, "set_by": "cli", "set_at": at})
+        _legacy_insert(conn, "approvals", {"id": "a1", "unit_id": "u2", "step_index": 0, "action_id": "session.reflection",
+                                           "status": "pending", "requested_at": at, "expires_at": at})
+        _legacy_insert(conn, "events", {"at": at, "type": "day.planned", "unit_id": None, "data": '{"n": 1}'})
+        _legacy_insert(conn, "summaries", {"unit_id": "u1", "slug": "reflect-1", "local_date": DAY.isoformat(),
+                                           "phase": "morning", "category": "reflection", "template_id": "reflect",
+                                           "status": "completed", "text": "Thought hard", "data": "{}", "created_at": at})
+        _legacy_insert(conn, "transcripts", {"id": "t1", "run_key": "k1", "created_at": at, "data": "{}"})
+        _legacy_insert(conn, "kv", {"namespace": "journal", "key": "last", "value": '"x"', "updated_at": at})
+        _legacy_insert(conn, "state", {"key": "paused", "value": '["research"]'})
+        _legacy_insert(conn, "lease", {"daemon_id": "cass", "holder": "old", "pid": 1, "hostname": "h", "acquired_at": at,
+                                       "renewed_at": at, "expires_at": at})
+        assert old.schema_version == 5
+    monkeypatch.undo()
+    with Store.open(db_path, daemon_id="cass") as new:
+        assert new.schema_version == SCHEMA_VERSION == 6
+        plan = new.get_plan(DAY)
+        assert plan is not None and plan.intention == "be curious" and plan.data == {"items": [1]}
+        assert [u.id for u in new.list_units(DAY)] == ["u1", "u2"]
+        assert [t.to_status for t in new.transitions("u1")] == ["queued"]
+        assert new.get_action_run("k1").cost_usd == 0.25
+        assert [e.kind for e in new.ledger_entries(budget_day=DAY)] == ["reserve", "settle"]
+        assert new.ledger_totals(DAY)["reflection"].spent_usd == 0.25
+        assert new.budget_overrides(DAY)[None].amount_usd == 3.0
+        assert [a.id for a in new.list_approvals("pending")] == ["a1"]
+        assert [e.data for e in new.list_events()] == [{"n": 1}]
+        assert new.get_summary_by_slug("reflect-1").text == "Thought hard"
+        assert new.get_transcript("t1") is not None
+        assert new.kv_get("journal", "last") == "x" and new.get_state("paused") == ["research"]
+        lease = new.get_lease()
+        assert lease is not None and lease.holder == "old" and lease.token == 0
+        tables = [r[0] for r in new._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in set(tables) - {"meta", "sqlite_sequence"}:
+            owners = {r[0] for r in new._conn.execute(f"SELECT DISTINCT daemon_id FROM {table}")}
+            assert owners <= {"cass"}, table
+        # The ledger is still append-only after the backfill lifted its guard for one statement.
+        with pytest.raises(sqlite3.IntegrityError):
+            new._conn.execute("UPDATE ledger_entries SET amount_usd = 0")
+        # New rows land beside the old ones.
+        new.kv_set("journal", "next", 1)
+        assert new.kv_items("journal") == {"last": "x", "next": 1}

@@ -30,6 +30,8 @@ class StoreBase:
         self._closed = False
         #: The lease holder this store writes for, once it acquired the lease (fencing), else None.
         self._fence: str | None = None
+        #: The lease's fencing token when this store acquired it (see :class:`~cass_actions_core.store.Lease`).
+        self._fence_token = 0
         self._lease_write = False
         # Callbacks to run once the outermost transaction commits (dropped on rollback).
         self._after_commit: list[Callable[[], None]] = []
@@ -168,8 +170,8 @@ class _Transaction:
         if depth == 0 and self.immediate and store._fence is not None and not store._lease_write:
             # Fencing: a lease holder writes only while it still holds the lease (under the write lock),
             # so a process that lost it (stuck past its lease, then taken over) can write nothing.
-            row = db.execute("SELECT holder FROM lease WHERE daemon_id = ?", (store.daemon_id,)).fetchone()
-            if row is None or row[0] != store._fence:
+            row = db.execute("SELECT holder, token FROM lease WHERE daemon_id = ?", (store.daemon_id,)).fetchone()
+            if row is None or row[0] != store._fence or row[1] != store._fence_token:
                 db.rollback()
                 if full:
                     db.durable_end()

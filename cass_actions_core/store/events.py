@@ -18,8 +18,8 @@ class EventsMixin(StoreBase):
         """Persist an event; returns its id (ids increase, so ``since_id`` paging works)."""
         with self.transaction(immediate=True):
             row = self._x(
-                "INSERT INTO events (at, type, unit_id, data) VALUES (?, ?, ?, ?) RETURNING id",
-                (_ts(now, "now"), type, unit_id, _json(data)),
+                "INSERT INTO events (daemon_id, at, type, unit_id, data) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (self.daemon_id, _ts(now, "now"), type, unit_id, _json(data)),
             ).fetchone()
         return int(row[0])
 
@@ -27,8 +27,8 @@ class EventsMixin(StoreBase):
         self, since_id: int = 0, types: Iterable[str] | None = None, limit: int | None = None
     ) -> list[EventRow]:
         """Events with id greater than ``since_id`` (optionally of the given types), oldest first."""
-        sql = "SELECT * FROM events WHERE id > ?"
-        params: list[Any] = [since_id]
+        sql = "SELECT * FROM events WHERE daemon_id = ? AND id > ?"
+        params: list[Any] = [self.daemon_id, since_id]
         if types is not None:
             wanted = [types] if isinstance(types, str) else list(types)
             if not wanted:
@@ -43,5 +43,5 @@ class EventsMixin(StoreBase):
 
     def last_event_id(self) -> int:
         """The newest event's id (0 when there is none): where a live reader starts."""
-        row = self._one("SELECT MAX(id) AS id FROM events")
+        row = self._one("SELECT MAX(id) AS id FROM events WHERE daemon_id = ?", (self.daemon_id,))
         return int(row["id"]) if row is not None and row["id"] is not None else 0

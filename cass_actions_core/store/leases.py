@@ -38,9 +38,9 @@ class LeaseMixin(StoreBase):
         with self._lease_transaction():
             current = self.get_lease()
             if current is not None and current.holder == holder:
-                acquired_s = current.acquired_at.isoformat()
+                acquired_s, token = current.acquired_at.isoformat(), current.token
             elif current is None or current.expired(now) or self._holder_dead(current):
-                acquired_s = now_s
+                acquired_s, token = now_s, (current.token + 1 if current is not None else 1)
             else:
                 raise LeaseHeldError(
                     f"{self.path}: daemon {self.daemon_id!r} is already being run by {current.holder!r} "
@@ -49,15 +49,17 @@ class LeaseMixin(StoreBase):
                     "to expire if it is no longer running."
                 )
             self._x(
-                "INSERT INTO lease (daemon_id, holder, pid, hostname, acquired_at, renewed_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (daemon_id) DO UPDATE SET holder = excluded.holder,"
+                "INSERT INTO lease (daemon_id, holder, token, pid, hostname, acquired_at, renewed_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (daemon_id) DO UPDATE SET holder = excluded.holder,"
+                " token = excluded.token,"
                 " pid = excluded.pid, hostname = excluded.hostname, acquired_at = excluded.acquired_at,"
                 " renewed_at = excluded.renewed_at, expires_at = excluded.expires_at",
-                (self.daemon_id, holder, pid or os.getpid(), self.hostname, acquired_s, now_s, expires_s),
+                (self.daemon_id, holder, token, pid or os.getpid(), self.hostname, acquired_s, now_s, expires_s),
             )
             lease = self.get_lease()
         assert lease is not None
-        self._fence = holder  # from now on every write of this store checks it still holds the lease
+        # From now on every write of this store checks it still holds the lease, with this token.
+        self._fence, self._fence_token = holder, lease.token
         return lease
 
     @contextmanager

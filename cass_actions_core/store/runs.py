@@ -29,12 +29,13 @@ class ActionRunsMixin(StoreBase):
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
             # Checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
-            if self._one("SELECT 1 FROM units WHERE id = ?", (unit_id,)) is None:
+            if self._one("SELECT 1 FROM units WHERE daemon_id = ? AND id = ?", (self.daemon_id, unit_id)) is None:
                 raise NotFoundError(f"cannot record action run {key!r}: no work unit with id {unit_id!r}.")
             cursor = self._x(
-                "INSERT INTO action_runs (key, unit_id, step_index, action_id, status, started_at, finished_at, cost_usd,"
-                " result, error) VALUES (?, ?, ?, ?, 'started', ?, NULL, 0, NULL, NULL) ON CONFLICT (key) DO NOTHING",
-                (key, unit_id, int(step_index), action_id, now_s),
+                "INSERT INTO action_runs (key, daemon_id, unit_id, step_index, action_id, status, started_at, finished_at,"
+                " cost_usd, result, error) VALUES (?, ?, ?, ?, ?, 'started', ?, NULL, 0, NULL, NULL)"
+                " ON CONFLICT (key) DO NOTHING",
+                (key, self.daemon_id, unit_id, int(step_index), action_id, now_s),
             )
             if cursor.rowcount == 1:  # new: the row is what was just written
                 return ActionRunRow(key=key, unit_id=unit_id, step_index=int(step_index), action_id=action_id,
@@ -72,8 +73,9 @@ class ActionRunsMixin(StoreBase):
                     f"{run.finished_at.isoformat() if run.finished_at else '?'}; its outcome is not rewritten."
                 )
             self._x(
-                "UPDATE action_runs SET status = ?, finished_at = ?, cost_usd = ?, result = ?, error = ? WHERE key = ?",
-                (status, now_s, cost, None if result is None else _json(result), error, key),
+                "UPDATE action_runs SET status = ?, finished_at = ?, cost_usd = ?, result = ?, error = ?"
+                " WHERE daemon_id = ? AND key = ?",
+                (status, now_s, cost, None if result is None else _json(result), error, self.daemon_id, key),
             )
         return replace(run, status=status, finished_at=_dt(now_s), cost_usd=cost, result=result, error=error)
 
@@ -87,18 +89,19 @@ class ActionRunsMixin(StoreBase):
             if run.status != "started" or run.cost_usd:
                 raise StoreError(f"action run {key!r} is {run.status!r} with ${run.cost_usd:.6f} spent; only a started "
                                  "run that spent nothing can be withdrawn.")
-            self._x("DELETE FROM action_runs WHERE key = ? AND status = 'started'", (key,))
+            self._x("DELETE FROM action_runs WHERE daemon_id = ? AND key = ? AND status = 'started'", (self.daemon_id, key))
 
     def get_action_run(self, key: str) -> ActionRunRow | None:
         """The action run with this idempotency key, or None."""
-        row = self._one("SELECT * FROM action_runs WHERE key = ?", (key,))
+        row = self._one("SELECT * FROM action_runs WHERE daemon_id = ? AND key = ?", (self.daemon_id, key))
         return None if row is None else self._map(_action_run, row)
 
     def action_runs_for_unit(self, unit_id: str) -> list[ActionRunRow]:
         """A unit's action runs in step order."""
         rows = self._all(
-            f"SELECT * FROM action_runs WHERE unit_id = ? ORDER BY step_index, {self._d.ts('started_at')}, {self._d.tiebreak}",
-            (unit_id,),
+            "SELECT * FROM action_runs WHERE daemon_id = ? AND unit_id = ?"
+            f" ORDER BY step_index, {self._d.ts('started_at')}, {self._d.tiebreak}",
+            (self.daemon_id, unit_id),
         )
         return [self._map(_action_run, row) for row in rows]
 
@@ -114,9 +117,9 @@ class ActionRunsMixin(StoreBase):
             "SELECT action_id, cost_usd, minutes FROM ("
             f" SELECT action_id, cost_usd, {d.minutes_between('started_at', 'finished_at')} AS minutes,"
             f" ROW_NUMBER() OVER (PARTITION BY action_id ORDER BY {d.ts('finished_at')} DESC, {d.tiebreak} DESC) AS n"
-            " FROM action_runs WHERE status = 'completed' AND finished_at IS NOT NULL"
+            " FROM action_runs WHERE daemon_id = ? AND status = 'completed' AND finished_at IS NOT NULL"
             ") AS r WHERE n <= ? ORDER BY action_id, n",
-            (per_action,),
+            (self.daemon_id, per_action),
         )
         out: dict[str, list[tuple[float, float]]] = {}
         for row in rows:
@@ -131,9 +134,9 @@ class ActionRunsMixin(StoreBase):
         # The latest start as an instant (not the greatest string: offsets may differ).
         starts = {row["template_id"]: _dt(row["started_at"]) for row in self._all(
             "SELECT template_id, started_at FROM (SELECT template_id, started_at, ROW_NUMBER() OVER (PARTITION BY"
-            f" template_id ORDER BY {self._d.ts('started_at')} DESC) AS n FROM units WHERE started_at IS NOT NULL)"
-            " AS s WHERE n = 1")}
+            f" template_id ORDER BY {self._d.ts('started_at')} DESC) AS n FROM units WHERE daemon_id = ?"
+            " AND started_at IS NOT NULL) AS s WHERE n = 1", (self.daemon_id,))}
         done = [(row["template_id"], date.fromisoformat(row["local_date"])) for row in self._all(
-            "SELECT template_id, local_date FROM units WHERE status = 'completed' AND local_date >= ?",
-            (_day(since, "since"),))]
+            "SELECT template_id, local_date FROM units WHERE daemon_id = ? AND status = 'completed' AND local_date >= ?",
+            (self.daemon_id, _day(since, "since")))]
         return starts, done

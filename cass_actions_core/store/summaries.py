@@ -54,28 +54,29 @@ class SummariesMixin(StoreBase):
             # ON CONFLICT(unit_id) rather than INSERT OR REPLACE: the latter would also
             # silently delete another unit's summary that happens to share the slug. The clash is
             # checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
-            if self._one("SELECT 1 FROM summaries WHERE slug = ? AND unit_id <> ?", (slug, unit_id)) is not None:
+            if self._one("SELECT 1 FROM summaries WHERE daemon_id = ? AND slug = ? AND unit_id <> ?",
+                         (self.daemon_id, slug, unit_id)) is not None:
                 raise StoreError(f"summary slug {slug!r} is already used by another unit's summary.")
             self._x(
-                "INSERT INTO summaries (unit_id, slug, local_date, phase, category, template_id, status, text,"
-                " data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO summaries (daemon_id, unit_id, slug, local_date, phase, category, template_id, status,"
+                " text, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(unit_id) DO UPDATE SET slug = excluded.slug, local_date = excluded.local_date,"
                 " phase = excluded.phase, category = excluded.category, template_id = excluded.template_id,"
                 " status = excluded.status, text = excluded.text, data = excluded.data,"
                 " created_at = excluded.created_at",
-                values,
+                (self.daemon_id, *values),
             )
         return SummaryRow(unit_id=unit_id, slug=slug, local_date=local_date, phase=phase, category=category,
                           template_id=template_id, status=status, text=text, data=data, created_at=_dt(values[-1]))
 
     def get_summary(self, unit_id: str) -> SummaryRow | None:
         """The summary of ``unit_id``, or None."""
-        row = self._one("SELECT * FROM summaries WHERE unit_id = ?", (unit_id,))
+        row = self._one("SELECT * FROM summaries WHERE daemon_id = ? AND unit_id = ?", (self.daemon_id, unit_id))
         return None if row is None else self._map(_summary, row)
 
     def get_summary_by_slug(self, slug: str) -> SummaryRow | None:
         """The summary with this slug, or None."""
-        row = self._one("SELECT * FROM summaries WHERE slug = ?", (slug,))
+        row = self._one("SELECT * FROM summaries WHERE daemon_id = ? AND slug = ?", (self.daemon_id, slug))
         return None if row is None else self._map(_summary, row)
 
     def query_summaries(
@@ -93,7 +94,7 @@ class SummariesMixin(StoreBase):
         ``text`` is a case-insensitive (ASCII) substring match over the summary text and
         its data document; ``%`` and ``_`` in it match literally.
         """
-        where, params = _day_phase_filter(local_date, phase)
+        where, params = _day_phase_filter(self.daemon_id, local_date, phase)
         for column, value in (("category", category), ("template_id", template_id), ("status", status)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -119,14 +120,14 @@ class SummariesMixin(StoreBase):
         transcript_id = _new_id()
         with self.transaction(immediate=True):
             self._x(
-                "INSERT INTO transcripts (id, run_key, created_at, data) VALUES (?, ?, ?, ?)",
-                (transcript_id, run_key, _ts(now, "now"), _json(record)),
+                "INSERT INTO transcripts (id, daemon_id, run_key, created_at, data) VALUES (?, ?, ?, ?, ?)",
+                (transcript_id, self.daemon_id, run_key, _ts(now, "now"), _json(record)),
             )
         return transcript_id
 
     def get_transcript(self, transcript_id: str) -> TranscriptRow | None:
         """The transcript with this id, or None (it may have been pruned)."""
-        row = self._one("SELECT * FROM transcripts WHERE id = ?", (transcript_id,))
+        row = self._one("SELECT * FROM transcripts WHERE daemon_id = ? AND id = ?", (self.daemon_id, transcript_id))
         if row is None:
             return None
         return self._map(_transcript, row)

@@ -53,15 +53,16 @@ class UnitsMixin(StoreBase):
             raise ValueError(f"plan source {source!r} is not one of {', '.join(PLAN_SOURCES)}")
         with self.transaction(immediate=True):
             self._x(
-                "INSERT INTO plans (local_date, created_at, source, reason, intention, data) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (local_date) DO UPDATE SET created_at = excluded.created_at, source = excluded.source,"
+                "INSERT INTO plans (daemon_id, local_date, created_at, source, reason, intention, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (daemon_id, local_date) DO UPDATE SET created_at = excluded.created_at, source = excluded.source,"
                 " reason = excluded.reason, intention = excluded.intention, data = excluded.data",
-                (_day(local_date, "local_date"), _ts(now, "now"), source, reason, intention, _json(data)),
+                (self.daemon_id, _day(local_date, "local_date"), _ts(now, "now"), source, reason, intention, _json(data)),
             )
 
     def get_plan(self, local_date: date) -> PlanRow | None:
         """The plan saved for ``local_date``, or None (so a restart never plans a date twice: F5)."""
-        row = self._one("SELECT * FROM plans WHERE local_date = ?", (_day(local_date, "local_date"),))
+        row = self._one("SELECT * FROM plans WHERE daemon_id = ? AND local_date = ?",
+                        (self.daemon_id, _day(local_date, "local_date")))
         if row is None:
             return None
         return self._map(_plan, row)
@@ -69,7 +70,8 @@ class UnitsMixin(StoreBase):
     def plan_source(self, local_date: date) -> str | None:
         """Where ``local_date``'s plan came from (``llm``, ``fallback`` ...), or None without a plan
         (one column, not the plan document: every work summary names it)."""
-        row = self._one("SELECT source FROM plans WHERE local_date = ?", (_day(local_date, "local_date"),))
+        row = self._one("SELECT source FROM plans WHERE daemon_id = ? AND local_date = ?",
+                        (self.daemon_id, _day(local_date, "local_date")))
         return None if row is None else str(row[0])
 
     # ---------------------------------------------------------------- units
@@ -105,6 +107,7 @@ class UnitsMixin(StoreBase):
         clean_steps = [_normalise_step(step, i) for i, step in enumerate(steps)]
         with self.transaction(immediate=True):
             # Checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
+            # Unit ids are unique across daemons (one PostgreSQL database holds many).
             if self._one("SELECT 1 FROM units WHERE id = ?", (unit_id,)) is not None:
                 raise StoreError(f"a work unit with id {unit_id!r} already exists.")
             self._x(
@@ -142,7 +145,7 @@ class UnitsMixin(StoreBase):
 
     def get_unit(self, unit_id: str) -> UnitRow | None:
         """The unit with this id, or None."""
-        row = self._one("SELECT * FROM units WHERE id = ?", (unit_id,))
+        row = self._one("SELECT * FROM units WHERE daemon_id = ? AND id = ?", (self.daemon_id, unit_id))
         return None if row is None else self._map(_unit, row)
 
     def _require_unit(self, unit_id: str) -> UnitRow:
@@ -159,7 +162,7 @@ class UnitsMixin(StoreBase):
         template_id: str | None = None,
     ) -> list[UnitRow]:
         """Units matching every given filter, in run order: date, phase, priority, position, creation."""
-        where, params = _day_phase_filter(local_date, phase)
+        where, params = _day_phase_filter(self.daemon_id, local_date, phase)
         if statuses is not None:
             wanted = [statuses] if isinstance(statuses, str) else list(statuses)
             unknown = [s for s in wanted if s not in UNIT_STATUSES]
@@ -187,8 +190,8 @@ class UnitsMixin(StoreBase):
         d = self._d
         rows = self._all(
             f"SELECT id, local_date, phase, category, not_before, requires_idle, {d.json_text('data', 'deadline')}"
-            f" AS deadline FROM units WHERE status = 'queued' ORDER BY local_date, {_PHASE_ORDER_SQL}, priority,"
-            f" position, {d.ts('created_at')}, {d.tiebreak}"
+            f" AS deadline FROM units WHERE daemon_id = ? AND status = 'queued' ORDER BY local_date, {_PHASE_ORDER_SQL},"
+            f" priority, position, {d.ts('created_at')}, {d.tiebreak}", (self.daemon_id,)
         )
         return [self._map(_queued_brief, row) for row in rows]
 
@@ -213,15 +216,16 @@ class UnitsMixin(StoreBase):
             return []
         with self.transaction(immediate=True):
             rows = self._all(
-                "SELECT * FROM units u WHERE local_date = ? AND status IN "
+                "SELECT * FROM units u WHERE daemon_id = ? AND local_date = ? AND status IN "
                 f"({', '.join('?' * len(wanted))}) AND started_at IS NULL"
                 " AND NOT EXISTS (SELECT 1 FROM action_runs r WHERE r.unit_id = u.id)"
                 " AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.unit_id = u.id)"
                 f" AND coalesce({self._d.json_text('u.data', 'source')}, '') NOT IN (" + placeholders + ")",
-                [_day(local_date, "local_date"), *wanted, *keep],
+                [self.daemon_id, _day(local_date, "local_date"), *wanted, *keep],
             )
             removed = [self._map(_unit, row) for row in rows]
-            self._db.executemany("DELETE FROM units WHERE id = ?", [(u.id,) for u in removed])
+            self._db.executemany("DELETE FROM units WHERE daemon_id = ? AND id = ?",
+                                 [(self.daemon_id, u.id) for u in removed])
         return removed
 
     def set_unit_status(
@@ -268,7 +272,8 @@ class UnitsMixin(StoreBase):
                     values[name] = dict(value) if value is not None else {}
                     sets[name] = _json(values[name])
             assignments = ", ".join(f"{name} = ?" for name in sets)
-            self._x(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
+            self._x(f"UPDATE units SET {assignments} WHERE daemon_id = ? AND id = ?",
+                    (*sets.values(), self.daemon_id, unit_id))
             self._record_transition(unit_id, now_s, unit.status, to_status, reason)
         return replace(unit, **values)
 
@@ -276,8 +281,9 @@ class UnitsMixin(StoreBase):
         self, unit_id: str, at: str, from_status: str | None, to_status: str, reason: str | None
     ) -> None:
         self._x(
-            "INSERT INTO unit_transitions (unit_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?)",
-            (unit_id, at, from_status, to_status, reason),
+            "INSERT INTO unit_transitions (daemon_id, unit_id, at, from_status, to_status, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (self.daemon_id, unit_id, at, from_status, to_status, reason),
         )
 
     @staticmethod
@@ -289,7 +295,8 @@ class UnitsMixin(StoreBase):
     def transitions(self, unit_id: str) -> list[TransitionRow]:
         """Every recorded status change of the unit, oldest first."""
         return [self._map(_transition, row)
-                for row in self._all("SELECT * FROM unit_transitions WHERE unit_id = ? ORDER BY id", (unit_id,))]
+                for row in self._all("SELECT * FROM unit_transitions WHERE daemon_id = ? AND unit_id = ?"
+                                          " ORDER BY id", (self.daemon_id, unit_id))]
 
     def set_next_step(self, unit_id: str, n: int, now: datetime) -> UnitRow:
         """Record that the unit's steps before ``n`` are done (a restart resumes at step ``n``)."""
@@ -297,8 +304,8 @@ class UnitsMixin(StoreBase):
         with self.transaction(immediate=True):
             unit = self._require_unit(unit_id)
             self._x(
-                "UPDATE units SET next_step = ?, updated_at = ? WHERE id = ?",
-                (self._valid_step(unit, n), now_s, unit_id),
+                "UPDATE units SET next_step = ?, updated_at = ? WHERE daemon_id = ? AND id = ?",
+                (self._valid_step(unit, n), now_s, self.daemon_id, unit_id),
             )
         return replace(unit, next_step=n, updated_at=_dt(now_s))
 
@@ -308,8 +315,8 @@ class UnitsMixin(StoreBase):
         if exact is not None:
             return [exact]
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._all(f"SELECT * FROM units WHERE id {self._d.like} ? ESCAPE '\\' ORDER BY id LIMIT ?",
-                         (pattern, int(limit)))
+        rows = self._all(f"SELECT * FROM units WHERE daemon_id = ? AND id {self._d.like} ? ESCAPE '\\' ORDER BY id"
+                         " LIMIT ?", (self.daemon_id, pattern, int(limit)))
         return [self._map(_unit, row) for row in rows]
 
     def set_unit_placement(
@@ -340,7 +347,8 @@ class UnitsMixin(StoreBase):
                 values["data"] = dict(data)
                 sets["data"] = _json(values["data"])
             assignments = ", ".join(f"{name} = ?" for name in sets)
-            self._x(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
+            self._x(f"UPDATE units SET {assignments} WHERE daemon_id = ? AND id = ?",
+                    (*sets.values(), self.daemon_id, unit_id))
         return replace(unit, **values)
 
 
