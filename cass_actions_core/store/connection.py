@@ -110,10 +110,21 @@ class StoreBase:
         return self._db.execute(sql, params)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._db.execute(sql, params).fetchone()
+        try:
+            return self._db.execute(sql, params).fetchone()
+        except self._db.unavailable as exc:
+            raise self._read_error(exc) from None
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self._db.execute(sql, params).fetchall())
+        try:
+            return list(self._db.execute(sql, params).fetchall())
+        except self._db.unavailable as exc:
+            raise self._read_error(exc) from None
+
+    def _read_error(self, exc: BaseException) -> StoreUnavailable:
+        """A read that failed for a reason outside the data (a lost connection, a lock held too long)."""
+        return StoreUnavailable(f"{self.path}: reading the store failed ({' '.join(str(exc).split())}); nothing was "
+                                "changed. Try again; if it keeps failing, check that the store is reachable.")
 
     def _map(self, read: Callable[[Any], _T], row: Any) -> _T:
         """``read(row)``, or a StoreError naming the file, the table and the row when a value in it is damaged."""
