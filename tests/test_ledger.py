@@ -10,8 +10,10 @@ import asyncio
 import sqlite3
 import tempfile
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -24,7 +26,7 @@ from hypothesis import strategies as st
 
 from cass_actions_core.config import DEFAULT_ALLOCATIONS, BudgetSettings
 from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation, budget_day_for
-from cass_actions_core.store import SCHEMA_VERSION, LedgerEntry, NotFoundError, Store
+from cass_actions_core.store import SCHEMA_VERSION, LedgerEntry, NotFoundError, Store, open_store
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=TOKYO)
@@ -42,9 +44,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
+def store(store_location: Path | str) -> Iterator[Store]:
     """A fresh store for daemon 'cass'."""
-    with Store.open(db_path, daemon_id="cass") as opened:
+    with open_store(store_location, "cass") as opened:
         yield opened
 
 
@@ -52,6 +54,18 @@ def store(db_path: Path) -> Iterator[Store]:
 def ledger(store: Store) -> BudgetLedger:
     """A ledger under the default budget."""
     return BudgetLedger(store, DEFAULT)
+
+
+@contextmanager
+def fresh_store(location: Path | str) -> Iterator[Store]:
+    """A new, empty store on the backend of ``location`` for each call (a hypothesis example): a new
+    SQLite file, or a new daemon in the test's PostgreSQL schema."""
+    if isinstance(location, str):
+        with open_store(location, f"cass-{uuid.uuid4().hex[:12]}") as store:
+            yield store
+        return
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "cass.db", "cass") as store:
+        yield store
 
 
 def granted(result: Reservation | Blocked) -> Reservation:
@@ -334,8 +348,9 @@ def test_budget_day_for_rejects_naive_datetimes() -> None:
 # --------------------------------------------------------------------------- concurrency
 
 
-def test_threads_with_their_own_connections_never_share_the_last_dollar(db_path: Path) -> None:
-    Store.open(db_path, daemon_id="cass").close()
+def test_threads_with_their_own_connections_never_share_the_last_dollar(store_location: Path | str) -> None:
+    # On PostgreSQL: eight connections racing for the daemon's advisory write lock.
+    open_store(store_location, "cass").close()
     grants: list[str] = []
     errors: list[BaseException] = []
     start = threading.Barrier(8)
@@ -343,7 +358,7 @@ def test_threads_with_their_own_connections_never_share_the_last_dollar(db_path:
 
     def worker() -> None:
         try:
-            with Store.open(db_path, daemon_id="cass") as own:
+            with open_store(store_location, "cass") as own:
                 ledger = BudgetLedger(own, DEFAULT)
                 start.wait()
                 while True:
@@ -362,7 +377,7 @@ def test_threads_with_their_own_connections_never_share_the_last_dollar(db_path:
         t.join()
     assert not errors, errors
     assert len(grants) == 9 and len(set(grants)) == 9
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(store_location, "cass") as s:
         assert BudgetLedger(s, DEFAULT).committed("reflection", budget_day=DAY) == pytest.approx(0.9)
 
 
@@ -667,9 +682,10 @@ OPERATION = st.tuples(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=st.lists(OPERATION, min_size=1, max_size=40))
-def test_running_totals_always_equal_the_sum_of_the_ledger_rows(operations: list[tuple[Any, ...]]) -> None:
+def test_running_totals_always_equal_the_sum_of_the_ledger_rows(store_location: Path | str,
+                                                                 operations: list[tuple[Any, ...]]) -> None:
     days = [DAY, DAY + timedelta(days=1)]
-    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "cass.db", daemon_id="cass") as store:
+    with fresh_store(store_location) as store:
         ledger = BudgetLedger(store, DEFAULT)
         open_reservations: list[Reservation] = []
         for kind, category, day_index, amount, critical, pick in operations:

@@ -37,6 +37,7 @@ from cass_actions_core.store import (
     Store,
     StoreError,
     UnitRow,
+    open_store,
 )
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -80,9 +81,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
+def store(store_location: Path | str) -> Iterator[Store]:
     """A freshly created store for daemon 'cass'."""
-    with Store.open(db_path, daemon_id="cass") as opened:
+    with open_store(store_location, "cass") as opened:
         yield opened
 
 
@@ -119,7 +120,9 @@ def drive(store: Store, unit_id: str, path: list[str]) -> UnitRow:
 # --------------------------------------------------------------------------- schema, migrations
 
 
-def test_new_file_is_created_with_the_current_schema(db_path: Path, store: Store) -> None:
+@pytest.mark.sqlite_only
+def test_new_file_is_created_with_the_current_schema(store: Store) -> None:
+    db_path = Path(store.path)
     assert db_path.exists()
     assert store.schema_version == SCHEMA_VERSION
     assert store.journal_mode == "wal"
@@ -355,6 +358,7 @@ def test_transaction_rolls_back_everything_on_error(store: Store) -> None:
     assert [u.id for u in store.list_units()] == [kept.id]
 
 
+@pytest.mark.sqlite_only
 def test_a_nested_block_joins_the_outer_transaction_and_one_that_fails_after_writing_dooms_it(store: Store) -> None:
     statements: list[str] = []
     store._conn.set_trace_callback(statements.append)
@@ -420,7 +424,7 @@ def test_datetimes_come_back_aware_with_their_offset(store: Store) -> None:
     unit = make_unit(store)
     assert unit.created_at == NOW
     assert unit.created_at.utcoffset() == timedelta(hours=9)
-    raw = store._conn.execute("SELECT created_at FROM units WHERE id = ?", (unit.id,)).fetchone()[0]
+    raw = store._one("SELECT created_at FROM units WHERE id = ?", (unit.id,))[0]
     assert raw == "2026-11-26T09:30:00+09:00"
     la = datetime(2026, 11, 25, 16, 30, 0, 123456, tzinfo=ZoneInfo("America/Los_Angeles"))
     moved = store.set_unit_status(unit.id, "queued", reason=None, now=la)
@@ -568,7 +572,7 @@ def test_replanning_a_date_replaces_its_plan(store: Store) -> None:
     assert plan is not None
     assert (plan.source, plan.reason, plan.intention, plan.data) == ("llm", None, "explore", {"items": ["b", "c"]})
     assert plan.created_at == NOW + timedelta(hours=1)
-    assert store._conn.execute("SELECT COUNT(*) FROM plans").fetchone()[0] == 1
+    assert store._one("SELECT COUNT(*) FROM plans")[0] == 1
     with pytest.raises(ValueError, match="source"):
         store.save_plan(DAY, "guess", None, None, {}, NOW)
 
