@@ -57,14 +57,20 @@ def ledger(store: Store) -> BudgetLedger:
 
 
 @contextmanager
-def fresh_store(location: Path | str) -> Iterator[Store]:
-    """A new, empty store on the backend of ``location`` for each call (a hypothesis example): a new
-    SQLite file, or a new daemon in the test's PostgreSQL schema."""
+def fresh_target(location: Path | str) -> Iterator[tuple[Path | str, str]]:
+    """Where a new, empty store is, on the backend of ``location``, for each call (a hypothesis example):
+    a new SQLite file for daemon 'cass', or a new daemon in the test's PostgreSQL schema."""
     if isinstance(location, str):
-        with open_store(location, f"cass-{uuid.uuid4().hex[:12]}") as store:
-            yield store
+        yield location, f"cass-{uuid.uuid4().hex[:12]}"
         return
-    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "cass.db", "cass") as store:
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp) / "cass.db", "cass"
+
+
+@contextmanager
+def fresh_store(location: Path | str) -> Iterator[Store]:
+    """A new, empty store on the backend of ``location`` (see :func:`fresh_target`)."""
+    with fresh_target(location) as (where, daemon), open_store(where, daemon) as store:
         yield store
 
 
@@ -250,8 +256,8 @@ def test_status_reports_every_category_and_the_totals(ledger: BudgetLedger) -> N
 # --------------------------------------------------------------------------- crash leftovers, F3
 
 
-def test_reservations_left_open_by_a_crash_are_found_after_restart(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as s:
+def test_reservations_left_open_by_a_crash_are_found_after_restart(store_location: Path | str) -> None:
+    with open_store(store_location, "cass") as s:
         ledger = BudgetLedger(s, DEFAULT)
         done = granted(ledger.reserve("research", 0.3, budget_day=DAY, now=NOW, unit_id="u1"))
         ledger.settle(done, 0.3, NOW)
@@ -259,7 +265,7 @@ def test_reservations_left_open_by_a_crash_are_found_after_restart(db_path: Path
         ledger.extend(left, 0.35, NOW)
         yesterday = granted(ledger.reserve("memory", 0.1, budget_day=DAY - timedelta(days=1), now=NOW, unit_id="u0"))
         # The process dies here: no settle, no release.
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(store_location, "cass") as s:
         ledger = BudgetLedger(s, DEFAULT)
         found = ledger.open_reservations()
         assert [(r.id, r.unit_id, r.amount_usd) for r in found] == [(left.id, "u2", 0.35), (yesterday.id, "u0", 0.1)]
@@ -461,20 +467,19 @@ def _check_invariants(store: Store, budget: BudgetSettings, any_critical: bool) 
     allow_critical=st.booleans(),
 )
 def test_concurrent_units_never_overspend_and_settled_equals_actuals(
-    budget_name: str, units: list[dict[str, Any]], n_threads: int, allow_critical: bool
+    store_location: Path | str, budget_name: str, units: list[dict[str, Any]], n_threads: int, allow_critical: bool
 ) -> None:
     budget = BUDGETS[budget_name]
     any_critical = allow_critical and any(u["critical"] for u in units)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "cass.db"
-        Store.open(path, daemon_id="cass").close()
+    with fresh_target(store_location) as (path, daemon):
+        open_store(path, daemon).close()
         outcome = _Outcome()
         lock = threading.Lock()
         start = threading.Barrier(n_threads)
 
         def worker(mine: list[dict[str, Any]]) -> None:
             try:
-                with Store.open(path, daemon_id="cass") as own:
+                with open_store(path, daemon) as own:
                     ledger = BudgetLedger(own, budget)
                     start.wait()
                     held: list[tuple[Reservation, float, dict[str, Any]]] = []
@@ -537,7 +542,7 @@ def test_concurrent_units_never_overspend_and_settled_equals_actuals(
         # Shown by --hypothesis-show-statistics: how often the limits actually bit.
         event(f"reservations blocked: {'some' if outcome.blocked else 'none'}")
         event(f"extensions refused: {'some' if outcome.refused_extensions else 'none'}")
-        with Store.open(path, daemon_id="cass") as final:
+        with open_store(path, daemon) as final:
             ledger = BudgetLedger(final, budget)
             _check_invariants(final, budget, any_critical)
             assert ledger.open_reservations(DAY) == []
@@ -590,7 +595,7 @@ CALL = st.fixed_dictionaries({
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(actions=st.lists(CALL, min_size=1, max_size=10), max_tokens=st.sampled_from([500, 2000, 4000]))
 def test_metered_calls_never_pass_the_days_money_by_more_than_what_was_billed_past_their_worst_case(
-    actions: list[dict[str, Any]], max_tokens: int
+    store_location: Path | str, actions: list[dict[str, Any]], max_tokens: int
 ) -> None:
     """The stated bound: settled spend per category and per day <= its limit + the sum, over calls, of
     what a call was billed past its own worst case (0 for an API that bills at most the estimated input
@@ -641,16 +646,15 @@ def test_metered_calls_never_pass_the_days_money_by_more_than_what_was_billed_pa
 
         await asyncio.gather(*(one(a) for a in actions))
 
-    with tempfile.TemporaryDirectory() as folder:
-        with Store.open(Path(folder) / "cass.db", daemon_id="cass") as store:
-            ledger = BudgetLedger(store, budget)
-            asyncio.run(run_all(ledger, store))
-            over = sum(past_worst_case.values())
-            for category in ("a", "b"):
-                spent = ledger.spent(category, budget_day=DAY)
-                assert spent <= budget.category_limit(category) + past_worst_case[category] + 1e-6, (category, spent)
-            assert ledger.spent(budget_day=DAY) <= budget.daily_usd + over + 1e-6
-            event("overbilled" if over else "honest API")
+    with fresh_store(store_location) as store:
+        ledger = BudgetLedger(store, budget)
+        asyncio.run(run_all(ledger, store))
+        over = sum(past_worst_case.values())
+        for category in ("a", "b"):
+            spent = ledger.spent(category, budget_day=DAY)
+            assert spent <= budget.category_limit(category) + past_worst_case[category] + 1e-6, (category, spent)
+        assert ledger.spent(budget_day=DAY) <= budget.daily_usd + over + 1e-6
+        event("overbilled" if over else "honest API")
 
 
 # -- issue 10: running totals ------------------------------------------------------------------

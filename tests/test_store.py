@@ -141,13 +141,13 @@ def test_new_file_is_created_with_the_current_schema(store: Store) -> None:
     assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
-def test_reopen_keeps_data(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as first:
+def test_reopen_keeps_data(store_location: Path | str) -> None:
+    with open_store(store_location, "cass") as first:
         unit = make_unit(first)
         first.save_plan(DAY, "llm", None, "be curious", {"items": [1, 2]}, NOW)
         first.kv_set("journal", "last", {"date": "2026-11-25"})
         event_id = first.append_event("day.planned", {"n": 1}, NOW)
-    with Store.open(db_path, daemon_id="cass") as second:
+    with open_store(store_location, "cass") as second:
         assert second.get_unit(unit.id) == unit
         plan = second.get_plan(DAY)
         assert plan is not None and plan.intention == "be curious" and plan.data == {"items": [1, 2]}
@@ -439,8 +439,8 @@ def test_a_date_argument_must_be_a_date_not_a_datetime(store: Store) -> None:
 # --------------------------------------------------------------------------- lease
 
 
-def test_second_holder_is_refused_with_a_clear_message(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as a, Store.open(db_path, daemon_id="cass") as b:
+def test_second_holder_is_refused_with_a_clear_message(store_location: Path | str) -> None:
+    with open_store(store_location, "cass") as a, open_store(store_location, "cass") as b:
         lease = a.acquire_lease("run-a", NOW, timedelta(minutes=2))
         assert lease.holder == "run-a" and lease.pid == os.getpid()
         assert lease.expires_at == NOW + timedelta(minutes=2)
@@ -548,16 +548,16 @@ def test_an_unreaped_killed_process_counts_as_dead() -> None:
     assert not store_leases._pid_alive(proc.pid)
 
 
-def test_a_dead_pid_on_another_host_still_waits_for_expiry(db_path: Path) -> None:
+def test_a_dead_pid_on_another_host_still_waits_for_expiry(store_location: Path | str) -> None:
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     dead_pid = int(finished.stdout)
-    with Store.open(db_path, daemon_id="cass") as a, Store.open(db_path, daemon_id="cass") as b:
+    with open_store(store_location, "cass") as a, open_store(store_location, "cass") as b:
         a.acquire_lease("remote-run", NOW, timedelta(minutes=2))
-        a._conn.execute("UPDATE lease SET pid = ?, hostname = 'some-other-host'", (dead_pid,))
+        a._x("UPDATE lease SET pid = ?, hostname = 'some-other-host'", (dead_pid,))
         with pytest.raises(LeaseHeldError, match="some-other-host"):
             b.acquire_lease("local-run", NOW + timedelta(minutes=1), timedelta(minutes=2))
         # Same dead pid on this host: taken over.
-        a._conn.execute("UPDATE lease SET hostname = ?", (a.hostname,))
+        a._x("UPDATE lease SET hostname = ?", (a.hostname,))
         assert b.acquire_lease("local-run", NOW + timedelta(minutes=1), timedelta(minutes=2)).holder == "local-run"
 
 
@@ -903,8 +903,8 @@ def test_transcripts_are_kept_out_of_line(store: Store) -> None:
     assert store.get_transcript("missing") is None
 
 
-def test_kv_and_state_round_trip_and_survive_reopening(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as s:
+def test_kv_and_state_round_trip_and_survive_reopening(store_location: Path | str) -> None:
+    with open_store(store_location, "cass") as s:
         assert s.kv_get("memory", "cursor") is None
         assert s.kv_get("memory", "cursor", default=0) == 0
         s.kv_set("memory", "cursor", 41)
@@ -921,7 +921,7 @@ def test_kv_and_state_round_trip_and_survive_reopening(db_path: Path) -> None:
             s.set_state("bad", object())
         with pytest.raises(ValueError):
             s.set_state("bad", float("nan"))
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(store_location, "cass") as s:
         assert s.kv_items("memory") == {"cursor": 42}
         assert s.kv_items("journal") == {"cursor": {"d": "x"}}
         assert s.get_state("paused_categories") == ["research"]
