@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from cass_actions_core.store.dialect import POSTGRES, SQLITE, Dialect, _pyformat
@@ -106,9 +107,14 @@ class _PgRow(tuple):  # type: ignore[type-arg]
         return list(self._names)
 
 
+@lru_cache(maxsize=512)
+def _row_type(names: tuple[str, ...]) -> type[_PgRow]:
+    """One row class per column list (a statement run again reuses it)."""
+    return type("Row", (_PgRow,), {"_names": names, "__slots__": ()})
+
+
 def _pg_row_factory(cursor: Any) -> Any:
-    names = tuple(column.name for column in cursor.description or ())
-    row_type = type("Row", (_PgRow,), {"_names": names, "__slots__": ()})
+    row_type = _row_type(tuple(column.name for column in cursor.description or ()))
 
     def make(values: Sequence[Any]) -> _PgRow:
         return row_type(values)

@@ -65,12 +65,12 @@ def redact_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (for messages and logs)."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable PostgreSQL URL>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # a port that is not a number, a bracket left open
+        return "<a PostgreSQL URL that cannot be parsed>"
     return urlunsplit(parts._replace(netloc=netloc))
