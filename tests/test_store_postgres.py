@@ -170,3 +170,16 @@ def test_the_store_class_reports_its_backend(url: str) -> None:
     with open_store(url, "cass") as store:
         assert isinstance(store, PostgresStore) and "cass" in repr(store)
         assert store.schema_version >= 6
+
+
+def test_a_database_holding_another_programs_tables_is_refused_with_the_url(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as other:
+        other.execute("CREATE TABLE units (x integer)")
+    with pytest.raises(StoreError, match="cannot set up the cass-actions schema") as raised:
+        open_store(url, "cass")
+    assert url.split("?")[0] in str(raised.value)
+    with psycopg.connect(url, autocommit=True) as other:  # the failed migration left nothing behind
+        tables = {r[0] for r in other.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    assert tables == {"units"}

@@ -48,6 +48,18 @@ class PostgresStore(Store):
         store = cls(db, shown, daemon_id)
         try:
             store._migrate()
+        except StoreError:
+            store.close()
+            raise
+        except Exception as exc:
+            store.close()
+            if not type(exc).__module__.startswith("psycopg"):
+                raise
+            # A table of another program in the way, missing privileges, a server shutting down ...
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise StoreError(f"{shown}: cannot set up the cass-actions schema in this database ({detail}). Nothing "
+                             "was changed (the migration was rolled back); use a database (or a schema, with "
+                             "?options=-csearch_path%3Dname) of its own, owned by this URL's user.") from None
         except BaseException:
             store.close()
             raise
