@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cass_actions_core import __version__
 from cass_actions_core.store.errors import StoreError, _corrupt
@@ -27,14 +27,15 @@ _PACKAGE = __name__.rpartition(".")[0]
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One schema step: ``apply`` runs inside the migration transaction (no COMMIT inside)."""
+    """One schema step: ``apply`` runs inside the migration transaction (no COMMIT inside), given the backend's
+    own connection (:mod:`sqlite3` for :data:`MIGRATIONS`, psycopg for ``PG_MIGRATIONS``)."""
 
     version: int
     description: str
-    apply: Callable[[sqlite3.Connection], None] = field(repr=False)
+    apply: Callable[[Any], None] = field(repr=False)
 
 
-def _run_statements(conn: sqlite3.Connection, statements: Iterable[str]) -> None:
+def _run_statements(conn: Any, statements: Iterable[str]) -> None:
     # executescript() would COMMIT the surrounding transaction first; run one by one.
     for statement in statements:
         conn.execute(statement)
