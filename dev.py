@@ -52,7 +52,8 @@ def ensure_env() -> None:
 
 def _clean_env() -> dict[str, str]:
     # Ambient settings would make the demo and the tests depend on this machine.
-    return {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    # CASS_ACTIONS_TEST_PG_URL is the suite's own setting (a PostgreSQL server for the store tests), kept.
+    return {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_") or k == "CASS_ACTIONS_TEST_PG_URL"}
 
 
 def demo(extra: list[str]) -> int:

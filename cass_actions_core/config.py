@@ -57,6 +57,7 @@ ENV_OVERRIDES: dict[str, tuple[str, type]] = {
     "CASS_ACTIONS_DAILY_BUDGET_USD": ("budget.daily_usd", float),
     "CASS_ACTIONS_LLM_PROVIDER": ("llm.provider", str),
     "CASS_ACTIONS_LLM_MODEL": ("llm.model", str),
+    "CASS_ACTIONS_STORE_URL": ("store.url", str),
 }
 
 
@@ -239,6 +240,13 @@ class RetentionSettings(_Section):
 
 
 @dataclass(frozen=True)
+class StoreSettings(_Section):
+    """Where the durable store lives: ``url`` a PostgreSQL (or ``sqlite:///``) URL, None for the data directory's file."""
+
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -253,6 +261,7 @@ class Config(_Section):
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     packs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The file this came from (None: defaults and environment only); relative paths
     #: inside the file resolve against its folder.
@@ -261,6 +270,7 @@ class Config(_Section):
     _sections: ClassVar[dict[str, type]] = {
         "plugins": PluginSettings, "budget": BudgetSettings, "phases": PhaseSettings, "scheduler": SchedulerSettings,
         "planner": PlannerSettings, "approvals": ApprovalSettings, "llm": LLMSettings, "retention": RetentionSettings,
+        "store": StoreSettings,
     }
 
     @classmethod

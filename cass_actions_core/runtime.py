@@ -63,7 +63,7 @@ from cass_actions_core.planning.plans import window_opens
 from cass_actions_core.planning.costs import CostBook
 from cass_actions_core.planning.engine import DecisionEngine
 from cass_actions_core.problems import UnknownItem, UserError, WrongState
-from cass_actions_core.store import LeaseLostError, QueuedBrief, Store, StoreUnavailable, UnitRow
+from cass_actions_core.store import LeaseLostError, QueuedBrief, Store, StoreUnavailable, UnitRow, open_store, store_location
 from cass_actions_core.supervisor import STALL_KEY, stall_note
 
 log = logging.getLogger("cass_actions.runtime")
@@ -159,7 +159,7 @@ class Runtime:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UserError(f"{folder}: cannot use it as the {what}: {exc.strerror or exc}.") from None
-        self.store = Store.open(self.data_dir / "cass-actions.sqlite", daemon_id=config.daemon_id)
+        self.store = open_store(store_location(config.store.url, self.data_dir), config.daemon_id)
         self.ledger = BudgetLedger(self.store, config.budget)
         self.bus = EventBus(self.store, self.catalogue.plugin_manager, self.clock)
         self.phases = DayPhases(config.phases, config.timezone)

@@ -109,10 +109,11 @@ class WorkerLink:
 
 
 def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), data_dir: Path, daemon_id: str,
-              stall_limit: float) -> int:
+              stall_limit: float, store_url: str | None = None) -> int:
     """Run workers (``cass-actions <worker_args> --worker``) until one stops for good; its exit code.
 
-    ``first_args`` go to the first worker only (``--plan FILE``).
+    ``first_args`` go to the first worker only (``--plan FILE``); ``store_url``: the configured
+    ``store.url`` (None: the SQLite file in ``data_dir``).
     """
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     stopping: list[float] = []
@@ -156,7 +157,7 @@ def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), dat
                         child.wait()
                     elif last_beat is not None and now - last_beat > stall_limit:
                         stalled = now - last_beat
-                        _note_stall(data_dir, daemon_id, child.pid, stalled)
+                        _note_stall(data_dir, daemon_id, child.pid, stalled, store_url)
                         print(f"cass-actions: the worker's event loop stalled for {stalled:.0f} s; replacing it",
                               file=sys.stderr, flush=True)
                         child.kill()
@@ -198,12 +199,12 @@ def _describe(code: int) -> str:
     return f"exit code {code}"
 
 
-def _note_stall(data_dir: Path, daemon_id: str, pid: int, seconds: float) -> None:
+def _note_stall(data_dir: Path, daemon_id: str, pid: int, seconds: float, store_url: str | None) -> None:
     """Tell the next worker's recovery why its predecessor was replaced (best effort)."""
-    from cass_actions_core.store import Store, StoreError
+    from cass_actions_core.store import StoreError, open_store, store_location
 
     try:
-        with Store.open(data_dir / "cass-actions.sqlite", daemon_id=daemon_id) as store:
+        with open_store(store_location(store_url, data_dir), daemon_id) as store:
             store.set_state(STALL_KEY, {"pid": pid, "seconds": round(seconds, 1), "at": datetime.now(UTC).isoformat()})
     except (StoreError, OSError) as exc:
         log.warning("could not record the stall in the store: %s", exc)

@@ -326,7 +326,8 @@ def test_migration_5_adds_the_budget_overrides_table_to_an_older_file(tmp_path: 
         m.setattr(store_module, "SCHEMA_VERSION", 4)
         with Store.open(path, daemon_id="cass") as old:
             assert old.schema_version == 4
-            old.set_state("paused_categories", ["research"])
+            # Written as version 4 wrote it (today's methods write today's columns).
+            old._conn.execute("INSERT INTO state (key, value) VALUES ('paused_categories', '[\"research\"]')")
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'budget_overrides'").fetchone() is None
     raw.close()

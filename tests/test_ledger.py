@@ -10,8 +10,10 @@ import asyncio
 import sqlite3
 import tempfile
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -24,7 +26,7 @@ from hypothesis import strategies as st
 
 from cass_actions_core.config import DEFAULT_ALLOCATIONS, BudgetSettings
 from cass_actions_core.ledger import Blocked, BudgetLedger, Reservation, budget_day_for
-from cass_actions_core.store import SCHEMA_VERSION, LedgerEntry, NotFoundError, Store
+from cass_actions_core.store import SCHEMA_VERSION, LedgerEntry, NotFoundError, Store, open_store
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=TOKYO)
@@ -42,9 +44,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
+def store(store_location: Path | str) -> Iterator[Store]:
     """A fresh store for daemon 'cass'."""
-    with Store.open(db_path, daemon_id="cass") as opened:
+    with open_store(store_location, "cass") as opened:
         yield opened
 
 
@@ -52,6 +54,24 @@ def store(db_path: Path) -> Iterator[Store]:
 def ledger(store: Store) -> BudgetLedger:
     """A ledger under the default budget."""
     return BudgetLedger(store, DEFAULT)
+
+
+@contextmanager
+def fresh_target(location: Path | str) -> Iterator[tuple[Path | str, str]]:
+    """Where a new, empty store is, on the backend of ``location``, for each call (a hypothesis example):
+    a new SQLite file for daemon 'cass', or a new daemon in the test's PostgreSQL schema."""
+    if isinstance(location, str):
+        yield location, f"cass-{uuid.uuid4().hex[:12]}"
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp) / "cass.db", "cass"
+
+
+@contextmanager
+def fresh_store(location: Path | str) -> Iterator[Store]:
+    """A new, empty store on the backend of ``location`` (see :func:`fresh_target`)."""
+    with fresh_target(location) as (where, daemon), open_store(where, daemon) as store:
+        yield store
 
 
 def granted(result: Reservation | Blocked) -> Reservation:
@@ -236,8 +256,8 @@ def test_status_reports_every_category_and_the_totals(ledger: BudgetLedger) -> N
 # --------------------------------------------------------------------------- crash leftovers, F3
 
 
-def test_reservations_left_open_by_a_crash_are_found_after_restart(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as s:
+def test_reservations_left_open_by_a_crash_are_found_after_restart(store_location: Path | str) -> None:
+    with open_store(store_location, "cass") as s:
         ledger = BudgetLedger(s, DEFAULT)
         done = granted(ledger.reserve("research", 0.3, budget_day=DAY, now=NOW, unit_id="u1"))
         ledger.settle(done, 0.3, NOW)
@@ -245,7 +265,7 @@ def test_reservations_left_open_by_a_crash_are_found_after_restart(db_path: Path
         ledger.extend(left, 0.35, NOW)
         yesterday = granted(ledger.reserve("memory", 0.1, budget_day=DAY - timedelta(days=1), now=NOW, unit_id="u0"))
         # The process dies here: no settle, no release.
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(store_location, "cass") as s:
         ledger = BudgetLedger(s, DEFAULT)
         found = ledger.open_reservations()
         assert [(r.id, r.unit_id, r.amount_usd) for r in found] == [(left.id, "u2", 0.35), (yesterday.id, "u0", 0.1)]
@@ -334,8 +354,9 @@ def test_budget_day_for_rejects_naive_datetimes() -> None:
 # --------------------------------------------------------------------------- concurrency
 
 
-def test_threads_with_their_own_connections_never_share_the_last_dollar(db_path: Path) -> None:
-    Store.open(db_path, daemon_id="cass").close()
+def test_threads_with_their_own_connections_never_share_the_last_dollar(store_location: Path | str) -> None:
+    # On PostgreSQL: eight connections racing for the daemon's advisory write lock.
+    open_store(store_location, "cass").close()
     grants: list[str] = []
     errors: list[BaseException] = []
     start = threading.Barrier(8)
@@ -343,7 +364,7 @@ def test_threads_with_their_own_connections_never_share_the_last_dollar(db_path:
 
     def worker() -> None:
         try:
-            with Store.open(db_path, daemon_id="cass") as own:
+            with open_store(store_location, "cass") as own:
                 ledger = BudgetLedger(own, DEFAULT)
                 start.wait()
                 while True:
@@ -362,7 +383,7 @@ def test_threads_with_their_own_connections_never_share_the_last_dollar(db_path:
         t.join()
     assert not errors, errors
     assert len(grants) == 9 and len(set(grants)) == 9
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(store_location, "cass") as s:
         assert BudgetLedger(s, DEFAULT).committed("reflection", budget_day=DAY) == pytest.approx(0.9)
 
 
@@ -446,20 +467,19 @@ def _check_invariants(store: Store, budget: BudgetSettings, any_critical: bool) 
     allow_critical=st.booleans(),
 )
 def test_concurrent_units_never_overspend_and_settled_equals_actuals(
-    budget_name: str, units: list[dict[str, Any]], n_threads: int, allow_critical: bool
+    store_location: Path | str, budget_name: str, units: list[dict[str, Any]], n_threads: int, allow_critical: bool
 ) -> None:
     budget = BUDGETS[budget_name]
     any_critical = allow_critical and any(u["critical"] for u in units)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "cass.db"
-        Store.open(path, daemon_id="cass").close()
+    with fresh_target(store_location) as (path, daemon):
+        open_store(path, daemon).close()
         outcome = _Outcome()
         lock = threading.Lock()
         start = threading.Barrier(n_threads)
 
         def worker(mine: list[dict[str, Any]]) -> None:
             try:
-                with Store.open(path, daemon_id="cass") as own:
+                with open_store(path, daemon) as own:
                     ledger = BudgetLedger(own, budget)
                     start.wait()
                     held: list[tuple[Reservation, float, dict[str, Any]]] = []
@@ -522,7 +542,7 @@ def test_concurrent_units_never_overspend_and_settled_equals_actuals(
         # Shown by --hypothesis-show-statistics: how often the limits actually bit.
         event(f"reservations blocked: {'some' if outcome.blocked else 'none'}")
         event(f"extensions refused: {'some' if outcome.refused_extensions else 'none'}")
-        with Store.open(path, daemon_id="cass") as final:
+        with open_store(path, daemon) as final:
             ledger = BudgetLedger(final, budget)
             _check_invariants(final, budget, any_critical)
             assert ledger.open_reservations(DAY) == []
@@ -575,7 +595,7 @@ CALL = st.fixed_dictionaries({
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(actions=st.lists(CALL, min_size=1, max_size=10), max_tokens=st.sampled_from([500, 2000, 4000]))
 def test_metered_calls_never_pass_the_days_money_by_more_than_what_was_billed_past_their_worst_case(
-    actions: list[dict[str, Any]], max_tokens: int
+    store_location: Path | str, actions: list[dict[str, Any]], max_tokens: int
 ) -> None:
     """The stated bound: settled spend per category and per day <= its limit + the sum, over calls, of
     what a call was billed past its own worst case (0 for an API that bills at most the estimated input
@@ -626,16 +646,15 @@ def test_metered_calls_never_pass_the_days_money_by_more_than_what_was_billed_pa
 
         await asyncio.gather(*(one(a) for a in actions))
 
-    with tempfile.TemporaryDirectory() as folder:
-        with Store.open(Path(folder) / "cass.db", daemon_id="cass") as store:
-            ledger = BudgetLedger(store, budget)
-            asyncio.run(run_all(ledger, store))
-            over = sum(past_worst_case.values())
-            for category in ("a", "b"):
-                spent = ledger.spent(category, budget_day=DAY)
-                assert spent <= budget.category_limit(category) + past_worst_case[category] + 1e-6, (category, spent)
-            assert ledger.spent(budget_day=DAY) <= budget.daily_usd + over + 1e-6
-            event("overbilled" if over else "honest API")
+    with fresh_store(store_location) as store:
+        ledger = BudgetLedger(store, budget)
+        asyncio.run(run_all(ledger, store))
+        over = sum(past_worst_case.values())
+        for category in ("a", "b"):
+            spent = ledger.spent(category, budget_day=DAY)
+            assert spent <= budget.category_limit(category) + past_worst_case[category] + 1e-6, (category, spent)
+        assert ledger.spent(budget_day=DAY) <= budget.daily_usd + over + 1e-6
+        event("overbilled" if over else "honest API")
 
 
 # -- issue 10: running totals ------------------------------------------------------------------
@@ -667,9 +686,10 @@ OPERATION = st.tuples(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=st.lists(OPERATION, min_size=1, max_size=40))
-def test_running_totals_always_equal_the_sum_of_the_ledger_rows(operations: list[tuple[Any, ...]]) -> None:
+def test_running_totals_always_equal_the_sum_of_the_ledger_rows(store_location: Path | str,
+                                                                 operations: list[tuple[Any, ...]]) -> None:
     days = [DAY, DAY + timedelta(days=1)]
-    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "cass.db", daemon_id="cass") as store:
+    with fresh_store(store_location) as store:
         ledger = BudgetLedger(store, DEFAULT)
         open_reservations: list[Reservation] = []
         for kind, category, day_index, amount, critical, pick in operations:
@@ -698,21 +718,25 @@ def test_running_totals_always_equal_the_sum_of_the_ledger_rows(operations: list
                    {c: v for c, v in expected.items() if v != (0.0, 0.0)}
 
 
-def test_migration_3_sums_an_existing_ledger_into_the_running_totals(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as store:
-        ledger = BudgetLedger(store, DEFAULT)
-        a = granted(ledger.reserve("reflection", 0.30, budget_day=DAY, now=NOW))
-        granted(ledger.reserve("research", 0.25, budget_day=DAY, now=NOW))
-        ledger.extend(a, 0.40, NOW)
-        ledger.settle(a, 0.123456, NOW)
-        expected = totals_from_rows(store, DAY)
-    # Undo what migration 3 made, as a file written by an older version would look, then reopen.
+def test_migration_3_sums_an_existing_ledger_into_the_running_totals(db_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file of schema 2 (before the running totals), with the rows that version's ledger wrote.
+    import cass_actions_core.store as store_module
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    with Store.open(db_path, daemon_id="cass"):
+        pass
+    monkeypatch.undo()
     conn = sqlite3.connect(db_path)
-    conn.execute("DROP TABLE ledger_totals")
-    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    rows = [("reflection", "reserve", 0.30, "a"), ("research", "reserve", 0.25, "b"), ("reflection", "reserve", 0.40, "a"),
+            ("reflection", "settle", 0.123456, "a")]
+    conn.executemany("INSERT INTO ledger_entries (budget_day, category, kind, amount_usd, reservation_id, at)"
+                     " VALUES (?, ?, ?, ?, ?, ?)", [(DAY.isoformat(), *row, NOW.isoformat()) for row in rows])
     conn.commit()
     conn.close()
     with Store.open(db_path, daemon_id="cass") as store:
         assert store.schema_version == SCHEMA_VERSION
         kept = {c: (t.spent_usd, t.reserved_usd) for c, t in store.ledger_totals(DAY).items()}
+        expected = totals_from_rows(store, DAY)
     assert kept == expected == {"reflection": (0.123456, 0.0), "research": (0.0, 0.25)}

@@ -6,6 +6,7 @@ Every test uses a real SQLite file under ``tmp_path``.
 
 from __future__ import annotations
 
+import json
 import hashlib
 import os
 import signal
@@ -36,6 +37,7 @@ from cass_actions_core.store import (
     Store,
     StoreError,
     UnitRow,
+    open_store,
 )
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -79,9 +81,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
+def store(store_location: Path | str) -> Iterator[Store]:
     """A freshly created store for daemon 'cass'."""
-    with Store.open(db_path, daemon_id="cass") as opened:
+    with open_store(store_location, "cass") as opened:
         yield opened
 
 
@@ -118,7 +120,9 @@ def drive(store: Store, unit_id: str, path: list[str]) -> UnitRow:
 # --------------------------------------------------------------------------- schema, migrations
 
 
-def test_new_file_is_created_with_the_current_schema(db_path: Path, store: Store) -> None:
+@pytest.mark.sqlite_only
+def test_new_file_is_created_with_the_current_schema(store: Store) -> None:
+    db_path = Path(store.path)
     assert db_path.exists()
     assert store.schema_version == SCHEMA_VERSION
     assert store.journal_mode == "wal"
@@ -137,13 +141,13 @@ def test_new_file_is_created_with_the_current_schema(db_path: Path, store: Store
     assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
-def test_reopen_keeps_data(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as first:
+def test_reopen_keeps_data(store_location: Path | str) -> None:
+    with open_store(store_location, "cass") as first:
         unit = make_unit(first)
         first.save_plan(DAY, "llm", None, "be curious", {"items": [1, 2]}, NOW)
         first.kv_set("journal", "last", {"date": "2026-11-25"})
         event_id = first.append_event("day.planned", {"n": 1}, NOW)
-    with Store.open(db_path, daemon_id="cass") as second:
+    with open_store(store_location, "cass") as second:
         assert second.get_unit(unit.id) == unit
         plan = second.get_plan(DAY)
         assert plan is not None and plan.intention == "be curious" and plan.data == {"items": [1, 2]}
@@ -189,7 +193,8 @@ def test_a_version_1_file_keeps_its_plans_and_template_plans_become_fallbacks(db
     with Store.open(db_path, daemon_id="cass") as old:
         old._conn.execute("INSERT INTO plans (local_date, created_at, source, reason, intention, data) VALUES "
                           "('2026-11-25', '2026-11-25T06:00:00+00:00', 'templates', 'each template once', '', '{}')")
-        old.save_plan(DAY, "file", "by hand", "", {"phases": {}}, NOW)
+        old._conn.execute("INSERT INTO plans (local_date, created_at, source, reason, intention, data) VALUES "
+                          "(?, '2026-11-26T06:00:00+00:00', 'file', 'by hand', '', '{\"phases\": {}}')", (DAY.isoformat(),))
         assert old.schema_version == 1
     monkeypatch.undo()
     with Store.open(db_path, daemon_id="cass") as upgraded:
@@ -353,6 +358,7 @@ def test_transaction_rolls_back_everything_on_error(store: Store) -> None:
     assert [u.id for u in store.list_units()] == [kept.id]
 
 
+@pytest.mark.sqlite_only
 def test_a_nested_block_joins_the_outer_transaction_and_one_that_fails_after_writing_dooms_it(store: Store) -> None:
     statements: list[str] = []
     store._conn.set_trace_callback(statements.append)
@@ -418,7 +424,7 @@ def test_datetimes_come_back_aware_with_their_offset(store: Store) -> None:
     unit = make_unit(store)
     assert unit.created_at == NOW
     assert unit.created_at.utcoffset() == timedelta(hours=9)
-    raw = store._conn.execute("SELECT created_at FROM units WHERE id = ?", (unit.id,)).fetchone()[0]
+    raw = store._one("SELECT created_at FROM units WHERE id = ?", (unit.id,))[0]
     assert raw == "2026-11-26T09:30:00+09:00"
     la = datetime(2026, 11, 25, 16, 30, 0, 123456, tzinfo=ZoneInfo("America/Los_Angeles"))
     moved = store.set_unit_status(unit.id, "queued", reason=None, now=la)
@@ -433,8 +439,8 @@ def test_a_date_argument_must_be_a_date_not_a_datetime(store: Store) -> None:
 # --------------------------------------------------------------------------- lease
 
 
-def test_second_holder_is_refused_with_a_clear_message(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as a, Store.open(db_path, daemon_id="cass") as b:
+def test_second_holder_is_refused_with_a_clear_message(store_location: Path | str) -> None:
+    with open_store(store_location, "cass") as a, open_store(store_location, "cass") as b:
         lease = a.acquire_lease("run-a", NOW, timedelta(minutes=2))
         assert lease.holder == "run-a" and lease.pid == os.getpid()
         assert lease.expires_at == NOW + timedelta(minutes=2)
@@ -542,16 +548,16 @@ def test_an_unreaped_killed_process_counts_as_dead() -> None:
     assert not store_leases._pid_alive(proc.pid)
 
 
-def test_a_dead_pid_on_another_host_still_waits_for_expiry(db_path: Path) -> None:
+def test_a_dead_pid_on_another_host_still_waits_for_expiry(store_location: Path | str) -> None:
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     dead_pid = int(finished.stdout)
-    with Store.open(db_path, daemon_id="cass") as a, Store.open(db_path, daemon_id="cass") as b:
+    with open_store(store_location, "cass") as a, open_store(store_location, "cass") as b:
         a.acquire_lease("remote-run", NOW, timedelta(minutes=2))
-        a._conn.execute("UPDATE lease SET pid = ?, hostname = 'some-other-host'", (dead_pid,))
+        a._x("UPDATE lease SET pid = ?, hostname = 'some-other-host'", (dead_pid,))
         with pytest.raises(LeaseHeldError, match="some-other-host"):
             b.acquire_lease("local-run", NOW + timedelta(minutes=1), timedelta(minutes=2))
         # Same dead pid on this host: taken over.
-        a._conn.execute("UPDATE lease SET hostname = ?", (a.hostname,))
+        a._x("UPDATE lease SET hostname = ?", (a.hostname,))
         assert b.acquire_lease("local-run", NOW + timedelta(minutes=1), timedelta(minutes=2)).holder == "local-run"
 
 
@@ -566,7 +572,7 @@ def test_replanning_a_date_replaces_its_plan(store: Store) -> None:
     assert plan is not None
     assert (plan.source, plan.reason, plan.intention, plan.data) == ("llm", None, "explore", {"items": ["b", "c"]})
     assert plan.created_at == NOW + timedelta(hours=1)
-    assert store._conn.execute("SELECT COUNT(*) FROM plans").fetchone()[0] == 1
+    assert store._one("SELECT COUNT(*) FROM plans")[0] == 1
     with pytest.raises(ValueError, match="source"):
         store.save_plan(DAY, "guess", None, None, {}, NOW)
 
@@ -897,8 +903,8 @@ def test_transcripts_are_kept_out_of_line(store: Store) -> None:
     assert store.get_transcript("missing") is None
 
 
-def test_kv_and_state_round_trip_and_survive_reopening(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as s:
+def test_kv_and_state_round_trip_and_survive_reopening(store_location: Path | str) -> None:
+    with open_store(store_location, "cass") as s:
         assert s.kv_get("memory", "cursor") is None
         assert s.kv_get("memory", "cursor", default=0) == 0
         s.kv_set("memory", "cursor", 41)
@@ -915,7 +921,7 @@ def test_kv_and_state_round_trip_and_survive_reopening(db_path: Path) -> None:
             s.set_state("bad", object())
         with pytest.raises(ValueError):
             s.set_state("bad", float("nan"))
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(store_location, "cass") as s:
         assert s.kv_items("memory") == {"cursor": 42}
         assert s.kv_items("journal") == {"cursor": {"d": "x"}}
         assert s.get_state("paused_categories") == ["research"]
@@ -1003,14 +1009,19 @@ def test_a_version_3_file_gets_the_renamed_action_ids_in_its_queue_runs_approval
     steps = [{"action": "wiki.create_note", "params": {}}, {"action": "dream.nightly", "params": {"note": "wiki.create_note"}},
              {"action": "session.reflection", "params": {}}]
     with Store.open(db_path, daemon_id="cass") as old:
-        unit = make_unit(old, steps=steps)
-        old.request_approval(unit.id, 1, "dream.nightly", "asks first", NOW, NOW + timedelta(days=1))
-        old.save_plan(DAY, "file", "by hand", "", {"phases": {"morning": [{"steps": steps}]}}, NOW)
+        # Written as that version wrote them (today's methods write today's columns).
+        unit_id = _legacy_insert(old._conn, "units", _legacy_unit(steps))
+        _legacy_insert(old._conn, "approvals", {
+            "id": "a1", "unit_id": unit_id, "step_index": 1, "action_id": "dream.nightly", "status": "pending",
+            "reason": "asks first", "requested_at": NOW.isoformat(), "expires_at": (NOW + timedelta(days=1)).isoformat()})
+        _legacy_insert(old._conn, "plans", {"local_date": DAY.isoformat(), "created_at": NOW.isoformat(), "source": "file",
+                                            "reason": "by hand", "intention": "",
+                                            "data": json.dumps({"phases": {"morning": [{"steps": steps}]}})})
         assert old.schema_version == 3
     monkeypatch.undo()
     with Store.open(db_path, daemon_id="cass") as upgraded:
         assert upgraded.schema_version == SCHEMA_VERSION >= 4
-        migrated = upgraded.get_unit(unit.id)
+        migrated = upgraded.get_unit(unit_id)
         assert migrated is not None
         assert [s["action"] for s in migrated.steps] == ["memory.create_wiki_note", "journal.dream", "session.reflection"]
         # Only ids in a step's "action" are renamed, never a parameter holding the same text.
@@ -1018,3 +1029,81 @@ def test_a_version_3_file_gets_the_renamed_action_ids_in_its_queue_runs_approval
         assert [a.action_id for a in upgraded.list_approvals()] == ["journal.dream"]
         plan = upgraded.get_plan(DAY)
         assert plan is not None and [s["action"] for s in plan.data["phases"]["morning"][0]["steps"]] == [s["action"] for s in migrated.steps]
+
+
+def _legacy_insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> Any:
+    """Insert ``row`` into ``table`` by raw SQL, as an older schema's code did; returns its ``id`` (if any)."""
+    conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+    return row.get("id")
+
+
+def _legacy_unit(steps: list[dict[str, Any]], unit_id: str = "u1", **overrides: Any) -> dict[str, Any]:
+    return {"id": unit_id, "daemon_id": "cass", "local_date": DAY.isoformat(), "phase": "morning",
+            "template_id": "reflect", "name": "Reflect", "category": "reflection", "priority": 2, "position": 0,
+            "status": "queued", "steps": json.dumps(steps), "estimated_cost_usd": 0.0, "next_step": 0,
+            "created_at": NOW.isoformat(), "updated_at": NOW.isoformat(), "data": "{}", **overrides}
+
+
+def test_a_version_5_file_migrates_to_every_row_a_daemon_with_its_data_intact(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store of schema 5 (one daemon per file, no daemon_id on most tables), upgraded in place to 6.
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:5])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 5)
+    steps = [{"action": "session.reflection", "params": {}, "optional": False}]
+    at = NOW.isoformat()
+    with Store.open(db_path, daemon_id="cass") as old:
+        conn = old._conn
+        _legacy_insert(conn, "plans", {"local_date": DAY.isoformat(), "created_at": at, "source": "llm", "reason": "r",
+                                       "intention": "be curious", "data": '{"items": [1]}'})
+        _legacy_insert(conn, "units", _legacy_unit(steps, "u1", status="running", started_at=at))
+        _legacy_insert(conn, "units", _legacy_unit(steps, "u2", position=1))
+        _legacy_insert(conn, "unit_transitions", {"unit_id": "u1", "at": at, "from_status": None, "to_status": "queued"})
+        _legacy_insert(conn, "action_runs", {"key": "k1", "unit_id": "u1", "step_index": 0, "action_id": "session.reflection",
+                                             "status": "completed", "started_at": at, "finished_at": at, "cost_usd": 0.25})
+        for kind, amount in (("reserve", 0.5), ("settle", 0.25)):
+            _legacy_insert(conn, "ledger_entries", {"budget_day": DAY.isoformat(), "category": "reflection", "kind": kind,
+                                                    "amount_usd": amount, "reservation_id": "r1", "unit_id": "u1", "at": at})
+        _legacy_insert(conn, "ledger_totals", {"budget_day": DAY.isoformat(), "category": "reflection",
+                                               "spent_micros": 250_000, "reserved_micros": 0})
+        _legacy_insert(conn, "budget_overrides", {"category": "", "budget_day": DAY.isoformat(), "from_day": DAY.isoformat(),
+                                                  "amount_usd": 3.0, "set_by": "cli", "set_at": at})
+        _legacy_insert(conn, "approvals", {"id": "a1", "unit_id": "u2", "step_index": 0, "action_id": "session.reflection",
+                                           "status": "pending", "requested_at": at, "expires_at": at})
+        _legacy_insert(conn, "events", {"at": at, "type": "day.planned", "unit_id": None, "data": '{"n": 1}'})
+        _legacy_insert(conn, "summaries", {"unit_id": "u1", "slug": "reflect-1", "local_date": DAY.isoformat(),
+                                           "phase": "morning", "category": "reflection", "template_id": "reflect",
+                                           "status": "completed", "text": "Thought hard", "data": "{}", "created_at": at})
+        _legacy_insert(conn, "transcripts", {"id": "t1", "run_key": "k1", "created_at": at, "data": "{}"})
+        _legacy_insert(conn, "kv", {"namespace": "journal", "key": "last", "value": '"x"', "updated_at": at})
+        _legacy_insert(conn, "state", {"key": "paused", "value": '["research"]'})
+        _legacy_insert(conn, "lease", {"daemon_id": "cass", "holder": "old", "pid": 1, "hostname": "h", "acquired_at": at,
+                                       "renewed_at": at, "expires_at": at})
+        assert old.schema_version == 5
+    monkeypatch.undo()
+    with Store.open(db_path, daemon_id="cass") as new:
+        assert new.schema_version == SCHEMA_VERSION == 6
+        plan = new.get_plan(DAY)
+        assert plan is not None and plan.intention == "be curious" and plan.data == {"items": [1]}
+        assert [u.id for u in new.list_units(DAY)] == ["u1", "u2"]
+        assert [t.to_status for t in new.transitions("u1")] == ["queued"]
+        assert new.get_action_run("k1").cost_usd == 0.25
+        assert [e.kind for e in new.ledger_entries(budget_day=DAY)] == ["reserve", "settle"]
+        assert new.ledger_totals(DAY)["reflection"].spent_usd == 0.25
+        assert new.budget_overrides(DAY)[None].amount_usd == 3.0
+        assert [a.id for a in new.list_approvals("pending")] == ["a1"]
+        assert [e.data for e in new.list_events()] == [{"n": 1}]
+        assert new.get_summary_by_slug("reflect-1").text == "Thought hard"
+        assert new.get_transcript("t1") is not None
+        assert new.kv_get("journal", "last") == "x" and new.get_state("paused") == ["research"]
+        lease = new.get_lease()
+        assert lease is not None and lease.holder == "old" and lease.token == 0
+        tables = [r[0] for r in new._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in set(tables) - {"meta", "sqlite_sequence"}:
+            owners = {r[0] for r in new._conn.execute(f"SELECT DISTINCT daemon_id FROM {table}")}
+            assert owners <= {"cass"}, table
+        # The ledger is still append-only after the backfill lifted its guard for one statement.
+        with pytest.raises(sqlite3.IntegrityError):
+            new._conn.execute("UPDATE ledger_entries SET amount_usd = 0")
+        # New rows land beside the old ones.
+        new.kv_set("journal", "next", 1)
+        assert new.kv_items("journal") == {"last": "x", "next": 1}

@@ -74,14 +74,14 @@ def list_command(state: CLIState, as_json: bool, packs: tuple[str, ...], categor
 def _list_costs(state: CLIState, catalogue: Catalogue, as_json: bool, packs: tuple[str, ...],
                 categories: tuple[str, ...], tiers: tuple[int, ...]) -> None:
     from cass_actions_core.planning.costs import CostBook
-    from cass_actions_core.store import Store, StoreError
+    from cass_actions_core.store import Store, StoreError, open_store, store_location
 
     config = catalogue.config
-    path = state.data_dir / "cass-actions.sqlite"
-    store = None
-    if path.exists():  # never create a store just to list
+    path = store_location(config.store.url, state.data_dir)
+    store: Store | None = None
+    if isinstance(path, str) or path.exists():  # never create a store file just to list
         try:
-            store = Store.open(path, daemon_id=config.daemon_id)
+            store = open_store(path, config.daemon_id)
         except StoreError as exc:
             raise click.UsageError(str(exc)) from None
     try:

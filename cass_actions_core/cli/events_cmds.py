@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import sys
 import time
 from collections import deque
@@ -269,14 +268,14 @@ def events_command(state: CLIState, types: tuple[str, ...], unit_text: str | Non
     --json prints one JSON object per line instead (also while following). Filters combine:
     an event is printed when it matches every one given.
     """
-    from cass_actions_core.store import Store
+    from cass_actions_core.store import StoreError, open_store
 
     exact, prefixes = parse_types(types)
     path = state.require_store()
     config = state.config()
     # Signals are taken over before the store is opened: a Ctrl-C at any moment of a
     # follow ends it cleanly, not with a traceback from the middle of a query.
-    with _stop_signals(follow) as stopped, Store.open(path, daemon_id=config.daemon_id) as store:
+    with _stop_signals(follow) as stopped, open_store(path, config.daemon_id) as store:
         clock = daemon_clock(state, config, store)
         tz = clock.tz
         since = parse_time(since_text, now=clock.now(), tz=tz, option="--since") if since_text else None
@@ -316,7 +315,7 @@ def events_command(state: CLIState, types: tuple[str, ...], unit_text: str | Non
                 deadline = time.monotonic() + FOLLOW_POLL_SECONDS
                 while not stopped() and time.monotonic() < deadline:
                     time.sleep(0.05)  # short naps: a stop request is honoured within 50 ms
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             raise click.ClickException(f"{path}: reading the events failed: {exc}. Nothing was changed; "
                                        "try again.") from None
 
@@ -407,13 +406,13 @@ def activity_command(state: CLIState, as_json: bool, at_text: str | None, show: 
     """
     from cass_actions_core.clock import to_utc
     from cass_actions_core.runtime import ACTIVITY_KEY
-    from cass_actions_core.store import Store
+    from cass_actions_core.store import open_store
 
     if show and at_text:
         raise click.UsageError("--show only reads; --at records an activity: give one of them")
     path = state.require_store()
     config = state.config()
-    with Store.open(path, daemon_id=config.daemon_id) as store:
+    with open_store(path, config.daemon_id) as store:
         clock = daemon_clock(state, config, store)
     tz = clock.tz
     at: datetime | None = None

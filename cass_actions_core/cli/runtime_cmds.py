@@ -51,10 +51,10 @@ def open_runtime(state: CLIState, *, strict: bool = False, check: bool = False, 
         # A rehearsal (`run --speed`) lives on a virtual timeline: controls and queries must act on its
         # day and phase, not the wall clock's.
         from cass_actions_core.cli.events_cmds import daemon_clock
-        from cass_actions_core.store import Store
+        from cass_actions_core.store import open_store
 
         config = state.config()
-        with Store.open(state.data_dir / STORE_NAME, daemon_id=config.daemon_id) as store:
+        with open_store(state.data_dir / STORE_NAME, config.daemon_id) as store:
             kwargs["clock"] = daemon_clock(state, config, store)
 
     runtime = Runtime(state.config(), data_dir=state.data_dir, strict=strict, check=check or strict, **kwargs)
@@ -338,7 +338,7 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
         if speed is not None:
             first += ["--speed", f"{speed:g}"]
         code = supervise(args, first_args=first, data_dir=state.data_dir, daemon_id=config.daemon_id,
-                         stall_limit=config.scheduler.stall_limit_seconds)
+                         stall_limit=config.scheduler.stall_limit_seconds, store_url=config.store.url)
         click.get_current_context().exit(code)
     link = WorkerLink.from_env()
     if link is not None:
@@ -416,12 +416,12 @@ REHEARSAL_KEY = "rehearsal_clock"
 
 def _rehearsing(state: CLIState) -> bool:
     """Whether the data directory's store runs on a rehearsal clock (set by an earlier ``run --speed``)."""
-    from cass_actions_core.store import Store
+    from cass_actions_core.store import open_store
 
-    path = state.data_dir / "cass-actions.sqlite"
+    path = state.data_dir / STORE_NAME
     if not (state.data_dir / SIM_MARKER).exists() or not path.exists():
         return False
-    with Store.open(path, daemon_id=state.config().daemon_id) as store:
+    with open_store(path, state.config().daemon_id) as store:
         return store.get_state(REHEARSAL_KEY) is not None
 
 
@@ -432,17 +432,17 @@ def _rehearsal_clock(state: CLIState, config: Any, speed: float | None, start_te
 
     from cass_actions_core.clock import AcceleratedClock, to_utc
     from cass_actions_core.phases import DayPhases
-    from cass_actions_core.store import Store
+    from cass_actions_core.store import open_store
 
     data_dir = state.data_dir
-    path = data_dir / "cass-actions.sqlite"
+    path = data_dir / STORE_NAME
     if path.exists() and not (data_dir / SIM_MARKER).exists():
         raise click.UsageError(f"{data_dir} holds a daemon's store that no simulation or rehearsal created; "
                                "rehearse (run --speed) only in an empty folder or one a rehearsal made.")
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / SIM_MARKER).write_text("created by cass-actions simulate or a rehearsal (run --speed)\n")
     tz = ZoneInfo(config.timezone)
-    with Store.open(path, daemon_id=config.daemon_id) as store:
+    with open_store(path, config.daemon_id) as store:
         saved = store.get_state(REHEARSAL_KEY)
         now_real = wall.time()
         if saved is not None:
@@ -802,7 +802,7 @@ def plan_command(ctx: click.Context, as_json: bool, date_text: str | None, plan_
     if sum(map(bool, (plan_file, replan, dry_run))) > 1:
         raise click.UsageError("--file, --replan and --dry-run are alternatives: give one of them")
     check_provider_option(state, provider)
-    if not (plan_file or replan or dry_run) and not (state.data_dir / STORE_NAME).exists():
+    if not (plan_file or replan or dry_run) and not state.config().store.url and not (state.data_dir / STORE_NAME).exists():
         # Nothing has been planned where no daemon has run: say so without creating a store.
         if as_json:
             print_json(plan_dict(_parse_date(date_text), None, []))

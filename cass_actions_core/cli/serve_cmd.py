@@ -90,10 +90,10 @@ def serve_command(state: CLIState, host: str, port: int, token_env: str, token_f
     from cass_actions_core.cli.events_cmds import daemon_clock
     from cass_actions_core.http import create_app
     from cass_actions_core.runtime import Runtime
-    from cass_actions_core.store import Store
+    from cass_actions_core.store import open_store
 
     config = state.config()
-    with Store.open(path, daemon_id=config.daemon_id) as store:
+    with open_store(path, config.daemon_id) as store:
         clock = daemon_clock(state, config, store)  # a rehearsal's accelerated clock, else the system clock
     sock = _listen_socket(host, port)  # before the banner: a port in use is one error, nothing printed first
     runtime = Runtime(config, data_dir=state.data_dir, clock=clock, strict=False, check=False)

@@ -41,15 +41,20 @@ class CLIState:
         chosen = self.data_dir_option or os.environ.get(DATA_DIR_ENV)
         return Path(chosen).expanduser().resolve() if chosen else default_data_dir()
 
-    def require_store(self) -> Path:
-        """The store file in the data directory; a one-paragraph error (exit 1) if there is none.
+    def require_store(self) -> Path | str:
+        """Where the daemon's store is (``store.url``, else the file in the data directory); a one-paragraph
+        error (exit 1) if that file does not exist.
 
         Commands that read or steer an existing daemon check this before opening the store,
         because opening creates a missing one: a mistyped --data-dir must not leave an empty
-        store (and folder) behind.
+        store (and folder) behind. (A database named by ``store.url`` is the server's to keep.)
         """
+        from cass_actions_core.store.base import store_location
+
         data_dir = self.data_dir
-        path = data_dir / STORE_NAME
+        path = store_location(self.config().store.url, data_dir)
+        if isinstance(path, str):
+            return path
         if not path.exists():
             where = "does not exist" if not data_dir.exists() else f"has no store ({STORE_NAME})"
             raise click.ClickException(

@@ -1,4 +1,5 @@
-"""The durable store: one SQLite file per daemon holding everything that must survive a restart.
+"""The durable store: everything of a daemon that must survive a restart, in one SQLite file per daemon
+(the default) or in a PostgreSQL database shared by many daemons (``store.url``; :mod:`.postgres`).
 
 What lives here: the day plans, the work units and every status change they went
 through, the action runs (each keyed by its idempotency key and written *before* the side
@@ -10,7 +11,13 @@ Design choices, and why:
 
 * **One file, one daemon.** The daemon id is written into the ``meta`` table when the
   file is created; opening it with another id is refused, so two daemons can never mix
-  their history (the earlier system lost summaries to a wrong daemon id, B2).
+  their history (the earlier system lost summaries to a wrong daemon id, B2). Every row
+  also carries its daemon's id and every statement filters by it (schema 6), which is
+  what keeps the daemons of one PostgreSQL database apart.
+* **One implementation, two backends.** Every statement is written once in the SQL both
+  databases share; :mod:`.dialect` spells the few differences and :mod:`.adapters` holds
+  the transaction and lock layer (``BEGIN IMMEDIATE`` on SQLite, a per-daemon advisory
+  lock on PostgreSQL, where commits are always durable).
 * **WAL journal, explicit transactions.** The connection runs with
   ``isolation_level=None`` and every multi-step update goes through
   :meth:`Store.transaction` (``BEGIN IMMEDIATE`` ... ``COMMIT``/``ROLLBACK``), so a
@@ -41,12 +48,15 @@ Design choices, and why:
   ``await`` inside a ``with store.transaction():`` block: another task would run its
   statements inside your transaction.
 
-The package holds one module per concern; :class:`Store` (in :mod:`.sqlite`) is built from one
-mixin of methods per concern on the connection layer:
+The package holds one module per concern; :class:`Store` (in :mod:`.base`) is built from one
+mixin of methods per concern on the connection layer; open one with :func:`open_store`:
 
 * :mod:`.connection`: the connection's state, transactions, after-commit callbacks, read helpers;
-* :mod:`.sqlite`: :class:`Store` itself, and opening (or atomically creating) a file;
-* :mod:`.schema`: the tables as numbered :data:`MIGRATIONS`, the runner and the ``meta`` checks;
+* :mod:`.adapters` and :mod:`.dialect`: what differs between SQLite and PostgreSQL;
+* :mod:`.base`: :class:`Store` and :func:`open_store`; :mod:`.sqlite`: :class:`SQLiteStore`, opening
+  (or atomically creating) a file; :mod:`.postgres`: :class:`PostgresStore`;
+* :mod:`.schema`: the tables as numbered :data:`MIGRATIONS`, the runner and the ``meta`` checks
+  (:mod:`.schema_postgres`: the same versions on PostgreSQL);
 * :mod:`.units` (plans, units, transitions), :mod:`.runs` (action runs, learned costs),
   :mod:`.ledger` (ledger rows, totals, budget overrides), :mod:`.approvals`, :mod:`.events`,
   :mod:`.summaries` (summaries, transcripts), :mod:`.state` (kv and scheduler state),
@@ -59,6 +69,7 @@ Import from this package, not from its modules: they may move when a second back
 
 from __future__ import annotations
 
+from cass_actions_core.store.base import STORE_FILE, Store, is_postgres_url, open_store, store_location
 from cass_actions_core.store.errors import LeaseHeldError, LeaseLostError, NotFoundError, StoreError, StoreUnavailable
 from cass_actions_core.store.rows import (
     ActionRunRow,
@@ -76,7 +87,8 @@ from cass_actions_core.store.rows import (
     UnitRow,
 )
 from cass_actions_core.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
-from cass_actions_core.store.sqlite import Store
+from cass_actions_core.store.postgres import PostgresStore, redact_url
+from cass_actions_core.store.sqlite import SQLiteStore
 from cass_actions_core.store.vocabulary import (
     ACTION_RUN_STATUSES,
     ALLOWED_TRANSITIONS,
@@ -101,6 +113,7 @@ __all__ = [
     "PLAN_SOURCES",
     "REASON_REQUIRED",
     "SCHEMA_VERSION",
+    "STORE_FILE",
     "TERMINAL_STATUSES",
     "UNIT_STATUSES",
     "ActionRunRow",
@@ -115,7 +128,9 @@ __all__ = [
     "Migration",
     "NotFoundError",
     "PlanRow",
+    "PostgresStore",
     "QueuedBrief",
+    "SQLiteStore",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -123,4 +138,8 @@ __all__ = [
     "TranscriptRow",
     "TransitionRow",
     "UnitRow",
+    "is_postgres_url",
+    "open_store",
+    "redact_url",
+    "store_location",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -30,27 +29,26 @@ class ApprovalsMixin(StoreBase):
         expires_s = _ts(expires_at, "expires_at")
         with self.transaction(immediate=True):
             existing = self._one(
-                "SELECT * FROM approvals WHERE unit_id = ? AND step_index = ? AND status = 'pending'",
-                (unit_id, int(step_index)),
+                "SELECT * FROM approvals WHERE daemon_id = ? AND unit_id = ? AND step_index = ? AND status = 'pending'",
+                (self.daemon_id, unit_id, int(step_index)),
             )
             if existing is not None:
                 return self._map(_approval, existing)
-            approval_id = _new_id()
-            try:
-                self._conn.execute(
-                    "INSERT INTO approvals (id, unit_id, step_index, action_id, status, reason, requested_at,"
-                    " expires_at, resolved_at, resolved_by, note) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, NULL, NULL, NULL)",
-                    (approval_id, unit_id, int(step_index), action_id, reason, now_s, expires_s),
-                )
-            except sqlite3.IntegrityError:
-                raise NotFoundError(f"cannot request approval: no work unit with id {unit_id!r}.") from None
-            row = self._one("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+            # Checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
+            if self._one("SELECT 1 FROM units WHERE daemon_id = ? AND id = ?", (self.daemon_id, unit_id)) is None:
+                raise NotFoundError(f"cannot request approval: no work unit with id {unit_id!r}.")
+            row = self._x(
+                "INSERT INTO approvals (id, daemon_id, unit_id, step_index, action_id, status, reason, requested_at,"
+                " expires_at, resolved_at, resolved_by, note) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL, NULL, NULL)"
+                " RETURNING *",
+                (_new_id(), self.daemon_id, unit_id, int(step_index), action_id, reason, now_s, expires_s),
+            ).fetchone()
         assert row is not None
         return self._map(_approval, row)
 
     def get_approval(self, approval_id: str) -> ApprovalRow | None:
         """The approval with this id, or None."""
-        row = self._one("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        row = self._one("SELECT * FROM approvals WHERE daemon_id = ? AND id = ?", (self.daemon_id, approval_id))
         return None if row is None else self._map(_approval, row)
 
     def resolve_approval(
@@ -70,9 +68,9 @@ class ApprovalsMixin(StoreBase):
                 when = current.resolved_at.isoformat() if current.resolved_at else "?"
                 by_whom = f" by {current.resolved_by}" if current.resolved_by else ""
                 raise StoreError(f"approval {approval_id!r} is already {current.status} (at {when}{by_whom}).")
-            self._conn.execute(
-                "UPDATE approvals SET status = ?, resolved_at = ?, resolved_by = ?, note = ? WHERE id = ?",
-                ("approved" if approved else "rejected", now_s, by, note, approval_id),
+            self._x(
+                "UPDATE approvals SET status = ?, resolved_at = ?, resolved_by = ?, note = ? WHERE daemon_id = ? AND id = ?",
+                ("approved" if approved else "rejected", now_s, by, note, self.daemon_id, approval_id),
             )
             resolved = self.get_approval(approval_id)
         assert resolved is not None
@@ -82,19 +80,19 @@ class ApprovalsMixin(StoreBase):
         """Approvals (optionally of one status), oldest request first."""
         if status is not None and status not in APPROVAL_STATUSES:
             raise ValueError(f"approval status {status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
-        sql = "SELECT * FROM approvals"
-        params: tuple[Any, ...] = ()
+        sql = "SELECT * FROM approvals WHERE daemon_id = ?"
+        params: tuple[Any, ...] = (self.daemon_id,)
         if status is not None:
-            sql += " WHERE status = ?"
-            params = (status,)
-        return [self._map(_approval, row) for row in self._all(sql + " ORDER BY julianday(requested_at), rowid", params)]
+            sql += " AND status = ?"
+            params = (self.daemon_id, status)
+        return [self._map(_approval, row) for row in self._all(sql + f" ORDER BY {self._d.ts('requested_at')}, {self._d.tiebreak}", params)]
 
     def approval_for(self, unit_id: str, step_index: int) -> ApprovalRow | None:
         """The latest approval requested for this unit step, whatever its status, or None."""
         row = self._one(
-            "SELECT * FROM approvals WHERE unit_id = ? AND step_index = ?"
-            " ORDER BY julianday(requested_at) DESC, rowid DESC LIMIT 1",
-            (unit_id, int(step_index)),
+            "SELECT * FROM approvals WHERE daemon_id = ? AND unit_id = ? AND step_index = ?"
+            f" ORDER BY {self._d.ts('requested_at')} DESC, {self._d.tiebreak} DESC LIMIT 1",
+            (self.daemon_id, unit_id, int(step_index)),
         )
         return None if row is None else self._map(_approval, row)
 
@@ -104,10 +102,10 @@ class ApprovalsMixin(StoreBase):
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
             pending = [row["id"] for row in self._all(
-                "SELECT id FROM approvals WHERE unit_id = ? AND status = 'pending'", (unit_id,))]
-            self._conn.executemany(
-                "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = ?, note = ? WHERE id = ?",
-                [(now_s, by, note, approval_id) for approval_id in pending],
+                "SELECT id FROM approvals WHERE daemon_id = ? AND unit_id = ? AND status = 'pending'", (self.daemon_id, unit_id))]
+            self._db.executemany(
+                "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = ?, note = ? WHERE daemon_id = ? AND id = ?",
+                [(now_s, by, note, self.daemon_id, approval_id) for approval_id in pending],
             )
             closed = [self.get_approval(approval_id) for approval_id in pending]
         return [a for a in closed if a is not None]
@@ -117,10 +115,11 @@ class ApprovalsMixin(StoreBase):
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
             # Compare as datetimes in Python: exact, whatever offsets the rows carry.
-            due = [a for a in map(_approval, self._all("SELECT * FROM approvals WHERE status = 'pending'")) if a.expires_at <= now]
-            self._conn.executemany(
-                "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = 'expiry' WHERE id = ?",
-                [(now_s, a.id) for a in due],
+            due = [a for a in map(_approval, self._all("SELECT * FROM approvals WHERE daemon_id = ? AND status = 'pending'",
+                                                    (self.daemon_id,))) if a.expires_at <= now]
+            self._db.executemany(
+                "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = 'expiry' WHERE daemon_id = ? AND id = ?",
+                [(now_s, self.daemon_id, a.id) for a in due],
             )
             expired = [self.get_approval(a.id) for a in due]
         return [a for a in expired if a is not None]

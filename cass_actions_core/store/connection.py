@@ -1,16 +1,18 @@
 """What every part of the store builds on: the state a :class:`~cass_actions_core.store.Store` keeps
-around its one :mod:`sqlite3` connection, transactions (nested blocks joining the outer one, savepoints
+around its one database connection (an adapter of :mod:`.adapters`), transactions (nested blocks joining the outer one, savepoints
 on request, durable commits, lease fencing), callbacks after a commit, and the read helpers. The durability and threading contract is in
 the :mod:`cass_actions_core.store` docstring."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cass_actions_core.store.errors import LeaseLostError, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from cass_actions_core.store.adapters import PostgresDB, SQLiteDB
 
 _T = TypeVar("_T")
 
@@ -19,13 +21,17 @@ class StoreBase:
     """The connection and transaction layer of :class:`~cass_actions_core.store.Store`, which adds one
     mixin of methods per concern on top of it (open a store with ``Store.open``)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, daemon_id: str) -> None:
-        """Wrap an already validated and migrated connection (use :meth:`open`)."""
-        self._conn = conn
+    def __init__(self, db: SQLiteDB | PostgresDB, path: Path | str, daemon_id: str) -> None:
+        """Wrap an already validated connection adapter (use :func:`~cass_actions_core.store.open_store`)."""
+        self._db = db
+        #: How this backend spells what portable SQL cannot say once (see :mod:`.dialect`).
+        self._d = db.dialect
         self._depth = 0
         self._closed = False
         #: The lease holder this store writes for, once it acquired the lease (fencing), else None.
         self._fence: str | None = None
+        #: The lease's fencing token when this store acquired it (see :class:`~cass_actions_core.store.Lease`).
+        self._fence_token = 0
         self._lease_write = False
         # Callbacks to run once the outermost transaction commits (dropped on rollback).
         self._after_commit: list[Callable[[], None]] = []
@@ -33,9 +39,9 @@ class StoreBase:
         self._sync_after = False
         # A nested block failed after writing: the outer transaction may only roll back.
         self._doomed: str | None = None
-        #: The database file.
+        #: Where the data lives, for messages: the SQLite file, or the PostgreSQL URL without its password.
         self.path = path
-        #: The daemon whose data this file holds.
+        #: The daemon whose data this store reads and writes.
         self.daemon_id = daemon_id
         import socket  # here rather than at the top: importing the store stays cheap
 
@@ -43,15 +49,15 @@ class StoreBase:
         self.hostname = socket.gethostname()
 
     @property
-    def journal_mode(self) -> str:
-        """SQLite's journal mode for this file (``wal`` unless the file system cannot do WAL)."""
-        return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
+    def _conn(self) -> Any:
+        """The backend's own connection (:mod:`sqlite3` or psycopg), for backend-specific code and tests."""
+        return self._db.raw
 
     def close(self) -> None:
         """Close the connection (a second call does nothing)."""
         if not self._closed:
             self._closed = True
-            self._conn.close()
+            self._db.close()
 
     # ---------------------------------------------------------------- transactions
 
@@ -90,7 +96,7 @@ class StoreBase:
         """Whether a :meth:`transaction` block is open on this store."""
         return self._depth > 0
 
-    def _write_error(self, exc: sqlite3.OperationalError) -> StoreError:
+    def _write_error(self, exc: BaseException) -> StoreError:
         """A full disk, a read-only file or a lock held too long, as one sentence naming the file."""
         text = str(exc)
         hint = ("free some disk space" if "full" in text else
@@ -99,14 +105,28 @@ class StoreBase:
         return StoreUnavailable(f"{self.path}: the store could not be written ({text}); nothing of this change was kept. "
                                 f"{hint[0].upper()}{hint[1:]}.")
 
-    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
-        return row
+    def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement written with ``?`` placeholders; returns its cursor."""
+        return self._db.execute(sql, params)
 
-    def _all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
-        return list(self._conn.execute(sql, params).fetchall())
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._db.execute(sql, params).fetchone()
+        except self._db.unavailable as exc:
+            raise self._read_error(exc) from None
 
-    def _map(self, read: Callable[[sqlite3.Row], _T], row: sqlite3.Row) -> _T:
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return list(self._db.execute(sql, params).fetchall())
+        except self._db.unavailable as exc:
+            raise self._read_error(exc) from None
+
+    def _read_error(self, exc: BaseException) -> StoreUnavailable:
+        """A read that failed for a reason outside the data (a lost connection, a lock held too long)."""
+        return StoreUnavailable(f"{self.path}: reading the store failed ({' '.join(str(exc).split())}); nothing was "
+                                "changed. Try again; if it keeps failing, check that the store is reachable.")
+
+    def _map(self, read: Callable[[Any], _T], row: Any) -> _T:
         """``read(row)``, or a StoreError naming the file, the table and the row when a value in it is damaged."""
         try:
             return read(row)
@@ -135,35 +155,37 @@ class _Transaction:
 
     def __enter__(self) -> None:
         store = self.store
-        conn = store._conn
+        db = store._db
         depth = self.depth = store._depth
         full = self.full = self.durable and depth == 0
         if depth > 0:
             if self.durable:
                 store._sync_after = True
             if not self.savepoint:  # joins the outer transaction: no statement at all
-                self.changes = conn.total_changes
+                self.changes = db.changes
                 store._depth = depth + 1
                 return
         try:
             if full:
-                conn.execute("PRAGMA synchronous = FULL")  # applies to the commit of this transaction
-            conn.execute(("BEGIN IMMEDIATE" if self.immediate else "BEGIN") if depth == 0 else f"SAVEPOINT sp_{depth}")
+                db.durable_begin()  # applies to the commit of this transaction
             if depth == 0:
+                db.begin(self.immediate, store.daemon_id)
                 store._doomed = None
+            else:
+                db.savepoint(f"sp_{depth}")
             self.doomed = store._doomed
-        except sqlite3.OperationalError as exc:
+        except db.unavailable as exc:
             if full:
-                conn.execute("PRAGMA synchronous = NORMAL")
+                db.durable_end()
             raise store._write_error(exc) from None
         if depth == 0 and self.immediate and store._fence is not None and not store._lease_write:
             # Fencing: a lease holder writes only while it still holds the lease (under the write lock),
             # so a process that lost it (stuck past its lease, then taken over) can write nothing.
-            row = conn.execute("SELECT holder FROM lease WHERE daemon_id = ?", (store.daemon_id,)).fetchone()
-            if row is None or row[0] != store._fence:
-                conn.execute("ROLLBACK")
+            row = db.execute("SELECT holder, token FROM lease WHERE daemon_id = ?", (store.daemon_id,)).fetchone()
+            if row is None or row[0] != store._fence or row[1] != store._fence_token:
+                db.rollback()
                 if full:
-                    conn.execute("PRAGMA synchronous = NORMAL")
+                    db.durable_end()
                 fence, store._fence = store._fence, None
                 who = "nobody" if row is None else repr(row[0])
                 raise LeaseLostError(f"{store.path}: {fence!r} lost the lease of daemon {store.daemon_id!r} (now held by "
@@ -172,10 +194,10 @@ class _Transaction:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         store, depth, full = self.store, self.depth, self.full
-        conn = store._conn
+        db = store._db
         store._depth = depth
         if depth > 0 and not self.savepoint:
-            if exc is not None and conn.total_changes != self.changes and store._doomed is None:
+            if exc is not None and db.changes != self.changes and store._doomed is None:
                 store._doomed = f"{type(exc).__name__}: {exc}"
             return False
         if exc is not None:
@@ -183,46 +205,42 @@ class _Transaction:
                 store._after_commit.clear()
                 store._sync_after = False
                 store._doomed = None
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                db.rollback()
                 if full:
-                    conn.execute("PRAGMA synchronous = NORMAL")
-                if isinstance(exc, sqlite3.OperationalError):
+                    db.durable_end()
+                if isinstance(exc, db.unavailable):
                     raise store._write_error(exc) from None
             else:
-                conn.execute(f"ROLLBACK TO sp_{depth}")
-                conn.execute(f"RELEASE sp_{depth}")
+                db.rollback_to(f"sp_{depth}")
                 store._doomed = self.doomed  # what failed inside the savepoint is undone with it
             return False
         if depth > 0:
-            conn.execute(f"RELEASE sp_{depth}")
+            db.release(f"sp_{depth}")
             return False
         if store._doomed is not None:
             why, store._doomed = store._doomed, None
             store._after_commit.clear()
             store._sync_after = False
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            db.rollback()
             if full:
-                conn.execute("PRAGMA synchronous = NORMAL")
+                db.durable_end()
             raise StoreError(f"{store.path}: a part of this transaction failed after writing ({why}) and could "
                              "not be undone alone, so the whole transaction was rolled back; nothing of it was kept.")
         try:
-            conn.execute("COMMIT")
+            db.commit()
             if store._sync_after and not full:
-                # A nested block needed durability after BEGIN: a checkpoint syncs the WAL first.
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                # A nested block needed durability after BEGIN: sync what was committed.
+                db.sync_committed()
         except BaseException as error:
             store._after_commit.clear()
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(error, sqlite3.OperationalError):
+            db.rollback()
+            if isinstance(error, db.unavailable):
                 raise store._write_error(error) from None
             raise
         finally:
             store._sync_after = False
             if full:
-                conn.execute("PRAGMA synchronous = NORMAL")
+                db.durable_end()
         callbacks, store._after_commit = store._after_commit, []
         for callback in callbacks:
             callback()

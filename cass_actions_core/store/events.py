@@ -17,19 +17,18 @@ class EventsMixin(StoreBase):
     def append_event(self, type: str, data: dict[str, Any], now: datetime, unit_id: str | None = None) -> int:
         """Persist an event; returns its id (ids increase, so ``since_id`` paging works)."""
         with self.transaction(immediate=True):
-            cursor = self._conn.execute(
-                "INSERT INTO events (at, type, unit_id, data) VALUES (?, ?, ?, ?)",
-                (_ts(now, "now"), type, unit_id, _json(data)),
-            )
-        assert cursor.lastrowid is not None
-        return int(cursor.lastrowid)
+            row = self._x(
+                "INSERT INTO events (daemon_id, at, type, unit_id, data) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (self.daemon_id, _ts(now, "now"), type, unit_id, _json(data)),
+            ).fetchone()
+        return int(row[0])
 
     def list_events(
         self, since_id: int = 0, types: Iterable[str] | None = None, limit: int | None = None
     ) -> list[EventRow]:
         """Events with id greater than ``since_id`` (optionally of the given types), oldest first."""
-        sql = "SELECT * FROM events WHERE id > ?"
-        params: list[Any] = [since_id]
+        sql = "SELECT * FROM events WHERE daemon_id = ? AND id > ?"
+        params: list[Any] = [self.daemon_id, since_id]
         if types is not None:
             wanted = [types] if isinstance(types, str) else list(types)
             if not wanted:
@@ -44,5 +43,5 @@ class EventsMixin(StoreBase):
 
     def last_event_id(self) -> int:
         """The newest event's id (0 when there is none): where a live reader starts."""
-        row = self._one("SELECT MAX(id) AS id FROM events")
+        row = self._one("SELECT MAX(id) AS id FROM events WHERE daemon_id = ?", (self.daemon_id,))
         return int(row["id"]) if row is not None and row["id"] is not None else 0

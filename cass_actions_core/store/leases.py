@@ -38,9 +38,9 @@ class LeaseMixin(StoreBase):
         with self._lease_transaction():
             current = self.get_lease()
             if current is not None and current.holder == holder:
-                acquired_s = current.acquired_at.isoformat()
+                acquired_s, token = current.acquired_at.isoformat(), current.token
             elif current is None or current.expired(now) or self._holder_dead(current):
-                acquired_s = now_s
+                acquired_s, token = now_s, (current.token + 1 if current is not None else 1)
             else:
                 raise LeaseHeldError(
                     f"{self.path}: daemon {self.daemon_id!r} is already being run by {current.holder!r} "
@@ -48,14 +48,18 @@ class LeaseMixin(StoreBase):
                     f"{current.expires_at.isoformat()}. Stop that process first, or wait for the lease "
                     "to expire if it is no longer running."
                 )
-            self._conn.execute(
-                "INSERT OR REPLACE INTO lease (daemon_id, holder, pid, hostname, acquired_at, renewed_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.daemon_id, holder, pid or os.getpid(), self.hostname, acquired_s, now_s, expires_s),
+            self._x(
+                "INSERT INTO lease (daemon_id, holder, token, pid, hostname, acquired_at, renewed_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (daemon_id) DO UPDATE SET holder = excluded.holder,"
+                " token = excluded.token,"
+                " pid = excluded.pid, hostname = excluded.hostname, acquired_at = excluded.acquired_at,"
+                " renewed_at = excluded.renewed_at, expires_at = excluded.expires_at",
+                (self.daemon_id, holder, token, pid or os.getpid(), self.hostname, acquired_s, now_s, expires_s),
             )
             lease = self.get_lease()
         assert lease is not None
-        self._fence = holder  # from now on every write of this store checks it still holds the lease
+        # From now on every write of this store checks it still holds the lease, with this token.
+        self._fence, self._fence_token = holder, lease.token
         return lease
 
     @contextmanager
@@ -89,7 +93,7 @@ class LeaseMixin(StoreBase):
                     f"it is now held by {who}. This process must stop running the scheduler."
                 )
             # An expired lease nobody took over is still ours to renew.
-            self._conn.execute(
+            self._x(
                 "UPDATE lease SET renewed_at = ?, expires_at = ?, pid = ?, hostname = ? WHERE daemon_id = ?",
                 (now_s, expires_s, pid or os.getpid(), self.hostname, self.daemon_id),
             )
@@ -100,7 +104,7 @@ class LeaseMixin(StoreBase):
     def release_lease(self, holder: str) -> bool:
         """Give the lease up if ``holder`` holds it; returns whether a lease was released."""
         with self._lease_transaction():
-            cursor = self._conn.execute(
+            cursor = self._x(
                 "DELETE FROM lease WHERE daemon_id = ? AND holder = ?", (self.daemon_id, holder)
             )
         if self._fence == holder:

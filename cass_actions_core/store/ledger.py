@@ -52,24 +52,25 @@ class LedgerMixin(StoreBase):
                 if held_usd is not None:
                     held_micros = _micros(_money(held_usd, "held_usd"))
                 else:
-                    held = self._one("SELECT coalesce(SUM(CAST(ROUND(amount_usd * 1000000) AS INTEGER)), 0) FROM"
-                                     " ledger_entries WHERE reservation_id = ? AND kind = 'reserve'", (reservation_id,))
+                    held = self._one("SELECT coalesce(SUM(CAST(ROUND(amount_usd * 1000000) AS BIGINT)), 0) FROM"
+                                     " ledger_entries WHERE daemon_id = ? AND reservation_id = ? AND kind = 'reserve'",
+                                     (self.daemon_id, reservation_id))
                     held_micros = int(held[0] if held else 0)
                 spent, reserved = (_micros(amount) if kind == "settle" else 0), -held_micros
-            cursor = self._conn.execute(
-                "INSERT INTO ledger_entries (budget_day, category, kind, amount_usd, reservation_id, unit_id, note, at,"
-                " critical) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (day_s, category, kind, amount, reservation_id, unit_id, note, now_s, 1 if critical else 0),
-            )
+            entry_id = int(self._x(
+                "INSERT INTO ledger_entries (daemon_id, budget_day, category, kind, amount_usd, reservation_id, unit_id,"
+                " note, at, critical) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (self.daemon_id, day_s, category, kind, amount, reservation_id, unit_id, note, now_s, 1 if critical else 0),
+            ).fetchone()[0])
             if spent or reserved:  # a free action's rows change no total: no write
-                self._conn.execute(
-                    "INSERT INTO ledger_totals (budget_day, category, spent_micros, reserved_micros) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (budget_day, category) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros,"
-                    " reserved_micros = reserved_micros + excluded.reserved_micros",
-                    (day_s, category, spent, reserved),
+                self._x(
+                    "INSERT INTO ledger_totals (daemon_id, budget_day, category, spent_micros, reserved_micros)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (daemon_id, budget_day, category) DO UPDATE SET"
+                    " spent_micros = ledger_totals.spent_micros + excluded.spent_micros,"
+                    " reserved_micros = ledger_totals.reserved_micros + excluded.reserved_micros",
+                    (self.daemon_id, day_s, category, spent, reserved),
                 )
-        assert cursor.lastrowid is not None
-        return LedgerEntry(id=int(cursor.lastrowid), budget_day=budget_day, category=category, kind=kind, amount_usd=amount,
+        return LedgerEntry(id=entry_id, budget_day=budget_day, category=category, kind=kind, amount_usd=amount,
                            reservation_id=reservation_id, unit_id=unit_id, note=note, at=_dt(now_s), critical=critical)
 
     def ledger_entries(
@@ -80,8 +81,8 @@ class LedgerMixin(StoreBase):
         category: str | None = None,
     ) -> list[LedgerEntry]:
         """Ledger rows matching the filters, in the order they were appended."""
-        where: list[str] = []
-        params: list[Any] = []
+        where: list[str] = ["daemon_id = ?"]
+        params: list[Any] = [self.daemon_id]
         if budget_day is not None:
             where.append("budget_day = ?")
             params.append(_day(budget_day, "budget_day"))
@@ -91,9 +92,7 @@ class LedgerMixin(StoreBase):
         if category is not None:
             where.append("category = ?")
             params.append(category)
-        sql = "SELECT * FROM ledger_entries"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql = "SELECT * FROM ledger_entries WHERE " + " AND ".join(where)
         return [self._map(_ledger_entry, row) for row in self._all(sql + " ORDER BY id", params)]
 
     def ledger_totals(self, budget_day: date) -> dict[str, LedgerTotals]:
@@ -103,22 +102,24 @@ class LedgerMixin(StoreBase):
         updates in its own transaction: the cost does not grow with the day's ledger.
         """
         rows = self._all(
-            "SELECT category, spent_micros, reserved_micros FROM ledger_totals WHERE budget_day = ? ORDER BY category",
-            (_day(budget_day, "budget_day"),),
+            "SELECT category, spent_micros, reserved_micros FROM ledger_totals WHERE daemon_id = ? AND budget_day = ?"
+            " ORDER BY category",
+            (self.daemon_id, _day(budget_day, "budget_day")),
         )
         return {row[0]: LedgerTotals(row[0], row[1] / 1_000_000, row[2] / 1_000_000) for row in rows}
 
     def open_reservation_ids(self, budget_day: date | None = None) -> list[str]:
         """Reservation ids with no settle or release row, oldest first."""
         sql = (
-            "SELECT reservation_id, MIN(id) AS first FROM ledger_entries e WHERE kind = 'reserve'"
-            " AND NOT EXISTS (SELECT 1 FROM ledger_entries c WHERE c.reservation_id = e.reservation_id"
+            "SELECT reservation_id, MIN(id) AS first FROM ledger_entries e WHERE daemon_id = ? AND kind = 'reserve'"
+            " AND NOT EXISTS (SELECT 1 FROM ledger_entries c WHERE c.daemon_id = e.daemon_id"
+            " AND c.reservation_id = e.reservation_id"
             " AND c.kind IN ('settle', 'release'))"
         )
-        params: tuple[Any, ...] = ()
+        params: tuple[Any, ...] = (self.daemon_id,)
         if budget_day is not None:
             sql += " AND budget_day = ?"
-            params = (_day(budget_day, "budget_day"),)
+            params = (self.daemon_id, _day(budget_day, "budget_day"))
         sql += " GROUP BY reservation_id ORDER BY first"
         return [row["reservation_id"] for row in self._all(sql, params)]
 
@@ -131,13 +132,13 @@ class LedgerMixin(StoreBase):
         """Record a budget limit set (or, with ``amount_usd`` None, cleared) at run time; rows are only appended."""
         amount = None if amount_usd is None else _money(amount_usd, "amount_usd")
         with self.transaction(immediate=True):
-            cursor = self._conn.execute(
-                "INSERT INTO budget_overrides (category, budget_day, from_day, amount_usd, set_by, set_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (category or "", None if budget_day is None else _day(budget_day, "budget_day"),
+            cursor = self._x(
+                "INSERT INTO budget_overrides (daemon_id, category, budget_day, from_day, amount_usd, set_by, set_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (self.daemon_id, category or "", None if budget_day is None else _day(budget_day, "budget_day"),
                  _day(from_day, "from_day"), amount, by, _ts(now, "now")),
             )
-            row = self._one("SELECT * FROM budget_overrides WHERE id = ?", (cursor.lastrowid,))
+            row = cursor.fetchone()
         assert row is not None
         return _budget_override(row)
 
@@ -149,8 +150,9 @@ class LedgerMixin(StoreBase):
         standing override, if any)."""
         day_s = _day(budget_day, "budget_day")
         rows = self._all(
-            "SELECT * FROM budget_overrides WHERE budget_day = ? OR (budget_day IS NULL AND from_day <= ?) ORDER BY id",
-            (day_s, day_s),
+            "SELECT * FROM budget_overrides WHERE daemon_id = ? AND (budget_day = ? OR (budget_day IS NULL AND from_day <= ?))"
+            " ORDER BY id",
+            (self.daemon_id, day_s, day_s),
         )
         standing: dict[str | None, BudgetOverride] = {}
         one_day: dict[str | None, BudgetOverride] = {}
@@ -165,9 +167,9 @@ class LedgerMixin(StoreBase):
 
     def budget_override_history(self, limit: int | None = None) -> list[BudgetOverride]:
         """Every recorded budget change (sets and clears), newest first."""
-        sql = "SELECT * FROM budget_overrides ORDER BY id DESC"
-        params: tuple[Any, ...] = ()
+        sql = "SELECT * FROM budget_overrides WHERE daemon_id = ? ORDER BY id DESC"
+        params: tuple[Any, ...] = (self.daemon_id,)
         if limit is not None:
             sql += " LIMIT ?"
-            params = (int(limit),)
+            params = (self.daemon_id, int(limit))
         return [self._map(_budget_override, row) for row in self._all(sql, params)]

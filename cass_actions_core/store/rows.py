@@ -25,6 +25,9 @@ class Lease:
     acquired_at: datetime
     renewed_at: datetime
     expires_at: datetime
+    #: The fencing token: it grows whenever another holder takes the lease, so a write fenced by an
+    #: older token is refused even if a holder of the same name came back.
+    token: int = 0
 
     def expired(self, now: datetime) -> bool:
         """Whether the lease has run out at ``now``."""
@@ -238,6 +241,7 @@ def _lease(row: sqlite3.Row) -> Lease:
         acquired_at=_dt(row["acquired_at"]),
         renewed_at=_dt(row["renewed_at"]),
         expires_at=_dt(row["expires_at"]),
+        token=int(row["token"]),
     )
 
 

@@ -3,7 +3,6 @@ learns from past runs (costs, durations, template activity)."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -29,14 +28,15 @@ class ActionRunsMixin(StoreBase):
             raise ValueError("an action run needs a non-empty idempotency key")
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
-            try:
-                cursor = self._conn.execute(
-                    "INSERT OR IGNORE INTO action_runs (key, unit_id, step_index, action_id, status, started_at,"
-                    " finished_at, cost_usd, result, error) VALUES (?, ?, ?, ?, 'started', ?, NULL, 0, NULL, NULL)",
-                    (key, unit_id, int(step_index), action_id, now_s),
-                )
-            except sqlite3.IntegrityError:
-                raise NotFoundError(f"cannot record action run {key!r}: no work unit with id {unit_id!r}.") from None
+            # Checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
+            if self._one("SELECT 1 FROM units WHERE daemon_id = ? AND id = ?", (self.daemon_id, unit_id)) is None:
+                raise NotFoundError(f"cannot record action run {key!r}: no work unit with id {unit_id!r}.")
+            cursor = self._x(
+                "INSERT INTO action_runs (key, daemon_id, unit_id, step_index, action_id, status, started_at, finished_at,"
+                " cost_usd, result, error) VALUES (?, ?, ?, ?, ?, 'started', ?, NULL, 0, NULL, NULL)"
+                " ON CONFLICT (key) DO NOTHING",
+                (key, self.daemon_id, unit_id, int(step_index), action_id, now_s),
+            )
             if cursor.rowcount == 1:  # new: the row is what was just written
                 return ActionRunRow(key=key, unit_id=unit_id, step_index=int(step_index), action_id=action_id,
                                     status="started", started_at=_dt(now_s), finished_at=None, cost_usd=0.0, result=None,
@@ -72,9 +72,10 @@ class ActionRunsMixin(StoreBase):
                     f"action run {key!r} already finished as {run.status!r} at "
                     f"{run.finished_at.isoformat() if run.finished_at else '?'}; its outcome is not rewritten."
                 )
-            self._conn.execute(
-                "UPDATE action_runs SET status = ?, finished_at = ?, cost_usd = ?, result = ?, error = ? WHERE key = ?",
-                (status, now_s, cost, None if result is None else _json(result), error, key),
+            self._x(
+                "UPDATE action_runs SET status = ?, finished_at = ?, cost_usd = ?, result = ?, error = ?"
+                " WHERE daemon_id = ? AND key = ?",
+                (status, now_s, cost, None if result is None else _json(result), error, self.daemon_id, key),
             )
         return replace(run, status=status, finished_at=_dt(now_s), cost_usd=cost, result=result, error=error)
 
@@ -88,18 +89,19 @@ class ActionRunsMixin(StoreBase):
             if run.status != "started" or run.cost_usd:
                 raise StoreError(f"action run {key!r} is {run.status!r} with ${run.cost_usd:.6f} spent; only a started "
                                  "run that spent nothing can be withdrawn.")
-            self._conn.execute("DELETE FROM action_runs WHERE key = ? AND status = 'started'", (key,))
+            self._x("DELETE FROM action_runs WHERE daemon_id = ? AND key = ? AND status = 'started'", (self.daemon_id, key))
 
     def get_action_run(self, key: str) -> ActionRunRow | None:
         """The action run with this idempotency key, or None."""
-        row = self._one("SELECT * FROM action_runs WHERE key = ?", (key,))
+        row = self._one("SELECT * FROM action_runs WHERE daemon_id = ? AND key = ?", (self.daemon_id, key))
         return None if row is None else self._map(_action_run, row)
 
     def action_runs_for_unit(self, unit_id: str) -> list[ActionRunRow]:
         """A unit's action runs in step order."""
         rows = self._all(
-            "SELECT * FROM action_runs WHERE unit_id = ? ORDER BY step_index, julianday(started_at), rowid",
-            (unit_id,),
+            "SELECT * FROM action_runs WHERE daemon_id = ? AND unit_id = ?"
+            f" ORDER BY step_index, {self._d.ts('started_at')}, {self._d.tiebreak}",
+            (self.daemon_id, unit_id),
         )
         return [self._map(_action_run, row) for row in rows]
 
@@ -110,14 +112,14 @@ class ActionRunsMixin(StoreBase):
         """
         if per_action <= 0:
             return {}
+        d = self._d
         rows = self._all(
             "SELECT action_id, cost_usd, minutes FROM ("
-            " SELECT action_id, cost_usd,"
-            " (julianday(finished_at) - julianday(started_at)) * 1440.0 AS minutes,"
-            " ROW_NUMBER() OVER (PARTITION BY action_id ORDER BY julianday(finished_at) DESC, rowid DESC) AS n"
-            " FROM action_runs WHERE status = 'completed' AND finished_at IS NOT NULL"
-            ") WHERE n <= ? ORDER BY action_id, n",
-            (per_action,),
+            f" SELECT action_id, cost_usd, {d.minutes_between('started_at', 'finished_at')} AS minutes,"
+            f" ROW_NUMBER() OVER (PARTITION BY action_id ORDER BY {d.ts('finished_at')} DESC, {d.tiebreak} DESC) AS n"
+            " FROM action_runs WHERE daemon_id = ? AND status = 'completed' AND finished_at IS NOT NULL"
+            ") AS r WHERE n <= ? ORDER BY action_id, n",
+            (self.daemon_id, per_action),
         )
         out: dict[str, list[tuple[float, float]]] = {}
         for row in rows:
@@ -129,9 +131,12 @@ class ActionRunsMixin(StoreBase):
 
         What the planner's cooldown check and variety score read (two queries for all templates).
         """
-        starts = {row["template_id"]: _dt(row["started"]) for row in self._all(
-            "SELECT template_id, MAX(started_at) AS started FROM units WHERE started_at IS NOT NULL GROUP BY template_id")}
+        # The latest start as an instant (not the greatest string: offsets may differ).
+        starts = {row["template_id"]: _dt(row["started_at"]) for row in self._all(
+            "SELECT template_id, started_at FROM (SELECT template_id, started_at, ROW_NUMBER() OVER (PARTITION BY"
+            f" template_id ORDER BY {self._d.ts('started_at')} DESC) AS n FROM units WHERE daemon_id = ?"
+            " AND started_at IS NOT NULL) AS s WHERE n = 1", (self.daemon_id,))}
         done = [(row["template_id"], date.fromisoformat(row["local_date"])) for row in self._all(
-            "SELECT template_id, local_date FROM units WHERE status = 'completed' AND local_date >= ?",
-            (_day(since, "since"),))]
+            "SELECT template_id, local_date FROM units WHERE daemon_id = ? AND status = 'completed' AND local_date >= ?",
+            (self.daemon_id, _day(since, "since")))]
         return starts, done

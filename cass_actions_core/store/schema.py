@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cass_actions_core import __version__
 from cass_actions_core.store.errors import StoreError, _corrupt
@@ -27,14 +27,15 @@ _PACKAGE = __name__.rpartition(".")[0]
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One schema step: ``apply`` runs inside the migration transaction (no COMMIT inside)."""
+    """One schema step: ``apply`` runs inside the migration transaction (no COMMIT inside), given the backend's
+    own connection (:mod:`sqlite3` for :data:`MIGRATIONS`, psycopg for ``PG_MIGRATIONS``)."""
 
     version: int
     description: str
-    apply: Callable[[sqlite3.Connection], None] = field(repr=False)
+    apply: Callable[[Any], None] = field(repr=False)
 
 
-def _run_statements(conn: sqlite3.Connection, statements: Iterable[str]) -> None:
+def _run_statements(conn: Any, statements: Iterable[str]) -> None:
     # executescript() would COMMIT the surrounding transaction first; run one by one.
     for statement in statements:
         conn.execute(statement)
@@ -278,6 +279,106 @@ _BUDGET_OVERRIDES_V5: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS budget_overrides_by_day ON budget_overrides (budget_day, from_day)",
 )
 
+#: Version 6: every row belongs to a daemon, so that one PostgreSQL database can hold many daemons and every
+#: statement filters by its daemon on both backends. Tables whose key changes are rebuilt (copying the
+#: file's daemon id in); the others get a ``daemon_id`` column filled with it. The lease gets its fencing
+#: token, bumped whenever another holder takes it. Indexes lead with the daemon.
+_OWNER = "coalesce((SELECT value FROM meta WHERE key = 'daemon_id'), '')"
+_EVERY_ROW_A_DAEMON_V6: tuple[str, ...] = (
+    """CREATE TABLE plans_v6 (
+        daemon_id TEXT NOT NULL,
+        local_date TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('llm','fallback','file','manual')),
+        reason TEXT,
+        intention TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (daemon_id, local_date)
+    )""",
+    f"INSERT INTO plans_v6 SELECT {_OWNER}, local_date, created_at, source, reason, intention, data FROM plans",
+    "DROP TABLE plans",
+    "ALTER TABLE plans_v6 RENAME TO plans",
+    """CREATE TABLE kv_v6 (
+        daemon_id TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (daemon_id, namespace, key)
+    )""",
+    f"INSERT INTO kv_v6 SELECT {_OWNER}, namespace, key, value, updated_at FROM kv",
+    "DROP TABLE kv",
+    "ALTER TABLE kv_v6 RENAME TO kv",
+    """CREATE TABLE state_v6 (
+        daemon_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (daemon_id, key)
+    )""",
+    f"INSERT INTO state_v6 SELECT {_OWNER}, key, value FROM state",
+    "DROP TABLE state",
+    "ALTER TABLE state_v6 RENAME TO state",
+    """CREATE TABLE ledger_totals_v6 (
+        daemon_id TEXT NOT NULL,
+        budget_day TEXT NOT NULL,
+        category TEXT NOT NULL,
+        spent_micros INTEGER NOT NULL DEFAULT 0,
+        reserved_micros INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (daemon_id, budget_day, category)
+    ) WITHOUT ROWID""",
+    f"INSERT INTO ledger_totals_v6 SELECT {_OWNER}, budget_day, category, spent_micros, reserved_micros FROM ledger_totals",
+    "DROP TABLE ledger_totals",
+    "ALTER TABLE ledger_totals_v6 RENAME TO ledger_totals",
+    """CREATE TABLE summaries_v6 (
+        unit_id TEXT PRIMARY KEY,
+        daemon_id TEXT NOT NULL,
+        slug TEXT NOT NULL,
+        local_date TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        category TEXT NOT NULL,
+        template_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        text TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (daemon_id, slug)
+    )""",
+    # In rowid order, so the new rowids break ties as the old ones did.
+    f"INSERT INTO summaries_v6 SELECT unit_id, {_OWNER}, slug, local_date, phase, category, template_id, status, text,"
+    " data, created_at FROM summaries ORDER BY rowid",
+    "DROP TABLE summaries",
+    "ALTER TABLE summaries_v6 RENAME TO summaries",
+    "CREATE INDEX summaries_by_day ON summaries (daemon_id, local_date, phase)",
+    "CREATE INDEX summaries_by_category ON summaries (daemon_id, category)",
+    "CREATE INDEX summaries_by_template ON summaries (daemon_id, template_id)",
+    *(stmt for table in ("unit_transitions", "action_runs", "approvals", "events", "transcripts", "budget_overrides",
+                         "ledger_entries")
+      for stmt in (f"ALTER TABLE {table} ADD COLUMN daemon_id TEXT NOT NULL DEFAULT ''",)),
+    *(f"UPDATE {table} SET daemon_id = {_OWNER}" for table in ("unit_transitions", "action_runs", "approvals",
+                                                                "events", "transcripts", "budget_overrides")),
+    # The append-only ledger is filled in with its guard lifted for this one statement.
+    "DROP TRIGGER ledger_entries_no_update",
+    f"UPDATE ledger_entries SET daemon_id = {_OWNER}",
+    """CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
+       BEGIN SELECT RAISE(ABORT, 'ledger_entries is append-only: rows are never updated'); END""",
+    "ALTER TABLE lease ADD COLUMN token INTEGER NOT NULL DEFAULT 0",
+    "DROP INDEX units_by_day",
+    "DROP INDEX units_by_status",
+    "DROP INDEX units_by_template",
+    "CREATE INDEX units_by_day ON units (daemon_id, local_date, phase, status)",
+    "CREATE INDEX units_by_status ON units (daemon_id, status)",
+    "CREATE INDEX units_by_template ON units (daemon_id, template_id, local_date)",
+    "DROP INDEX events_by_type",
+    "CREATE INDEX events_by_daemon ON events (daemon_id, id)",
+    "CREATE INDEX events_by_type ON events (daemon_id, type, id)",
+    "DROP INDEX ledger_by_day",
+    "CREATE INDEX ledger_by_day ON ledger_entries (daemon_id, budget_day, category)",
+    "DROP INDEX approvals_by_status",
+    "CREATE INDEX approvals_by_status ON approvals (daemon_id, status)",
+    "DROP INDEX budget_overrides_by_day",
+    "CREATE INDEX budget_overrides_by_day ON budget_overrides (daemon_id, budget_day, from_day)",
+)
+
 #: Every schema step, in order; a file's ``meta.schema_version`` says how many were applied.
 #: Append new steps at the end; never edit a released one.
 MIGRATIONS: list[Migration] = [
@@ -286,6 +387,8 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "running ledger totals", lambda conn: _run_statements(conn, _LEDGER_TOTALS_V3)),
     Migration(4, "action ids in their pack's namespace", _rename_action_ids),
     Migration(5, "budget overrides set at run time", lambda conn: _run_statements(conn, _BUDGET_OVERRIDES_V5)),
+    Migration(6, "every row belongs to a daemon; the lease's fencing token",
+              lambda conn: _run_statements(conn, _EVERY_ROW_A_DAEMON_V6)),
 ]
 
 #: The schema version this code writes.
@@ -380,4 +483,5 @@ def _meta(conn: sqlite3.Connection) -> dict[str, str]:
 
 
 def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 (key, value))

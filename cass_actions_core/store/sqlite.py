@@ -1,44 +1,31 @@
-"""The SQLite store: :class:`Store`, one mixin per concern on the connection layer, and opening a file
+"""The SQLite store: :class:`SQLiteStore`, and opening a file
 (creating it atomically, refusing one it does not understand untouched, the pragmas, migrating)."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from datetime import datetime
 from pathlib import Path
 
-from cass_actions_core.store.approvals import ApprovalsMixin
-from cass_actions_core.store.connection import StoreBase
+from cass_actions_core.store.adapters import SQLiteDB
+from cass_actions_core.store.base import Store
 from cass_actions_core.store.errors import StoreError, _corrupt
-from cass_actions_core.store.events import EventsMixin
-from cass_actions_core.store.leases import LeaseMixin
-from cass_actions_core.store.ledger import LedgerMixin
-from cass_actions_core.store.runs import ActionRunsMixin
-from cass_actions_core.store.schema import _inspect, _meta, migrate
-from cass_actions_core.store.state import StateMixin
-from cass_actions_core.store.summaries import SummariesMixin
-from cass_actions_core.store.units import UnitsMixin
-from cass_actions_core.store.values import _new_id, _ts
+from cass_actions_core.store.schema import _inspect, migrate
+from cass_actions_core.store.values import _new_id
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_MS = 5000
 _WAL_CHECKPOINT_PAGES = 10_000
 
 
-class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixin, SummariesMixin, StateMixin,
-            LeaseMixin, StoreBase):
-    """One daemon's SQLite store; open it with :meth:`Store.open`.
-
-    Use from one thread only (see the package docstring); it is a context manager that
-    closes the connection on exit.
-    """
+class SQLiteStore(Store):
+    """One daemon's store in a SQLite file; open it with :func:`~cass_actions_core.store.open_store`."""
 
     # ---------------------------------------------------------------- opening
 
     @classmethod
-    def open(cls, path: Path | str, *, daemon_id: str) -> Store:
-        """Open (creating and migrating if needed) the store at ``path`` for ``daemon_id``.
+    def open(cls, location: Path | str, *, daemon_id: str) -> SQLiteStore:
+        """Open (creating and migrating if needed) the store file at ``location`` for ``daemon_id``.
 
         Raises :class:`StoreError` without writing anything to an existing file when it
         is not a readable SQLite database, fails its integrity check, is not a
@@ -46,7 +33,7 @@ class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixi
         """
         if not daemon_id or not isinstance(daemon_id, str):
             raise ValueError("daemon_id must be a non-empty string")
-        path = Path(path).expanduser()
+        path = Path(location).expanduser()
         if not path.exists() and not path.is_symlink():
             cls._create(path, daemon_id)
         _preflight(path)
@@ -66,7 +53,7 @@ class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixi
             # than SQLite's default 4 MB: a busy day of small transactions syncs ten times less.
             conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
             conn.execute("PRAGMA foreign_keys = ON")
-            store = cls(conn, path, daemon_id)
+            store = cls(SQLiteDB(conn), path, daemon_id)
             store._migrate()
         except StoreError:
             conn.close()
@@ -107,7 +94,7 @@ class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixi
             try:
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA foreign_keys = ON")
-                cls(conn, aside, daemon_id)._migrate()
+                cls(SQLiteDB(conn), aside, daemon_id)._migrate()
             finally:
                 conn.close()
             try:
@@ -129,34 +116,9 @@ class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixi
         migrate(self)
 
     @property
-    def schema_version(self) -> int:
-        """The schema version recorded in the file."""
-        return int(_meta(self._conn)["schema_version"])
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Store({str(self.path)!r}, daemon_id={self.daemon_id!r})"
-
-    # ---------------------------------------------------------------- retention
-
-    def prune(self, before_events: datetime, before_transcripts: datetime) -> dict[str, int]:
-        """Delete events and transcripts older than the given instants; returns counts removed.
-
-        Nothing else is pruned: units, summaries, approvals and the ledger are history.
-        """
-        events_s = _ts(before_events, "before_events")
-        transcripts_s = _ts(before_transcripts, "before_transcripts")
-        with self.transaction(immediate=True):
-            events = self._conn.execute("DELETE FROM events WHERE julianday(at) < julianday(?)", (events_s,)).rowcount
-            transcripts = self._conn.execute(
-                "DELETE FROM transcripts WHERE julianday(created_at) < julianday(?)", (transcripts_s,)
-            ).rowcount
-        return {"events": events, "transcripts": transcripts}
+    def journal_mode(self) -> str:
+        """SQLite's journal mode for this file (``wal`` unless the file system cannot do WAL)."""
+        return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
 
 
 # --------------------------------------------------------------------------- open-time checks

@@ -16,43 +16,49 @@ class StateMixin(StoreBase):
 
     def kv_get(self, namespace: str, key: str, default: Any = None) -> Any:
         """A pack's stored value, or ``default``."""
-        row = self._one("SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+        row = self._one("SELECT value FROM kv WHERE daemon_id = ? AND namespace = ? AND key = ?",
+                        (self.daemon_id, namespace, key))
         return default if row is None else _unjson(row["value"])
 
     def kv_set(self, namespace: str, key: str, value: Any, now: datetime | None = None) -> None:
         """Store a JSON-serialisable value under ``(namespace, key)``."""
         stamp = _ts(now, "now") if now is not None else datetime.now(timezone.utc).isoformat()
         with self.transaction(immediate=True):
-            self._conn.execute(
-                "INSERT OR REPLACE INTO kv (namespace, key, value, updated_at) VALUES (?, ?, ?, ?)",
-                (namespace, key, _json(value), stamp),
+            self._x(
+                "INSERT INTO kv (daemon_id, namespace, key, value, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (daemon_id, namespace, key)"
+                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (self.daemon_id, namespace, key, _json(value), stamp),
             )
 
     def kv_delete(self, namespace: str, key: str) -> bool:
         """Remove a value; returns whether it existed."""
         with self.transaction(immediate=True):
-            cursor = self._conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+            cursor = self._x("DELETE FROM kv WHERE daemon_id = ? AND namespace = ? AND key = ?",
+                             (self.daemon_id, namespace, key))
         return cursor.rowcount > 0
 
     def kv_items(self, namespace: str) -> dict[str, Any]:
         """Every key and value of a namespace, sorted by key."""
-        rows = self._all("SELECT key, value FROM kv WHERE namespace = ? ORDER BY key", (namespace,))
+        rows = self._all("SELECT key, value FROM kv WHERE daemon_id = ? AND namespace = ? ORDER BY key",
+                         (self.daemon_id, namespace))
         return {row["key"]: _unjson(row["value"]) for row in rows}
 
     # ---------------------------------------------------------------- state
 
     def get_state(self, key: str, default: Any = None) -> Any:
         """A scheduler state value (paused categories, last phase instance ...), or ``default``."""
-        row = self._one("SELECT value FROM state WHERE key = ?", (key,))
+        row = self._one("SELECT value FROM state WHERE daemon_id = ? AND key = ?", (self.daemon_id, key))
         return default if row is None else _unjson(row["value"])
 
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable scheduler state value."""
         with self.transaction(immediate=True):
-            self._conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, _json(value)))
+            self._x("INSERT INTO state (daemon_id, key, value) VALUES (?, ?, ?) ON CONFLICT (daemon_id, key)"
+                    " DO UPDATE SET value = excluded.value", (self.daemon_id, key, _json(value)))
 
     def delete_state(self, key: str) -> bool:
         """Remove a scheduler state value; returns whether it existed."""
         with self.transaction(immediate=True):
-            cursor = self._conn.execute("DELETE FROM state WHERE key = ?", (key,))
+            cursor = self._x("DELETE FROM state WHERE daemon_id = ? AND key = ?", (self.daemon_id, key))
         return cursor.rowcount > 0

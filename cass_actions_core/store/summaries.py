@@ -3,7 +3,6 @@ referenced by id."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date, datetime
 from typing import Any
 
@@ -53,30 +52,31 @@ class SummariesMixin(StoreBase):
         )
         with self.transaction(immediate=True):
             # ON CONFLICT(unit_id) rather than INSERT OR REPLACE: the latter would also
-            # silently delete another unit's summary that happens to share the slug.
-            try:
-                self._conn.execute(
-                    "INSERT INTO summaries (unit_id, slug, local_date, phase, category, template_id, status, text,"
-                    " data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT(unit_id) DO UPDATE SET slug = excluded.slug, local_date = excluded.local_date,"
-                    " phase = excluded.phase, category = excluded.category, template_id = excluded.template_id,"
-                    " status = excluded.status, text = excluded.text, data = excluded.data,"
-                    " created_at = excluded.created_at",
-                    values,
-                )
-            except sqlite3.IntegrityError:
-                raise StoreError(f"summary slug {slug!r} is already used by another unit's summary.") from None
+            # silently delete another unit's summary that happens to share the slug. The clash is
+            # checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
+            if self._one("SELECT 1 FROM summaries WHERE daemon_id = ? AND slug = ? AND unit_id <> ?",
+                         (self.daemon_id, slug, unit_id)) is not None:
+                raise StoreError(f"summary slug {slug!r} is already used by another unit's summary.")
+            self._x(
+                "INSERT INTO summaries (daemon_id, unit_id, slug, local_date, phase, category, template_id, status,"
+                " text, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(unit_id) DO UPDATE SET slug = excluded.slug, local_date = excluded.local_date,"
+                " phase = excluded.phase, category = excluded.category, template_id = excluded.template_id,"
+                " status = excluded.status, text = excluded.text, data = excluded.data,"
+                " created_at = excluded.created_at",
+                (self.daemon_id, *values),
+            )
         return SummaryRow(unit_id=unit_id, slug=slug, local_date=local_date, phase=phase, category=category,
                           template_id=template_id, status=status, text=text, data=data, created_at=_dt(values[-1]))
 
     def get_summary(self, unit_id: str) -> SummaryRow | None:
         """The summary of ``unit_id``, or None."""
-        row = self._one("SELECT * FROM summaries WHERE unit_id = ?", (unit_id,))
+        row = self._one("SELECT * FROM summaries WHERE daemon_id = ? AND unit_id = ?", (self.daemon_id, unit_id))
         return None if row is None else self._map(_summary, row)
 
     def get_summary_by_slug(self, slug: str) -> SummaryRow | None:
         """The summary with this slug, or None."""
-        row = self._one("SELECT * FROM summaries WHERE slug = ?", (slug,))
+        row = self._one("SELECT * FROM summaries WHERE daemon_id = ? AND slug = ?", (self.daemon_id, slug))
         return None if row is None else self._map(_summary, row)
 
     def query_summaries(
@@ -94,19 +94,20 @@ class SummariesMixin(StoreBase):
         ``text`` is a case-insensitive (ASCII) substring match over the summary text and
         its data document; ``%`` and ``_`` in it match literally.
         """
-        where, params = _day_phase_filter(local_date, phase)
+        where, params = _day_phase_filter(self.daemon_id, local_date, phase)
         for column, value in (("category", category), ("template_id", template_id), ("status", status)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
         if text:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(text LIKE ? ESCAPE '\\' OR data LIKE ? ESCAPE '\\')")
+            like = self._d.like
+            where.append(f"(text {like} ? ESCAPE '\\' OR data {like} ? ESCAPE '\\')")
             params.extend([pattern, pattern])
         sql = "SELECT * FROM summaries"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY local_date DESC, {_PHASE_ORDER_SQL} DESC, julianday(created_at) DESC, rowid DESC"
+        sql += f" ORDER BY local_date DESC, {_PHASE_ORDER_SQL} DESC, {self._d.ts('created_at')} DESC, {self._d.tiebreak} DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
@@ -118,15 +119,15 @@ class SummariesMixin(StoreBase):
         """Keep an LLM transcript out of line; returns the id to reference it by."""
         transcript_id = _new_id()
         with self.transaction(immediate=True):
-            self._conn.execute(
-                "INSERT INTO transcripts (id, run_key, created_at, data) VALUES (?, ?, ?, ?)",
-                (transcript_id, run_key, _ts(now, "now"), _json(record)),
+            self._x(
+                "INSERT INTO transcripts (id, daemon_id, run_key, created_at, data) VALUES (?, ?, ?, ?, ?)",
+                (transcript_id, self.daemon_id, run_key, _ts(now, "now"), _json(record)),
             )
         return transcript_id
 
     def get_transcript(self, transcript_id: str) -> TranscriptRow | None:
         """The transcript with this id, or None (it may have been pruned)."""
-        row = self._one("SELECT * FROM transcripts WHERE id = ?", (transcript_id,))
+        row = self._one("SELECT * FROM transcripts WHERE daemon_id = ? AND id = ?", (self.daemon_id, transcript_id))
         if row is None:
             return None
         return self._map(_transcript, row)

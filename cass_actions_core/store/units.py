@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, datetime
@@ -53,15 +52,17 @@ class UnitsMixin(StoreBase):
         if source not in PLAN_SOURCES:
             raise ValueError(f"plan source {source!r} is not one of {', '.join(PLAN_SOURCES)}")
         with self.transaction(immediate=True):
-            self._conn.execute(
-                "INSERT OR REPLACE INTO plans (local_date, created_at, source, reason, intention, data)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (_day(local_date, "local_date"), _ts(now, "now"), source, reason, intention, _json(data)),
+            self._x(
+                "INSERT INTO plans (daemon_id, local_date, created_at, source, reason, intention, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (daemon_id, local_date) DO UPDATE SET created_at = excluded.created_at, source = excluded.source,"
+                " reason = excluded.reason, intention = excluded.intention, data = excluded.data",
+                (self.daemon_id, _day(local_date, "local_date"), _ts(now, "now"), source, reason, intention, _json(data)),
             )
 
     def get_plan(self, local_date: date) -> PlanRow | None:
         """The plan saved for ``local_date``, or None (so a restart never plans a date twice: F5)."""
-        row = self._one("SELECT * FROM plans WHERE local_date = ?", (_day(local_date, "local_date"),))
+        row = self._one("SELECT * FROM plans WHERE daemon_id = ? AND local_date = ?",
+                        (self.daemon_id, _day(local_date, "local_date")))
         if row is None:
             return None
         return self._map(_plan, row)
@@ -69,7 +70,8 @@ class UnitsMixin(StoreBase):
     def plan_source(self, local_date: date) -> str | None:
         """Where ``local_date``'s plan came from (``llm``, ``fallback`` ...), or None without a plan
         (one column, not the plan document: every work summary names it)."""
-        row = self._one("SELECT source FROM plans WHERE local_date = ?", (_day(local_date, "local_date"),))
+        row = self._one("SELECT source FROM plans WHERE daemon_id = ? AND local_date = ?",
+                        (self.daemon_id, _day(local_date, "local_date")))
         return None if row is None else str(row[0])
 
     # ---------------------------------------------------------------- units
@@ -104,37 +106,38 @@ class UnitsMixin(StoreBase):
         now_s = _ts(now, "now")
         clean_steps = [_normalise_step(step, i) for i, step in enumerate(steps)]
         with self.transaction(immediate=True):
-            try:
-                self._conn.execute(
-                    "INSERT INTO units (id, daemon_id, local_date, phase, template_id, name, category, priority,"
-                    " position, status, reason, focus, motivation, requires_idle, steps, estimated_cost_usd,"
-                    " next_step, created_at, updated_at, started_at, finished_at, not_before, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, ?)",
-                    (
-                        unit_id,
-                        self.daemon_id,
-                        _day(local_date, "local_date"),
-                        phase,
-                        template_id,
-                        name,
-                        category,
-                        int(priority),
-                        int(position),
-                        status,
-                        reason,
-                        focus,
-                        motivation,
-                        1 if requires_idle else 0,
-                        _json(clean_steps),
-                        _money(estimated_cost_usd, "estimated_cost_usd"),
-                        now_s,
-                        now_s,
-                        _ts_opt(not_before, "not_before"),
-                        _json(data or {}),
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                raise StoreError(f"a work unit with id {unit_id!r} already exists.") from None
+            # Checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
+            # Unit ids are unique across daemons (one PostgreSQL database holds many).
+            if self._one("SELECT 1 FROM units WHERE id = ?", (unit_id,)) is not None:
+                raise StoreError(f"a work unit with id {unit_id!r} already exists.")
+            self._x(
+                "INSERT INTO units (id, daemon_id, local_date, phase, template_id, name, category, priority,"
+                " position, status, reason, focus, motivation, requires_idle, steps, estimated_cost_usd,"
+                " next_step, created_at, updated_at, started_at, finished_at, not_before, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, ?)",
+                (
+                    unit_id,
+                    self.daemon_id,
+                    _day(local_date, "local_date"),
+                    phase,
+                    template_id,
+                    name,
+                    category,
+                    int(priority),
+                    int(position),
+                    status,
+                    reason,
+                    focus,
+                    motivation,
+                    1 if requires_idle else 0,
+                    _json(clean_steps),
+                    _money(estimated_cost_usd, "estimated_cost_usd"),
+                    now_s,
+                    now_s,
+                    _ts_opt(not_before, "not_before"),
+                    _json(data or {}),
+                ),
+            )
             self._record_transition(unit_id, now_s, None, status, reason)
             unit = self.get_unit(unit_id)
         assert unit is not None
@@ -142,7 +145,7 @@ class UnitsMixin(StoreBase):
 
     def get_unit(self, unit_id: str) -> UnitRow | None:
         """The unit with this id, or None."""
-        row = self._one("SELECT * FROM units WHERE id = ?", (unit_id,))
+        row = self._one("SELECT * FROM units WHERE daemon_id = ? AND id = ?", (self.daemon_id, unit_id))
         return None if row is None else self._map(_unit, row)
 
     def _require_unit(self, unit_id: str) -> UnitRow:
@@ -159,7 +162,7 @@ class UnitsMixin(StoreBase):
         template_id: str | None = None,
     ) -> list[UnitRow]:
         """Units matching every given filter, in run order: date, phase, priority, position, creation."""
-        where, params = _day_phase_filter(local_date, phase)
+        where, params = _day_phase_filter(self.daemon_id, local_date, phase)
         if statuses is not None:
             wanted = [statuses] if isinstance(statuses, str) else list(statuses)
             unknown = [s for s in wanted if s not in UNIT_STATUSES]
@@ -175,7 +178,7 @@ class UnitsMixin(StoreBase):
         sql = "SELECT * FROM units"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position, julianday(created_at), rowid"
+        sql += f" ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position, {self._d.ts('created_at')}, {self._d.tiebreak}"
         return [self._map(_unit, row) for row in self._all(sql, params)]
 
     def queued_briefs(self) -> list[QueuedBrief]:
@@ -184,10 +187,11 @@ class UnitsMixin(StoreBase):
         Cheaper than :meth:`list_units` for a long queue: no JSON, no row objects; the
         scheduler reads the whole row only of a unit it is about to run or expire.
         """
+        d = self._d
         rows = self._all(
-            "SELECT id, local_date, phase, category, not_before, requires_idle, json_extract(data, '$.deadline')"
-            f" AS deadline FROM units WHERE status = 'queued' ORDER BY local_date, {_PHASE_ORDER_SQL}, priority,"
-            " position, julianday(created_at), rowid"
+            f"SELECT id, local_date, phase, category, not_before, requires_idle, {d.json_text('data', 'deadline')}"
+            f" AS deadline FROM units WHERE daemon_id = ? AND status = 'queued' ORDER BY local_date, {_PHASE_ORDER_SQL},"
+            f" priority, position, {d.ts('created_at')}, {d.tiebreak}", (self.daemon_id,)
         )
         return [self._map(_queued_brief, row) for row in rows]
 
@@ -212,15 +216,16 @@ class UnitsMixin(StoreBase):
             return []
         with self.transaction(immediate=True):
             rows = self._all(
-                "SELECT * FROM units u WHERE local_date = ? AND status IN "
+                "SELECT * FROM units u WHERE daemon_id = ? AND local_date = ? AND status IN "
                 f"({', '.join('?' * len(wanted))}) AND started_at IS NULL"
                 " AND NOT EXISTS (SELECT 1 FROM action_runs r WHERE r.unit_id = u.id)"
                 " AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.unit_id = u.id)"
-                " AND coalesce(json_extract(u.data, '$.source'), '') NOT IN (" + placeholders + ")",
-                [_day(local_date, "local_date"), *wanted, *keep],
+                f" AND coalesce({self._d.json_text('u.data', 'source')}, '') NOT IN (" + placeholders + ")",
+                [self.daemon_id, _day(local_date, "local_date"), *wanted, *keep],
             )
             removed = [self._map(_unit, row) for row in rows]
-            self._conn.executemany("DELETE FROM units WHERE id = ?", [(u.id,) for u in removed])
+            self._db.executemany("DELETE FROM units WHERE daemon_id = ? AND id = ?",
+                                 [(self.daemon_id, u.id) for u in removed])
         return removed
 
     def set_unit_status(
@@ -267,16 +272,18 @@ class UnitsMixin(StoreBase):
                     values[name] = dict(value) if value is not None else {}
                     sets[name] = _json(values[name])
             assignments = ", ".join(f"{name} = ?" for name in sets)
-            self._conn.execute(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
+            self._x(f"UPDATE units SET {assignments} WHERE daemon_id = ? AND id = ?",
+                    (*sets.values(), self.daemon_id, unit_id))
             self._record_transition(unit_id, now_s, unit.status, to_status, reason)
         return replace(unit, **values)
 
     def _record_transition(
         self, unit_id: str, at: str, from_status: str | None, to_status: str, reason: str | None
     ) -> None:
-        self._conn.execute(
-            "INSERT INTO unit_transitions (unit_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?)",
-            (unit_id, at, from_status, to_status, reason),
+        self._x(
+            "INSERT INTO unit_transitions (daemon_id, unit_id, at, from_status, to_status, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (self.daemon_id, unit_id, at, from_status, to_status, reason),
         )
 
     @staticmethod
@@ -288,16 +295,17 @@ class UnitsMixin(StoreBase):
     def transitions(self, unit_id: str) -> list[TransitionRow]:
         """Every recorded status change of the unit, oldest first."""
         return [self._map(_transition, row)
-                for row in self._all("SELECT * FROM unit_transitions WHERE unit_id = ? ORDER BY id", (unit_id,))]
+                for row in self._all("SELECT * FROM unit_transitions WHERE daemon_id = ? AND unit_id = ?"
+                                          " ORDER BY id", (self.daemon_id, unit_id))]
 
     def set_next_step(self, unit_id: str, n: int, now: datetime) -> UnitRow:
         """Record that the unit's steps before ``n`` are done (a restart resumes at step ``n``)."""
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
             unit = self._require_unit(unit_id)
-            self._conn.execute(
-                "UPDATE units SET next_step = ?, updated_at = ? WHERE id = ?",
-                (self._valid_step(unit, n), now_s, unit_id),
+            self._x(
+                "UPDATE units SET next_step = ?, updated_at = ? WHERE daemon_id = ? AND id = ?",
+                (self._valid_step(unit, n), now_s, self.daemon_id, unit_id),
             )
         return replace(unit, next_step=n, updated_at=_dt(now_s))
 
@@ -307,7 +315,8 @@ class UnitsMixin(StoreBase):
         if exact is not None:
             return [exact]
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._all("SELECT * FROM units WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?", (pattern, int(limit)))
+        rows = self._all(f"SELECT * FROM units WHERE daemon_id = ? AND id {self._d.like} ? ESCAPE '\\' ORDER BY id"
+                         " LIMIT ?", (self.daemon_id, pattern, int(limit)))
         return [self._map(_unit, row) for row in rows]
 
     def set_unit_placement(
@@ -338,7 +347,8 @@ class UnitsMixin(StoreBase):
                 values["data"] = dict(data)
                 sets["data"] = _json(values["data"])
             assignments = ", ".join(f"{name} = ?" for name in sets)
-            self._conn.execute(f"UPDATE units SET {assignments} WHERE id = ?", (*sets.values(), unit_id))
+            self._x(f"UPDATE units SET {assignments} WHERE daemon_id = ? AND id = ?",
+                    (*sets.values(), self.daemon_id, unit_id))
         return replace(unit, **values)
 
 

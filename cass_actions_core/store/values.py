@@ -78,11 +78,11 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _day_phase_filter(local_date: date | None, phase: str | None) -> tuple[list[str], list[Any]]:
-    """The WHERE terms and parameters for the optional ``local_date`` and ``phase`` filters that the
-    unit and summary listings share."""
-    where: list[str] = []
-    params: list[Any] = []
+def _day_phase_filter(daemon_id: str, local_date: date | None, phase: str | None) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and parameters for the daemon and the optional ``local_date`` and ``phase`` filters
+    that the unit and summary listings share."""
+    where: list[str] = ["daemon_id = ?"]
+    params: list[Any] = [daemon_id]
     if local_date is not None:
         where.append("local_date = ?")
         params.append(_day(local_date, "local_date"))

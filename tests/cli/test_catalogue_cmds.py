@@ -167,7 +167,7 @@ def test_global_options_work_before_and_after_the_command(tmp_path: Path):
     assert before.returncode == after.returncode == 1
 
 
-def test_list_does_not_import_the_anthropic_sdk():
+def test_list_does_not_import_the_anthropic_sdk_or_psycopg():
     import subprocess
     import sys
 
@@ -176,7 +176,8 @@ def test_list_does_not_import_the_anthropic_sdk():
         "from cass_actions_core.cli.main import main\n"
         "try:\n    main(['list', '--json'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
         "try:\n    main(['validate'])\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in sys.modules if m == 'anthropic' or m.startswith('anthropic.') or m.startswith('httpx'))\n"
+        "heavy = sorted(m for m in sys.modules if m == 'anthropic' or m.startswith('anthropic.') or m.startswith('httpx')\n"
+        "               or m == 'psycopg' or m.startswith('psycopg.'))\n"
         "print('HEAVY=' + ','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
