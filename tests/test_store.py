@@ -1107,3 +1107,45 @@ def test_a_version_5_file_migrates_to_every_row_a_daemon_with_its_data_intact(
         # New rows land beside the old ones.
         new.kv_set("journal", "next", 1)
         assert new.kv_items("journal") == {"last": "x", "next": 1}
+
+
+def test_every_statement_of_a_units_run_on_sqlite_finds_its_rows_through_an_index(tmp_path: Path) -> None:
+    """SQLite has no statistics: an index led by the file's one daemon id looked as good as any, so a
+    unit's run once scanned the whole ledger (dispatch grew with the day). Each statement the executor
+    runs for a unit must search by an index on more than the daemon id, never scan a table."""
+    import asyncio
+
+    from cass_actions_core.clock import VirtualClock
+    from cass_actions_core.config import Config
+    from cass_actions_core.runtime import Runtime
+    from support import HandPack, action_def, template_def
+
+    async def noop(ctx: Any) -> dict[str, Any]:
+        return {"summary": "nothing"}
+
+    pack = HandPack([action_def("p.noop", tier=1, uses_llm=False, estimated_cost_usd=0, max_cost_usd=0, category="system")],
+                    [template_def("noop", ["p.noop"], category="system", max_per_day=100)], handlers={"p.noop": noop})
+    start = datetime(2026, 11, 26, 9, tzinfo=ZoneInfo("UTC"))
+    runtime = Runtime(Config.from_dict({"timezone": "UTC", "planner": {"enabled": False}}), data_dir=tmp_path / "d",
+                      clock=VirtualClock("UTC", start), plugins=[("p", pack)], entry_points=False)
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())  # the start-up recovery (once per process, a look at the whole ledger) is not timed here
+    for _ in range(3):
+        runtime.trigger("noop")
+    raw = runtime.store._db.raw
+    statements: list[str] = []
+    raw.set_trace_callback(statements.append)
+    asyncio.run(runtime.tick())
+    raw.set_trace_callback(None)
+    assert len(runtime.store.list_units(statuses=["completed"], template_id="noop")) >= 3
+    unit_id = runtime.store.list_units()[0].id
+    checked = 0
+    for sql in dict.fromkeys(s for s in statements if s.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))):
+        if "ROW_NUMBER() OVER" in sql:
+            continue  # the learned-cost read: once per process, over every run by design
+        details = [row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + sql).fetchall()]
+        checked += 1
+        assert not any(d.startswith("SCAN") for d in details), (sql, details)
+        assert not any(d.endswith("(daemon_id=?)") and "lease" not in d for d in details), (sql, details)
+    assert checked >= 10 and unit_id
+    runtime.close()

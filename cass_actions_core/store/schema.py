@@ -282,7 +282,9 @@ _BUDGET_OVERRIDES_V5: tuple[str, ...] = (
 #: Version 6: every row belongs to a daemon, so that one PostgreSQL database can hold many daemons and every
 #: statement filters by its daemon on both backends. Tables whose key changes are rebuilt (copying the
 #: file's daemon id in); the others get a ``daemon_id`` column filled with it. The lease gets its fencing
-#: token, bumped whenever another holder takes it. Indexes lead with the daemon.
+#: token, bumped whenever another holder takes it. A SQLite file holds one daemon, so its indexes keep
+#: their columns: led by ``daemon_id`` (one value) they would only mislead SQLite's planner, which has no
+#: statistics, into scanning a whole table (PostgreSQL's indexes lead with the daemon).
 _OWNER = "coalesce((SELECT value FROM meta WHERE key = 'daemon_id'), '')"
 _EVERY_ROW_A_DAEMON_V6: tuple[str, ...] = (
     """CREATE TABLE plans_v6 (
@@ -348,9 +350,9 @@ _EVERY_ROW_A_DAEMON_V6: tuple[str, ...] = (
     " data, created_at FROM summaries ORDER BY rowid",
     "DROP TABLE summaries",
     "ALTER TABLE summaries_v6 RENAME TO summaries",
-    "CREATE INDEX summaries_by_day ON summaries (daemon_id, local_date, phase)",
-    "CREATE INDEX summaries_by_category ON summaries (daemon_id, category)",
-    "CREATE INDEX summaries_by_template ON summaries (daemon_id, template_id)",
+    "CREATE INDEX summaries_by_day ON summaries (local_date, phase)",
+    "CREATE INDEX summaries_by_category ON summaries (category)",
+    "CREATE INDEX summaries_by_template ON summaries (template_id)",
     *(stmt for table in ("unit_transitions", "action_runs", "approvals", "events", "transcripts", "budget_overrides",
                          "ledger_entries")
       for stmt in (f"ALTER TABLE {table} ADD COLUMN daemon_id TEXT NOT NULL DEFAULT ''",)),
@@ -362,21 +364,6 @@ _EVERY_ROW_A_DAEMON_V6: tuple[str, ...] = (
     """CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
        BEGIN SELECT RAISE(ABORT, 'ledger_entries is append-only: rows are never updated'); END""",
     "ALTER TABLE lease ADD COLUMN token INTEGER NOT NULL DEFAULT 0",
-    "DROP INDEX units_by_day",
-    "DROP INDEX units_by_status",
-    "DROP INDEX units_by_template",
-    "CREATE INDEX units_by_day ON units (daemon_id, local_date, phase, status)",
-    "CREATE INDEX units_by_status ON units (daemon_id, status)",
-    "CREATE INDEX units_by_template ON units (daemon_id, template_id, local_date)",
-    "DROP INDEX events_by_type",
-    "CREATE INDEX events_by_daemon ON events (daemon_id, id)",
-    "CREATE INDEX events_by_type ON events (daemon_id, type, id)",
-    "DROP INDEX ledger_by_day",
-    "CREATE INDEX ledger_by_day ON ledger_entries (daemon_id, budget_day, category)",
-    "DROP INDEX approvals_by_status",
-    "CREATE INDEX approvals_by_status ON approvals (daemon_id, status)",
-    "DROP INDEX budget_overrides_by_day",
-    "CREATE INDEX budget_overrides_by_day ON budget_overrides (daemon_id, budget_day, from_day)",
 )
 
 #: Every schema step, in order; a file's ``meta.schema_version`` says how many were applied.
