@@ -159,7 +159,7 @@ def test_the_hold_before_a_call_is_synced_to_the_disk_only_when_the_provider_bil
     simulate(runtime, START + timedelta(hours=1))
     runtime.store._conn.set_trace_callback(None)
     (unit,) = runtime.store.list_units(statuses=["completed"])
-    holds = [i for i, s in enumerate(statements) if s.startswith("INSERT OR REPLACE INTO state") and "spend:" in s]
+    holds = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO state") and "spend:" in s]
     assert len(holds) >= 1  # the hold was written in every case
     # A durable commit switches the connection to synchronous=FULL just before its BEGIN.
     synced_holds = [i for i in holds if any(s == "PRAGMA synchronous = FULL" for s in statements[max(0, i - 4):i])]

@@ -171,6 +171,7 @@ class _Transaction:
             if depth == 0:
                 db.begin(self.immediate, store.daemon_id)
                 store._doomed = None
+                self.changes = db.changes
             else:
                 db.savepoint(f"sp_{depth}")
             self.doomed = store._doomed
@@ -227,6 +228,12 @@ class _Transaction:
             raise StoreError(f"{store.path}: a part of this transaction failed after writing ({why}) and could "
                              "not be undone alone, so the whole transaction was rolled back; nothing of it was kept.")
         try:
+            if self.immediate and store._fence is None and db.changes != self.changes:
+                # A write from outside the daemon's scheduler (a CLI control, the HTTP API, the registry):
+                # tell the workers (PostgreSQL's NOTIFY, delivered at commit; nothing on SQLite).
+                notify = getattr(db, "notify", None)
+                if notify is not None:
+                    notify(store.daemon_id)
             db.commit()
             if store._sync_after and not full:
                 # A nested block needed durability after BEGIN: sync what was committed.
