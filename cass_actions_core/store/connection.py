@@ -33,6 +33,8 @@ class StoreBase:
         #: The lease's fencing token when this store acquired it (see :class:`~cass_actions_core.store.Lease`).
         self._fence_token = 0
         self._lease_write = False
+        #: Whether this store's writes from outside a scheduler wake the workers (PostgreSQL's NOTIFY).
+        self._notify = True
         # Callbacks to run once the outermost transaction commits (dropped on rollback).
         self._after_commit: list[Callable[[], None]] = []
         # A nested block asked for durability: sync the WAL after the outer commit.
@@ -228,7 +230,7 @@ class _Transaction:
             raise StoreError(f"{store.path}: a part of this transaction failed after writing ({why}) and could "
                              "not be undone alone, so the whole transaction was rolled back; nothing of it was kept.")
         try:
-            if self.immediate and store._fence is None and db.changes != self.changes:
+            if self.immediate and store._fence is None and store._notify and db.changes != self.changes:
                 # A write from outside the daemon's scheduler (a CLI control, the HTTP API, the registry):
                 # tell the workers (PostgreSQL's NOTIFY, delivered at commit; nothing on SQLite).
                 notify = getattr(db, "notify", None)
