@@ -291,3 +291,47 @@ def test_the_registry_commands_refuse_what_they_cannot_do(fleet_site: Path, flee
     assert done.returncode == 1 and "no daemon 'nobody' is registered" in done.stderr, done.stderr
     listing = run_cli("daemons", "list", "--json", "--config", str(bad), site=fleet_site, env=env)
     assert listing.returncode == 0 and "zz" not in listing.stdout
+
+
+def test_a_control_wakes_the_worker_and_daemon_selects_the_daemon(fleet_site: Path, pg_schema_url: str,
+                                                                  tmp_path: Path):
+    env = cli_env(fleet_site, tmp_path / "cli")
+    toml = tmp_path / "one.toml"
+    # A loop that polls only every ten minutes: the trigger below is seen at once only through NOTIFY.
+    toml.write_text(fleet_config(pg_schema_url, "solo").replace("tick_seconds = 1", "tick_seconds = 600"))
+    assert run_cli("daemons", "add", "solo", "--config", str(toml), "--workspace", str(tmp_path / "ws"), site=fleet_site,
+                   env=env).returncode == 0
+    worker_env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    worker_env.update({"PYTHONPATH": str(fleet_site), "CASS_ACTIONS_DATA_DIR": str(tmp_path / "w")})
+    worker = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "worker", "--daemons", "solo",
+                               "--config", str(toml)], env=worker_env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        with FleetRegistry.open(pg_schema_url) as registry:
+            wait_for(lambda: "solo" in registry.leases() and registry.leases()["solo"].holder.startswith("worker:"),
+                     what="the worker to take the daemon")
+        time.sleep(1)  # its first tick is over: it now sleeps for ten minutes
+        done = run_cli("trigger", "chores", "--daemon", "solo", "--config", str(toml), site=fleet_site, env=env)
+        assert done.returncode == 0, done.stderr
+        with open_store(pg_schema_url, "solo") as store:
+            wait_for(lambda: store.list_units(template_id="chores", statuses=["completed"]), timeout=120,
+                     what="the triggered unit to run (woken by NOTIFY, not the ten-minute poll)")
+        status = run_cli("status", "--json", "--daemon", "solo", "--config", str(toml), site=fleet_site, env=env)
+        assert status.returncode == 0 and json.loads(status.stdout)["daemon_id"] == "solo", status.stdout[-500:]
+        unknown = run_cli("queue", "--daemon", "nobody", "--config", str(toml), site=fleet_site, env=env)
+        assert unknown.returncode == 1 and "no such daemon" in unknown.stderr and "Traceback" not in unknown.stderr
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err[-2000:]
+    with FleetRegistry.open(pg_schema_url) as registry:
+        assert "solo" not in registry.leases() and registry.workers() == []  # released, signed off
+
+
+def test_daemon_on_an_sqlite_store_must_be_its_own_id(tmp_path: Path):
+    data = tmp_path / "one"
+    assert run_cli("init", env={"CASS_ACTIONS_DATA_DIR": str(data)}).returncode == 0
+    done = run_cli("status", "--daemon", "other", env={"CASS_ACTIONS_DATA_DIR": str(data)})
+    assert done.returncode == 1 and "holds the data of daemon 'cass', not 'other'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert run_cli("status", "--daemon", "cass", env={"CASS_ACTIONS_DATA_DIR": str(data)}).returncode == 0
