@@ -431,8 +431,8 @@ class Executor:
     def _claim(self, unit_id: str) -> UnitRow:
         """Move the unit from queued to running (inside the caller's transaction), or :class:`NotQueued`."""
         try:
-            unit = self.store.set_unit_status(unit_id, "running", reason=None, now=self.clock.now())
-        except (ValueError, NotFoundError) as exc:  # another writer (a CLI cancel, say) came first
+            unit = self.store.claim_unit(unit_id, self.clock.now())
+        except (ValueError, NotFoundError) as exc:  # another writer (a CLI cancel, another worker) came first
             raise NotQueued(f"unit {unit_id} is no longer queued: {exc}") from None
         self.bus.emit("work_unit.started", {"template_id": unit.template_id, "phase": unit.phase,
                                             "step": unit.next_step}, unit_id=unit.id)

@@ -190,6 +190,8 @@ class Runtime:
         self.restart_reason: str | None = None
         #: Whether :meth:`stop` had to leave a handler running (the process must exit without waiting for it).
         self.stuck = False
+        #: How many units this runtime is running now.
+        self.busy = 0
 
     # -- construction helpers ----------------------------------------------------------
     @classmethod
@@ -795,6 +797,7 @@ class Runtime:
             # Its phase may have ended while earlier units ran (simulated time moves): it expires next tick.
             return to_utc(self._deadline(unit)) > to_utc(self.clock.now())
 
+        self.busy += 1  # before the first await: a fleet worker sheds only a daemon with no unit under way
         try:
             outcome = await self.executor.run_unit(unit_id, due=due)
         except NotQueued:
@@ -807,6 +810,8 @@ class Runtime:
             self._internal_failure(unit_id, exc)
             ran.append(unit_id)
             return
+        finally:
+            self.busy -= 1
         if outcome.ran_steps or outcome.unit.is_terminal:
             ran.append(unit_id)  # a unit that parked at once did no work: no reason to look again
 

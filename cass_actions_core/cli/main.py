@@ -23,6 +23,8 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "events": ("cass_actions_core.cli.events_cmds", "events_command"),
     "activity": ("cass_actions_core.cli.events_cmds", "activity_command"),
     "serve": ("cass_actions_core.cli.serve_cmd", "serve_command"),
+    "daemons": ("cass_actions_core.cli.fleet_cmds", "daemons_command"),
+    "worker": ("cass_actions_core.cli.fleet_cmds", "worker_command"),
     **{name: ("cass_actions_core.cli.runtime_cmds", f"{name.replace('-', '_')}_command") for name in (
         "run", "simulate", "status", "queue", "history", "budget", "pause", "resume", "trigger", "plan", "cancel",
         "approvals", "approve", "reject", "run-action", "init")},

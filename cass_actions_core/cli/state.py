@@ -32,6 +32,7 @@ class CLIState:
 
     config_path: str | None = None
     data_dir_option: str | None = None
+    daemon_option: str | None = None
     _config: Config | None = None
     _catalogues: dict[tuple[tuple[str, ...], bool], Catalogue] = field(default_factory=dict)
 
@@ -69,7 +70,10 @@ class CLIState:
             path: str | Path | None = self.config_path or os.environ.get(CONFIG_ENV)
             if path is None and (self.data_dir / "config.toml").is_file():
                 path = self.data_dir / "config.toml"
-            self._config = load_config(path)
+            config = load_config(path)
+            if self.daemon_option:
+                config = _for_daemon(config, self.daemon_option)
+            self._config = config
         return self._config
 
     def catalogue(self, template_files: tuple[str, ...] = (), *, full: bool = True) -> Catalogue:
@@ -81,6 +85,36 @@ class CLIState:
 
             self._catalogues[key] = build_catalogue(self.config(), template_files=template_files, full=full)
         return self._catalogues[key]
+
+
+def _for_daemon(config: Config, daemon_id: str) -> Config:
+    """The configuration of daemon ``daemon_id`` (``--daemon``): in a fleet database, its registered config
+    (time zone, budget, packs … as the workers run it); otherwise this config under that id (an SQLite
+    file then refuses an id that is not its own, in one paragraph)."""
+    from dataclasses import replace
+
+    from cass_actions_core.problems import UserError
+    from cass_actions_core.store import is_postgres_url
+
+    try:
+        named = Config.from_dict({**config.to_dict(), "daemon_id": daemon_id}, source=config.source)
+    except UserError:
+        raise UserError(f"--daemon {daemon_id!r} is not a daemon id: letters, digits, '_', '.' and '-', starting "
+                        "with a letter or a digit.") from None
+    url = config.store.url
+    if is_postgres_url(url):
+        from cass_actions_core.fleet import daemon_config
+        from cass_actions_core.store.fleet import FleetRegistry
+
+        assert url is not None
+        with FleetRegistry.open(url) as registry:
+            entry = next((e for e in registry.daemons() if e.daemon_id == daemon_id), None)
+        if entry is None:
+            raise UserError(f"--daemon {daemon_id!r}: no such daemon in the database {registry.path} (see "
+                            "`cass-actions daemons list`). Nothing was read or changed.")
+        if entry.registered:
+            return daemon_config(entry, url)
+    return replace(named, daemon_id=daemon_id)
 
 
 def _store(name: str) -> Any:
@@ -108,6 +142,10 @@ def _global_option_list() -> list[click.Option]:
             ["--data-dir"], type=click.Path(file_okay=False), expose_value=False, is_eager=True,
             callback=_store("data_dir_option"),
             help=f"Data folder for the store and workspace [env {DATA_DIR_ENV}; default: the user data folder].",
+        ),
+        click.Option(
+            ["--daemon"], metavar="ID", expose_value=False, is_eager=True, callback=_store("daemon_option"),
+            help="The daemon to read or steer in a shared (PostgreSQL) store; with an SQLite store, its own id.",
         ),
     ]
 

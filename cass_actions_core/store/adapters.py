@@ -19,6 +19,10 @@ from cass_actions_core.store.dialect import POSTGRES, SQLITE, Dialect, _pyformat
 #: PostgreSQL's wait for a lock (the daemon's write lock included) before a write gives up, as SQLite's busy timeout.
 PG_LOCK_TIMEOUT = "5s"
 
+#: The channel of the wake-ups workers LISTEN on: the payload is the daemon whose units, plan, pauses or
+#: budget changed (``''``: the fleet registry changed).
+NOTIFY_CHANNEL = "cass_actions"
+
 
 class SQLiteDB:
     """A :mod:`sqlite3` connection (``isolation_level=None``) as the store drives it."""
@@ -191,6 +195,11 @@ class PostgresDB:
     def commit(self) -> None:
         """Commit the open transaction."""
         self.raw.execute("COMMIT")
+
+    def notify(self, daemon_id: str) -> None:
+        """Queue ``pg_notify`` on :data:`NOTIFY_CHANNEL` with ``daemon_id`` (the registry: ``''``) as its
+        payload, inside the open transaction: the workers' LISTEN hears it when (and only if) it commits."""
+        self.raw.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, daemon_id))
 
     def rollback(self) -> None:
         """Roll the open transaction back, if one is open (nothing to do on a lost connection)."""

@@ -33,6 +33,8 @@ class StoreBase:
         #: The lease's fencing token when this store acquired it (see :class:`~cass_actions_core.store.Lease`).
         self._fence_token = 0
         self._lease_write = False
+        #: Whether this store's writes from outside a scheduler wake the workers (PostgreSQL's NOTIFY).
+        self._notify = True
         # Callbacks to run once the outermost transaction commits (dropped on rollback).
         self._after_commit: list[Callable[[], None]] = []
         # A nested block asked for durability: sync the WAL after the outer commit.
@@ -171,6 +173,7 @@ class _Transaction:
             if depth == 0:
                 db.begin(self.immediate, store.daemon_id)
                 store._doomed = None
+                self.changes = db.changes
             else:
                 db.savepoint(f"sp_{depth}")
             self.doomed = store._doomed
@@ -227,6 +230,12 @@ class _Transaction:
             raise StoreError(f"{store.path}: a part of this transaction failed after writing ({why}) and could "
                              "not be undone alone, so the whole transaction was rolled back; nothing of it was kept.")
         try:
+            if self.immediate and store._fence is None and store._notify and db.changes != self.changes:
+                # A write from outside the daemon's scheduler (a CLI control, the HTTP API, the registry):
+                # tell the workers (PostgreSQL's NOTIFY, delivered at commit; nothing on SQLite).
+                notify = getattr(db, "notify", None)
+                if notify is not None:
+                    notify(store.daemon_id)
             db.commit()
             if store._sync_after and not full:
                 # A nested block needed durability after BEGIN: sync what was committed.

@@ -10,9 +10,11 @@ a file's, and writers of different daemons run in parallel.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from cass_actions_core.store.base import Store
+from cass_actions_core.store.connection import StoreBase
 from cass_actions_core.store.errors import StoreError, StoreUnavailable
 from cass_actions_core.store.schema_postgres import migrate_postgres
 
@@ -27,43 +29,7 @@ class PostgresStore(Store):
         :class:`StoreError` when psycopg is missing or the schema is newer than this version."""
         if not daemon_id or not isinstance(daemon_id, str):
             raise ValueError("daemon_id must be a non-empty string")
-        url = str(location)
-        shown = redact_url(url)
-        try:
-            from cass_actions_core.store.adapters import connect_postgres
-
-            db = connect_postgres(url)
-        except ImportError:
-            raise StoreError(f"{shown}: a PostgreSQL store needs the psycopg package, which is not installed; "
-                             "install it with `pip install 'cass-actions[postgres]'`, or leave store.url unset "
-                             "to use the SQLite file in the data directory.") from None
-        except Exception as exc:  # psycopg.Error, whose class is only known once psycopg is imported
-            if not type(exc).__module__.startswith("psycopg"):
-                raise
-            detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise StoreUnavailable(
-                f"{shown}: cannot connect to the PostgreSQL store ({detail}). Check that the server is running "
-                "and reachable, and the URL and credentials in store.url (or CASS_ACTIONS_STORE_URL)."
-            ) from None
-        store = cls(db, shown, daemon_id)
-        try:
-            store._migrate()
-        except StoreError:
-            store.close()
-            raise
-        except Exception as exc:
-            store.close()
-            if not type(exc).__module__.startswith("psycopg"):
-                raise
-            # A table of another program in the way, missing privileges, a server shutting down ...
-            detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise StoreError(f"{shown}: cannot set up the cass-actions schema in this database ({detail}). Nothing "
-                             "was changed (the migration was rolled back); use a database (or a schema, with "
-                             "?options=-csearch_path%3Dname) of its own, owned by this URL's user.") from None
-        except BaseException:
-            store.close()
-            raise
-        return store
+        return open_postgres(cls, location, daemon_id)
 
     def _migrate(self) -> None:
         migrate_postgres(self)
@@ -71,6 +37,52 @@ class PostgresStore(Store):
     def registered_daemons(self) -> list[str]:
         """Every daemon that has opened a store in this database, sorted."""
         return [row[0] for row in self._all("SELECT daemon_id FROM daemons ORDER BY daemon_id")]
+
+
+_S = TypeVar("_S", bound=StoreBase)
+
+
+def open_postgres(cls: type[_S], location: Path | str, daemon_id: str) -> _S:
+    """Connect ``cls`` (a store, or the fleet registry with ``daemon_id`` ``''``) to the database at the URL
+    ``location`` and create or migrate its schema; every failure is one paragraph naming the URL without
+    its password (:class:`StoreUnavailable`, :class:`StoreError`)."""
+    url = str(location)
+    shown = redact_url(url)
+    try:
+        from cass_actions_core.store.adapters import connect_postgres
+
+        db = connect_postgres(url)
+    except ImportError:
+        raise StoreError(f"{shown}: a PostgreSQL store needs the psycopg package, which is not installed; "
+                         "install it with `pip install 'cass-actions[postgres]'`, or leave store.url unset "
+                         "to use the SQLite file in the data directory.") from None
+    except Exception as exc:  # psycopg.Error, whose class is only known once psycopg is imported
+        if not type(exc).__module__.startswith("psycopg"):
+            raise
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise StoreUnavailable(
+            f"{shown}: cannot connect to the PostgreSQL store ({detail}). Check that the server is running "
+            "and reachable, and the URL and credentials in store.url (or CASS_ACTIONS_STORE_URL)."
+        ) from None
+    store = cls(db, shown, daemon_id)
+    try:
+        migrate_postgres(store)
+    except StoreError:
+        store.close()
+        raise
+    except Exception as exc:
+        store.close()
+        if not type(exc).__module__.startswith("psycopg"):
+            raise
+        # A table of another program in the way, missing privileges, a server shutting down ...
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise StoreError(f"{shown}: cannot set up the cass-actions schema in this database ({detail}). Nothing "
+                         "was changed (the migration was rolled back); use a database (or a schema, with "
+                         "?options=-csearch_path%3Dname) of its own, owned by this URL's user.") from None
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def redact_url(url: str) -> str:

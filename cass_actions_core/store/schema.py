@@ -376,6 +376,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "budget overrides set at run time", lambda conn: _run_statements(conn, _BUDGET_OVERRIDES_V5)),
     Migration(6, "every row belongs to a daemon; the lease's fencing token",
               lambda conn: _run_statements(conn, _EVERY_ROW_A_DAEMON_V6)),
+    Migration(7, "the fleet registry (PostgreSQL only: nothing to do in a SQLite file)", lambda conn: None),
 ]
 
 #: The schema version this code writes.

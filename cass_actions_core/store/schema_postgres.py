@@ -98,6 +98,19 @@ _SCHEMA_V6: tuple[str, ...] = (
 )
 
 
+#: Version 7, the fleet (``cass-actions daemons`` and ``worker``): each registered daemon's checked config
+#: (a JSON document) and workspace root, the workers with their heartbeats, and fleet-wide settings (the
+#: rehearsal clock that every worker shares).
+_FLEET_V7: tuple[str, ...] = (
+    "ALTER TABLE daemons ADD COLUMN config text",
+    "ALTER TABLE daemons ADD COLUMN workspace text",
+    "ALTER TABLE daemons ADD COLUMN registered_at text",
+    """CREATE TABLE workers (id text PRIMARY KEY, hostname text NOT NULL, pid integer NOT NULL,
+        started_at text NOT NULL, beat_at text NOT NULL)""",
+    "CREATE TABLE fleet_state (key text PRIMARY KEY, value text NOT NULL)",
+)
+
+
 def _nothing(conn: Any) -> None:
     """SQLite history: the PostgreSQL schema starts at version 6."""
 
@@ -107,6 +120,8 @@ def _nothing(conn: Any) -> None:
 PG_MIGRATIONS: list[Migration] = [
     *(Migration(n, "SQLite history (nothing to do on PostgreSQL)", _nothing) for n in range(1, 6)),
     Migration(6, "every row belongs to a daemon: the whole schema", lambda conn: _run_statements(conn, _SCHEMA_V6)),
+    Migration(7, "the fleet registry: daemons' config and workspace, workers, fleet state",
+              lambda conn: _run_statements(conn, _FLEET_V7)),
 ]
 assert len(PG_MIGRATIONS) == SCHEMA_VERSION, "a migration was added to one backend only"
 
@@ -133,6 +148,7 @@ def migrate_postgres(store: StoreBase) -> None:
             migration.apply(store._conn)
             store._x("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key)"
                      " DO UPDATE SET value = excluded.value", (str(migration.version),))
-        store._x("INSERT INTO daemons (daemon_id, created_at, created_by) VALUES (?, ?, ?)"
-                 " ON CONFLICT (daemon_id) DO NOTHING",
-                 (store.daemon_id, datetime.now(timezone.utc).isoformat(), f"cass-actions {__version__}"))
+        if store.daemon_id:  # the fleet registry opens the database without a daemon of its own
+            store._x("INSERT INTO daemons (daemon_id, created_at, created_by) VALUES (?, ?, ?)"
+                     " ON CONFLICT (daemon_id) DO NOTHING",
+                     (store.daemon_id, datetime.now(timezone.utc).isoformat(), f"cass-actions {__version__}"))

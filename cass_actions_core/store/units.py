@@ -277,6 +277,22 @@ class UnitsMixin(StoreBase):
             self._record_transition(unit_id, now_s, unit.status, to_status, reason)
         return replace(unit, **values)
 
+    def claim_unit(self, unit_id: str, now: datetime) -> UnitRow:
+        """Move a ``queued`` unit to ``running`` for the caller, who is about to run it.
+
+        On PostgreSQL the unit's row is first taken with ``SELECT … FOR UPDATE SKIP LOCKED`` in the
+        same write transaction that moves it, so two workers can never both start one unit (not even
+        while a daemon's lease changes hands); the loser gets :class:`ValueError`, as it does for a
+        unit that is no longer queued (cancelled, claimed and moved on) on either backend.
+        """
+        lock = " FOR UPDATE SKIP LOCKED" if self._d.name == "postgres" else ""
+        with self.transaction(immediate=True):
+            row = self._one(f"SELECT id FROM units WHERE daemon_id = ? AND id = ? AND status = 'queued'{lock}",
+                            (self.daemon_id, unit_id))
+            if row is None:
+                raise ValueError(f"unit {unit_id} is not queued (another worker claimed it, or it was moved)")
+            return self.set_unit_status(unit_id, "running", reason=None, now=now)
+
     def _record_transition(
         self, unit_id: str, at: str, from_status: str | None, to_status: str, reason: str | None
     ) -> None:
