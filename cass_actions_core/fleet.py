@@ -63,6 +63,11 @@ def daemon_config(entry: DaemonEntry, url: str) -> Config:
     return replace(config, daemon_id=entry.daemon_id, workspace=entry.workspace, store=StoreSettings(url=url))
 
 
+#: How long a new worker waits, after its first heartbeat, before it takes daemons: long enough for
+#: workers started together to see each other and share the daemons out, short enough that a first
+#: `worker` gets going at once (a whole round is a third of the lease time: 30 s by default).
+STARTUP_WAIT_SECONDS = 2.0
+
 class Worker:
     """One worker process's daemons: balancing their leases, running each one's :class:`Runtime`.
 
@@ -109,7 +114,7 @@ class Worker:
             # Beat, then wait one round before taking anything: workers started together see each other
             # and share the daemons out from the first round, instead of the first one taking them all.
             self._registry.beat(self.id, os.getpid(), datetime.now(UTC))
-            await self._pause(stop)
+            await self._pause(stop, STARTUP_WAIT_SECONDS)
             while not stop.is_set():
                 await self.balance()
                 await self._pause(stop)
@@ -122,11 +127,13 @@ class Worker:
             finally:
                 self._registry.close()
 
-    async def _pause(self, stop: asyncio.Event) -> None:
-        """Wait a balancing round (a third of the heartbeat's lifetime), or less if woken or stopped."""
+    async def _pause(self, stop: asyncio.Event, at_most: float | None = None) -> None:
+        """Wait a balancing round (a third of the heartbeat's lifetime, or ``at_most`` seconds if less), or
+        less if woken or stopped."""
         self._wake.clear()
         waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())}
-        _done, pending = await asyncio.wait(waiters, timeout=max(0.2, self.ttl.total_seconds() / 3),
+        seconds = max(0.2, self.ttl.total_seconds() / 3)
+        _done, pending = await asyncio.wait(waiters, timeout=min(seconds, at_most) if at_most is not None else seconds,
                                             return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()

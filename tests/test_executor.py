@@ -81,7 +81,7 @@ def test_a_temporary_failure_requeues_the_unit_and_the_next_attempt_completes_it
     wait = runs[1].started_at - runs[0].finished_at
     assert wait >= (timedelta(minutes=2) if kind == "rate_limit" else RETRY_BASE)
     queued = [t for t in runtime.store.transitions(unit.id) if t.to_status == "queued" and "attempt 2" in (t.reason or "")]
-    assert queued and f"attempt 1 of 3 failed" in queued[0].reason
+    assert queued and "attempt 1 of 3 failed" in queued[0].reason
     # history and the ledger agree, every attempt counted
     summary = runtime.store.get_summary(unit.id).data
     assert summary["actions"][0]["attempts"] == 2

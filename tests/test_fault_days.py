@@ -12,7 +12,6 @@ import asyncio
 import random
 from collections import defaultdict
 from datetime import date, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest

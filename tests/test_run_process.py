@@ -285,7 +285,7 @@ def test_sigterm_during_a_long_step_is_honoured_within_two_seconds_and_the_step_
         assert [r.status for r in s.action_runs_for_unit(unit.id)] == ["completed", "failed"]
         assert store_lease(data_dir) is None
     second = restart(crashy_site, data_dir)
-    done = wait_for(lambda: (u := unit_of(data_dir, "safe_course")) and u.status == "completed" and u, what="completion")
+    wait_for(lambda: (u := unit_of(data_dir, "safe_course")) and u.status == "completed" and u, what="completion")
     code, err = stop(second)
     assert code == 0, err
     assert (pack_dir / "first.log").read_text() == "ran\n"  # the finished step did not run again

@@ -12,7 +12,6 @@ import importlib
 import socket
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
