@@ -30,6 +30,21 @@ if TYPE_CHECKING:
     from cass_actions_core.runtime import Runtime
 
 SIM_MARKER = ".cass-actions-simulation"
+
+
+def rehearsal_config(config: Any) -> Any:
+    """The configuration a rehearsal (``simulate``, ``run --speed``) runs with: its store is always the
+    data folder's SQLite file, whatever ``store.url`` says, so simulated days never move a real daemon's
+    calendar, plans or money in a shared database."""
+    from dataclasses import replace
+
+    return config if config.store.url is None else replace(config, store=replace(config.store, url=None))
+
+
+def _say_rehearsal_store(config: Any, data_dir: Path) -> None:
+    if config.store.url is not None:
+        click.echo(f"note: a rehearsal keeps its own store in {data_dir / STORE_NAME}; store.url (a shared database) "
+                   "is not used by simulate or run --speed.", err=True)
 STATUSES = ["planned", "queued", "running", "completed", "failed", "budget_blocked", "awaiting_approval",
             "expired", "cancelled", "abandoned"]
 
@@ -57,7 +72,10 @@ def open_runtime(state: CLIState, *, strict: bool = False, check: bool = False, 
         with open_store(state.data_dir / STORE_NAME, config.daemon_id) as store:
             kwargs["clock"] = daemon_clock(state, config, store)
 
-    runtime = Runtime(state.config(), data_dir=state.data_dir, strict=strict, check=check or strict, **kwargs)
+    config = state.config()
+    if (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
+        config = rehearsal_config(config)  # a rehearsal's folder: its own store, as simulate and run --speed use
+    runtime = Runtime(config, data_dir=state.data_dir, strict=strict, check=check or strict, **kwargs)
     try:
         yield runtime
     finally:
@@ -212,6 +230,9 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
 
     data_dir = state.data_dir
     config = state.config()
+    if not as_json:
+        _say_rehearsal_store(config, data_dir)
+    config = rehearsal_config(config)
     require_llm_ready(state, provider)
     store_file = data_dir / "cass-actions.sqlite"
     if fresh and data_dir.exists():
@@ -325,6 +346,10 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
     config = state.config()
     if start_text and speed is None:
         raise click.UsageError("--start needs --speed (a rehearsal); a real daemon runs on today's clock")
+    if speed is not None or _rehearsing(state):
+        if not worker:
+            _say_rehearsal_store(config, state.data_dir)
+        config = rehearsal_config(config)
     if not worker:
         if speed is not None:
             _rehearsal_clock(state, config, speed, start_text)  # refuse early, in one line, before any worker

@@ -67,6 +67,22 @@ def test_simulate_json_output_and_fresh_refuses_foreign_store(sim_site: Path, tm
     assert (real / "cass-actions.sqlite").exists()
 
 
+def test_a_rehearsal_keeps_its_own_store_whatever_store_url_names(sim_site: Path, tmp_path: Path):
+    # A shared database (here one that cannot even be reached) is never written by simulated days.
+    shared = {**ENV, "CASS_ACTIONS_STORE_URL": "postgresql://nobody:secret@127.0.0.1:1/fleet"}
+    data = tmp_path / "sim"
+    out = run_cli("simulate", "--start", "2026-11-26", "--data-dir", str(data), site=sim_site, env=shared)
+    assert out.returncode == 0, out.stderr
+    assert f"a rehearsal keeps its own store in {data / 'cass-actions.sqlite'}" in out.stderr
+    assert (data / "cass-actions.sqlite").exists()
+    # queries in the rehearsal's folder read its store too
+    queue = run_cli("queue", "--json", "--data-dir", str(data), site=sim_site, env=shared)
+    assert queue.returncode == 0 and len(json.loads(queue.stdout)) >= 4, queue.stderr
+    # outside a rehearsal the shared database is what store.url names (unreachable here: one paragraph)
+    real = run_cli("status", "--data-dir", str(tmp_path / "real"), site=sim_site, env=shared)
+    assert real.returncode == 1 and "postgresql://nobody:***@127.0.0.1:1/fleet" in real.stderr, real.stderr
+
+
 def test_query_and_control_commands(sim_site: Path, tmp_path: Path):
     data = tmp_path / "d"
     common = ["--data-dir", str(data)]
