@@ -140,6 +140,11 @@ class LedgerGate:
             self.store.set_state(spend_key(self.reservation.id), total_usd)
         self.kept = True
 
+    def atomic(self) -> Any:
+        """One store transaction around a call's bookkeeping (see :class:`~cass_actions_core.llm.base.SpendGate`),
+        synced to the disk when the provider bills real money, as :meth:`hold` is."""
+        return self.store.transaction(durable=self.durable)
+
     def headroom(self) -> float:
         """The most the action's total could be granted now: its reservation plus what its category may still get."""
         current = self.ledger.reservation(self.reservation.id)
@@ -683,7 +688,7 @@ class Executor:
             self.bus.emit("work_unit.abandoned", {"reason": why}, unit_id=unit.id)
 
     def _finish(self, unit: UnitRow, status: str, reason: str | None, ran: int, **fields: Any) -> UnitOutcome:
-        unit = self.store.set_unit_status(unit.id, status, reason=reason, now=self.clock.now(), **fields)
+        unit = self.store.set_unit_status(unit.id, status, reason=reason, now=self.clock.now(), current=unit, **fields)
         return self._finish_written(unit, ran)
 
     def _finish_written(self, unit: UnitRow, ran: int) -> UnitOutcome:

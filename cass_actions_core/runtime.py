@@ -453,27 +453,24 @@ class Runtime:
         started, or that a human answered, stay.
         """
         now = self.clock.now()
-        # units a person queued or placed by hand (trigger, run-action, plan_add) stay
-        removed = self.store.delete_units_for_plan(day, keep_sources=MANUAL_SOURCES)
-        self._apply_limits(plan)
-        self.store.save_plan(day, plan.source, plan.reason, plan.intention, plan.to_dict(), now)
-        count = 0
-        for phase, items in plan.phases.items():
-            for position, item in enumerate(items):
-                self._insert_unit(day, phase, item.template, focus=item.focus, motivation=item.motivation,
-                                  params=item.params, position=position, source=plan.source, skip=item.skip_steps,
-                                  model=item.model, choices=list(item.choices), estimate=item.estimated_cost_usd,
-                                  wait_for_window=True)
-                count += 1
-        self.bus.emit("day.planned", {"date": day.isoformat(), "source": plan.source, "reason": plan.reason,
-                                      "units": count, "replaced": len(removed), "dropped": plan.dropped,
-                                      "decisions": plan.decisions, "intention": plan.intention,
-                                      "cost_usd": plan.cost_usd, "provider": plan.provider, "model": plan.model})
+        with self.store.transaction():  # the plan and its units land whole or not at all, in one commit
+            # units a person queued or placed by hand (trigger, run-action, plan_add) stay
+            removed = self.store.delete_units_for_plan(day, keep_sources=MANUAL_SOURCES)
+            self._apply_limits(plan)
+            self.store.save_plan(day, plan.source, plan.reason, plan.intention, plan.to_dict(), now)
+            count = 0
+            for phase, items in plan.phases.items():
+                for position, item in enumerate(items):
+                    self._insert_unit(day, phase, item.template, focus=item.focus, motivation=item.motivation,
+                                      params=item.params, position=position, source=plan.source, skip=item.skip_steps,
+                                      model=item.model, choices=list(item.choices), estimate=item.estimated_cost_usd,
+                                      wait_for_window=True)
+                    count += 1
+            self.bus.emit("day.planned", {"date": day.isoformat(), "source": plan.source, "reason": plan.reason,
+                                          "units": count, "replaced": len(removed), "dropped": plan.dropped,
+                                          "decisions": plan.decisions, "intention": plan.intention,
+                                          "cost_usd": plan.cost_usd, "provider": plan.provider, "model": plan.model})
         return plan
-
-    def _last_start(self, template_id: str) -> datetime | None:
-        started = [u.started_at for u in self.store.list_units(template_id=template_id) if u.started_at is not None]
-        return max(started, key=to_utc) if started else None
 
     def _apply_limits(self, plan: DayPlan) -> None:
         """Drop plan items that break their template's ``cooldown`` or ``max_per_day``, with reasons."""
@@ -487,7 +484,7 @@ class Runtime:
             begins = to_utc(self.phases.instance(plan.day, phase).start)
             for item in items:
                 template = self.catalogue.template(item.template).template
-                last = self._last_start(template.id)
+                last = self.store.last_started(template.id)
                 if counts.get(template.id, 0) >= template.max_per_day:
                     plan.dropped.append(f"{template.id}: already {template.max_per_day} unit(s) on {plan.day} (max_per_day)")
                     continue
@@ -649,17 +646,20 @@ class Runtime:
             await self.plan_day(instance.day, from_phase=instance.phase.value)
         late = to_utc(now) - to_utc(instance.end)
         missed = not current
-        units = self.store.list_units(local_date=instance.day, phase=instance.phase.value, statuses=["planned"])
-        for unit in units:
-            if missed and (self.config.scheduler.catch_up == "expire" or late > self._catch_up_window()):
-                reason = (f"its {instance.phase.value} phase ({instance.start:%H:%M}–{instance.end:%H:%M}) passed while the "
-                          f"scheduler was not running" + (" (catch-up policy: expire)" if self.config.scheduler.catch_up == "expire"
-                                                          else f" and the {self.config.scheduler.catch_up_window_minutes}-minute catch-up window is over"))
-                self._expire(unit, reason)
-                continue
-            reason = "phase began" if not missed else f"running late: its {instance.phase.value} phase passed while the scheduler was down"
-            self.store.set_unit_status(unit.id, "queued", reason=reason, now=now)
-            self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "phase": unit.phase, "late": missed}, unit_id=unit.id)
+        with self.store.transaction():  # the phase's units move together: one commit, not one per unit
+            units = self.store.list_units(local_date=instance.day, phase=instance.phase.value, statuses=["planned"])
+            for unit in units:
+                if missed and (self.config.scheduler.catch_up == "expire" or late > self._catch_up_window()):
+                    reason = (f"its {instance.phase.value} phase ({instance.start:%H:%M}–{instance.end:%H:%M}) passed while "
+                              "the scheduler was not running" + (
+                                  " (catch-up policy: expire)" if self.config.scheduler.catch_up == "expire"
+                                  else f" and the {self.config.scheduler.catch_up_window_minutes}-minute catch-up window is over"))
+                    self._expire(unit, reason)
+                    continue
+                reason = "phase began" if not missed else f"running late: its {instance.phase.value} phase passed while the scheduler was down"
+                self.store.set_unit_status(unit.id, "queued", reason=reason, now=now)
+                self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "phase": unit.phase, "late": missed},
+                              unit_id=unit.id)
 
     def _expire(self, unit: UnitRow, reason: str) -> None:
         unit = self.store.set_unit_status(unit.id, "expired", reason=reason, now=self.clock.now())

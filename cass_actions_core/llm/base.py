@@ -217,6 +217,10 @@ class SpendGate(Protocol):
         lowers a call's max_tokens to fit it rather than refuse the call outright."""
         ...
 
+    # Optional too: ``atomic() -> ContextManager``. The meter groups each call's bookkeeping in it
+    # (headroom, request and hold before the call; the transcript, record and hold after it), so a
+    # gate over a database commits once per group instead of once per write.
+
 
 class TranscriptSink(Protocol):
     """The transcript seam: the scheduler implements it with its SQLite store."""

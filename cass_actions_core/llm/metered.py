@@ -38,6 +38,7 @@ import asyncio
 import json
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -93,8 +94,22 @@ def _now() -> datetime:
 
 
 def _json_ready(record: dict[str, Any]) -> dict[str, Any]:
-    # Message content may hold objects a store cannot serialise; str() them once here.
-    return json.loads(json.dumps(record, default=str))
+    # Message content may hold objects a store cannot serialise; str() them once here. Nearly every
+    # record is plain JSON already: one encoding proves it, without decoding a copy.
+    try:
+        json.dumps(record, allow_nan=False)
+        return record
+    except (TypeError, ValueError):
+        return json.loads(json.dumps(record, default=str))
+
+
+def _asks_cache(value: Any) -> bool:
+    """Whether a ``cache_control`` key appears anywhere in system blocks or messages (a walk, not an encoding)."""
+    if isinstance(value, dict):
+        return "cache_control" in value or any(_asks_cache(v) for v in value.values() if isinstance(v, (dict, list, tuple)))
+    if isinstance(value, (list, tuple)):
+        return any(_asks_cache(v) for v in value if isinstance(v, (dict, list, tuple)))
+    return False
 
 
 class MeteredLLM:
@@ -223,7 +238,7 @@ class MeteredLLM:
             tokens += conservative_tokens(json.dumps(output_schema(output_model)))
         price = self.prices.price_for(request.model, tokens)
         input_rate = price.input
-        wants_cache = "cache_control" in json.dumps([request.system, request.messages], default=str)
+        wants_cache = _asks_cache(request.system) or _asks_cache(request.messages)
         if wants_cache:
             # A cache write costs more than plain input; assume the dearest write.
             input_rate = max(price.input, price.cache_write_5m or 0.0, price.cache_write_1h or 0.0)
@@ -321,16 +336,24 @@ class MeteredLLM:
         output_model: type[BaseModel] | None,
         invoke: Callable[[LLMRequest], Awaitable[_R]],
     ) -> _R:
-        estimate = self._estimate(request, output_model)
-        request, estimate = self._fit_output(request, output_model, estimate)
-        self._admit(request, estimate)
-        # Count and reserve before awaiting, so concurrent calls see each other.
-        self._calls += 1
-        self._reserved += estimate
         hold = getattr(self.gate, "hold", None) if self.gate is not None else None
-        if callable(hold):
-            # If the process dies with this call out, it was billed all the same: settle at the worst case.
-            hold(_usd(_charge(self._spent + self._reserved)))
+        refused: LLMError | None = None
+        with self._atomic():  # the admission's reads and writes: one store transaction
+            estimate = self._estimate(request, output_model)
+            request, estimate = self._fit_output(request, output_model, estimate)
+            try:
+                self._admit(request, estimate)
+            except LLMError as exc:  # its transcript is written: keep it, raise after the commit
+                refused = exc
+            else:
+                # Count and reserve before awaiting, so concurrent calls see each other.
+                self._calls += 1
+                self._reserved += estimate
+                if callable(hold):
+                    # If the process dies with this call out, it was billed all the same: settle at the worst case.
+                    hold(_usd(_charge(self._spent + self._reserved)))
+        if refused is not None:
+            raise refused
         started, t0 = self._clock(), time.perf_counter()
         response: LLMResponse | None = None
         error: BaseException | None = None
@@ -361,17 +384,23 @@ class MeteredLLM:
             elif cancelled or maybe_billed:
                 self._spent += _charge(estimate)
             elapsed_ms = (time.perf_counter() - t0) * 1000
-            self._save(request, response, error, estimate, started, self._clock(), elapsed_ms,
-                       output_model=output_model, cancelled=cancelled, charged_estimate=maybe_billed)
-            if self.gate is not None:
-                try:
-                    self.gate.record(self.spent_usd)
-                    if callable(hold) and self._reserved > 0:  # other calls of this action are still out
-                        hold(_usd(_charge(self._spent + self._reserved)))
-                except Exception:
-                    if error is None:
-                        raise
-                    log.exception("action %s: spend gate failed to record %.6f USD", self.action_id, self.spent_usd)
+            try:
+                with self._atomic():  # the transcript and the running spend: one store transaction
+                    self._save(request, response, error, estimate, started, self._clock(), elapsed_ms,
+                               output_model=output_model, cancelled=cancelled, charged_estimate=maybe_billed)
+                    if self.gate is not None:
+                        self.gate.record(self.spent_usd)
+                        if callable(hold) and self._reserved > 0:  # other calls of this action are still out
+                            hold(_usd(_charge(self._spent + self._reserved)))
+            except Exception:
+                if error is None:
+                    raise
+                log.exception("action %s: spend gate failed to record %.6f USD", self.action_id, self.spent_usd)
+
+    def _atomic(self) -> AbstractContextManager[Any]:
+        """The gate's ``atomic()`` block, if it has one: a call's bookkeeping commits once, not once per write."""
+        atomic = getattr(self.gate, "atomic", None) if self.gate is not None else None
+        return atomic() if callable(atomic) else nullcontext()
 
     def _save(
         self,

@@ -22,6 +22,7 @@ with its reason rather than throwing the whole reply away (:func:`parse_reply`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from cass_actions_core.llm.base import conservative_tokens
+from cass_actions_core.llm.base import conservative_tokens, output_schema
 from cass_actions_core.planning.fit import Candidate, usd
 
 #: The most tokens a planning prompt may have, system prompt and output schema included.
@@ -135,7 +136,16 @@ class LooseReply(BaseModel):
 
 
 def reply_model(template_ids: Sequence[str], phases: Sequence[str]) -> type[BaseModel]:
-    """The reply schema for one call: ids limited to ``template_ids``, phases to ``phases``."""
+    """The reply schema for one call: ids limited to ``template_ids``, phases to ``phases``.
+
+    The same ids and phases give the same class (most days have the same candidates), so its JSON
+    schema is built once (:func:`~cass_actions_core.llm.base.output_schema`) and classes do not pile up
+    in a daemon that runs for months."""
+    return _reply_model(tuple(template_ids), tuple(phases))
+
+
+@functools.lru_cache(maxsize=32)
+def _reply_model(template_ids: tuple[str, ...], phases: tuple[str, ...]) -> type[BaseModel]:
     TemplateId = Literal[tuple(template_ids)]  # type: ignore[valid-type]
     Phase = Literal[tuple(phases)]  # type: ignore[valid-type]
     item = create_model("PlannedUnit", __config__=ConfigDict(extra="forbid"),
@@ -163,11 +173,11 @@ def parse_reply(text: str) -> LooseReply:
 def prompt_tokens(system: Sequence[Mapping[str, Any]], message: str, model: type[BaseModel]) -> int:
     """The prompt's size as the meter counts it: system, message and output schema, bytes / 3."""
     text = "\n\n".join([*(str(b.get("text", "")) for b in system), message])
-    return conservative_tokens(text) + conservative_tokens(json.dumps(model.model_json_schema()))
+    return conservative_tokens(text) + conservative_tokens(json.dumps(output_schema(model)))
 
 
 def prompt_hash(system: Sequence[Mapping[str, Any]], message: str, model: type[BaseModel]) -> str:
     """SHA-256 of exactly what is sent: system blocks, message and output schema."""
-    payload = json.dumps({"system": list(system), "message": message, "schema": model.model_json_schema()},
+    payload = json.dumps({"system": list(system), "message": message, "schema": output_schema(model)},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()

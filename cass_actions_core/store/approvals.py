@@ -34,14 +34,12 @@ class ApprovalsMixin(StoreBase):
             )
             if existing is not None:
                 return self._map(_approval, existing)
-            # Checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
-            if self._one("SELECT 1 FROM units WHERE daemon_id = ? AND id = ?", (self.daemon_id, unit_id)) is None:
-                raise NotFoundError(f"cannot request approval: no work unit with id {unit_id!r}.")
-            row = self._x(
+            row = self._insert_for_unit(
                 "INSERT INTO approvals (id, daemon_id, unit_id, step_index, action_id, status, reason, requested_at,"
                 " expires_at, resolved_at, resolved_by, note) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL, NULL, NULL)"
                 " RETURNING *",
-                (_new_id(), self.daemon_id, unit_id, int(step_index), action_id, reason, now_s, expires_s),
+                (_new_id(), self.daemon_id, unit_id, int(step_index), action_id, reason, now_s, expires_s), unit_id,
+                f"cannot request approval: no work unit with id {unit_id!r}.",
             ).fetchone()
         assert row is not None
         return self._map(_approval, row)
@@ -113,10 +111,12 @@ class ApprovalsMixin(StoreBase):
     def expire_approvals(self, now: datetime) -> list[ApprovalRow]:
         """Mark pending approvals whose ``expires_at <= now`` as expired; returns them."""
         now_s = _ts(now, "now")
+        sql = "SELECT * FROM approvals WHERE daemon_id = ? AND status = 'pending'"
+        # Compare as datetimes in Python: exact, whatever offsets the rows carry.
+        if not self.in_transaction and not any(a.expires_at <= now for a in map(_approval, self._all(sql, (self.daemon_id,)))):
+            return []  # nothing due (every tick, nearly always): no write transaction, no commit
         with self.transaction(immediate=True):
-            # Compare as datetimes in Python: exact, whatever offsets the rows carry.
-            due = [a for a in map(_approval, self._all("SELECT * FROM approvals WHERE daemon_id = ? AND status = 'pending'",
-                                                    (self.daemon_id,))) if a.expires_at <= now]
+            due = [a for a in map(_approval, self._all(sql, (self.daemon_id,))) if a.expires_at <= now]
             self._db.executemany(
                 "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = 'expiry' WHERE daemon_id = ? AND id = ?",
                 [(now_s, self.daemon_id, a.id) for a in due],

@@ -5,11 +5,12 @@ the :mod:`cass_actions_core.store` docstring."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cass_actions_core.store.errors import LeaseLostError, StoreError, StoreUnavailable
+from cass_actions_core.store.errors import LeaseLostError, NotFoundError, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from cass_actions_core.store.adapters import PostgresDB, SQLiteDB
@@ -109,6 +110,24 @@ class StoreBase:
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement written with ``?`` placeholders; returns its cursor."""
+        return self._db.execute(sql, params)
+
+    def _insert_for_unit(self, sql: str, params: Sequence[Any], unit_id: str, missing: str) -> Any:
+        """Run an INSERT of a row that belongs to work unit ``unit_id``; :class:`NotFoundError` with ``missing``
+        when there is no such unit. Returns the cursor.
+
+        SQLite's foreign key finds a missing unit as the row goes in, at no extra cost (a failed statement
+        leaves a SQLite transaction usable); a failed statement would abort a PostgreSQL transaction, so
+        there the unit is looked up first."""
+        if self._d.name == "sqlite":
+            try:
+                return self._db.execute(sql, params)
+            except sqlite3.IntegrityError as exc:
+                if "FOREIGN KEY" in str(exc):
+                    raise NotFoundError(missing) from None
+                raise
+        if self._one("SELECT 1 FROM units WHERE daemon_id = ? AND id = ?", (self.daemon_id, unit_id)) is None:
+            raise NotFoundError(missing)
         return self._db.execute(sql, params)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:

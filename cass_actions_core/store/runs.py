@@ -3,7 +3,6 @@ learns from past runs (costs, durations, template activity)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -28,14 +27,12 @@ class ActionRunsMixin(StoreBase):
             raise ValueError("an action run needs a non-empty idempotency key")
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
-            # Checked first rather than caught: a failed statement would abort a PostgreSQL transaction.
-            if self._one("SELECT 1 FROM units WHERE daemon_id = ? AND id = ?", (self.daemon_id, unit_id)) is None:
-                raise NotFoundError(f"cannot record action run {key!r}: no work unit with id {unit_id!r}.")
-            cursor = self._x(
+            cursor = self._insert_for_unit(
                 "INSERT INTO action_runs (key, daemon_id, unit_id, step_index, action_id, status, started_at, finished_at,"
                 " cost_usd, result, error) VALUES (?, ?, ?, ?, ?, 'started', ?, NULL, 0, NULL, NULL)"
                 " ON CONFLICT (key) DO NOTHING",
-                (key, self.daemon_id, unit_id, int(step_index), action_id, now_s),
+                (key, self.daemon_id, unit_id, int(step_index), action_id, now_s), unit_id,
+                f"cannot record action run {key!r}: no work unit with id {unit_id!r}.",
             )
             if cursor.rowcount == 1:  # new: the row is what was just written
                 return ActionRunRow(key=key, unit_id=unit_id, step_index=int(step_index), action_id=action_id,
@@ -64,20 +61,23 @@ class ActionRunsMixin(StoreBase):
         cost = _money(cost_usd, "cost_usd")
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
-            run = self.get_action_run(key)
-            if run is None:
-                raise NotFoundError(f"no action run with key {key!r} in {self.path}.")
-            if run.status != "started":
+            # Only a started run is finished: the statement says so itself, and only a refusal reads the row.
+            row = self._one(
+                "UPDATE action_runs SET status = ?, finished_at = ?, cost_usd = ?, result = ?, error = ?"
+                " WHERE daemon_id = ? AND key = ? AND status = 'started'"
+                " RETURNING key, unit_id, step_index, action_id, started_at",
+                (status, now_s, cost, None if result is None else _json(result), error, self.daemon_id, key),
+            )
+            if row is None:
+                run = self.get_action_run(key)
+                if run is None:
+                    raise NotFoundError(f"no action run with key {key!r} in {self.path}.")
                 raise StoreError(
                     f"action run {key!r} already finished as {run.status!r} at "
                     f"{run.finished_at.isoformat() if run.finished_at else '?'}; its outcome is not rewritten."
                 )
-            self._x(
-                "UPDATE action_runs SET status = ?, finished_at = ?, cost_usd = ?, result = ?, error = ?"
-                " WHERE daemon_id = ? AND key = ?",
-                (status, now_s, cost, None if result is None else _json(result), error, self.daemon_id, key),
-            )
-        return replace(run, status=status, finished_at=_dt(now_s), cost_usd=cost, result=result, error=error)
+        return ActionRunRow(key=row[0], unit_id=row[1], step_index=int(row[2]), action_id=row[3], status=status,
+                            started_at=_dt(row[4]), finished_at=_dt(now_s), cost_usd=cost, result=result, error=error)
 
     def withdraw_action_run(self, key: str) -> None:
         """Forget a started run that spent nothing, so its step runs again later (a step that

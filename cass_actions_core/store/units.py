@@ -181,6 +181,13 @@ class UnitsMixin(StoreBase):
         sql += f" ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position, {self._d.ts('created_at')}, {self._d.tiebreak}"
         return [self._map(_unit, row) for row in self._all(sql, params)]
 
+    def last_started(self, template_id: str) -> datetime | None:
+        """When a unit of ``template_id`` last started (None: never): one column read, not every unit's row."""
+        rows = self._all("SELECT started_at FROM units WHERE daemon_id = ? AND template_id = ? AND started_at IS NOT NULL",
+                         (self.daemon_id, template_id))
+        # Compared as datetimes, not as text: rows may carry different UTC offsets.
+        return max((_dt(row[0]) for row in rows), key=lambda t: t.timestamp(), default=None)
+
     def queued_briefs(self) -> list[QueuedBrief]:
         """Queued units in run order, as the few columns the scheduler looks at on every tick.
 
@@ -229,7 +236,8 @@ class UnitsMixin(StoreBase):
         return removed
 
     def set_unit_status(
-        self, unit_id: str, to_status: str, *, reason: str | None, now: datetime, **fields: Any
+        self, unit_id: str, to_status: str, *, reason: str | None, now: datetime, current: UnitRow | None = None,
+        **fields: Any,
     ) -> UnitRow:
         """Move a unit to ``to_status`` and record the transition, atomically.
 
@@ -238,6 +246,11 @@ class UnitsMixin(StoreBase):
         ``finished_at``, ``not_before`` (aware datetimes or None), ``next_step`` and
         ``data``. Starting to run stamps ``started_at`` (first time only) and reaching a
         terminal status stamps ``finished_at``, unless given.
+
+        ``current``: the unit as the caller last wrote it (the scheduler, which alone writes
+        a unit it runs), which saves reading it again. The update still applies only while
+        the row's status is ``current.status``; if another writer moved it meanwhile, the
+        row is read again and the move checked against what it is now.
         """
         if to_status not in UNIT_STATUSES:
             raise ValueError(f"unknown unit status {to_status!r}")
@@ -248,6 +261,10 @@ class UnitsMixin(StoreBase):
             raise ValueError(f"moving unit {unit_id} to {to_status!r} needs a reason a user can read")
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
+            if current is not None and current.id == unit_id and to_status in ALLOWED_TRANSITIONS[current.status]:
+                moved = self._move(current, to_status, reason, now_s, fields)
+                if moved is not None:
+                    return moved
             unit = self._require_unit(unit_id)
             if to_status not in ALLOWED_TRANSITIONS[unit.status]:
                 allowed = ", ".join(sorted(ALLOWED_TRANSITIONS[unit.status])) or "none: it is terminal"
@@ -255,43 +272,59 @@ class UnitsMixin(StoreBase):
                     f"unit {unit_id} ({unit.template_id}) cannot go from {unit.status!r} to {to_status!r} "
                     f"(allowed: {allowed})"
                 )
-            sets: dict[str, Any] = {"status": to_status, "reason": reason, "updated_at": now_s}
-            # The same changes as row values, so the updated row needs no second read.
-            values: dict[str, Any] = {"status": to_status, "reason": reason, "updated_at": _dt(now_s)}
-            if to_status == "running" and unit.started_at is None and "started_at" not in fields:
-                sets["started_at"], values["started_at"] = now_s, values["updated_at"]
-            if to_status in TERMINAL_STATUSES and "finished_at" not in fields:
-                sets["finished_at"], values["finished_at"] = now_s, values["updated_at"]
-            for name, value in fields.items():
-                if name in ("started_at", "finished_at", "not_before"):
-                    sets[name] = _ts_opt(value, name)
-                    values[name] = _dt_opt(sets[name])
-                elif name == "next_step":
-                    sets[name] = values[name] = self._valid_step(unit, value)
-                elif name == "data":
-                    values[name] = dict(value) if value is not None else {}
-                    sets[name] = _json(values[name])
-            assignments = ", ".join(f"{name} = ?" for name in sets)
-            self._x(f"UPDATE units SET {assignments} WHERE daemon_id = ? AND id = ?",
-                    (*sets.values(), self.daemon_id, unit_id))
-            self._record_transition(unit_id, now_s, unit.status, to_status, reason)
+            moved = self._move(unit, to_status, reason, now_s, fields)
+            assert moved is not None  # read under the write lock: its status is what the update expects
+            return moved
+
+    def _move(self, unit: UnitRow, to_status: str, reason: str | None, now_s: str, fields: dict[str, Any]) -> UnitRow | None:
+        """Write the move of ``unit`` (as read) to ``to_status``, only while its row still has ``unit.status``;
+        the updated row, or None when the row's status is not that any more (inside the caller's transaction)."""
+        sets: dict[str, Any] = {"status": to_status, "reason": reason, "updated_at": now_s}
+        # The same changes as row values, so the updated row needs no second read.
+        values: dict[str, Any] = {"status": to_status, "reason": reason, "updated_at": _dt(now_s)}
+        if to_status == "running" and unit.started_at is None and "started_at" not in fields:
+            sets["started_at"], values["started_at"] = now_s, values["updated_at"]
+        if to_status in TERMINAL_STATUSES and "finished_at" not in fields:
+            sets["finished_at"], values["finished_at"] = now_s, values["updated_at"]
+        for name, value in fields.items():
+            if name in ("started_at", "finished_at", "not_before"):
+                sets[name] = _ts_opt(value, name)
+                values[name] = _dt_opt(sets[name])
+            elif name == "next_step":
+                sets[name] = values[name] = self._valid_step(unit, value)
+            elif name == "data":
+                values[name] = dict(value) if value is not None else {}
+                sets[name] = _json(values[name])
+        assignments = ", ".join(f"{name} = ?" for name in sets)
+        cursor = self._x(f"UPDATE units SET {assignments} WHERE daemon_id = ? AND id = ? AND status = ?",
+                         (*sets.values(), self.daemon_id, unit.id, unit.status))
+        if cursor.rowcount != 1:
+            return None
+        self._record_transition(unit.id, now_s, unit.status, to_status, reason)
         return replace(unit, **values)
 
     def claim_unit(self, unit_id: str, now: datetime) -> UnitRow:
-        """Move a ``queued`` unit to ``running`` for the caller, who is about to run it.
+        """Move a ``queued`` unit to ``running`` for the caller, who is about to run it; returns the row as moved.
 
-        On PostgreSQL the unit's row is first taken with ``SELECT … FOR UPDATE SKIP LOCKED`` in the
-        same write transaction that moves it, so two workers can never both start one unit (not even
-        while a daemon's lease changes hands); the loser gets :class:`ValueError`, as it does for a
-        unit that is no longer queued (cancelled, claimed and moved on) on either backend.
+        One guarded statement (``UPDATE … WHERE status = 'queued' RETURNING *``) moves it, so two
+        workers can never both start one unit (on PostgreSQL the row is first taken with ``SELECT …
+        FOR UPDATE SKIP LOCKED`` in the same transaction, so a worker skips a unit another is taking,
+        even while a daemon's lease changes hands); the loser gets :class:`ValueError`, as it does for
+        a unit that is no longer queued (cancelled, claimed and moved on) on either backend.
         """
-        lock = " FOR UPDATE SKIP LOCKED" if self._d.name == "postgres" else ""
+        now_s = _ts(now, "now")
         with self.transaction(immediate=True):
-            row = self._one(f"SELECT id FROM units WHERE daemon_id = ? AND id = ? AND status = 'queued'{lock}",
-                            (self.daemon_id, unit_id))
+            if self._d.name == "postgres" and self._one(
+                    "SELECT id FROM units WHERE daemon_id = ? AND id = ? AND status = 'queued' FOR UPDATE SKIP LOCKED",
+                    (self.daemon_id, unit_id)) is None:
+                raise ValueError(f"unit {unit_id} is not queued (another worker claimed it, or it was moved)")
+            row = self._one("UPDATE units SET status = 'running', reason = NULL, updated_at = ?,"
+                            " started_at = coalesce(started_at, ?) WHERE daemon_id = ? AND id = ? AND status = 'queued'"
+                            " RETURNING *", (now_s, now_s, self.daemon_id, unit_id))
             if row is None:
                 raise ValueError(f"unit {unit_id} is not queued (another worker claimed it, or it was moved)")
-            return self.set_unit_status(unit_id, "running", reason=None, now=now)
+            self._record_transition(unit_id, now_s, "queued", "running", None)
+            return self._map(_unit, row)
 
     def _record_transition(
         self, unit_id: str, at: str, from_status: str | None, to_status: str, reason: str | None
