@@ -165,3 +165,45 @@ def test_the_hold_before_a_call_is_synced_to_the_disk_only_when_the_provider_bil
     synced_holds = [i for i in holds if any(s == "PRAGMA synchronous = FULL" for s in statements[max(0, i - 4):i])]
     assert bool(synced_holds) is synced
     runtime.close()
+
+
+async def think_twice(ctx: Any) -> dict[str, Any]:
+    from cass_actions_core.llm.errors import LLMError
+
+    first = await ctx.llm.complete("think about the day")
+    try:
+        await ctx.llm.complete("and once more")
+    except LLMError as exc:  # the call cap refuses it before anything is sent
+        return {"summary": f"{first.text[:20]}; then {exc.kind}"}
+    return {"summary": "both calls went out"}
+
+
+def test_each_call_commits_its_bookkeeping_once_before_and_once_after_and_a_refusal_keeps_its_transcript(tmp_path, fake):
+    fake.reply_text("a thought")
+    pack = HandPack([action_def("r.think2", category="reflection", estimated_cost_usd=0.001, max_cost_usd=0.05,
+                                max_llm_calls=1)],
+                    [template_def("think2", ["r.think2"])], handlers={"r.think2": think_twice})
+    cfg = Config.from_dict({"timezone": "UTC", "planner": {"enabled": False},
+                            "llm": {"provider": "anthropic", "base_url": fake.url, "max_retries": 0, "timeout_seconds": 5}})
+    runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=VirtualClock(UTC, START), plugins=[("r", pack)], entry_points=False)
+    runtime.store_plan(START.date(), DayPlan(START.date(), {"morning": [PlanItem("think2")]}, source="file", reason="t"))
+    runtime.acquire_lease()
+    statements: list[str] = []
+    runtime.store._conn.set_trace_callback(statements.append)
+    simulate(runtime, START + timedelta(hours=1))
+    runtime.store._conn.set_trace_callback(None)
+    (unit,) = runtime.store.list_units(statuses=["completed"])
+    (run,) = runtime.store.action_runs_for_unit(unit.id)
+    assert run.result["summary"].endswith("then call_cap")
+    transcripts = [runtime.store.get_transcript(t).data for t in run.result["llm"]["transcript_ids"]]
+    assert [(t["refused"], t["error"]["kind"] if t["error"] else None) for t in transcripts] == [(False, None),
+                                                                                                (True, "call_cap")]
+    # The step's commits: its start, the first call's admission and record, the refusal (its transcript), its end.
+    begin = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO action_runs"))
+    end = next(i for i, s in enumerate(statements) if s.startswith("UPDATE action_runs"))
+    assert statements[begin:end].count("COMMIT") == 4
+    # The money: the call's real cost, settled once; nothing held after the step.
+    entries = [e for e in runtime.store.ledger_entries(budget_day=START.date()) if e.unit_id == unit.id]
+    assert [e.kind for e in entries][-1] == "settle" and entries[-1].amount_usd == run.cost_usd > 0
+    assert runtime.store._conn.execute("SELECT count(*) FROM state WHERE key LIKE 'spend:%'").fetchone()[0] == 0
+    runtime.close()

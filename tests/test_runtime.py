@@ -114,6 +114,21 @@ def by_template(runtime: Runtime) -> dict[str, Any]:
 
 # -- a whole day -----------------------------------------------------------------------
 
+def test_a_plan_that_fails_while_it_is_stored_changes_nothing(tmp_path: Path):
+    runtime = make_runtime(tmp_path)
+    runtime.store_plan(DAY, DayPlan(DAY, {"morning": [PlanItem("tidy")]}, source="file", reason="first"))
+    before = [(u.id, u.template_id, u.status) for u in runtime.units()]
+    # The old plan's units are removed first; the bad item is found after that, inside the same transaction.
+    broken = DayPlan(DAY, {"morning": [PlanItem("reflect_then_tidy"), PlanItem("no_such_template")]}, source="file",
+                     reason="second")
+    with pytest.raises(KeyError, match="no_such_template"):
+        runtime.store_plan(DAY, broken)
+    assert [(u.id, u.template_id, u.status) for u in runtime.units()] == before
+    assert runtime.store.get_plan(DAY).reason == "first"
+    assert [e.data["reason"] for e in runtime.store.list_events(types=["day.planned"])] == ["first"]
+    runtime.close()
+
+
 def test_a_simulated_day_leaves_a_summary_for_every_unit_with_reasons(tmp_path: Path):
     budget = {"budget": {"allocations": only_allocations(**{"reflection": 0.2, "system": 0.05, "creative": 0.01, "wonderland": 0.05,
                                          "memory": 0.05, "research": 0.1, "planning": 0.02})},

@@ -675,6 +675,38 @@ def test_each_transition_is_recorded_with_its_reason_and_times(store: Store) -> 
         store.set_unit_status("missing", "queued", reason=None, now=t[6])
 
 
+def test_a_move_from_a_stale_row_is_checked_against_the_row_as_it_is_now(store: Store) -> None:
+    queued = make_unit(store, status="queued")
+    # Another writer (a CLI cancel) moves the unit after the caller read it.
+    store.set_unit_status(queued.id, "cancelled", reason="cancelled by user", now=NOW)
+    with pytest.raises(ValueError, match="cannot go from 'cancelled' to 'running'"):
+        store.set_unit_status(queued.id, "running", reason=None, now=NOW + timedelta(minutes=1), current=queued)
+    assert store.get_unit(queued.id).status == "cancelled"
+    assert [r.to_status for r in store.transitions(queued.id)] == ["queued", "cancelled"]
+    # A stale row whose move is still allowed from the status the row has now: the move applies to that.
+    other = make_unit(store, status="queued")
+    store.set_unit_status(other.id, "running", reason=None, now=NOW)
+    ended = store.set_unit_status(other.id, "abandoned", reason="stopped", now=NOW, current=other)
+    assert ended.status == "abandoned" and store.get_unit(other.id) == ended
+    assert [(r.from_status, r.to_status) for r in store.transitions(other.id)][-1] == ("running", "abandoned")
+
+
+def test_a_claim_moves_only_a_queued_unit_and_returns_it_as_stored(store: Store) -> None:
+    unit = make_unit(store, status="queued", data={"source": "trigger"})
+    claimed = store.claim_unit(unit.id, NOW + timedelta(minutes=5))
+    assert claimed == store.get_unit(unit.id)
+    assert claimed.status == "running" and claimed.started_at == NOW + timedelta(minutes=5)
+    assert claimed.data == {"source": "trigger"}
+    with pytest.raises(ValueError, match="not queued"):
+        store.claim_unit(unit.id, NOW + timedelta(minutes=6))
+    with pytest.raises(ValueError, match="not queued"):
+        store.claim_unit("missing", NOW)
+    # A unit claimed again after a requeue keeps its first start.
+    store.set_unit_status(unit.id, "queued", reason="requeued", now=NOW + timedelta(minutes=7))
+    assert store.claim_unit(unit.id, NOW + timedelta(minutes=8)).started_at == NOW + timedelta(minutes=5)
+    assert [r.to_status for r in store.transitions(unit.id)] == ["queued", "running", "queued", "running"]
+
+
 def test_next_step_is_bounded_by_the_steps(store: Store) -> None:
     unit = make_unit(store, steps=[{"action": "a.one"}, {"action": "a.two"}])
     assert store.set_next_step(unit.id, 2, NOW).next_step == 2
