@@ -19,7 +19,7 @@ from cass_actions_core.config import Config
 from cass_actions_core.planning import DayPlan, PlanItem
 from cass_actions_core.problems import UnknownItem, UserError, WrongState
 from cass_actions_core.runtime import Runtime
-from cass_actions_core.store import SCHEMA_VERSION, Store
+from cass_actions_core.store import SCHEMA_VERSION, open_store
 from support import HandPack, action_def, only_allocations, template_def
 
 TZ = "Europe/London"
@@ -324,14 +324,14 @@ def test_migration_5_adds_the_budget_overrides_table_to_an_older_file(tmp_path: 
     with monkeypatch.context() as m:
         m.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:4])
         m.setattr(store_module, "SCHEMA_VERSION", 4)
-        with Store.open(path, daemon_id="cass") as old:
+        with open_store(path, daemon_id="cass") as old:
             assert old.schema_version == 4
             # Written as version 4 wrote it (today's methods write today's columns).
             old._conn.execute("INSERT INTO state (key, value) VALUES ('paused_categories', '[\"research\"]')")
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'budget_overrides'").fetchone() is None
     raw.close()
-    with Store.open(path, daemon_id="cass") as upgraded:
+    with open_store(path, daemon_id="cass") as upgraded:
         assert upgraded.schema_version == SCHEMA_VERSION >= 5
         assert upgraded.get_state("paused_categories") == ["research"]  # kept
         upgraded.add_budget_override(category="research", budget_day=None, from_day=DAY, amount_usd=0.7, by="kai",

@@ -18,7 +18,7 @@ from cass_actions_core import events, hookimpl
 from cass_actions_core.clock import VirtualClock
 from cass_actions_core.events import EventBus
 from cass_actions_core.plugins import new_plugin_manager
-from cass_actions_core.store import Store
+from cass_actions_core.store import Store, open_store
 
 START = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
 
@@ -31,7 +31,7 @@ _STUCK_LISTENER_SCRIPT = textwrap.dedent(
     from cass_actions_core.clock import VirtualClock
     from cass_actions_core.events import EventBus
     from cass_actions_core.plugins import new_plugin_manager
-    from cass_actions_core.store import Store
+    from cass_actions_core.store import open_store
 
     events.LISTENER_TIMEOUT = 0.2
 
@@ -42,7 +42,7 @@ _STUCK_LISTENER_SCRIPT = textwrap.dedent(
             time.sleep(30)  # a blocking listener that never finishes in time
 
 
-    store = Store.open(sys.argv[1], daemon_id="cass")
+    store = open_store(sys.argv[1], daemon_id="cass")
     pm = new_plugin_manager()
     pm.register(Stuck(), name="stuck")
     bus = EventBus(store, pm, VirtualClock("UTC", datetime(2026, 11, 3, 9, 0, tzinfo=UTC)))
@@ -94,7 +94,7 @@ class _Recorder:
 
 
 def _bus(tmp_path: Path, plugin: Any) -> tuple[EventBus, Store]:
-    store = Store.open(tmp_path / "s.sqlite", daemon_id="cass")
+    store = open_store(tmp_path / "s.sqlite", daemon_id="cass")
     pm = new_plugin_manager()
     pm.register(plugin, name="recorder")
     return EventBus(store, pm, VirtualClock("UTC", START)), store

@@ -279,7 +279,7 @@ def test_reservations_left_open_by_a_crash_are_found_after_restart(store_locatio
 
 
 def test_F3_recorded_spend_survives_reopening_and_cannot_be_overwritten(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(db_path, daemon_id="cass") as s:
         ledger = BudgetLedger(s, DEFAULT)
         r = granted(ledger.reserve("research", 0.30, budget_day=DAY, now=NOW))
         assert ledger.extend(r, 0.45, NOW)
@@ -298,7 +298,7 @@ def test_F3_recorded_spend_survives_reopening_and_cannot_be_overwritten(db_path:
         raw.rollback()
     finally:
         raw.close()
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(db_path, daemon_id="cass") as s:
         ledger = BudgetLedger(s, DEFAULT)
         assert ledger.spent("research", budget_day=DAY) == pytest.approx(0.42)
         # A later "sync" that tries to record a different figure for the same action changes nothing.
@@ -725,7 +725,7 @@ def test_migration_3_sums_an_existing_ledger_into_the_running_totals(db_path: Pa
 
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
-    with Store.open(db_path, daemon_id="cass"):
+    with open_store(db_path, daemon_id="cass"):
         pass
     monkeypatch.undo()
     conn = sqlite3.connect(db_path)
@@ -735,7 +735,7 @@ def test_migration_3_sums_an_existing_ledger_into_the_running_totals(db_path: Pa
                      " VALUES (?, ?, ?, ?, ?, ?)", [(DAY.isoformat(), *row, NOW.isoformat()) for row in rows])
     conn.commit()
     conn.close()
-    with Store.open(db_path, daemon_id="cass") as store:
+    with open_store(db_path, daemon_id="cass") as store:
         assert store.schema_version == SCHEMA_VERSION
         kept = {c: (t.spent_usd, t.reserved_usd) for c, t in store.ledger_totals(DAY).items()}
         expected = totals_from_rows(store, DAY)

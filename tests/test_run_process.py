@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cass_actions_core.store import Store
+from cass_actions_core.store import Store, open_store
 from support import OFFLINE, action_def, make_dist, template_def
 
 def pack_source(pack: str, body: str, handlers: dict[str, str]) -> str:
@@ -78,7 +78,7 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
 
 
 def store(data_dir: Path) -> Store:
-    return Store.open(data_dir / "cass-actions.sqlite", daemon_id="cass")
+    return open_store(data_dir / "cass-actions.sqlite", daemon_id="cass")
 
 
 def unit_of(data_dir: Path, template: str):

@@ -17,7 +17,7 @@ from cass_actions_core.config import Config
 from cass_actions_core.planning import DayPlan, PlanItem
 from cass_actions_core.problems import CatalogueError, UserError
 from cass_actions_core.runtime import Runtime
-from cass_actions_core.store import Store
+from cass_actions_core.store import open_store
 from support import HandPack, action_def, template_def
 from test_runtime import DAY, TZ, at, by_template, make_runtime
 
@@ -122,7 +122,7 @@ def test_losing_the_lease_stops_the_loop(tmp_path: Path, monkeypatch):
 
     async def go():
         await runtime.start()
-        other = Store.open(runtime.data_dir / "cass-actions.sqlite", daemon_id="cass")
+        other = open_store(runtime.data_dir / "cass-actions.sqlite", daemon_id="cass")
         with other.transaction():
             other._conn.execute("UPDATE lease SET expires_at = ?", (datetime(2000, 1, 1, tzinfo=UTC).isoformat(),))
         other.acquire_lease("someone-else", datetime.now(UTC), timedelta(minutes=5))
@@ -289,7 +289,7 @@ def test_a_process_that_lost_the_lease_mid_step_can_write_nothing(tmp_path: Path
 
     async def stalls_past_its_lease(ctx):
         # As if this process were stuck for longer than the lease: another one takes over meanwhile.
-        other = Store.open(ctx.workspace.parent / "cass-actions.sqlite", daemon_id="cass")
+        other = open_store(ctx.workspace.parent / "cass-actions.sqlite", daemon_id="cass")
         with other.transaction():
             other._conn.execute("UPDATE lease SET expires_at = ?", (datetime(2000, 1, 1, tzinfo=UTC).isoformat(),))
         other.acquire_lease("the-new-daemon", datetime.now(UTC), timedelta(minutes=5))

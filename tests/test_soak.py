@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from cass_actions_core.config import BudgetSettings
-from cass_actions_core.store import Store
+from cass_actions_core.store import open_store
 from cass_actions_core.testing.fake_anthropic import FakeAnthropic
 from support import action_def, make_dist, template_def
 from test_fault_days import ENDED, PARKED, faulty
@@ -155,7 +155,7 @@ def soak(tmp_path_factory: pytest.TempPathFactory):
         final.communicate(timeout=60)
         assert final.returncode == 0
         billed = len(fake.message_requests)
-    store = Store.open(data_dir / "cass-actions.sqlite", daemon_id="cass")
+    store = open_store(data_dir / "cass-actions.sqlite", daemon_id="cass")
     yield store, data_dir, log, billed
     store.close()
 

@@ -157,7 +157,7 @@ def test_reopen_keeps_data(store_location: Path | str) -> None:
 
 
 def test_later_migrations_run_in_order_on_an_older_file(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with Store.open(db_path, daemon_id="cass") as old:
+    with open_store(db_path, daemon_id="cass") as old:
         unit = make_unit(old)
     applied: list[int] = []
 
@@ -174,14 +174,14 @@ def test_later_migrations_run_in_order_on_an_older_file(db_path: Path, monkeypat
     ]
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, *extra])
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 2)
-    with Store.open(db_path, daemon_id="cass") as upgraded:
+    with open_store(db_path, daemon_id="cass") as upgraded:
         assert applied == [SCHEMA_VERSION + 1, SCHEMA_VERSION + 2]
         assert upgraded.schema_version == SCHEMA_VERSION + 2
         cols = [r[1] for r in upgraded._conn.execute("PRAGMA table_info(extra)")]
         assert cols == ["x", "y"]
         assert upgraded.get_unit(unit.id) == unit
     # Nothing to do the second time.
-    with Store.open(db_path, daemon_id="cass"):
+    with open_store(db_path, daemon_id="cass"):
         assert applied == [SCHEMA_VERSION + 1, SCHEMA_VERSION + 2]
 
 
@@ -190,14 +190,14 @@ def test_a_version_1_file_keeps_its_plans_and_template_plans_become_fallbacks(db
     # A store written before the planner (schema 1, plan source 'templates'), upgraded in place.
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
-    with Store.open(db_path, daemon_id="cass") as old:
+    with open_store(db_path, daemon_id="cass") as old:
         old._conn.execute("INSERT INTO plans (local_date, created_at, source, reason, intention, data) VALUES "
                           "('2026-11-25', '2026-11-25T06:00:00+00:00', 'templates', 'each template once', '', '{}')")
         old._conn.execute("INSERT INTO plans (local_date, created_at, source, reason, intention, data) VALUES "
                           "(?, '2026-11-26T06:00:00+00:00', 'file', 'by hand', '', '{\"phases\": {}}')", (DAY.isoformat(),))
         assert old.schema_version == 1
     monkeypatch.undo()
-    with Store.open(db_path, daemon_id="cass") as upgraded:
+    with open_store(db_path, daemon_id="cass") as upgraded:
         assert upgraded.schema_version == SCHEMA_VERSION >= 2
         assert upgraded.get_plan(date(2026, 11, 25)).source == "fallback"
         assert upgraded.get_plan(DAY).source == "file" and upgraded.get_plan(DAY).reason == "by hand"
@@ -206,7 +206,7 @@ def test_a_version_1_file_keeps_its_plans_and_template_plans_become_fallbacks(db
 
 
 def test_a_failing_migration_leaves_the_file_at_its_old_version(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with Store.open(db_path, daemon_id="cass"):
+    with open_store(db_path, daemon_id="cass"):
         pass
 
     def half_done(conn: sqlite3.Connection) -> None:
@@ -216,7 +216,7 @@ def test_a_failing_migration_leaves_the_file_at_its_old_version(db_path: Path, m
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, Migration(SCHEMA_VERSION + 1, "bad", half_done)])
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(RuntimeError, match="migration bug"):
-        Store.open(db_path, daemon_id="cass")
+        open_store(db_path, daemon_id="cass")
     raw = sqlite3.connect(db_path)
     try:
         version = raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
@@ -228,7 +228,7 @@ def test_a_failing_migration_leaves_the_file_at_its_old_version(db_path: Path, m
 
 
 def test_newer_schema_is_refused_and_the_file_left_untouched(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(db_path, daemon_id="cass") as s:
         make_unit(s)
     raw = sqlite3.connect(db_path)
     raw.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 5),))
@@ -236,7 +236,7 @@ def test_newer_schema_is_refused_and_the_file_left_untouched(db_path: Path) -> N
     raw.close()
     before = digest(db_path)
     with pytest.raises(StoreError) as caught:
-        Store.open(db_path, daemon_id="cass")
+        open_store(db_path, daemon_id="cass")
     message = str(caught.value)
     assert f"newer cass-actions (schema {SCHEMA_VERSION + 5}, this version knows {SCHEMA_VERSION})" in message
     assert "upgrade cass-actions or use another data directory" in message
@@ -276,7 +276,7 @@ def _damaged_pages(path: Path, valid: bytes) -> None:
     "damage", [_garbage, _text_file, _truncated_mid_page, _truncated_at_page, _header_only, _damaged_pages]
 )
 def test_corrupt_file_is_refused_and_left_untouched(db_path: Path, damage: Callable[[Path, bytes], None]) -> None:
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(db_path, daemon_id="cass") as s:
         for i in range(60):
             s.append_event("filler", {"i": i, "pad": "x" * 400}, NOW)
     valid = db_path.read_bytes()
@@ -285,7 +285,7 @@ def test_corrupt_file_is_refused_and_left_untouched(db_path: Path, damage: Calla
     before = digest(db_path)
     size = db_path.stat().st_size
     with pytest.raises(StoreError) as caught:
-        Store.open(db_path, daemon_id="cass")
+        open_store(db_path, daemon_id="cass")
     message = str(caught.value)
     assert str(db_path) in message
     assert "left untouched" in message
@@ -301,7 +301,7 @@ def test_many_connections_creating_one_file_at_once_agree(db_path: Path) -> None
     def opener(n: int) -> None:
         try:
             start.wait()
-            with Store.open(db_path, daemon_id="cass") as s:
+            with open_store(db_path, daemon_id="cass") as s:
                 s.kv_set("openers", str(n), n)
         except BaseException as exc:  # surfaced in the main thread
             errors.append(exc)
@@ -312,7 +312,7 @@ def test_many_connections_creating_one_file_at_once_agree(db_path: Path) -> None
     for t in threads:
         t.join()
     assert not errors, errors
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(db_path, daemon_id="cass") as s:
         assert s.kv_items("openers") == {str(n): n for n in range(8)}
         assert s.schema_version == SCHEMA_VERSION
 
@@ -326,16 +326,16 @@ def test_other_sqlite_database_is_not_taken_over(db_path: Path) -> None:
     raw.close()
     before = digest(db_path)
     with pytest.raises(StoreError, match="not a cass-actions store"):
-        Store.open(db_path, daemon_id="cass")
+        open_store(db_path, daemon_id="cass")
     assert digest(db_path) == before
 
 
 def test_store_of_another_daemon_is_refused(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass"):
+    with open_store(db_path, daemon_id="cass"):
         pass
     before = digest(db_path)
     with pytest.raises(StoreError) as caught:
-        Store.open(db_path, daemon_id="other")
+        open_store(db_path, daemon_id="other")
     assert "'cass'" in str(caught.value) and "'other'" in str(caught.value)
     assert digest(db_path) == before
 
@@ -457,7 +457,7 @@ def test_second_holder_is_refused_with_a_clear_message(store_location: Path | st
 
 
 def test_expired_lease_is_taken_over_and_the_old_holder_learns_it_lost(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass") as a, Store.open(db_path, daemon_id="cass") as b:
+    with open_store(db_path, daemon_id="cass") as a, open_store(db_path, daemon_id="cass") as b:
         a.acquire_lease("run-a", NOW, timedelta(minutes=2))
         renewed = a.renew_lease("run-a", NOW + timedelta(minutes=1), timedelta(minutes=2))
         assert renewed.expires_at == NOW + timedelta(minutes=3)
@@ -479,9 +479,9 @@ CHILD = textwrap.dedent(
     import sys, time
     from datetime import datetime, timedelta, timezone
     from pathlib import Path
-    from cass_actions_core.store import Store
+    from cass_actions_core.store import open_store
 
-    store = Store.open(Path(sys.argv[1]), daemon_id="cass")
+    store = open_store(Path(sys.argv[1]), daemon_id="cass")
     store.acquire_lease("child-run", datetime.now(timezone.utc), timedelta(hours=1))
     print("ready", flush=True)
     time.sleep(120)
@@ -509,11 +509,11 @@ def _spawn_lease_holder(db_path: Path) -> subprocess.Popen[str]:
 
 @pytest.mark.skipif(os.name == "nt", reason="pid liveness is only checked on POSIX")
 def test_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(db_path: Path) -> None:
-    with Store.open(db_path, daemon_id="cass"):
+    with open_store(db_path, daemon_id="cass"):
         pass
     proc = _spawn_lease_holder(db_path)
     try:
-        with Store.open(db_path, daemon_id="cass") as mine:
+        with open_store(db_path, daemon_id="cass") as mine:
             now = datetime.now(timezone.utc)
             with pytest.raises(LeaseHeldError) as caught:
                 mine.acquire_lease("parent-run", now, timedelta(minutes=5))
@@ -991,7 +991,7 @@ def test_an_empty_store_file_is_refused_untouched_not_taken_for_a_new_store(db_p
     db_path.parent.mkdir(parents=True, exist_ok=True)
     db_path.write_bytes(b"")
     with pytest.raises(StoreError) as info:
-        Store.open(db_path, daemon_id="cass")
+        open_store(db_path, daemon_id="cass")
     assert str(db_path) in str(info.value) and "empty (0 bytes)" in str(info.value)
     assert db_path.read_bytes() == b""  # untouched
     assert not db_path.with_name(db_path.name + "-wal").exists()
@@ -1000,13 +1000,13 @@ def test_an_empty_store_file_is_refused_untouched_not_taken_for_a_new_store(db_p
 @pytest.mark.parametrize("column, value", [("data", "{not json"), ("created_at", "yesterday-ish"),
                                            ("local_date", "2026-13-45")])
 def test_a_damaged_row_is_an_error_naming_the_file_and_the_row(db_path: Path, column: str, value: str) -> None:
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(db_path, daemon_id="cass") as s:
         unit = make_unit(s)
     raw = sqlite3.connect(db_path)
     raw.execute(f"UPDATE units SET {column} = ? WHERE id = ?", (value, unit.id))
     raw.commit()
     raw.close()
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(db_path, daemon_id="cass") as s:
         with pytest.raises(StoreError) as info:
             s.list_units()
     message = str(info.value)
@@ -1016,7 +1016,7 @@ def test_a_damaged_row_is_an_error_naming_the_file_and_the_row(db_path: Path, co
 def test_a_full_disk_or_a_read_only_store_is_a_store_unavailable_error_and_nothing_is_half_written(db_path: Path) -> None:
     from cass_actions_core.store import StoreUnavailable
 
-    with Store.open(db_path, daemon_id="cass") as s:
+    with open_store(db_path, daemon_id="cass") as s:
         unit = make_unit(s)
         pages = s._conn.execute("PRAGMA page_count").fetchone()[0]
         s._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
@@ -1040,7 +1040,7 @@ def test_a_version_3_file_gets_the_renamed_action_ids_in_its_queue_runs_approval
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
     steps = [{"action": "wiki.create_note", "params": {}}, {"action": "dream.nightly", "params": {"note": "wiki.create_note"}},
              {"action": "session.reflection", "params": {}}]
-    with Store.open(db_path, daemon_id="cass") as old:
+    with open_store(db_path, daemon_id="cass") as old:
         # Written as that version wrote them (today's methods write today's columns).
         unit_id = _legacy_insert(old._conn, "units", _legacy_unit(steps))
         _legacy_insert(old._conn, "approvals", {
@@ -1051,7 +1051,7 @@ def test_a_version_3_file_gets_the_renamed_action_ids_in_its_queue_runs_approval
                                             "data": json.dumps({"phases": {"morning": [{"steps": steps}]}})})
         assert old.schema_version == 3
     monkeypatch.undo()
-    with Store.open(db_path, daemon_id="cass") as upgraded:
+    with open_store(db_path, daemon_id="cass") as upgraded:
         assert upgraded.schema_version == SCHEMA_VERSION >= 4
         migrated = upgraded.get_unit(unit_id)
         assert migrated is not None
@@ -1083,7 +1083,7 @@ def test_a_version_5_file_migrates_to_every_row_a_daemon_with_its_data_intact(
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 5)
     steps = [{"action": "session.reflection", "params": {}, "optional": False}]
     at = NOW.isoformat()
-    with Store.open(db_path, daemon_id="cass") as old:
+    with open_store(db_path, daemon_id="cass") as old:
         conn = old._conn
         _legacy_insert(conn, "plans", {"local_date": DAY.isoformat(), "created_at": at, "source": "llm", "reason": "r",
                                        "intention": "be curious", "data": '{"items": [1]}'})
@@ -1112,7 +1112,7 @@ def test_a_version_5_file_migrates_to_every_row_a_daemon_with_its_data_intact(
                                        "renewed_at": at, "expires_at": at})
         assert old.schema_version == 5
     monkeypatch.undo()
-    with Store.open(db_path, daemon_id="cass") as new:
+    with open_store(db_path, daemon_id="cass") as new:
         assert new.schema_version == SCHEMA_VERSION >= 6
         plan = new.get_plan(DAY)
         assert plan is not None and plan.intention == "be curious" and plan.data == {"items": [1]}

@@ -34,12 +34,6 @@ class Store(UnitsMixin, ActionRunsMixin, LedgerMixin, ApprovalsMixin, EventsMixi
     closes the connection on exit.
     """
 
-    @classmethod
-    def open(cls, location: Path | str, *, daemon_id: str) -> Store:
-        """Open the store at ``location`` (a SQLite file path or a PostgreSQL URL) for ``daemon_id``:
-        :func:`open_store`, kept as a class method for existing callers."""
-        return open_store(location, daemon_id)
-
     def _migrate(self) -> None:
         raise TypeError(f"{type(self).__name__} is not a backend; open a store with open_store()")
 

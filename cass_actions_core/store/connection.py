@@ -20,7 +20,7 @@ _T = TypeVar("_T")
 
 class StoreBase:
     """The connection and transaction layer of :class:`~cass_actions_core.store.Store`, which adds one
-    mixin of methods per concern on top of it (open a store with ``Store.open``)."""
+    mixin of methods per concern on top of it (open a store with :func:`~cass_actions_core.store.open_store`)."""
 
     def __init__(self, db: SQLiteDB | PostgresDB, path: Path | str, daemon_id: str) -> None:
         """Wrap an already validated connection adapter (use :func:`~cass_actions_core.store.open_store`)."""

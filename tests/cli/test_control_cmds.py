@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cass_actions_core.store import Store
+from cass_actions_core.store import open_store
 from support import OFFLINE, action_def, make_dist, run_cli, template_def
 
 PACK = '''
@@ -113,7 +113,7 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
 
 
 def unit(data: Path, unit_id: str):
-    with Store.open(data / "cass-actions.sqlite", daemon_id="cass") as store:
+    with open_store(data / "cass-actions.sqlite", daemon_id="cass") as store:
         return store.get_unit(unit_id)
 
 

@@ -21,7 +21,7 @@ import pytest
 from cass_actions_core.clock import VirtualClock
 from cass_actions_core.config import load_config
 from cass_actions_core.runtime import Runtime
-from cass_actions_core.store import Store
+from cass_actions_core.store import open_store
 from support import HandPack, action_def, run_cli, template_def
 
 ENV = {"CASS_ACTIONS_LOAD_PLUGINS": ""}  # built-in pack only: the commands need no others
@@ -39,7 +39,7 @@ def data(tmp_path: Path) -> Path:
     folder = tmp_path / "d"
     folder.mkdir()
     (folder / "config.toml").write_text(f'timezone = "{TZ}"\n')
-    with Store.open(folder / "cass-actions.sqlite", daemon_id="cass") as store:
+    with open_store(folder / "cass-actions.sqlite", daemon_id="cass") as store:
         unit = store.insert_unit(local_date=date(2026, 7, 1), phase="morning", template_id="tidy", name="Tidy",
                                  category="system", steps=[{"action": "core.prune_history"}], now=utc(9))
         store.append_event("day.planned", {"date": "2026-07-01", "units": 1}, utc(9))
@@ -118,7 +118,7 @@ def test_events_since_accepts_timestamps_dates_and_durations(data: Path):
     assert [e["id"] for e in json_lines(events(data, "--json", "--since", "2026-07-01T11:00:00Z"))] == [3, 4, 5, 6]
     assert len(json_lines(events(data, "--json", "--since", "2026-07-01"))) == 6  # local midnight
     assert json_lines(events(data, "--json", "--since", "2026-07-02")) == []
-    with Store.open(data / "cass-actions.sqlite", daemon_id="cass") as store:
+    with open_store(data / "cass-actions.sqlite", daemon_id="cass") as store:
         store.append_event("listener.failed", {"why": "test"}, datetime.now(UTC) - timedelta(minutes=5))
     assert [e["id"] for e in json_lines(events(data, "--json", "--since", "1h"))] == [7]
     empty = events(data, "--since", "1m")
@@ -138,7 +138,7 @@ def test_events_bad_input_is_one_paragraph_and_non_zero(data: Path, args: list[s
 
 
 def test_an_ambiguous_unit_prefix_is_refused(data: Path):
-    with Store.open(data / "cass-actions.sqlite", daemon_id="cass") as store:
+    with open_store(data / "cass-actions.sqlite", daemon_id="cass") as store:
         for suffix in ("aaa", "bbb"):
             store.insert_unit(local_date=date(2026, 7, 1), phase="morning", template_id="tidy", name="Tidy",
                               category="system", steps=[{"action": "core.prune_history"}], now=utc(9),
@@ -188,7 +188,7 @@ def test_follow_prints_events_written_after_it_started_and_stops_cleanly(data: P
     try:
         reader = LineReader(proc)
         assert reader.next()["id"] == 6  # the newest matching event: it has scanned the log and now follows
-        with Store.open(data / "cass-actions.sqlite", daemon_id="cass") as store:
+        with open_store(data / "cass-actions.sqlite", daemon_id="cass") as store:
             store.append_event("day_phase.changed", {"phase": "evening"}, utc(18))  # filtered out
             new_id = store.append_event("work_unit.failed", {"reason": "no luck"}, utc(18, 1), unit_id="u-new")
         event = reader.next()
@@ -213,7 +213,7 @@ def test_follow_human_output_streams_lines(data: Path):
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or []], daemon=True).start()
         assert "deleted-" in (lines.get(timeout=15) or "")
-        with Store.open(data / "cass-actions.sqlite", daemon_id="cass") as store:
+        with open_store(data / "cass-actions.sqlite", daemon_id="cass") as store:
             store.append_event("approval.requested", {"action_id": "x.y"}, utc(19))
         assert (lines.get(timeout=15) or "").split() == ["2026-07-01", "20:00:00", "approval.requested", "-",
                                                          "action_id=x.y"]
@@ -265,7 +265,7 @@ def test_activity_records_keeps_the_later_time_and_shows_the_idle_verdict(data: 
 ])
 def test_activity_bad_input_is_one_paragraph_and_non_zero(data: Path, args: list[str], needles: list[str]):
     assert_one_paragraph_error(activity(data, *args), 2, *needles)
-    with Store.open(data / "cass-actions.sqlite", daemon_id="cass") as store:
+    with open_store(data / "cass-actions.sqlite", daemon_id="cass") as store:
         assert store.get_state("last_user_activity") is None  # nothing recorded
 
 
@@ -317,7 +317,7 @@ def test_activity_in_a_rehearsal_is_recorded_on_the_rehearsal_clock(tmp_path: Pa
     data = tmp_path / "rehearsal"
     data.mkdir()
     (data / SIM_MARKER).write_text("created by a test\n")
-    with Store.open(data / "cass-actions.sqlite", daemon_id="cass") as store:
+    with open_store(data / "cass-actions.sqlite", daemon_id="cass") as store:
         store.set_state(REHEARSAL_KEY, {"start": "2030-01-01T06:00:00+00:00", "epoch": time.time(), "speed": 60})
     out = activity(data, "--json")
     assert out.returncode == 0, out.stderr

@@ -226,13 +226,13 @@ def test_run_stops_cleanly_on_sigint(sim_site: Path, tmp_path: Path):
     env.update({"PYTHONPATH": str(sim_site), **ENV, "CASS_ACTIONS_DATA_DIR": str(tmp_path / "d"), **OFFLINE})
     proc = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run"], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    from cass_actions_core.store import Store
+    from cass_actions_core.store import open_store
 
     def lease_taken() -> bool:
         db = tmp_path / "d" / "cass-actions.sqlite"
         if not db.exists():
             return False
-        with Store.open(db, daemon_id="cass") as store:
+        with open_store(db, daemon_id="cass") as store:
             return store.get_lease() is not None
 
     deadline = time.monotonic() + 60
@@ -288,7 +288,7 @@ def test_queries_work_when_a_pack_has_bad_metadata(sim_site: Path, tmp_path: Pat
 def test_run_with_a_plan_refuses_without_touching_a_running_daemons_plan(sim_site: Path, tmp_path: Path):
     import os
 
-    from cass_actions_core.store import Store
+    from cass_actions_core.store import open_store
 
     data = tmp_path / "d"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
@@ -301,7 +301,7 @@ def test_run_with_a_plan_refuses_without_touching_a_running_daemons_plan(sim_sit
         plan_before = None
         while time.monotonic() < deadline:
             if db.exists():
-                with Store.open(db, daemon_id="cass") as store:
+                with open_store(db, daemon_id="cass") as store:
                     if store.get_lease() is not None:
                         day = store.list_units()[0].local_date if store.list_units() else None
                         plan_before = store.get_plan(day) if day else None
@@ -319,7 +319,7 @@ def test_run_with_a_plan_refuses_without_touching_a_running_daemons_plan(sim_sit
             out = run_cli("plan", "--date", day, *args, "--data-dir", str(data), site=sim_site, env=ENV)
             assert out.returncode == 1 and f"pid {daemon.pid}" in out.stderr, (args, out.stderr)
             assert "Stop that daemon first" in out.stderr
-        with Store.open(db, daemon_id="cass") as store:
+        with open_store(db, daemon_id="cass") as store:
             # the daemon's plan (made by the offline planning call) stands, untouched
             assert store.get_plan(plan_before.local_date).source == plan_before.source == "llm"
             assert store.get_plan(plan_before.local_date).created_at == plan_before.created_at
