@@ -62,17 +62,22 @@ def open_runtime(state: CLIState, *, strict: bool = False, check: bool = False, 
 
     if not create:
         state.require_store()
+    config = state.config()
     if "clock" not in kwargs and (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
         # A rehearsal (`run --speed`) lives on a virtual timeline: controls and queries must act on its
         # day and phase, not the wall clock's.
         from cass_actions_core.cli.events_cmds import daemon_clock
         from cass_actions_core.store import open_store
 
-        config = state.config()
         with open_store(state.data_dir / STORE_NAME, config.daemon_id) as store:
             kwargs["clock"] = daemon_clock(state, config, store)
+    elif "clock" not in kwargs:
+        from cass_actions_core.cli.events_cmds import fleet_rehearsal_clock
 
-    config = state.config()
+        clock = fleet_rehearsal_clock(config)  # a daemon of a fleet that rehearses (worker --speed)
+        if clock is not None:
+            kwargs["clock"] = clock
+
     if (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
         config = rehearsal_config(config)  # a rehearsal's folder: its own store, as simulate and run --speed use
     runtime = Runtime(config, data_dir=state.data_dir, strict=strict, check=check or strict, **kwargs)

@@ -325,3 +325,30 @@ def test_activity_in_a_rehearsal_is_recorded_on_the_rehearsal_clock(tmp_path: Pa
     # 60 virtual seconds per real second: a few real seconds of start-up are a few virtual minutes
     assert datetime(2030, 1, 1, 6, tzinfo=UTC) <= at < datetime(2030, 1, 1, 7, tzinfo=UTC)
     assert (data / SIM_MARKER).read_text() == "created by a test\n"  # read, never rewritten
+
+
+def test_queries_about_a_daemon_of_a_rehearsing_fleet_follow_the_fleets_virtual_clock(pg_schema_url: str, tmp_path: Path):
+    from cass_actions_core.fleet import FLEET_CLOCK_KEY
+    from cass_actions_core.store.fleet import FleetRegistry
+
+    toml = tmp_path / "alpha.toml"
+    toml.write_text(f'daemon_id = "alpha"\ntimezone = "UTC"\n[store]\nurl = "{pg_schema_url}"\n[planner]\nenabled = false\n'
+                    '[llm]\nprovider = "offline"\n')
+    env = {k: None for k in os.environ if k.startswith("CASS_ACTIONS_")} | {"CASS_ACTIONS_DATA_DIR": str(tmp_path / "cli")}
+    added = run_cli("daemons", "add", "alpha", "--config", str(toml), "--workspace", str(tmp_path / "ws"), env=env)
+    assert added.returncode == 0, added.stderr
+    status = run_cli("status", "--json", "--daemon", "alpha", "--config", str(toml), env=env)
+    assert status.returncode == 0, status.stderr
+    assert abs(datetime.fromisoformat(json.loads(status.stdout)["now"]) - datetime.now(UTC)) < timedelta(minutes=5)
+    # The first `worker --speed 3600 --start 2026-01-05` of the fleet stores its shared clock; a query follows it.
+    start = datetime(2026, 1, 5, 6, tzinfo=UTC)
+    with FleetRegistry.open(pg_schema_url) as registry:
+        registry.setting_once(FLEET_CLOCK_KEY, {"start": start.isoformat(), "epoch": time.time(), "speed": 3600})
+    status = run_cli("status", "--json", "--daemon", "alpha", "--config", str(toml), env=env)
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    now = datetime.fromisoformat(shown["now"])
+    assert start <= now < start + timedelta(hours=3), shown["now"]  # a few real seconds: a few virtual hours at most
+    assert shown["phase_day"] == "2026-01-05" and shown["budget"]["budget_day"] == "2026-01-05"
+    events = run_cli("events", "--json", "--since", "1h", "--daemon", "alpha", "--config", str(toml), env=env)
+    assert events.returncode == 0, events.stderr
