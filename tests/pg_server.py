@@ -3,6 +3,8 @@
 ``start()`` runs ``initdb`` and ``pg_ctl start`` (as the ``postgres`` user when run as root, since initdb
 refuses root) in a fresh folder under the temp dir, on a free port, with fsync off (tests only), and returns
 a :class:`PgServer` whose ``url`` the store tests connect to; ``stop()`` stops it and removes the folder.
+A session killed before its teardown (SIGTERM, SIGKILL) leaves its server running: the folder names the
+pytest process that owns it, and the next ``start()`` stops the servers of owners that are gone.
 Nothing is installed: without binaries, :func:`find_bin` returns None and the caller decides (skip locally,
 fail in CI).
 """
@@ -64,13 +66,46 @@ class PgServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+OWNER_FILE = "owner.pid"
+
+
+def _as_user() -> list[str]:
+    # initdb refuses to run as root: run the server as the postgres user (created by Debian's package).
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphans(pg_bin: Path) -> list[Path]:
+    """Stop and remove the private servers whose owning test session is gone; returns their folders."""
+    swept = []
+    for root in Path(tempfile.gettempdir()).glob("cass-pg-*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge (no owner recorded, or being created)
+        if _alive(owner):
+            continue
+        PgServer(pg_bin, root, 0, _as_user()).stop()
+        swept.append(root)
+    return swept
+
+
 def start(pg_bin: Path) -> PgServer:
     """Start a private server with the binaries in ``pg_bin``; raises RuntimeError with the server's log on failure."""
+    sweep_orphans(pg_bin)
     data = Path(tempfile.mkdtemp(prefix="cass-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        # initdb refuses to run as root: run the server as the postgres user (created by Debian's package).
-        as_user = ["runuser", "-u", "postgres", "--"]
+    (data / OWNER_FILE).write_text(str(os.getpid()))
+    as_user = _as_user()
+    if as_user:
         shutil.chown(data, "postgres")
     os.chmod(data, 0o700)
     pgdata = data / "db"
