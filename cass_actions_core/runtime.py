@@ -438,7 +438,7 @@ class Runtime:
         """
         phases = PHASE_ORDER[PHASE_ORDER.index(from_phase):]
         self._costs = self.planner.costs()
-        plan = await self.planner.plan(day, phases, self.gather_context())
+        plan = await self.planner.plan(day, phases, self.gather_context(), self._costs)
         return self.store_plan(day, plan)
 
     def plan_dry_run(self, day: date, *, from_phase: str = "morning") -> dict[str, Any]:

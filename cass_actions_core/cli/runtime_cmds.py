@@ -190,7 +190,10 @@ def _event_line(runtime: Runtime, event: Any, names: dict[str, str]) -> str | No
 
 
 def _summary_tables(runtime: Runtime, start: date, end: date) -> dict[str, Any]:
-    summaries = [s for s in runtime.history() if start <= s.local_date < end]
+    # Day by day, newest first (each a look-up by date), not the whole history filtered: a long-lived
+    # simulation folder holds months of summaries.
+    days = [start + timedelta(days=i) for i in range((end - start).days)]
+    summaries = [s for day in reversed(days) for s in runtime.history(local_date=day)]
     counts: dict[str, int] = {}
     cost = 0.0
     per_category: dict[str, float] = {}

@@ -344,9 +344,11 @@ class DecisionEngine:
             "decisions": decisions,
         }
 
-    async def plan(self, day: date, phases: Sequence[str], context: PlanningContext | None) -> DayPlan:
-        """Plan ``phases`` of ``day`` (see the module docstring); never raises for an LLM failure."""
-        data = self.gather(day, phases, context)
+    async def plan(self, day: date, phases: Sequence[str], context: PlanningContext | None,
+                   costs: CostBook | None = None) -> DayPlan:
+        """Plan ``phases`` of ``day`` (see the module docstring); never raises for an LLM failure.
+        ``costs``: the learned costs to plan with, when the caller has just read them."""
+        data = self.gather(day, phases, context, costs)
         fallback, decisions = self.deterministic(data)
         excluded = list(data.excluded)
 

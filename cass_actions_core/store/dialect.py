@@ -23,6 +23,16 @@ class Dialect:
     #: A column that grows in insertion order, to break ties in ORDER BY.
     tiebreak: str
 
+    @property
+    def own_rows(self) -> str:
+        """The WHERE term selecting the daemon's own rows, for a listing that sorts and limits.
+
+        A SQLite file holds one daemon, so there ``daemon_id = ?`` matches every row; written as
+        ``+daemon_id`` it cannot steer the planner to an index that leads with it (a UNIQUE key's),
+        which would read and sort every row of the table, instead of an index that gives the order.
+        PostgreSQL keeps statistics and needs no such hint."""
+        return "+daemon_id = ?" if self.name == "sqlite" else "daemon_id = ?"
+
     def sql(self, text: str) -> str:
         """``text`` (written with ``?`` placeholders) in this database's parameter style."""
         return text if self.name == "sqlite" else _pyformat(text)

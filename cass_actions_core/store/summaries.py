@@ -95,6 +95,7 @@ class SummariesMixin(StoreBase):
         its data document; ``%`` and ``_`` in it match literally.
         """
         where, params = _day_phase_filter(self.daemon_id, local_date, phase)
+        where[0] = self._d.own_rows  # newest first, LIMIT n: read through the date index, not every row
         for column, value in (("category", category), ("template_id", template_id), ("status", status)):
             if value is not None:
                 where.append(f"{column} = ?")

@@ -103,9 +103,10 @@ def short_hash(text: str, length: int = 6) -> str:
 
 
 def date_in_name(path: Path) -> str | None:
-    """The ``YYYY-MM-DD`` in a file's path, if any (journal entries are named by date)."""
-    match = _DATE_IN_NAME.search(path.as_posix())
-    return match.group(1) if match else None
+    """The ``YYYY-MM-DD`` in a file's path nearest its name, if any (journal entries are named by date, session
+    notes sit in a folder per date; a date higher up, in the workspace's own path, is not the file's)."""
+    found = _DATE_IN_NAME.findall(path.as_posix())
+    return found[-1] if found else None
 
 
 def unit_short_id(ctx: ActionContext) -> str:

@@ -13,7 +13,9 @@ The warnings end up in the action's result data, so they are visible in ``histor
 from __future__ import annotations
 
 import json
+import os
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -178,18 +180,25 @@ def markdown_files(folder: Path) -> list[Path]:
     Not recursive on purpose: ``journal/*.md`` are the daily entries, while its
     sub-folders (dreams, weekly reviews) are other kinds of writing.
     """
-    if not folder.is_dir():
+    try:
+        with os.scandir(folder) as entries:
+            # The directory entry tells a file from a folder without a stat per file.
+            found = [(folder / e.name, e) for e in entries if e.name.endswith(".md") and e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    found = [p for p in folder.glob("*.md") if p.is_file()]
+    dates = [date_in_name(path) or "" for path, _entry in found]
+    shared = Counter(dates)
 
-    def key(p: Path) -> tuple[str, float]:
+    def key(i: int) -> tuple[str, float]:
+        if dates[i] and shared[dates[i]] == 1:
+            return (dates[i], 0.0)  # its date alone places it: no stat (a journal grows a file a day)
         try:
-            mtime = p.stat().st_mtime
+            mtime = found[i][1].stat().st_mtime
         except OSError:
             mtime = 0.0
-        return (date_in_name(p) or "", mtime)
+        return (dates[i], mtime)
 
-    return sorted(found, key=key, reverse=True)
+    return [found[i][0] for i in sorted(range(len(found)), key=key, reverse=True)]
 
 
 def markdown_section(ctx: ActionContext, material: Material, source: str, title: str, folder: Path, *,

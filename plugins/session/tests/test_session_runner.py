@@ -156,3 +156,21 @@ def test_the_run_time_getter_still_names_a_bad_key():
     ctx = SimpleNamespace(params={}, settings={"max_turns": "many"})
     with pytest.raises(ActionFailed, match=r"\[packs.session\] max_turns"):
         session_limits(ctx, "session.reflection")
+
+
+def test_markdown_files_are_newest_first_by_the_date_in_the_name_then_by_modification_time(tmp_path):
+    import os
+
+    from cass_actions_session.inputs import markdown_files
+
+    folder = tmp_path / "backup-2020-01-01" / "journal"  # a date in the workspace's own path is not a file's
+    (folder / "dreams").mkdir(parents=True)
+    for name, mtime in [("2026-11-20.md", 50), ("2026-11-22.md", 10), ("2026-11-21-a.md", 30), ("2026-11-21-b.md", 40),
+                        ("undated.md", 90), ("older-undated.md", 80), ("notes.txt", 99), ("dreams/2026-11-23.md", 99)]:
+        path = folder / name
+        path.write_text("x\n")
+        os.utime(path, (mtime, mtime))
+    (folder / "folder.md").mkdir()  # a folder named like a file is not one
+    assert [p.name for p in markdown_files(folder)] == ["2026-11-22.md", "2026-11-21-b.md", "2026-11-21-a.md",
+                                                        "2026-11-20.md", "undated.md", "older-undated.md"]
+    assert markdown_files(tmp_path / "missing") == [] and markdown_files(folder / "notes.txt") == []
