@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,14 +108,17 @@ class WorkerLink:
             await asyncio.sleep(BEAT_SECONDS)
 
 
-def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), data_dir: Path, daemon_id: str,
-              stall_limit: float, store_url: str | None = None) -> int:
+def supervise(worker_args: Sequence[str], *, stall_limit: float | Callable[[], float],
+              on_stall: Callable[[str, int, float], None], first_args: Sequence[str] = (),
+              holder: str | None = None) -> int:
     """Run workers (``cass-actions <worker_args> --worker``) until one stops for good; its exit code.
 
-    ``first_args`` go to the first worker only (``--plan FILE``); ``store_url``: the configured
-    ``store.url`` (None: the SQLite file in ``data_dir``).
+    ``stall_limit``: seconds without a heartbeat that count as a stalled loop (a function is asked again
+    before each worker starts); ``on_stall(holder, pid, seconds)`` records a stall in the store before the
+    worker is killed, for the next worker's recovery; ``first_args`` go to the first worker only (``--plan
+    FILE``); ``holder``: the lease holder name every worker uses (default ``<host>:<pid>:<random>``).
     """
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     stopping: list[float] = []
     child: subprocess.Popen[bytes] | None = None
 
@@ -138,6 +141,7 @@ def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), dat
             os.close(write_fd)
             extra = []
             began = time.monotonic()
+            limit = stall_limit() if callable(stall_limit) else stall_limit
             last_beat: float | None = None  # the stall watch starts at the first beat: starting up is not a stall
             stalled: float | None = None
             try:
@@ -155,9 +159,12 @@ def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), dat
                               "replacing it", file=sys.stderr, flush=True)
                         child.kill()
                         child.wait()
-                    elif last_beat is not None and now - last_beat > stall_limit:
+                    elif last_beat is not None and now - last_beat > limit:
                         stalled = now - last_beat
-                        _note_stall(data_dir, daemon_id, child.pid, stalled, store_url)
+                        try:
+                            on_stall(holder, child.pid, stalled)
+                        except Exception as exc:  # best effort: the worker is replaced all the same
+                            log.warning("could not record the stall in the store: %s", exc)
                         print(f"cass-actions: the worker's event loop stalled for {stalled:.0f} s; replacing it",
                               file=sys.stderr, flush=True)
                         child.kill()
@@ -199,15 +206,22 @@ def _describe(code: int) -> str:
     return f"exit code {code}"
 
 
-def _note_stall(data_dir: Path, daemon_id: str, pid: int, seconds: float, store_url: str | None) -> None:
-    """Tell the next worker's recovery why its predecessor was replaced (best effort)."""
-    from cass_actions_core.store import StoreError, open_store, store_location
+def record_stall(location: str | Path, daemon_ids: Sequence[str], pid: int, seconds: float) -> None:
+    """Tell the next recovery of each of ``daemon_ids`` (stores at ``location``) why its worker was replaced.
 
-    try:
-        with open_store(store_location(store_url, data_dir), daemon_id) as store:
-            store.set_state(STALL_KEY, {"pid": pid, "seconds": round(seconds, 1), "at": datetime.now(UTC).isoformat()})
-    except (StoreError, OSError) as exc:
-        log.warning("could not record the stall in the store: %s", exc)
+    Every daemon of a killed worker that had a unit running lost that unit's step to the stall, the
+    blocking handler's and any other daemon's sharing the worker's event loop: each one names the others.
+    """
+    from cass_actions_core.store import StoreError, open_store
+
+    at = datetime.now(UTC).isoformat()
+    for daemon_id in daemon_ids:
+        try:
+            with open_store(location, daemon_id) as store:
+                store.set_state(STALL_KEY, {"pid": pid, "seconds": round(seconds, 1), "at": at,
+                                            "alongside": [d for d in daemon_ids if d != daemon_id]})
+        except (StoreError, OSError) as exc:
+            log.warning("could not record the stall of daemon %r in the store: %s", daemon_id, exc)
 
 
 #: The store state key where a supervisor notes a replaced worker's stall.
@@ -218,8 +232,10 @@ def stall_note(raw: object) -> str | None:
     """The reason wording for a step interrupted by a stall, from ``state['stalled']``."""
     if not isinstance(raw, dict):
         return None
-    return (f"the worker's event loop stalled for {raw.get('seconds', '?')} s during the step (a handler blocking it), "
-            "so the supervisor replaced the worker")
+    alongside = raw.get("alongside") or []
+    shared = f", here or in a unit of {', '.join(map(str, alongside))} running in the same worker" if alongside else ""
+    return (f"the worker's event loop stalled for {raw.get('seconds', '?')} s during the step (a handler blocking "
+            f"it{shared}), so the supervisor replaced the worker")
 
 
-__all__ = ["EXIT_RESTART", "STALL_KEY", "WorkerLink", "stall_note", "supervise"]
+__all__ = ["EXIT_RESTART", "STALL_KEY", "WorkerLink", "record_stall", "stall_note", "supervise"]

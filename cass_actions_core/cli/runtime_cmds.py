@@ -341,7 +341,8 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
     from cass_actions_core.planning import load_plan_file
     from cass_actions_core.runtime import STOP_GRACE_SECONDS, Runtime
     from cass_actions_core.store import LeaseHeldError
-    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, supervise
+    from cass_actions_core.store import store_location
+    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, record_stall, supervise
 
     config = state.config()
     if start_text and speed is None:
@@ -362,8 +363,9 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
         first = ["--plan", str(Path(plan_file).expanduser().resolve())] if plan_file else []
         if speed is not None:
             first += ["--speed", f"{speed:g}"]
-        code = supervise(args, first_args=first, data_dir=state.data_dir, daemon_id=config.daemon_id,
-                         stall_limit=config.scheduler.stall_limit_seconds, store_url=config.store.url)
+        location = store_location(config.store.url, state.data_dir)
+        code = supervise(args, first_args=first, stall_limit=config.scheduler.stall_limit_seconds,
+                         on_stall=lambda _holder, pid, seconds: record_stall(location, [config.daemon_id], pid, seconds))
         click.get_current_context().exit(code)
     link = WorkerLink.from_env()
     if link is not None:

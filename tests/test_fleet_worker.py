@@ -1,0 +1,185 @@
+"""`cass-actions worker` as real processes on a private PostgreSQL: its supervisor replaces a worker process
+whose event loop a handler blocked (the blocked unit ends by the restart rules, with the reason; the other
+daemons go on), and a worker joining a running fleet gets its share of the daemons with no unit run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from cass_actions_core.clock import SystemClock
+from cass_actions_core.phases import DayPhases
+from cass_actions_core.store import open_store
+from cass_actions_core.store.fleet import FleetRegistry
+from support import make_dist, run_cli, template_def
+from test_fleet import TTL, cli_env, fleet_config, free
+from test_run_process import pack_source, wait_for
+
+PACE = pack_source("pace", """
+async def step(ctx):
+    note(ctx, "effects.log", ctx.run_key)
+    await asyncio.sleep(0.2)
+    return {"summary": "a step"}
+
+async def blocks(ctx):
+    note(ctx, "effects.log", ctx.run_key)
+    if first_time(ctx, "blocked-" + ctx.action_id):
+        time.sleep(600)   # blocks the worker's event loop: only a new process ends this
+    return {"summary": "done without blocking"}
+""", {"pace.step": "step", "pace.blocks": "blocks", "pace.risky": "blocks"})
+
+STALL_LIMIT = 3
+
+
+@pytest.fixture
+def pace_site(site: Path) -> Path:
+    make_dist(site, "cass-actions-pace", ep_name="pace", module="pace", module_source=PACE,
+              actions=[free("pace.step", idempotent=True), free("pace.blocks", idempotent=True),
+                       free("pace.risky", idempotent=False)],
+              templates=[template_def("paced", ["pace.step", "pace.step"], category="system", max_per_day=20),
+                         template_def("blocking", ["pace.step", "pace.blocks"], category="system"),
+                         template_def("risky_block", ["pace.risky", "pace.step"], category="system")])
+    return site
+
+
+def pace_config(url: str, daemon_id: str = "cass", ttl: float = TTL, **scheduler: object) -> str:
+    """test_fleet's config, with the pace pack and a lease (and heartbeat) lifetime of ``ttl`` seconds."""
+    return (fleet_config(url, daemon_id, **scheduler).replace('load = ["fleet"]', 'load = ["pace"]')
+            .replace(f"lease_ttl_seconds = {TTL}", f"lease_ttl_seconds = {ttl}"))
+
+
+class Fleet:
+    """Daemons registered in a fresh schema, and worker processes started on it."""
+
+    def __init__(self, site: Path, url: str, root: Path, ttl: float = TTL) -> None:
+        self.site, self.url, self.root, self.ttl = site, url, root, ttl
+        self.workers: list[subprocess.Popen[str]] = []
+        (root / "worker.toml").write_text(pace_config(url, ttl=ttl))
+
+    def add(self, daemon_id: str, templates: list[str], **scheduler: object) -> None:
+        toml = self.root / f"{daemon_id}.toml"
+        toml.write_text(pace_config(self.url, daemon_id, ttl=self.ttl, **scheduler))
+        self.cli("daemons", "add", daemon_id, "--config", str(toml), "--workspace", str(self.root / "ws" / daemon_id))
+        instance = DayPhases(None, "UTC").instance_at(SystemClock("UTC").now())
+        plan = self.root / f"{daemon_id}-plan.json"
+        plan.write_text(json.dumps({"date": instance.day.isoformat(),
+                                    "phases": {instance.phase.value: [{"template": t} for t in templates]}}))
+        self.cli("plan", "--file", str(plan), "--config", str(toml))
+
+    def cli(self, *args: str) -> str:
+        done = run_cli(*args, site=self.site, env=cli_env(self.site, self.root / "cli"))
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def start_worker(self) -> subprocess.Popen[str]:
+        n = len(self.workers)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+        env.update({"PYTHONPATH": str(self.site), "CASS_ACTIONS_DATA_DIR": str(self.root / f"worker{n}")})
+        worker = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "worker", "--all", "--config",
+                                   str(self.root / "worker.toml")], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=open(self.root / f"worker{n}.log", "w"), stdin=subprocess.DEVNULL,
+                                  start_new_session=True)
+        self.workers.append(worker)
+        return worker
+
+    def log(self, n: int) -> str:
+        return (self.root / f"worker{n}.log").read_text()
+
+    def stop(self) -> list[int | str]:
+        """SIGTERM every worker (the supervisor: it passes the signal on); their exit codes."""
+        for w in self.workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        codes: list[int | str] = []
+        for w in self.workers:
+            try:
+                codes.append(w.wait(timeout=30))
+            except subprocess.TimeoutExpired:
+                os.killpg(w.pid, signal.SIGKILL)
+                codes.append("hung")
+        return codes
+
+    def units(self, daemon_id: str, template: str, statuses: list[str] | None = None) -> list:
+        with open_store(self.url, daemon_id) as store:
+            return store.list_units(template_id=template, statuses=statuses)
+
+    def effects(self, daemon_id: str) -> list[str]:
+        log = self.root / "ws" / daemon_id / "pace" / "effects.log"
+        return log.read_text().split() if log.exists() else []
+
+
+@pytest.fixture
+def fleet(pace_site: Path, pg_schema_url: str, tmp_path: Path):
+    fleet = Fleet(pace_site, pg_schema_url, tmp_path, ttl=60)
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def steps_ran_once(store, unit) -> None:
+    """Every step of ``unit`` completed exactly once; an attempt before it was cut short by a restart."""
+    by_step = defaultdict(list)
+    for r in store.action_runs_for_unit(unit.id):
+        by_step[r.step_index].append(r)
+    for index in range(len(unit.steps)):
+        attempts = by_step[index]
+        assert [r.status for r in attempts].count("completed") == 1, (unit.template_id, index, attempts)
+        assert all((r.result or {}).get("interrupted") for r in attempts[:-1]), attempts
+
+
+def test_a_handler_blocking_a_workers_event_loop_ends_its_unit_and_the_other_daemons_go_on(fleet: Fleet):
+    # The stall limit is the blocked daemon's own (the worker's config keeps the 30 s default); a long lease
+    # shows that the new worker process takes the leases over at once, not when they expire.
+    fleet.add("blocky", ["blocking", "risky_block"], stall_limit_seconds=STALL_LIMIT)
+    for calm in ("calm1", "calm2"):
+        fleet.add(calm, ["paced"] * 4)
+    began = time.monotonic()
+    worker = fleet.start_worker()
+    with FleetRegistry.open(fleet.url) as registry:
+        first = wait_for(lambda: len(ls := registry.leases()) == 3 and ls, timeout=30, what="the worker to take all")
+        # the blocking unit: its idempotent step runs again in the next worker process and completes
+        (blocking,) = wait_for(lambda: fleet.units("blocky", "blocking", ["completed"]), timeout=40,
+                               what="the blocked idempotent step to run again")
+        # the risky unit blocked in a step that is not idempotent: abandoned, never run again
+        (risky,) = wait_for(lambda: fleet.units("blocky", "risky_block", ["abandoned"]), timeout=40,
+                            what="the blocked step that is not idempotent to be abandoned")
+        # the other daemons: their planned units are done, and new work is still taken up and done
+        for calm in ("calm1", "calm2"):
+            wait_for(lambda: len(fleet.units(calm, "paced", ["completed"])) == 4, timeout=30, what=f"{calm}'s units")
+            fleet.cli("trigger", "paced", "--daemon", calm, "--config", str(fleet.root / "worker.toml"))
+        for calm in ("calm1", "calm2"):
+            wait_for(lambda: len(fleet.units(calm, "paced", ["completed"])) == 5, timeout=30,
+                     what=f"{calm}'s triggered unit")
+        print(f"two stalls survived, all work done in {time.monotonic() - began:.1f} s")
+        assert worker.poll() is None  # the supervisor stayed up through both stalls
+        last = registry.leases()
+        # one holder throughout, the supervisor's: each new process took the leases over by name at once
+        assert {lease.holder for lease in last.values()} == {first["blocky"].holder}
+        assert {lease.pid for lease in last.values()} == {worker.pid}
+        assert all(last[d].token == first[d].token for d in last)
+    log = fleet.log(0)
+    assert log.count("event loop stalled") == 2, log[-3000:]
+    with open_store(fleet.url, "blocky") as store:
+        runs = store.action_runs_for_unit(blocking.id)
+        assert [(r.step_index, r.status) for r in runs] == [(0, "completed"), (1, "failed"), (1, "completed")]
+        assert "the worker's event loop stalled for" in runs[1].error and "a handler blocking it" in runs[1].error
+        assert "not idempotent" in risky.reason, risky.reason
+        assert [r.step_index for r in store.action_runs_for_unit(risky.id)] == [0]  # its next step never ran
+    assert fleet.effects("blocky").count(f"{risky.local_date}/{risky.phase}/{risky.id}/0") == 1
+    for calm in ("calm1", "calm2"):
+        with open_store(fleet.url, calm) as store:
+            for unit in store.list_units(template_id="paced"):
+                steps_ran_once(store, unit)
+    assert fleet.stop() == [0]
+    with FleetRegistry.open(fleet.url) as registry:
+        assert registry.leases() == {} and registry.workers() == []  # released, signed off
