@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ async def step(ctx):
 
 async def blocks(ctx):
     note(ctx, "effects.log", ctx.run_key)
-    if first_time(ctx, "blocked-" + ctx.action_id):
+    if ctx.daemon_id == "blocky" and first_time(ctx, "blocked-" + ctx.action_id):
         time.sleep(600)   # blocks the worker's event loop: only a new process ends this
     return {"summary": "done without blocking"}
 """, {"pace.step": "step", "pace.blocks": "blocks", "pace.risky": "blocks"})
@@ -80,12 +80,12 @@ class Fleet:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def start_worker(self) -> subprocess.Popen[str]:
+    def start_worker(self, *args: str) -> subprocess.Popen[str]:
         n = len(self.workers)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
         env.update({"PYTHONPATH": str(self.site), "CASS_ACTIONS_DATA_DIR": str(self.root / f"worker{n}")})
         worker = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "worker", "--all", "--config",
-                                   str(self.root / "worker.toml")], env=env, stdout=subprocess.DEVNULL,
+                                   str(self.root / "worker.toml"), *args], env=env, stdout=subprocess.DEVNULL,
                                   stderr=open(self.root / f"worker{n}.log", "w"), stdin=subprocess.DEVNULL,
                                   start_new_session=True)
         self.workers.append(worker)
@@ -183,3 +183,61 @@ def test_a_handler_blocking_a_workers_event_loop_ends_its_unit_and_the_other_dae
     assert fleet.stop() == [0]
     with FleetRegistry.open(fleet.url) as registry:
         assert registry.leases() == {} and registry.workers() == []  # released, signed off
+
+
+def test_a_worker_joining_a_running_fleet_gets_its_share_and_no_unit_runs_twice(pace_site: Path, pg_schema_url: str,
+                                                                                 tmp_path: Path):
+    daemons = [f"j{i}" for i in range(6)]
+    fleet = Fleet(pace_site, pg_schema_url, tmp_path)
+    try:
+        for daemon_id in daemons:
+            toml = tmp_path / f"{daemon_id}.toml"
+            toml.write_text(pace_config(fleet.url, daemon_id))
+            fleet.cli("daemons", "add", daemon_id, "--config", str(toml), "--workspace", str(tmp_path / "ws" / daemon_id))
+        # A rehearsed day (each daemon's fallback plan spreads its units over it): units with gaps between them,
+        # when a worker can give a daemon up (never one with a unit running).
+        first = fleet.start_worker("--speed", "3600", "--start", "2027-01-04")
+
+        def completed() -> dict[str, int]:
+            return {d: len(fleet.units(d, None, ["completed"])) for d in daemons}
+
+        with FleetRegistry.open(fleet.url) as registry:
+            def holders() -> dict[str, str]:
+                return {d: lease.holder for d, lease in registry.leases().items() if d in daemons}
+
+            wait_for(lambda: len(holders()) == 6 and all(completed().values()), timeout=40,
+                     what="the first worker to run all six daemons")
+            (alone,) = set(holders().values())
+            joined = time.monotonic()
+            fleet.start_worker()  # no --speed: it joins the fleet's rehearsal clock
+
+            def shared() -> dict[str, int] | None:
+                by_worker: dict[str, int] = defaultdict(int)
+                for holder in holders().values():
+                    by_worker[holder] += 1
+                return by_worker if len(by_worker) == 2 and sorted(by_worker.values()) == [3, 3] else None
+
+            by_worker = wait_for(shared, timeout=30, what="the second worker to get its share (3 of 6)")
+            balanced = time.monotonic() - joined
+            split, mid = holders(), completed()
+            wait_for(lambda: all(completed()[d] > mid[d] for d in daemons), timeout=40,
+                     what="every daemon to complete more units under its worker")
+            assert holders() == split  # no more moves once balanced
+        print(f"the second worker had its share ({dict(by_worker)}) {balanced:.1f} s after it started")
+        assert balanced < 20
+        assert alone in split.values()
+        assert all(w.poll() is None for w in fleet.workers)
+    finally:
+        codes = fleet.stop()
+    assert codes == [0, 0], [fleet.log(0)[-2000:], fleet.log(1)[-2000:]]
+    for daemon_id in daemons:
+        effects = Counter(fleet.effects(daemon_id))
+        with open_store(fleet.url, daemon_id) as store:
+            for unit in store.list_units():
+                runs = store.action_runs_for_unit(unit.id)
+                # a hand-over between units interrupts nothing: every step ran once, and its effect happened once
+                assert len({r.step_index for r in runs}) == len(runs), [(r.key, r.status) for r in runs]
+                for r in runs:
+                    if r.action_id.startswith("pace."):
+                        assert r.status == "completed" and effects[r.key] == 1, (daemon_id, r.key, r.status, r.error)
+        assert set(effects.values()) <= {1}
