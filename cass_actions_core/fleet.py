@@ -21,6 +21,10 @@ above it, so a worker that joins gets its share. A worker that dies stops beatin
 expire (at once on the same host, where its pid is checked) and the others take them, each runtime's
 :meth:`~cass_actions_core.runtime.Runtime.recover` applying the restart rules to the units left running.
 
+Supervision: the ``worker`` command runs a :class:`Worker` in a child process that it supervises like ``run``'s
+(:mod:`cass_actions_core.supervisor`), under the supervisor's id and pid, so a child replaced after a stalled
+event loop finds its leases its own and takes those daemons back at once.
+
 Wake-ups: writes from outside a scheduler (a CLI control, the HTTP API, the registry) ``NOTIFY`` the
 channel ``cass_actions`` with the daemon's id at commit; the worker LISTENs on a connection of its own and
 wakes that daemon's loop (``''``: the registry changed, balance again). Each runtime still polls every

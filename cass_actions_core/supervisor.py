@@ -1,4 +1,5 @@
-"""``cass-actions run`` as a supervisor of one worker process, so no handler can take the daemon down.
+"""``cass-actions run`` (and a fleet's ``cass-actions worker``) as a supervisor of one worker process, so no
+handler can take a daemon down.
 
 Pack handlers are other people's code. One that blocks the event loop (``time.sleep``, a
 busy C call) or ignores cancellation cannot be stopped from inside the process: asyncio
@@ -22,6 +23,9 @@ has no way to interrupt it. So ``run`` does not run the scheduler itself; it run
 - The worker asks the kernel to kill it if the supervisor dies (``PR_SET_PDEATHSIG`` on
   Linux), and checks its parent every beat elsewhere, so a SIGKILLed ``run`` leaves no
   orphan scheduler behind.
+
+A fleet ``worker`` supervises its child the same way (``worker --worker``): the child runs every daemon it
+holds, and a stall is recorded for each of them that had a unit running (:func:`record_stall`).
 
 The scheduler lease is held in the supervisor's name (its pid, one holder id for all its
 workers), so a new worker takes over from a dead one at once, while another ``run`` is

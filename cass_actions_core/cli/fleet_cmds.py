@@ -167,13 +167,14 @@ def worker_command(state: CLIState, daemon_list: str | None, run_all: bool, spee
     """Run a fleet worker until SIGINT or SIGTERM: it takes the scheduling leases of its share of the
     registered daemons (ceil(daemons / live workers)), runs each one's scheduler and units, and takes over
     the daemons of a worker that died once their leases expire. Its own config gives the database
-    (store.url), the heartbeat's lifetime (scheduler.lease_ttl_seconds); each daemon runs with its
+    (store.url) and the heartbeat's lifetime (scheduler.lease_ttl_seconds); each daemon runs with its
     registered config.
 
-    The daemons run in a worker process that this command supervises, as `run` does: if a handler
-    blocks its event loop for scheduler.stall_limit_seconds (the smallest of this config's and its
-    daemons'), the process is killed and replaced; the new one takes its leases over at once, ends or
-    runs again the interrupted steps by the restart rules, with the reason, and runs the other daemons on.
+    The daemons run in a child process that this command supervises, as `run` does. A child whose event
+    loop a handler blocks for scheduler.stall_limit_seconds (the smallest of this config's and its
+    daemons') is killed and replaced at once: the new one takes the leases back, ends or runs again the
+    interrupted steps by the restart rules, with the reason, and runs the other daemons on. A child that
+    crashes is replaced after a backoff. SIGTERM stops the daemons and releases their leases.
     """
     from cass_actions_core.fleet import Worker, fleet_stall_limit, new_worker_id, record_worker_stall
     from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, supervise
