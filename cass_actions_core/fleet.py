@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from cass_actions_core.runtime import Runtime
     from cass_actions_core.store.fleet import DaemonEntry, FleetRegistry
     from cass_actions_core.store.rows import Lease
+    from cass_actions_core.supervisor import Stall
 
 log = logging.getLogger("cass_actions.fleet")
 
@@ -90,15 +91,16 @@ def fleet_stall_limit(url: str, own: float, only: Sequence[str] | None) -> float
     return min(limits)
 
 
-def record_worker_stall(url: str, holder: str, pid: int, seconds: float) -> list[str]:
-    """Record a stall of worker process ``pid`` for each daemon whose lease ``holder`` holds and that has a
-    unit running (the supervisor does, just before it kills the process); returns those daemons."""
+def record_worker_stall(url: str, stall: Stall) -> list[str]:
+    """Record a stall of a worker process for each daemon whose lease its holder holds and that has a unit
+    running (the supervisor does, just before it kills the process); returns those daemons."""
     from cass_actions_core.store.fleet import FleetRegistry
     from cass_actions_core.supervisor import record_stall
 
     with FleetRegistry.open(url) as registry:
-        hit = [e.daemon_id for e in registry.daemons() if e.lease is not None and e.lease.holder == holder and e.running]
-    record_stall(url, hit, pid, seconds)
+        hit = [e.daemon_id for e in registry.daemons()
+               if e.lease is not None and e.lease.holder == stall.holder and e.running]
+    record_stall(url, hit, stall)
     return hit
 
 

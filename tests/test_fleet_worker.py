@@ -32,10 +32,26 @@ async def step(ctx):
 
 async def blocks(ctx):
     note(ctx, "effects.log", ctx.run_key)
-    if ctx.daemon_id == "blocky" and first_time(ctx, "blocked-" + ctx.action_id):
+    if ctx.daemon_id == "blocky" and (ctx.action_id == "pace.stuck" or first_time(ctx, "blocked-" + ctx.action_id)):
+        # wait (without blocking) until calm1's long step is under way beside this one, then block the loop
+        running = ctx.data_dir.parents[1] / "calm1" / "pace" / "running"
+        for _ in range(100):
+            if running.exists():
+                break
+            await asyncio.sleep(0.1)
+        running.unlink(missing_ok=True)
         time.sleep(600)   # blocks the worker's event loop: only a new process ends this
     return {"summary": "done without blocking"}
-""", {"pace.step": "step", "pace.blocks": "blocks", "pace.risky": "blocks"})
+
+async def long(ctx):
+    # an innocent bystander: an asynchronous step that lasts until the test releases it
+    note(ctx, "effects.log", ctx.run_key)
+    (ctx.data_dir / "running").write_text(ctx.run_key)
+    while not (ctx.data_dir.parents[2] / "release").exists():
+        await asyncio.sleep(0.1)
+    return {"summary": "a long step"}
+""", {"pace.step": "step", "pace.blocks": "blocks", "pace.risky": "blocks", "pace.stuck": "blocks",
+      "pace.long": "long"})
 
 STALL_LIMIT = 3
 
@@ -44,10 +60,13 @@ STALL_LIMIT = 3
 def pace_site(site: Path) -> Path:
     make_dist(site, "cass-actions-pace", ep_name="pace", module="pace", module_source=PACE,
               actions=[free("pace.step", idempotent=True), free("pace.blocks", idempotent=True),
-                       free("pace.risky", idempotent=False)],
+                       free("pace.risky", idempotent=False), free("pace.stuck", idempotent=True),
+                       free("pace.long", idempotent=True)],
               templates=[template_def("paced", ["pace.step", "pace.step"], category="system", max_per_day=20),
                          template_def("blocking", ["pace.step", "pace.blocks"], category="system"),
-                         template_def("risky_block", ["pace.risky", "pace.step"], category="system")])
+                         template_def("risky_block", ["pace.risky", "pace.step"], category="system"),
+                         template_def("stuck", ["pace.stuck"], category="system"),
+                         template_def("long", ["pace.long"], category="system")])
     return site
 
 
@@ -138,47 +157,53 @@ def steps_ran_once(store, unit) -> None:
 
 
 def test_a_handler_blocking_a_workers_event_loop_ends_its_unit_and_the_other_daemons_go_on(fleet: Fleet):
-    # The stall limit is the blocked daemon's own (the worker's config keeps the 30 s default); a long lease
-    # shows that the new worker process takes the leases over at once, not when they expire.
-    fleet.add("blocky", ["blocking", "risky_block"], stall_limit_seconds=STALL_LIMIT)
-    for calm in ("calm1", "calm2"):
-        fleet.add(calm, ["paced"] * 4)
+    # blocky's handlers block the worker's event loop five times: once in an idempotent step, once in one
+    # that is not, three times in a step that always blocks. calm1's long (asynchronous) step is under way
+    # each time; calm2 runs short units. The stall limit is blocky's own (the worker's config keeps the 30 s
+    # default); a long lease shows that each new worker process takes the leases over at once, not at expiry.
+    fleet.add("blocky", ["blocking", "risky_block", "stuck"], stall_limit_seconds=STALL_LIMIT)
+    fleet.add("calm1", ["long", "paced", "paced"])
+    fleet.add("calm2", ["paced"] * 4)
     began = time.monotonic()
     worker = fleet.start_worker()
     with FleetRegistry.open(fleet.url) as registry:
         first = wait_for(lambda: len(ls := registry.leases()) == 3 and ls, timeout=30, what="the worker to take all")
-        # the blocking unit: its idempotent step runs again in the next worker process and completes
-        (blocking,) = wait_for(lambda: fleet.units("blocky", "blocking", ["completed"]), timeout=40,
-                               what="the blocked idempotent step to run again")
-        # the risky unit blocked in a step that is not idempotent: abandoned, never run again
-        (risky,) = wait_for(lambda: fleet.units("blocky", "risky_block", ["abandoned"]), timeout=40,
-                            what="the blocked step that is not idempotent to be abandoned")
-        # the other daemons: their planned units are done, and new work is still taken up and done
-        for calm in ("calm1", "calm2"):
-            wait_for(lambda: len(fleet.units(calm, "paced", ["completed"])) == 4, timeout=30, what=f"{calm}'s units")
-            fleet.cli("trigger", "paced", "--daemon", calm, "--config", str(fleet.root / "worker.toml"))
-        for calm in ("calm1", "calm2"):
-            wait_for(lambda: len(fleet.units(calm, "paced", ["completed"])) == 5, timeout=30,
-                     what=f"{calm}'s triggered unit")
-        print(f"two stalls survived, all work done in {time.monotonic() - began:.1f} s")
-        assert worker.poll() is None  # the supervisor stayed up through both stalls
+        wait_for(lambda: len(fleet.units("calm2", "paced", ["completed"])) == 4, timeout=30, what="calm2's units")
+        (stuck,) = wait_for(lambda: fleet.units("blocky", "stuck", ["abandoned"]), timeout=60,
+                            what="the step that always blocks to be abandoned as poison")
+        (fleet.root / "release").write_text("")  # calm1's long step may finish now
+        (blocking,) = fleet.units("blocky", "blocking", ["completed"])  # its idempotent step ran again
+        (risky,) = fleet.units("blocky", "risky_block", ["abandoned"])  # not idempotent: never run again
+        # the other daemons go on: calm1's bystander unit completes, new work is taken up and done
+        fleet.cli("trigger", "paced", "--daemon", "calm2", "--config", str(fleet.root / "worker.toml"))
+        wait_for(lambda: len(fleet.units("calm1", "paced", ["completed"])) == 2, timeout=30, what="calm1's units")
+        wait_for(lambda: len(fleet.units("calm2", "paced", ["completed"])) == 5, timeout=30, what="the triggered unit")
+        print(f"five stalls survived, all work done in {time.monotonic() - began:.1f} s")
+        assert worker.poll() is None  # the supervisor stayed up through every stall
         last = registry.leases()
         # one holder throughout, the supervisor's: each new process took the leases over by name at once
         assert {lease.holder for lease in last.values()} == {first["blocky"].holder}
         assert {lease.pid for lease in last.values()} == {worker.pid}
         assert all(last[d].token == first[d].token for d in last)
     log = fleet.log(0)
-    assert log.count("event loop stalled") == 2, log[-3000:]
+    assert log.count("event loop stalled") == 5, log[-3000:]
     with open_store(fleet.url, "blocky") as store:
         runs = store.action_runs_for_unit(blocking.id)
         assert [(r.step_index, r.status) for r in runs] == [(0, "completed"), (1, "failed"), (1, "completed")]
-        assert "the worker's event loop stalled for" in runs[1].error and "a handler blocking it" in runs[1].error
-        assert "not idempotent" in risky.reason, risky.reason
+        assert "the worker's event loop stalled for" in runs[1].error and "this step's" in runs[1].error, runs[1].error
+        assert "not idempotent" in risky.reason and "stalled" in risky.reason, risky.reason
         assert [r.step_index for r in store.action_runs_for_unit(risky.id)] == [0]  # its next step never ran
+        assert stuck.reason.startswith("poison: the process died during step 1 (pace.stuck) 3 times"), stuck.reason
     assert fleet.effects("blocky").count(f"{risky.local_date}/{risky.phase}/{risky.id}/0") == 1
+    with open_store(fleet.url, "calm1") as store:
+        (long_unit,) = store.list_units(template_id="long")
+        assert long_unit.status == "completed", long_unit.reason  # five interruptions, none its own: not poison
+        runs = store.action_runs_for_unit(long_unit.id)
+        assert [r.status for r in runs] == ["failed"] * 5 + ["completed"], [(r.status, r.error) for r in runs]
+        assert all("of daemon 'blocky', not this one" in r.error for r in runs[:-1]), runs[0].error
     for calm in ("calm1", "calm2"):
         with open_store(fleet.url, calm) as store:
-            for unit in store.list_units(template_id="paced"):
+            for unit in store.list_units():
                 steps_ran_once(store, unit)
     assert fleet.stop() == [0]
     with FleetRegistry.open(fleet.url) as registry:

@@ -203,7 +203,7 @@ def worker_command(state: CLIState, daemon_list: str | None, run_all: bool, spee
         own = config.scheduler.stall_limit_seconds
         code = supervise(args, holder=new_worker_id(),
                          stall_limit=lambda: fleet_stall_limit(url, own, only),
-                         on_stall=lambda holder, pid, seconds: record_worker_stall(url, holder, pid, seconds))
+                         on_stall=lambda stall: record_worker_stall(url, stall))
         click.get_current_context().exit(code)
     link = WorkerLink.from_env()
     if link is not None:

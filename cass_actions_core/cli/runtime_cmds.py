@@ -365,7 +365,7 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
             first += ["--speed", f"{speed:g}"]
         location = store_location(config.store.url, state.data_dir)
         code = supervise(args, first_args=first, stall_limit=config.scheduler.stall_limit_seconds,
-                         on_stall=lambda _holder, pid, seconds: record_stall(location, [config.daemon_id], pid, seconds))
+                         on_stall=lambda stall: record_stall(location, [config.daemon_id], stall))
         click.get_current_context().exit(code)
     link = WorkerLink.from_env()
     if link is not None:
