@@ -266,3 +266,45 @@ def test_a_worker_joining_a_running_fleet_gets_its_share_and_no_unit_runs_twice(
                     if r.action_id.startswith("pace."):
                         assert r.status == "completed" and effects[r.key] == 1, (daemon_id, r.key, r.status, r.error)
         assert set(effects.values()) <= {1}
+
+
+def test_serve_daemon_serves_that_daemon_of_a_fleet_database(pace_site: Path, pg_schema_url: str, tmp_path: Path):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    import socket
+
+    fleet = Fleet(pace_site, pg_schema_url, tmp_path)
+    fleet.add("alpha", ["paced"])
+    fleet.add("beta", ["paced", "paced"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(pace_site), "CASS_ACTIONS_DATA_DIR": str(tmp_path / "serve")})
+    server = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "serve", "--daemon", "beta",
+                               "--config", str(tmp_path / "worker.toml"), "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/api"
+
+        def up() -> bool:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                return httpx.get(f"{url}/status", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout=30, what="serve to answer")
+        status = httpx.get(f"{url}/status").json()
+        assert status["daemon_id"] == "beta"
+        assert [u["template_id"] for u in status["today"]] == ["paced", "paced"]  # beta's units, not alpha's
+        assert httpx.post(f"{url}/pause", json={"reason": "maintenance"}).status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _out, err = server.communicate(timeout=20)
+    assert server.returncode == 0, err
+    assert "serving daemon 'beta'" in err
+    # the pause went to beta's rows in the shared database, and to no other daemon's
+    for daemon_id, paused in (("beta", True), ("alpha", False)):
+        shown = json.loads(fleet.cli("status", "--json", "--daemon", daemon_id, "--config", str(tmp_path / "worker.toml")))
+        assert bool(shown["daemon_paused"]) is paused, (daemon_id, shown["daemon_paused"])
