@@ -147,12 +147,14 @@ class Worker:
         self._registry: FleetRegistry | None = None
         self._wake = asyncio.Event()
         self._listener: Any = None
+        self._listen_fd = -1
 
     # ---------------------------------------------------------------- lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
         """Balance and run daemons until ``stop`` is set; then stop every runtime (each current step gets
         its grace) and release their leases."""
+        from cass_actions_core.store import StoreError
         from cass_actions_core.store.fleet import FleetRegistry
 
         self._registry = FleetRegistry.open(self.url)
@@ -164,7 +166,15 @@ class Worker:
             if not self._held():  # a replacement (it holds leases of its predecessor) is already known: go on
                 await self._pause(stop, STARTUP_WAIT_SECONDS)
             while not stop.is_set():
-                await self.balance()
+                try:
+                    await self.balance()
+                except StoreError as exc:
+                    # The database went away for a moment (a restart, a failover, a dropped connection): the
+                    # worker stays; the next round's first write reconnects, runtimes that lost their store
+                    # stop and are started again once it answers.
+                    log.warning("a balancing round failed (%s); trying again in the next one", exc)
+                if self._listener is None:
+                    self._listen()
                 await self._pause(stop)
         finally:
             await asyncio.gather(*(self._stop(daemon_id) for daemon_id in list(self.runtimes)))
@@ -172,6 +182,8 @@ class Worker:
             try:
                 self._registry.drop_worker(self.id)
                 self._registry.notify()  # the others take over the daemons released here at once
+            except StoreError as exc:  # its heartbeat expires instead
+                log.warning("could not sign off from the fleet database: %s", exc)
             finally:
                 self._registry.close()
 
@@ -198,8 +210,8 @@ class Worker:
         except psycopg.Error as exc:
             log.warning("cannot LISTEN for wake-ups (%s); polling every tick instead", exc)
             return
-        self._listener = conn
-        asyncio.get_running_loop().add_reader(conn.fileno(), self._notified)
+        self._listener, self._listen_fd = conn, conn.fileno()  # the fd, for a connection lost later has none
+        asyncio.get_running_loop().add_reader(self._listen_fd, self._notified)
 
     def _notified(self) -> None:
         conn = self._listener
@@ -218,12 +230,12 @@ class Worker:
 
     def _unlisten(self) -> None:
         if self._listener is not None:
+            listener, self._listener = self._listener, None
             try:
-                asyncio.get_running_loop().remove_reader(self._listener.fileno())
+                asyncio.get_running_loop().remove_reader(self._listen_fd)
             except (ValueError, OSError):
                 pass
-            self._listener.close()
-            self._listener = None
+            listener.close()
 
     # ---------------------------------------------------------------- balance
 

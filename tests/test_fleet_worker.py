@@ -308,3 +308,36 @@ def test_serve_daemon_serves_that_daemon_of_a_fleet_database(pace_site: Path, pg
     for daemon_id, paused in (("beta", True), ("alpha", False)):
         shown = json.loads(fleet.cli("status", "--json", "--daemon", daemon_id, "--config", str(tmp_path / "worker.toml")))
         assert bool(shown["daemon_paused"]) is paused, (daemon_id, shown["daemon_paused"])
+
+
+def test_a_worker_rides_out_its_database_connections_being_cut(pace_site: Path, pg_schema_url: str, tmp_path: Path):
+    import psycopg
+
+    app = "cut_" + os.urandom(4).hex()
+    url = f"{pg_schema_url}&application_name={app}"  # the worker's connections, to cut them and no others
+    fleet = Fleet(pace_site, url, tmp_path)
+    try:
+        fleet.add("one", ["paced"])
+        fleet.add("two", ["paced"])
+        worker = fleet.start_worker()
+        with FleetRegistry.open(pg_schema_url) as registry:
+            before = wait_for(lambda: len(ls := registry.leases()) == 2 and ls, timeout=30, what="the worker to start")
+            for daemon_id in ("one", "two"):
+                wait_for(lambda: fleet.units(daemon_id, "paced", ["completed"]), timeout=30, what="a first unit")
+            with psycopg.connect(pg_schema_url, autocommit=True) as admin:
+                cut = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                    " WHERE application_name = %s", (app,)).fetchone()[0]
+            assert cut >= 3  # the registry's, the LISTEN connection, each daemon's store
+            # the worker goes on: it runs both daemons again and takes new work up
+            for daemon_id in ("one", "two"):
+                fleet.cli("trigger", "paced", "--daemon", daemon_id, "--config", str(tmp_path / "worker.toml"))
+            for daemon_id in ("one", "two"):
+                wait_for(lambda: len(fleet.units(daemon_id, "paced", ["completed"])) == 2, timeout=40,
+                         what=f"{daemon_id}'s unit after the cut")
+            assert worker.poll() is None
+            assert {d: lease.holder for d, lease in registry.leases().items()} == \
+                {d: lease.holder for d, lease in before.items()}
+    finally:
+        codes = fleet.stop()
+    assert codes == [0], fleet.log(0)[-3000:]
+    assert "Traceback" not in fleet.log(0), fleet.log(0)[-3000:]
