@@ -341,3 +341,24 @@ def test_a_worker_rides_out_its_database_connections_being_cut(pace_site: Path, 
         codes = fleet.stop()
     assert codes == [0], fleet.log(0)[-3000:]
     assert "Traceback" not in fleet.log(0), fleet.log(0)[-3000:]
+
+
+def test_run_daemon_on_a_shared_database_runs_that_daemon_in_its_supervised_process(pace_site: Path,
+                                                                                   pg_schema_url: str, tmp_path: Path):
+    fleet = Fleet(pace_site, pg_schema_url, tmp_path)
+    fleet.add("solo", ["paced"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(pace_site), "CASS_ACTIONS_DATA_DIR": str(tmp_path / "run")})
+    run = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--daemon", "solo", "--config",
+                            str(tmp_path / "worker.toml")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, stdin=subprocess.DEVNULL)
+    try:
+        # the supervisor's child (the scheduler) runs solo, not the config file's own daemon id (cass)
+        wait_for(lambda: fleet.units("solo", "paced", ["completed"]), timeout=30, what="solo's unit")
+        with FleetRegistry.open(pg_schema_url) as registry:
+            assert set(registry.leases()) == {"solo"} and registry.leases()["solo"].pid == run.pid
+    finally:
+        run.send_signal(signal.SIGTERM)
+        _out, err = run.communicate(timeout=30)
+    assert run.returncode == 0, err
+    assert "daemon 'solo' running" in err

@@ -194,9 +194,7 @@ def worker_command(state: CLIState, daemon_list: str | None, run_all: bool, spee
         # Set or join the rehearsal clock here, refusing a wrong --start in one line before any process;
         # each worker process then joins the clock stored in the fleet.
         _fleet_clock(state, url, speed, start_text)
-        args = ["worker", "--data-dir", str(state.data_dir)]
-        if state.config_path:
-            args += ["--config", str(Path(state.config_path).expanduser().resolve())]
+        args = state.child_args("worker")
         if provider:
             args += ["--provider", provider]
         args += ["--daemons", ",".join(only)] if only is not None else ["--all"]

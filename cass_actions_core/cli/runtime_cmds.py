@@ -355,9 +355,7 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
         if speed is not None:
             _rehearsal_clock(state, config, speed, start_text)  # refuse early, in one line, before any worker
         require_llm_ready(state, provider)
-        args = ["run", "--data-dir", str(state.data_dir)]
-        if state.config_path:
-            args += ["--config", str(Path(state.config_path).expanduser().resolve())]
+        args = state.child_args("run")
         if provider:
             args += ["--provider", provider]
         first = ["--plan", str(Path(plan_file).expanduser().resolve())] if plan_file else []
