@@ -47,7 +47,7 @@ async def long(ctx):
     # an innocent bystander: an asynchronous step that lasts until the test releases it
     note(ctx, "effects.log", ctx.run_key)
     (ctx.data_dir / "running").write_text(ctx.run_key)
-    while not (ctx.data_dir.parents[2] / "release").exists():
+    while ctx.daemon_id == "calm1" and not (ctx.data_dir.parents[2] / "release").exists():
         await asyncio.sleep(0.1)
     return {"summary": "a long step"}
 """, {"pace.step": "step", "pace.blocks": "blocks", "pace.risky": "blocks", "pace.stuck": "blocks",
@@ -248,6 +248,9 @@ def test_a_worker_joining_a_running_fleet_gets_its_share_and_no_unit_runs_twice(
             wait_for(lambda: all(completed()[d] > mid[d] for d in daemons), timeout=40,
                      what="every daemon to complete more units under its worker")
             assert holders() == split  # no more moves once balanced
+            # the CLI reads and steers a daemon on the fleet's rehearsal timeline, not the wall clock's
+            shown = json.loads(fleet.cli("status", "--json", "--daemon", "j0", "--config", str(tmp_path / "worker.toml")))
+            assert shown["phase_day"] in ("2027-01-04", "2027-01-05"), shown["phase_day"]
         print(f"the second worker had its share ({dict(by_worker)}) {balanced:.1f} s after it started")
         assert balanced < 20
         assert alone in split.values()

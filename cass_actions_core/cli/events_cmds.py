@@ -59,19 +59,26 @@ _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h
 # --------------------------------------------------------------------------- shared helpers
 
 
-def daemon_clock(state: CLIState, config: Config, store: Store) -> Clock:
-    """The clock the daemon of this data directory runs on: the system clock in its time zone, or the
-    accelerated clock of a rehearsal (``run --speed``), read from the store without writing anything."""
+def daemon_clock(state: CLIState, config: Config, store: Store | None) -> Clock:
+    """The clock the daemon runs on: the system clock in its time zone, or the accelerated clock of a
+    rehearsal, read without writing anything: ``run --speed`` in this data directory (from ``store``, the
+    folder's own), else a fleet's ``worker --speed`` in its PostgreSQL database (``store.url``)."""
     from cass_actions_core.cli.runtime_cmds import REHEARSAL_KEY, SIM_MARKER
     from cass_actions_core.clock import AcceleratedClock, SystemClock
+    from cass_actions_core.store import is_postgres_url
 
-    if (state.data_dir / SIM_MARKER).exists():
+    saved = None
+    if (state.data_dir / SIM_MARKER).exists() and store is not None:
         saved = store.get_state(REHEARSAL_KEY)
-        if saved is not None:
-            # A rehearsal's "now" is virtual: activity and --since must be on its timeline.
-            return AcceleratedClock(config.timezone, start=datetime.fromisoformat(saved["start"]),
-                                    epoch=saved["epoch"], speed=saved["speed"])
-    return SystemClock(config.timezone)
+    elif is_postgres_url(config.store.url):
+        from cass_actions_core.fleet import FLEET_CLOCK_KEY
+        from cass_actions_core.store.fleet import FleetRegistry
+
+        assert config.store.url is not None
+        with FleetRegistry.open(config.store.url) as registry:
+            saved = registry.setting(FLEET_CLOCK_KEY)
+    # A rehearsal's "now" is virtual: activity, --since and controls must be on its timeline.
+    return AcceleratedClock.from_setting(config.timezone, saved) if saved is not None else SystemClock(config.timezone)
 
 
 def parse_time(value: str, *, now: datetime, tz: ZoneInfo, option: str) -> datetime:

@@ -266,5 +266,4 @@ def _fleet_clock(state: CLIState, url: str, speed: float | None, start_text: str
                                    "worker joins that timeline (drop --start), or use another database")
     if saved is None:
         return lambda tz: None
-    begin, epoch, rate = datetime.fromisoformat(saved["start"]), float(saved["epoch"]), float(saved["speed"])
-    return lambda tz: AcceleratedClock(tz, start=begin, epoch=epoch, speed=rate)
+    return lambda tz: AcceleratedClock.from_setting(tz, saved)

@@ -62,15 +62,18 @@ def open_runtime(state: CLIState, *, strict: bool = False, check: bool = False, 
 
     if not create:
         state.require_store()
-    if "clock" not in kwargs and (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
-        # A rehearsal (`run --speed`) lives on a virtual timeline: controls and queries must act on its
-        # day and phase, not the wall clock's.
+    if "clock" not in kwargs:
+        # A rehearsal (`run --speed`, a fleet's `worker --speed`) lives on a virtual timeline: controls and
+        # queries must act on its day and phase, not the wall clock's.
         from cass_actions_core.cli.events_cmds import daemon_clock
-        from cass_actions_core.store import open_store
+        from cass_actions_core.store import is_postgres_url, open_store
 
         config = state.config()
-        with open_store(state.data_dir / STORE_NAME, config.daemon_id) as store:
-            kwargs["clock"] = daemon_clock(state, config, store)
+        if (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
+            with open_store(state.data_dir / STORE_NAME, config.daemon_id) as store:
+                kwargs["clock"] = daemon_clock(state, config, store)
+        elif is_postgres_url(config.store.url):
+            kwargs["clock"] = daemon_clock(state, config, None)
 
     config = state.config()
     if (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
@@ -471,8 +474,7 @@ def _rehearsal_clock(state: CLIState, config: Any, speed: float | None, start_te
         saved = store.get_state(REHEARSAL_KEY)
         now_real = wall.time()
         if saved is not None:
-            clock = AcceleratedClock(tz, start=datetime.fromisoformat(saved["start"]), epoch=saved["epoch"],
-                                     speed=saved["speed"])
+            clock = AcceleratedClock.from_setting(tz, saved)
             if start_text:
                 raise click.UsageError(f"{data_dir} already rehearses from {saved['start']}; --start applies to a new "
                                        "rehearsal only (use another --data-dir)")
