@@ -250,6 +250,13 @@ class AcceleratedClock(SystemClock):
             raise ValueError(f"speed must be positive, got {speed!r}")
         self.start, self.epoch, self.speed = to_utc(start), float(epoch), float(speed)
 
+    @classmethod
+    def from_setting(cls, tz: ZoneInfo | str, saved: dict[str, object]) -> AcceleratedClock:
+        """The clock a rehearsal stored as ``{"start": ISO time, "epoch": Unix seconds, "speed": rate}`` (``run
+        --speed`` in its store's state, a fleet's ``worker --speed`` in ``fleet_state``), in time zone ``tz``."""
+        return cls(tz, start=datetime.fromisoformat(str(saved["start"])), epoch=float(cast(float, saved["epoch"])),
+                   speed=float(cast(float, saved["speed"])))
+
     def _utc_now(self) -> datetime:
         return self.start + timedelta(seconds=(wall.time() - self.epoch) * self.speed)
 

@@ -40,6 +40,7 @@ from cass_actions_core.store import LeaseLostError, NotFoundError
 from cass_actions_core.models import Priority
 from cass_actions_core.plugins import BUILTIN_NAME
 from cass_actions_core.summaries import build_summary
+from cass_actions_core.supervisor import step_task_name
 
 if TYPE_CHECKING:
     from cass_actions_core.clock import Clock
@@ -727,12 +728,12 @@ class Unstoppable(Exception):
     """A handler went on past its timeout and ignored the cancellation: it was abandoned (still running)."""
 
 
-async def _with_time_limit(coro: Any, timeout: float) -> Any:
+async def _with_time_limit(coro: Any, timeout: float, name: str | None = None) -> Any:
     """Await ``coro`` for at most ``timeout`` seconds; then cancel it and give it
     :data:`CANCEL_GRACE_SECONDS` to stop. A handler that ignores the cancellation is left behind
     (:class:`Unstoppable`): asyncio cannot stop it, only a new process can (``run`` restarts its
     worker for that; see ``docs/reliability.md``)."""
-    task = asyncio.ensure_future(coro)
+    task = asyncio.get_running_loop().create_task(coro, name=name)
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if task in done:
@@ -798,7 +799,9 @@ async def invoke(action: CatalogueAction, ctx: ActionContext) -> Invocation:
     llm_error: LLMError | None = None
     abandoned: str | None = None
     try:
-        value = await _with_time_limit(_guarded(action.handler(ctx)), definition.timeout_seconds)
+        # The task's name lets a supervised worker's watchdog name this step if its handler blocks the loop.
+        value = await _with_time_limit(_guarded(action.handler(ctx)), definition.timeout_seconds,
+                                       name=step_task_name(ctx.daemon_id, ctx.run_key))
         result = ActionResult.from_handler(value)
         result.check()
     except Unstoppable as exc:

@@ -21,6 +21,10 @@ above it, so a worker that joins gets its share. A worker that dies stops beatin
 expire (at once on the same host, where its pid is checked) and the others take them, each runtime's
 :meth:`~cass_actions_core.runtime.Runtime.recover` applying the restart rules to the units left running.
 
+Supervision: the ``worker`` command runs a :class:`Worker` in a child process that it supervises like ``run``'s
+(:mod:`cass_actions_core.supervisor`), under the supervisor's id and pid, so a child replaced after a stalled
+event loop finds its leases its own and takes those daemons back at once.
+
 Wake-ups: writes from outside a scheduler (a CLI control, the HTTP API, the registry) ``NOTIFY`` the
 channel ``cass_actions`` with the daemon's id at commit; the worker LISTENs on a connection of its own and
 wakes that daemon's loop (``''``: the registry changed, balance again). Each runtime still polls every
@@ -48,6 +52,8 @@ from cass_actions_core.config import Config, StoreSettings
 if TYPE_CHECKING:
     from cass_actions_core.runtime import Runtime
     from cass_actions_core.store.fleet import DaemonEntry, FleetRegistry
+    from cass_actions_core.store.rows import Lease
+    from cass_actions_core.supervisor import Stall
 
 log = logging.getLogger("cass_actions.fleet")
 
@@ -61,6 +67,41 @@ def daemon_config(entry: DaemonEntry, url: str) -> Config:
     assert entry.config is not None, "only registered daemons are run"
     config = Config.from_dict(entry.config)
     return replace(config, daemon_id=entry.daemon_id, workspace=entry.workspace, store=StoreSettings(url=url))
+
+
+def new_worker_id() -> str:
+    """A worker's lease holder name: ``worker:<host>:<pid>:<random>`` (unique per process that makes it)."""
+    return f"worker:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def fleet_stall_limit(url: str, own: float, only: Sequence[str] | None) -> float:
+    """The stall limit of a worker process: the smallest ``scheduler.stall_limit_seconds`` of its own config
+    (``own``) and of the registered daemons it may run (``only``; None: all), since they share its event loop."""
+    from cass_actions_core.store import StoreError
+    from cass_actions_core.store.fleet import FleetRegistry
+
+    limits = [own]
+    try:
+        with FleetRegistry.open(url) as registry:
+            for entry in registry.daemons():
+                if entry.config is not None and (only is None or entry.daemon_id in only):
+                    limits.append(float(entry.config.get("scheduler", {}).get("stall_limit_seconds", own)))
+    except StoreError as exc:  # the database is away for a moment: the worker's own limit still holds
+        log.warning("could not read the daemons' stall limits (%s); using %g s", exc, own)
+    return min(limits)
+
+
+def record_worker_stall(url: str, stall: Stall) -> list[str]:
+    """Record a stall of a worker process for each daemon whose lease its holder holds and that has a unit
+    running (the supervisor does, just before it kills the process); returns those daemons."""
+    from cass_actions_core.store.fleet import FleetRegistry
+    from cass_actions_core.supervisor import record_stall
+
+    with FleetRegistry.open(url) as registry:
+        hit = [e.daemon_id for e in registry.daemons()
+               if e.lease is not None and e.lease.holder == stall.holder and e.running]
+    record_stall(url, hit, stall)
+    return hit
 
 
 #: How long a new worker waits, after its first heartbeat, before it takes daemons: long enough for
@@ -78,12 +119,14 @@ class Worker:
         ttl: how long a worker's heartbeat counts (its config's ``scheduler.lease_ttl_seconds``).
         clock_for: the clock of a daemon in a time zone (a shared rehearsal clock, or None: the system's).
         provider: force an LLM provider for every action (``--provider``).
+        worker_id: the holder name of its leases (default: a new one, :func:`new_worker_id`).
+        pid: the process its leases and heartbeat name (default this one; the supervisor's under one).
         runtime_kwargs: more arguments for each :class:`Runtime` (tests: plugins, entry_points).
     """
 
     def __init__(self, url: str, *, data_dir: Path, only: Sequence[str] | None = None, ttl: float = 90.0,
                  clock_for: Callable[[str], Clock | None] = lambda tz: None, provider: str | None = None,
-                 **runtime_kwargs: Any) -> None:
+                 worker_id: str | None = None, pid: int | None = None, **runtime_kwargs: Any) -> None:
         self.url = url
         self.data_dir = Path(data_dir)
         self.only = set(only) if only is not None else None
@@ -91,8 +134,12 @@ class Worker:
         self.clock_for = clock_for
         self.provider = provider
         self.runtime_kwargs = runtime_kwargs
-        #: This worker's id: host, pid and a random part (the holder name of every lease it takes).
-        self.id = f"worker:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        #: This worker's id: host, pid and a random part (the holder name of every lease it takes). Under a
+        #: supervisor, the supervisor's, shared by each worker process it starts, so a replacement takes over
+        #: the leases of the process it replaces at once.
+        self.id = worker_id or new_worker_id()
+        #: The process named in its heartbeat and leases (the supervisor's under one), checked by the others.
+        self.pid = pid or os.getpid()
         #: The daemons this worker runs now, by id.
         self.runtimes: dict[str, Runtime] = {}
         #: Daemons that could not be started, with the reason (shown once, retried each round).
@@ -100,12 +147,14 @@ class Worker:
         self._registry: FleetRegistry | None = None
         self._wake = asyncio.Event()
         self._listener: Any = None
+        self._listen_fd = -1
 
     # ---------------------------------------------------------------- lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
         """Balance and run daemons until ``stop`` is set; then stop every runtime (each current step gets
         its grace) and release their leases."""
+        from cass_actions_core.store import StoreError
         from cass_actions_core.store.fleet import FleetRegistry
 
         self._registry = FleetRegistry.open(self.url)
@@ -113,10 +162,19 @@ class Worker:
         try:
             # Beat, then wait one round before taking anything: workers started together see each other
             # and share the daemons out from the first round, instead of the first one taking them all.
-            self._registry.beat(self.id, os.getpid(), datetime.now(UTC))
-            await self._pause(stop, STARTUP_WAIT_SECONDS)
+            self._registry.beat(self.id, self.pid, datetime.now(UTC))
+            if not self._held():  # a replacement (it holds leases of its predecessor) is already known: go on
+                await self._pause(stop, STARTUP_WAIT_SECONDS)
             while not stop.is_set():
-                await self.balance()
+                try:
+                    await self.balance()
+                except StoreError as exc:
+                    # The database went away for a moment (a restart, a failover, a dropped connection): the
+                    # worker stays; the next round's first write reconnects, runtimes that lost their store
+                    # stop and are started again once it answers.
+                    log.warning("a balancing round failed (%s); trying again in the next one", exc)
+                if self._listener is None:
+                    self._listen()
                 await self._pause(stop)
         finally:
             await asyncio.gather(*(self._stop(daemon_id) for daemon_id in list(self.runtimes)))
@@ -124,6 +182,8 @@ class Worker:
             try:
                 self._registry.drop_worker(self.id)
                 self._registry.notify()  # the others take over the daemons released here at once
+            except StoreError as exc:  # its heartbeat expires instead
+                log.warning("could not sign off from the fleet database: %s", exc)
             finally:
                 self._registry.close()
 
@@ -150,8 +210,8 @@ class Worker:
         except psycopg.Error as exc:
             log.warning("cannot LISTEN for wake-ups (%s); polling every tick instead", exc)
             return
-        self._listener = conn
-        asyncio.get_running_loop().add_reader(conn.fileno(), self._notified)
+        self._listener, self._listen_fd = conn, conn.fileno()  # the fd, for a connection lost later has none
+        asyncio.get_running_loop().add_reader(self._listen_fd, self._notified)
 
     def _notified(self) -> None:
         conn = self._listener
@@ -170,12 +230,12 @@ class Worker:
 
     def _unlisten(self) -> None:
         if self._listener is not None:
+            listener, self._listener = self._listener, None
             try:
-                asyncio.get_running_loop().remove_reader(self._listener.fileno())
+                asyncio.get_running_loop().remove_reader(self._listen_fd)
             except (ValueError, OSError):
                 pass
-            self._listener.close()
-            self._listener = None
+            listener.close()
 
     # ---------------------------------------------------------------- balance
 
@@ -185,7 +245,7 @@ class Worker:
         registry = self._registry
         assert registry is not None
         now = datetime.now(UTC)
-        registry.beat(self.id, os.getpid(), now)
+        registry.beat(self.id, self.pid, now)
         entries = {e.daemon_id: e for e in registry.daemons()
                    if e.registered and (self.only is None or e.daemon_id in self.only)}
         for daemon_id, runtime in list(self.runtimes.items()):
@@ -203,9 +263,22 @@ class Worker:
                 await asyncio.gather(*(self._stop(d) for d in shed))
                 registry.notify()
             return
-        free = [e for d, e in entries.items() if d not in self.runtimes and registry.lease_free(e.lease, now)]
-        for entry in sorted(free, key=lambda e: self._rank(e.daemon_id))[:target - len(self.runtimes)]:
+        # Daemons whose lease this worker's id already holds were run by the process this one replaced
+        # (killed by its supervisor): they come first, so their interrupted units are recovered at once.
+        free = [e for d, e in entries.items() if d not in self.runtimes
+                and (self._ours(e.lease) or registry.lease_free(e.lease, now))]
+        for entry in sorted(free, key=lambda e: (not self._ours(e.lease), self._rank(e.daemon_id))
+                            )[:max(0, target - len(self.runtimes))]:
             await self._start(entry)
+            await asyncio.sleep(0)  # building a runtime blocks the loop a moment: let the heartbeat out between
+
+    def _ours(self, lease: Lease | None) -> bool:
+        return lease is not None and lease.holder == self.id
+
+    def _held(self) -> list[str]:
+        """The daemons whose leases this worker's id holds (a predecessor's, before any runtime starts)."""
+        assert self._registry is not None
+        return [d for d, lease in self._registry.leases().items() if self._ours(lease)]
 
     def _rank(self, daemon_id: str) -> str:
         """An order of daemons of this worker's own, so that workers starting together reach for different ones."""
@@ -219,6 +292,7 @@ class Worker:
             config = daemon_config(entry, self.url)
             runtime = Runtime(config, data_dir=self.data_dir / "daemons" / entry.daemon_id,
                               clock=self.clock_for(config.timezone), provider=self.provider, lease_holder=self.id,
+                              lease_pid=self.pid,
                               **self.runtime_kwargs)
         except Exception as exc:  # a bad registered config, a pack gone missing: this daemon waits, the others run
             why = f"{type(exc).__name__}: {exc}" if not str(exc).startswith(entry.daemon_id) else str(exc)

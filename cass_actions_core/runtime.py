@@ -54,6 +54,7 @@ from cass_actions_core.executor import (
     next_attempt,
     run_key,
     spend_key,
+    step_key,
 )
 from cass_actions_core.ledger import BudgetLedger
 from cass_actions_core.models import Priority
@@ -64,7 +65,7 @@ from cass_actions_core.planning.costs import CostBook
 from cass_actions_core.planning.engine import DecisionEngine
 from cass_actions_core.problems import UnknownItem, UserError, WrongState
 from cass_actions_core.store import LeaseLostError, QueuedBrief, Store, StoreUnavailable, UnitRow, open_store, store_location
-from cass_actions_core.supervisor import STALL_KEY, stall_note
+from cass_actions_core.supervisor import STALL_KEY, stall_elsewhere, stall_note
 
 log = logging.getLogger("cass_actions.runtime")
 
@@ -404,17 +405,21 @@ class Runtime:
                 continue
             cost = round(crashed_cost.get(unit.id, 0.0), 6)
             crashes = unit.data.get("crashes", {})
-            count = (int(crashes.get("count", 0)) if crashes.get("step") == index else 0) + 1
+            step = step_key(unit, index)
+            # A stall another step caused (its handler blocked the loop this one shared) is no crash of this
+            # step: it must not bring the unit nearer to being poison.
+            bystander = stall_elsewhere(stalled, self.config.daemon_id, step)
+            count = (int(crashes.get("count", 0)) if crashes.get("step") == index else 0) + (0 if bystander else 1)
             idempotent = action is not None and action.definition.idempotent
+            why = stall_note(stalled, self.config.daemon_id, step)
             if count >= POISON_CRASHES:
                 reason = (f"poison: the process died during step {index + 1} ({run.action_id}) {count} times in a "
                           "row; not resumed again")
             elif not idempotent:
                 reason = (f"interrupted by a crash during step {index + 1} ({run.action_id}), which is not idempotent: "
-                          "not safe to run again")
+                          "not safe to run again" + (f" ({why})" if why else ""))
             else:
-                why = stall_note(stalled) or "interrupted by a crash (the process died during the step)"
-                reason = f"{why}; ${cost:.6f} charged for its calls"
+                reason = f"{why or 'interrupted by a crash (the process died during the step)'}; ${cost:.6f} charged for its calls"
             self.store.finish_action_run(run.key, "failed", cost, {"summary": "", "interrupted": True}, reason, now)
             if count >= POISON_CRASHES or not idempotent:
                 unit = self.store.set_unit_status(unit.id, "abandoned", reason=reason, now=now)
@@ -422,9 +427,10 @@ class Runtime:
                 self.bus.emit("work_unit.abandoned", {"reason": reason, "poison": count >= POISON_CRASHES}, unit_id=unit.id)
             else:
                 _n, attempt = next_attempt(unit, index, reason, now.astimezone(self.clock.tz))
+                crash = "by another step's stall" if bystander else f"(crash {count} of at most {POISON_CRASHES - 1})"
                 unit = self._requeue(unit, f"resumed after a restart: step {index + 1} ({run.action_id}) was "
-                                           f"interrupted (crash {count} of at most {POISON_CRASHES - 1}) and is "
-                                           "idempotent, so it runs again", now, retry="restart",
+                                           f"interrupted {crash} and is idempotent, so it runs again", now,
+                                     retry="restart",
                                      data={"crashes": {"step": index, "count": count}, "attempt": attempt}) or unit
             touched.append(unit)
         return touched

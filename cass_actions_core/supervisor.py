@@ -1,4 +1,5 @@
-"""``cass-actions run`` as a supervisor of one worker process, so no handler can take the daemon down.
+"""``cass-actions run`` (and a fleet's ``cass-actions worker``) as a supervisor of one worker process, so no
+handler can take a daemon down.
 
 Pack handlers are other people's code. One that blocks the event loop (``time.sleep``, a
 busy C call) or ignores cancellation cannot be stopped from inside the process: asyncio
@@ -23,6 +24,9 @@ has no way to interrupt it. So ``run`` does not run the scheduler itself; it run
   Linux), and checks its parent every beat elsewhere, so a SIGKILLed ``run`` leaves no
   orphan scheduler behind.
 
+A fleet ``worker`` supervises its child the same way (``worker --worker``): the child runs every daemon it
+holds, and a stall is recorded for each of them that had a unit running (:func:`record_stall`).
+
 The scheduler lease is held in the supervisor's name (its pid, one holder id for all its
 workers), so a new worker takes over from a dead one at once, while another ``run`` is
 refused as long as this supervisor lives. Every store write of a worker is fenced by that
@@ -34,15 +38,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +69,30 @@ STOP_KILL_SECONDS = 10.0
 #: How long a new worker may take to start (build its catalogue, recover) before its first heartbeat.
 STARTUP_LIMIT_SECONDS = 120.0
 BACKOFF_START, BACKOFF_CAP, BACKOFF_RESET_AFTER = 1.0, 30.0, 60.0
+#: How long a worker's loop must have missed its beats before its watchdog thread names the step blocking it.
+WATCH_AFTER_SECONDS = 2 * BEAT_SECONDS
+#: The name prefix of a handler's task (``<prefix><daemon id> <step key>``), so a blocked loop's step can be named.
+STEP_TASK_PREFIX = "cass-actions-step:"
+
+
+def step_task_name(daemon_id: str, step: str) -> str:
+    """The name of the task running the handler of ``step`` (a step key) of ``daemon_id``."""
+    return f"{STEP_TASK_PREFIX}{daemon_id} {step}"
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A worker process whose event loop stopped beating, as the supervisor saw it before the kill.
+
+    ``blocked_by``: the step whose handler was running when the loop stopped, as ``(daemon id, step key)``,
+    when the worker's watchdog thread could tell (it cannot when a C call holds the GIL, or when the
+    blocking code is not a handler); None otherwise.
+    """
+
+    holder: str
+    pid: int
+    seconds: float
+    blocked_by: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,25 +127,59 @@ class WorkerLink:
             os._exit(1)
 
     async def beat(self) -> None:
-        """Send heartbeats from the event loop until cancelled (a blocked loop sends none)."""
-        while True:
-            if os.getppid() != self.parent:
-                os._exit(1)  # orphaned: the supervisor is gone, so is the daemon
-            try:
-                os.write(self.beat_fd, b".")
-            except OSError:
-                os._exit(1)
-            await asyncio.sleep(BEAT_SECONDS)
+        """Send heartbeats from the event loop until cancelled (a blocked loop sends none); a watchdog
+        thread meanwhile names the step blocking the loop (:meth:`_watch`)."""
+        last = [time.monotonic()]
+        threading.Thread(target=self._watch, args=(asyncio.get_running_loop(), last), daemon=True,
+                         name="cass-actions-watchdog").start()
+        try:
+            while True:
+                if os.getppid() != self.parent:
+                    os._exit(1)  # orphaned: the supervisor is gone, so is the daemon
+                try:
+                    os.write(self.beat_fd, b".")
+                except OSError:
+                    os._exit(1)
+                last[0] = time.monotonic()
+                await asyncio.sleep(BEAT_SECONDS)
+        finally:
+            last[0] = math.inf  # no more beats on purpose: the watchdog stops
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, last: list[float]) -> None:
+        """A thread: when the loop has missed its beats, tell the supervisor which handler's task it is in.
+
+        A thread still runs while the loop's thread sleeps or computes in Python (the GIL is handed over);
+        the task running on the loop at that moment is the one blocking it. The note (``!<daemon> <step
+        key>``, one write, atomic on a pipe) lets the supervisor blame that step alone, so the daemons and
+        units that only shared the process are not counted a crash of their own.
+        """
+        reported = ""
+        while last[0] != math.inf:
+            time.sleep(BEAT_SECONDS / 2)
+            if time.monotonic() - last[0] < WATCH_AFTER_SECONDS:
+                reported = ""
+                continue
+            task = asyncio.current_task(loop)
+            name = task.get_name() if task is not None else ""
+            if name.startswith(STEP_TASK_PREFIX) and name != reported:
+                try:
+                    os.write(self.beat_fd, f"!{name[len(STEP_TASK_PREFIX):]}\n".encode())
+                except OSError:
+                    return
+                reported = name
 
 
-def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), data_dir: Path, daemon_id: str,
-              stall_limit: float, store_url: str | None = None) -> int:
+def supervise(worker_args: Sequence[str], *, stall_limit: float | Callable[[], float],
+              on_stall: Callable[[Stall], None], first_args: Sequence[str] = (),
+              holder: str | None = None) -> int:
     """Run workers (``cass-actions <worker_args> --worker``) until one stops for good; its exit code.
 
-    ``first_args`` go to the first worker only (``--plan FILE``); ``store_url``: the configured
-    ``store.url`` (None: the SQLite file in ``data_dir``).
+    ``stall_limit``: seconds without a heartbeat that count as a stalled loop (a function is asked again
+    before each worker starts); ``on_stall`` records a :class:`Stall` in the store before the worker is
+    killed, for the next worker's recovery; ``first_args`` go to the first worker only (``--plan
+    FILE``); ``holder``: the lease holder name every worker uses (default ``<host>:<pid>:<random>``).
     """
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     stopping: list[float] = []
     child: subprocess.Popen[bytes] | None = None
 
@@ -138,14 +202,19 @@ def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), dat
             os.close(write_fd)
             extra = []
             began = time.monotonic()
+            limit = stall_limit() if callable(stall_limit) else stall_limit
             last_beat: float | None = None  # the stall watch starts at the first beat: starting up is not a stall
             stalled: float | None = None
+            blocked: str | None = None
+            unread = b""
             try:
                 while child.poll() is None:
                     ready, _, _ = select.select([read_fd], [], [], BEAT_SECONDS)
                     now = time.monotonic()
-                    if ready and os.read(read_fd, 4096):
-                        last_beat = now
+                    if ready:
+                        beat, blocked, unread = _read_link(unread + os.read(read_fd, 4096), blocked)
+                        if beat:
+                            last_beat = now
                     if stopping:
                         if now - stopping[0] > STOP_KILL_SECONDS:
                             child.kill()
@@ -155,9 +224,13 @@ def supervise(worker_args: Sequence[str], *, first_args: Sequence[str] = (), dat
                               "replacing it", file=sys.stderr, flush=True)
                         child.kill()
                         child.wait()
-                    elif last_beat is not None and now - last_beat > stall_limit:
+                    elif last_beat is not None and now - last_beat > limit:
                         stalled = now - last_beat
-                        _note_stall(data_dir, daemon_id, child.pid, stalled, store_url)
+                        daemon, _, step = (blocked or "").partition(" ")
+                        try:
+                            on_stall(Stall(holder, child.pid, stalled, (daemon, step) if step else None))
+                        except Exception as exc:  # best effort: the worker is replaced all the same
+                            log.warning("could not record the stall in the store: %s", exc)
                         print(f"cass-actions: the worker's event loop stalled for {stalled:.0f} s; replacing it",
                               file=sys.stderr, flush=True)
                         child.kill()
@@ -199,27 +272,75 @@ def _describe(code: int) -> str:
     return f"exit code {code}"
 
 
-def _note_stall(data_dir: Path, daemon_id: str, pid: int, seconds: float, store_url: str | None) -> None:
-    """Tell the next worker's recovery why its predecessor was replaced (best effort)."""
-    from cass_actions_core.store import StoreError, open_store, store_location
+def _read_link(data: bytes, blocked: str | None) -> tuple[bool, str | None, bytes]:
+    """Read a worker's pipe: heartbeats (``.``) and watchdog notes (``!<daemon> <step key>\\n``).
 
-    try:
-        with open_store(store_location(store_url, data_dir), daemon_id) as store:
-            store.set_state(STALL_KEY, {"pid": pid, "seconds": round(seconds, 1), "at": datetime.now(UTC).isoformat()})
-    except (StoreError, OSError) as exc:
-        log.warning("could not record the stall in the store: %s", exc)
+    Returns whether a beat came, the step named as blocking the loop since the last beat (a beat after a
+    note clears it: the loop moved on), and an incomplete note to read again with the next bytes.
+    """
+    beat = False
+    while data:
+        if data.startswith(b"!"):
+            end = data.find(b"\n")
+            if end < 0:
+                break
+            blocked, data = data[1:end].decode(errors="replace"), data[end + 1:]
+            continue
+        cut = data.find(b"!")
+        chunk, data = (data, b"") if cut < 0 else (data[:cut], data[cut:])
+        if b"." in chunk:
+            beat, blocked = True, None
+    return beat, blocked, data
+
+
+def record_stall(location: str | Path, daemon_ids: Sequence[str], stall: Stall) -> None:
+    """Tell the next recovery of each of ``daemon_ids`` (stores at ``location``) why its worker was replaced.
+
+    Every daemon of a killed worker that had a unit running lost that unit's step to the stall: the
+    blocking handler's and those of the daemons sharing the worker's event loop. The note names the
+    blocking step when the worker's watchdog could tell, else the other daemons that had units running.
+    """
+    from cass_actions_core.store import StoreError, open_store
+
+    at = datetime.now(UTC).isoformat()
+    blocked = list(stall.blocked_by) if stall.blocked_by else None
+    for daemon_id in daemon_ids:
+        try:
+            with open_store(location, daemon_id) as store:
+                store.set_state(STALL_KEY, {"pid": stall.pid, "seconds": round(stall.seconds, 1), "at": at,
+                                            "blocked_by": blocked,
+                                            "alongside": [d for d in daemon_ids if d != daemon_id]})
+        except (StoreError, OSError) as exc:
+            log.warning("could not record the stall of daemon %r in the store: %s", daemon_id, exc)
 
 
 #: The store state key where a supervisor notes a replaced worker's stall.
 STALL_KEY = "stalled"
 
 
-def stall_note(raw: object) -> str | None:
-    """The reason wording for a step interrupted by a stall, from ``state['stalled']``."""
+def stall_note(raw: object, daemon_id: str = "", step: str = "") -> str | None:
+    """The reason wording for step ``step`` (a step key) of ``daemon_id`` interrupted by a stall, from
+    ``state['stalled']``; None when no stall was noted."""
     if not isinstance(raw, dict):
         return None
-    return (f"the worker's event loop stalled for {raw.get('seconds', '?')} s during the step (a handler blocking it), "
-            "so the supervisor replaced the worker")
+    head = f"the worker's event loop stalled for {raw.get('seconds', '?')} s during the step"
+    tail = "so the supervisor replaced the worker"
+    blocked = raw.get("blocked_by")
+    if isinstance(blocked, list) and len(blocked) == 2:
+        if stall_elsewhere(raw, daemon_id, step):
+            return (f"{head} (a handler blocking it: step {blocked[1]} of daemon {blocked[0]!r}, not this one), {tail}; "
+                    "not counted as a crash of this step")
+        return f"{head} (a handler blocking it: this step's), {tail}"
+    alongside = raw.get("alongside") or []
+    shared = f", here or in a unit of {', '.join(map(str, alongside))} running in the same worker" if alongside else ""
+    return f"{head} (a handler blocking it{shared}), {tail}"
 
 
-__all__ = ["EXIT_RESTART", "STALL_KEY", "WorkerLink", "stall_note", "supervise"]
+def stall_elsewhere(raw: object, daemon_id: str, step: str) -> bool:
+    """Whether the stall noted in ``raw`` was another step's doing, so this step's interruption is no crash of its own."""
+    blocked = raw.get("blocked_by") if isinstance(raw, dict) else None
+    return isinstance(blocked, list) and len(blocked) == 2 and tuple(blocked) != (daemon_id, step)
+
+
+__all__ = ["EXIT_RESTART", "STALL_KEY", "Stall", "WorkerLink", "record_stall", "stall_elsewhere", "stall_note",
+           "step_task_name", "supervise"]

@@ -353,7 +353,9 @@ def test_a_handler_blocking_the_event_loop_gets_its_worker_replaced_and_the_daem
     with store(data_dir) as s:
         runs = s.action_runs_for_unit(done.id)
         assert [r.status for r in runs] == ["failed", "completed"]
-        assert "the worker's event loop stalled for" in runs[0].error and "a handler blocking it" in runs[0].error
+        # the worker's watchdog thread named the blocking step: this one
+        assert "the worker's event loop stalled for" in runs[0].error and "a handler blocking it: this step's" in \
+            runs[0].error, runs[0].error
         assert after.status == "completed"
 
 
@@ -475,3 +477,16 @@ def test_a_daemon_sigstopped_past_its_lease_is_taken_over_and_can_write_nothing_
     assert [st for _k, st in rows_before] == ["completed", "failed", "completed"]
     assert (pack_dir / "first.log").read_text() == "ran\n"
     assert (pack_dir / "slow.log").read_text() == "started\nstarted\n"
+
+
+def test_the_supervisor_reads_beats_and_the_watchdogs_notes_from_a_worker_pipe():
+    from cass_actions_core.supervisor import _read_link
+
+    assert _read_link(b"...", None) == (True, None, b"")
+    # a note after the last beat names the step blocking the loop; a beat after it clears it
+    assert _read_link(b"..!d.1 2027-01-04/morning/u1/0\n", None) == (True, "d.1 2027-01-04/morning/u1/0", b"")
+    assert _read_link(b"!d 2027/x/u/1\n.", "d 2027/x/u/0") == (True, None, b"")
+    # a note cut by a read is kept for the next one, and its dots are no beats
+    beat, blocked, rest = _read_link(b"!d.x 2027", None)
+    assert (beat, blocked, rest) == (False, None, b"!d.x 2027")
+    assert _read_link(rest + b"/m/u/0\n", blocked) == (False, "d.x 2027/m/u/0", b"")

@@ -561,6 +561,26 @@ def test_a_dead_pid_on_another_host_still_waits_for_expiry(store_location: Path 
         assert b.acquire_lease("local-run", NOW + timedelta(minutes=1), timedelta(minutes=2)).holder == "local-run"
 
 
+def test_the_fencing_token_only_grows_across_releases(store_location: Path | str) -> None:
+    with open_store(store_location, "cass") as a, open_store(store_location, "cass") as b:
+        first = a.acquire_lease("run-a", NOW, timedelta(minutes=2))
+        assert a.release_lease("run-a") is True
+        assert a.get_lease() is None  # released: nobody holds it
+        second = b.acquire_lease("run-b", NOW + timedelta(seconds=1), timedelta(minutes=2))
+        assert second.token > first.token
+        # A clean hand-over back to a holder of the old name still moves the token on, so a write
+        # fenced by the old token (a process that kept its store open) is refused.
+        assert b.release_lease("run-b") is True
+        third = a.acquire_lease("run-a", NOW + timedelta(seconds=2), timedelta(minutes=2))
+        assert third.token > second.token
+        with pytest.raises(LeaseLostError, match="nobody|run-a"):
+            b._fence, b._fence_token = "run-a", first.token
+            b.set_state("x", 1)
+        with pytest.raises(LeaseLostError, match="nobody"):
+            a.release_lease("run-a")
+            a.renew_lease("run-a", NOW + timedelta(seconds=3), timedelta(minutes=2))
+
+
 # --------------------------------------------------------------------------- plans
 
 

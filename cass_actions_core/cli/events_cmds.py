@@ -59,41 +59,26 @@ _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h
 # --------------------------------------------------------------------------- shared helpers
 
 
-def daemon_clock(state: CLIState, config: Config, store: Store) -> Clock:
-    """The clock the daemon of this data directory runs on: the system clock in its time zone, or the
-    accelerated clock of a rehearsal (``run --speed``, or a fleet's ``worker --speed``), read from the
-    store without writing anything."""
+def daemon_clock(state: CLIState, config: Config, store: Store | None) -> Clock:
+    """The clock the daemon runs on: the system clock in its time zone, or the accelerated clock of a
+    rehearsal, read without writing anything: ``run --speed`` in this data directory (from ``store``, the
+    folder's own), else a fleet's ``worker --speed`` in its PostgreSQL database (``store.url``)."""
     from cass_actions_core.cli.runtime_cmds import REHEARSAL_KEY, SIM_MARKER
     from cass_actions_core.clock import AcceleratedClock, SystemClock
-
-    if (state.data_dir / SIM_MARKER).exists():
-        saved = store.get_state(REHEARSAL_KEY)
-        if saved is not None:
-            # A rehearsal's "now" is virtual: activity and --since must be on its timeline.
-            return AcceleratedClock(config.timezone, start=datetime.fromisoformat(saved["start"]),
-                                    epoch=saved["epoch"], speed=saved["speed"])
-        return SystemClock(config.timezone)  # a rehearsal's folder keeps its own store, whatever store.url says
-    return fleet_rehearsal_clock(config) or SystemClock(config.timezone)
-
-
-def fleet_rehearsal_clock(config: Config) -> Clock | None:
-    """The shared accelerated clock of a fleet rehearsal (``worker --speed``) when ``config`` names a
-    PostgreSQL store whose fleet rehearses; None otherwise. Read only: queries and controls about a
-    daemon of that fleet then see its virtual day and phase, as its workers do."""
     from cass_actions_core.store import is_postgres_url
 
-    if not is_postgres_url(config.store.url):
-        return None
-    from cass_actions_core.clock import AcceleratedClock
-    from cass_actions_core.fleet import FLEET_CLOCK_KEY
-    from cass_actions_core.store.fleet import FleetRegistry
+    saved = None
+    if (state.data_dir / SIM_MARKER).exists() and store is not None:
+        saved = store.get_state(REHEARSAL_KEY)
+    elif is_postgres_url(config.store.url):
+        from cass_actions_core.fleet import FLEET_CLOCK_KEY
+        from cass_actions_core.store.fleet import FleetRegistry
 
-    with FleetRegistry.open(str(config.store.url)) as registry:
-        saved = registry.setting(FLEET_CLOCK_KEY)
-    if saved is None:
-        return None
-    return AcceleratedClock(config.timezone, start=datetime.fromisoformat(saved["start"]), epoch=float(saved["epoch"]),
-                            speed=float(saved["speed"]))
+        assert config.store.url is not None
+        with FleetRegistry.open(config.store.url) as registry:
+            saved = registry.setting(FLEET_CLOCK_KEY)
+    # A rehearsal's "now" is virtual: activity, --since and controls must be on its timeline.
+    return AcceleratedClock.from_setting(config.timezone, saved) if saved is not None else SystemClock(config.timezone)
 
 
 def parse_time(value: str, *, now: datetime, tz: ZoneInfo, option: str) -> datetime:

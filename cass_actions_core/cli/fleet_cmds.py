@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,15 +159,25 @@ def _ttl(state: CLIState) -> Any:
                    "real second (the first worker to start it sets it; later ones join it).")
 @click.option("--start", "start_text", metavar="YYYY-MM-DD", help="With --speed: the first local date (default: today).")
 @click.option("--provider", help="LLM provider for every action (e.g. offline, for a rehearsal without an API key).")
+@click.option("--worker", "child", is_flag=True, hidden=True,
+              help="Be the supervised worker process (worker starts it itself).")
 @click.pass_obj
 def worker_command(state: CLIState, daemon_list: str | None, run_all: bool, speed: float | None,
-                   start_text: str | None, provider: str | None) -> None:
+                   start_text: str | None, provider: str | None, child: bool) -> None:
     """Run a fleet worker until SIGINT or SIGTERM: it takes the scheduling leases of its share of the
     registered daemons (ceil(daemons / live workers)), runs each one's scheduler and units, and takes over
     the daemons of a worker that died once their leases expire. Its own config gives the database
-    (store.url), the heartbeat's lifetime (scheduler.lease_ttl_seconds); each daemon runs with its
-    registered config."""
-    from cass_actions_core.fleet import Worker
+    (store.url) and the heartbeat's lifetime (scheduler.lease_ttl_seconds); each daemon runs with its
+    registered config.
+
+    The daemons run in a child process that this command supervises, as `run` does. A child whose event
+    loop a handler blocks for scheduler.stall_limit_seconds (the smallest of this config's and its
+    daemons') is killed and replaced at once: the new one takes the leases back, ends or runs again the
+    interrupted steps by the restart rules, with the reason, and runs the other daemons on. A child that
+    crashes is replaced after a backoff. SIGTERM stops the daemons and releases their leases.
+    """
+    from cass_actions_core.fleet import Worker, fleet_stall_limit, new_worker_id, record_worker_stall
+    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, supervise
 
     if daemon_list and run_all:
         raise click.UsageError("--daemons and --all exclude each other")
@@ -177,10 +189,26 @@ def worker_command(state: CLIState, daemon_list: str | None, run_all: bool, spee
         from cass_actions_core.cli.runtime_cmds import check_provider_option
 
         check_provider_option(state, provider)
-    clock_for = _fleet_clock(state, url, speed, start_text)
     only = [d.strip() for d in daemon_list.split(",") if d.strip()] if daemon_list else None
+    if not child:
+        # Set or join the rehearsal clock here, refusing a wrong --start in one line before any process;
+        # each worker process then joins the clock stored in the fleet.
+        _fleet_clock(state, url, speed, start_text)
+        args = state.child_args("worker")
+        if provider:
+            args += ["--provider", provider]
+        args += ["--daemons", ",".join(only)] if only is not None else ["--all"]
+        own = config.scheduler.stall_limit_seconds
+        code = supervise(args, holder=new_worker_id(),
+                         stall_limit=lambda: fleet_stall_limit(url, own, only),
+                         on_stall=lambda stall: record_worker_stall(url, stall))
+        click.get_current_context().exit(code)
+    link = WorkerLink.from_env()
+    if link is not None:
+        link.die_with_parent()
     worker = Worker(url, data_dir=state.data_dir, only=only, ttl=config.scheduler.lease_ttl_seconds,
-                    clock_for=clock_for, provider=provider)
+                    clock_for=_fleet_clock(state, url, None, None), provider=provider,
+                    worker_id=link.holder if link else None, pid=link.lease_pid if link else None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def serve() -> None:
@@ -189,8 +217,19 @@ def worker_command(state: CLIState, daemon_list: str | None, run_all: bool, spee
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         click.echo(f"cass-actions: worker {worker.id} running (fleet {_shown(url)}); Ctrl-C stops it.", err=True)
-        await worker.run(stop)
+        beat = asyncio.create_task(link.beat()) if link is not None else None
+        try:
+            await worker.run(stop)
+        finally:
+            if beat is not None:
+                beat.cancel()
         click.echo("cass-actions: worker stopped; its daemons' leases were released.", err=True)
+        # A handler deaf to cancellation may still run as a task of its own: asyncio.run would wait for
+        # it forever. Everything is written and released: leave without it.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+        if others and (await asyncio.wait(others, timeout=0.5))[1]:
+            sys.stderr.flush()
+            os._exit(0 if stop.is_set() else EXIT_RESTART)
 
     asyncio.run(serve())
 
@@ -227,5 +266,4 @@ def _fleet_clock(state: CLIState, url: str, speed: float | None, start_text: str
                                    "worker joins that timeline (drop --start), or use another database")
     if saved is None:
         return lambda tz: None
-    begin, epoch, rate = datetime.fromisoformat(saved["start"]), float(saved["epoch"]), float(saved["speed"])
-    return lambda tz: AcceleratedClock(tz, start=begin, epoch=epoch, speed=rate)
+    return lambda tz: AcceleratedClock.from_setting(tz, saved)

@@ -62,22 +62,20 @@ def open_runtime(state: CLIState, *, strict: bool = False, check: bool = False, 
 
     if not create:
         state.require_store()
-    config = state.config()
-    if "clock" not in kwargs and (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
-        # A rehearsal (`run --speed`) lives on a virtual timeline: controls and queries must act on its
-        # day and phase, not the wall clock's.
+    if "clock" not in kwargs:
+        # A rehearsal (`run --speed`, a fleet's `worker --speed`) lives on a virtual timeline: controls and
+        # queries must act on its day and phase, not the wall clock's.
         from cass_actions_core.cli.events_cmds import daemon_clock
-        from cass_actions_core.store import open_store
+        from cass_actions_core.store import is_postgres_url, open_store
 
-        with open_store(state.data_dir / STORE_NAME, config.daemon_id) as store:
-            kwargs["clock"] = daemon_clock(state, config, store)
-    elif "clock" not in kwargs:
-        from cass_actions_core.cli.events_cmds import fleet_rehearsal_clock
+        config = state.config()
+        if (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
+            with open_store(state.data_dir / STORE_NAME, config.daemon_id) as store:
+                kwargs["clock"] = daemon_clock(state, config, store)
+        elif is_postgres_url(config.store.url):
+            kwargs["clock"] = daemon_clock(state, config, None)
 
-        clock = fleet_rehearsal_clock(config)  # a daemon of a fleet that rehearses (worker --speed)
-        if clock is not None:
-            kwargs["clock"] = clock
-
+    config = state.config()
     if (state.data_dir / SIM_MARKER).exists() and (state.data_dir / STORE_NAME).exists():
         config = rehearsal_config(config)  # a rehearsal's folder: its own store, as simulate and run --speed use
     runtime = Runtime(config, data_dir=state.data_dir, strict=strict, check=check or strict, **kwargs)
@@ -190,10 +188,7 @@ def _event_line(runtime: Runtime, event: Any, names: dict[str, str]) -> str | No
 
 
 def _summary_tables(runtime: Runtime, start: date, end: date) -> dict[str, Any]:
-    # Day by day, newest first (each a look-up by date), not the whole history filtered: a long-lived
-    # simulation folder holds months of summaries.
-    days = [start + timedelta(days=i) for i in range((end - start).days)]
-    summaries = [s for day in reversed(days) for s in runtime.history(local_date=day)]
+    summaries = [s for s in runtime.history() if start <= s.local_date < end]
     counts: dict[str, int] = {}
     cost = 0.0
     per_category: dict[str, float] = {}
@@ -284,24 +279,20 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
         async def drive() -> None:
             runtime.acquire_lease()
             try:
-                if as_json or not sys.stderr.isatty():
-                    # No bar to draw: rich's progress module is not even imported (a third of a second).
-                    await runtime.simulate_until(end, on_tick=lambda report: show())
-                else:
-                    from rich.console import Console
-                    from rich.progress import BarColumn, Progress, TextColumn
+                from rich.progress import BarColumn, Progress, TextColumn
 
-                    total = (to_utc(end) - to_utc(begin)).total_seconds()
-                    with Progress(TextColumn("[dim]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                                  transient=True, console=Console(stderr=True)) as progress:
-                        task = progress.add_task("virtual time", total=total)
+                total = (to_utc(end) - to_utc(begin)).total_seconds()
+                with Progress(TextColumn("[dim]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                              transient=True, disable=as_json or not sys.stderr.isatty(),
+                              console=__import__("rich.console").console.Console(stderr=True)) as progress:
+                    task = progress.add_task("virtual time", total=total)
 
-                        def on_tick(report: Any) -> None:
-                            show()
-                            progress.update(task, completed=(to_utc(clock.now()) - to_utc(begin)).total_seconds(),
-                                            description=f"virtual time {clock.now():%Y-%m-%d %H:%M}")
+                    def on_tick(report: Any) -> None:
+                        show()
+                        progress.update(task, completed=(to_utc(clock.now()) - to_utc(begin)).total_seconds(),
+                                        description=f"virtual time {clock.now():%Y-%m-%d %H:%M}")
 
-                        await runtime.simulate_until(end, on_tick=on_tick)
+                    await runtime.simulate_until(end, on_tick=on_tick)
                 show()
             finally:
                 runtime.release_lease()
@@ -353,7 +344,8 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
     from cass_actions_core.planning import load_plan_file
     from cass_actions_core.runtime import STOP_GRACE_SECONDS, Runtime
     from cass_actions_core.store import LeaseHeldError
-    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, supervise
+    from cass_actions_core.store import store_location
+    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, record_stall, supervise
 
     config = state.config()
     if start_text and speed is None:
@@ -366,16 +358,15 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
         if speed is not None:
             _rehearsal_clock(state, config, speed, start_text)  # refuse early, in one line, before any worker
         require_llm_ready(state, provider)
-        args = ["run", "--data-dir", str(state.data_dir)]
-        if state.config_path:
-            args += ["--config", str(Path(state.config_path).expanduser().resolve())]
+        args = state.child_args("run")
         if provider:
             args += ["--provider", provider]
         first = ["--plan", str(Path(plan_file).expanduser().resolve())] if plan_file else []
         if speed is not None:
             first += ["--speed", f"{speed:g}"]
-        code = supervise(args, first_args=first, data_dir=state.data_dir, daemon_id=config.daemon_id,
-                         stall_limit=config.scheduler.stall_limit_seconds, store_url=config.store.url)
+        location = store_location(config.store.url, state.data_dir)
+        code = supervise(args, first_args=first, stall_limit=config.scheduler.stall_limit_seconds,
+                         on_stall=lambda stall: record_stall(location, [config.daemon_id], stall))
         click.get_current_context().exit(code)
     link = WorkerLink.from_env()
     if link is not None:
@@ -483,8 +474,7 @@ def _rehearsal_clock(state: CLIState, config: Any, speed: float | None, start_te
         saved = store.get_state(REHEARSAL_KEY)
         now_real = wall.time()
         if saved is not None:
-            clock = AcceleratedClock(tz, start=datetime.fromisoformat(saved["start"]), epoch=saved["epoch"],
-                                     speed=saved["speed"])
+            clock = AcceleratedClock.from_setting(tz, saved)
             if start_text:
                 raise click.UsageError(f"{data_dir} already rehearses from {saved['start']}; --start applies to a new "
                                        "rehearsal only (use another --data-dir)")

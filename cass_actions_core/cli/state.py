@@ -64,6 +64,16 @@ class CLIState:
                 "runs (`cass-actions run`, `simulate` or `init`). Nothing was created.")
         return path
 
+    def child_args(self, command: str) -> list[str]:
+        """``command`` with this invocation's global options (absolute paths), for a supervised child process
+        that must see the same data folder, config file and daemon as its supervisor."""
+        args = [command, "--data-dir", str(self.data_dir)]
+        if self.config_path:
+            args += ["--config", str(Path(self.config_path).expanduser().resolve())]
+        if self.daemon_option:
+            args += ["--daemon", self.daemon_option]
+        return args
+
     def config(self) -> Config:
         """The configuration: ``--config``, ``$CASS_ACTIONS_CONFIG``, or ``<data-dir>/config.toml`` if present."""
         if self._config is None:

@@ -209,7 +209,7 @@ class _Transaction:
                 if full:
                     db.durable_end()
                 fence, store._fence = store._fence, None
-                who = "nobody" if row is None else repr(row[0])
+                who = "nobody" if row is None or not row[0] else repr(row[0])  # '': released
                 raise LeaseLostError(f"{store.path}: {fence!r} lost the lease of daemon {store.daemon_id!r} (now held by "
                                      f"{who}); its write was refused. This process must stop running the scheduler.")
         store._depth = depth + 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from cass_actions_core.store.connection import StoreBase
 from cass_actions_core.store.errors import StoreError
-from cass_actions_core.store.leases import _pid_alive
+from cass_actions_core.store.leases import RELEASED, _pid_alive
 from cass_actions_core.store.rows import Lease, _lease
 from cass_actions_core.store.values import _ts
 
@@ -120,8 +120,9 @@ class FleetRegistry(StoreBase):
                                      " ORDER BY daemon_id")]
 
     def leases(self) -> dict[str, Lease]:
-        """Every daemon's scheduling lease (expired or not), by daemon id."""
-        return {row["daemon_id"]: self._map(_lease, row) for row in self._all("SELECT * FROM lease")}
+        """Every daemon's scheduling lease (expired or not, but not released), by daemon id."""
+        return {row["daemon_id"]: self._map(_lease, row) for row in self._all("SELECT * FROM lease WHERE holder <> ?",
+                                                                                 (RELEASED,))}
 
     def lease_free(self, lease: Lease | None, now: datetime) -> bool:
         """Whether a worker may take a daemon with this lease: none, expired, or held by a dead process

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cass_actions_core.store.connection import StoreBase
@@ -15,11 +15,20 @@ from cass_actions_core.store.rows import Lease, _lease
 from cass_actions_core.store.values import _ts
 
 
+#: The holder of a released lease row (a holder name is never empty): nobody.
+RELEASED = ""
+
+
 class LeaseMixin(StoreBase):
     """Taking, renewing and releasing the daemon's scheduler lease."""
 
     def get_lease(self) -> Lease | None:
-        """The current lease row for this daemon (expired or not), or None."""
+        """The current lease of this daemon (expired or not), or None when nobody took it or it was released."""
+        lease = self._lease_row()
+        return None if lease is None or lease.holder == RELEASED else lease
+
+    def _lease_row(self) -> Lease | None:
+        """The lease row as stored, a released one (holder :data:`RELEASED`) included: it keeps the token."""
         row = self._one("SELECT * FROM lease WHERE daemon_id = ?", (self.daemon_id,))
         return None if row is None else self._map(_lease, row)
 
@@ -36,10 +45,10 @@ class LeaseMixin(StoreBase):
             raise ValueError("lease holder must be a non-empty string")
         now_s, expires_s = _lease_times(now, ttl)
         with self._lease_transaction():
-            current = self.get_lease()
+            current = self._lease_row()  # a released row has expired and gives its token to the next holder
             if current is not None and current.holder == holder:
                 acquired_s, token = current.acquired_at.isoformat(), current.token
-            elif current is None or current.expired(now) or self._holder_dead(current):
+            elif current is None or current.holder == RELEASED or current.expired(now) or self._holder_dead(current):
                 acquired_s, token = now_s, (current.token + 1 if current is not None else 1)
             else:
                 raise LeaseHeldError(
@@ -102,10 +111,16 @@ class LeaseMixin(StoreBase):
         return lease
 
     def release_lease(self, holder: str) -> bool:
-        """Give the lease up if ``holder`` holds it; returns whether a lease was released."""
+        """Give the lease up if ``holder`` holds it; returns whether a lease was released.
+
+        The row stays, expired and with no holder, so its fencing token only ever grows: the next holder
+        (even one of the same name) gets a larger one, and a write fenced by an older token stays refused.
+        """
+        now = datetime.now(UTC)
         with self._lease_transaction():
             cursor = self._x(
-                "DELETE FROM lease WHERE daemon_id = ? AND holder = ?", (self.daemon_id, holder)
+                "UPDATE lease SET holder = ?, expires_at = ?, renewed_at = ? WHERE daemon_id = ? AND holder = ?",
+                (RELEASED, _ts(now, "now"), _ts(now, "now"), self.daemon_id, holder),
             )
         if self._fence == holder:
             self._fence = None
