@@ -221,7 +221,7 @@ def test_a_worker_joining_a_running_fleet_gets_its_share_and_no_unit_runs_twice(
             fleet.cli("daemons", "add", daemon_id, "--config", str(toml), "--workspace", str(tmp_path / "ws" / daemon_id))
         # A rehearsed day (each daemon's fallback plan spreads its units over it): units with gaps between them,
         # when a worker can give a daemon up (never one with a unit running).
-        first = fleet.start_worker("--speed", "3600", "--start", "2027-01-04")
+        fleet.start_worker("--speed", "3600", "--start", "2027-01-04")
 
         def completed() -> dict[str, int]:
             return {d: len(fleet.units(d, None, ["completed"])) for d in daemons}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
