@@ -30,8 +30,8 @@ Design choices, and why:
   crash* may lose the last commits since the WAL was last synced, and only bookkeeping
   of work that spent no money: every write that precedes money or a side effect that
   cannot be repeated leaving the process is committed with ``durable=True``, which syncs
-  the WAL to the disk before the commit returns (the hold before each call to a provider
-  that bills real money, the start of a step that is not idempotent). After a power cut the store is always consistent
+  the WAL to the disk before the commit returns (a call's bookkeeping, before it goes out and
+  after it returns, when its provider bills real money; the start of a step that is not idempotent). After a power cut the store is always consistent
   (SQLite's guarantee); a step whose finish was lost runs again as after a crash.
 * **Aware datetimes only.** Every datetime is stored as an ISO-8601 string that keeps
   the offset it was given (the daemon's local offset, readable in history); a naive
