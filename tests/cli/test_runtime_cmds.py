@@ -496,3 +496,17 @@ def test_a_unit_removed_from_the_plan_does_not_count_toward_max_per_day(sim_site
     shown = json.loads(out.stdout)
     assert not any("max_per_day" in d for d in shown["plan"].get("dropped", []))
     assert [u["template_id"] for u in shown["units"] if u["status"] == "planned"] == ["broken"]
+
+
+def test_simulate_without_a_terminal_neither_draws_nor_imports_a_progress_bar(tmp_path: Path):
+    # stderr is a pipe here, as in CI or a script: rich's progress module (a third of a second) stays unloaded.
+    code = ("import sys\nfrom cass_actions_core.cli.main import main\n"
+            "sys.argv = ['cass-actions', 'simulate', '--data-dir', sys.argv[1], '--days', '2', '--start', '2026-11-23']\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print('PROGRESS', 'rich.progress' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sim")], capture_output=True, text=True,
+                          cwd=Path(__file__).parent, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "unit(s):" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "PROGRESS False"
+    assert "\r" not in done.stderr  # no bar redrawn over itself
