@@ -1159,6 +1159,12 @@ def test_a_version_5_file_migrates_to_every_row_a_daemon_with_its_data_intact(
         # New rows land beside the old ones.
         new.kv_set("journal", "next", 1)
         assert new.kv_items("journal") == {"last": "x", "next": 1}
+        # The foreign keys that find a missing unit (no look-up before each insert) survived the migration.
+        with pytest.raises(NotFoundError, match="no work unit with id 'gone'"):
+            new.begin_action_run("k9", "gone", 0, "session.reflection", NOW)
+        with pytest.raises(NotFoundError, match="no work unit with id 'gone'"):
+            new.request_approval("gone", 0, "session.reflection", "why", NOW, NOW)
+        assert new.get_action_run("k9") is None and new.list_approvals("pending")[-1].id == "a1"
 
 
 def test_every_statement_of_a_units_run_on_sqlite_finds_its_rows_through_an_index(tmp_path: Path) -> None:
