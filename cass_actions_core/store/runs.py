@@ -62,12 +62,12 @@ class ActionRunsMixin(StoreBase):
         now_s = _ts(now, "now")
         with self.transaction(immediate=True):
             # Only a started run is finished: the statement says so itself, and only a refusal reads the row.
-            row = self._one(
+            row = self._x(
                 "UPDATE action_runs SET status = ?, finished_at = ?, cost_usd = ?, result = ?, error = ?"
                 " WHERE daemon_id = ? AND key = ? AND status = 'started'"
                 " RETURNING key, unit_id, step_index, action_id, started_at",
                 (status, now_s, cost, None if result is None else _json(result), error, self.daemon_id, key),
-            )
+            ).fetchone()
             if row is None:
                 run = self.get_action_run(key)
                 if run is None:

@@ -318,9 +318,9 @@ class UnitsMixin(StoreBase):
                     "SELECT id FROM units WHERE daemon_id = ? AND id = ? AND status = 'queued' FOR UPDATE SKIP LOCKED",
                     (self.daemon_id, unit_id)) is None:
                 raise ValueError(f"unit {unit_id} is not queued (another worker claimed it, or it was moved)")
-            row = self._one("UPDATE units SET status = 'running', reason = NULL, updated_at = ?,"
-                            " started_at = coalesce(started_at, ?) WHERE daemon_id = ? AND id = ? AND status = 'queued'"
-                            " RETURNING *", (now_s, now_s, self.daemon_id, unit_id))
+            row = self._x("UPDATE units SET status = 'running', reason = NULL, updated_at = ?,"
+                          " started_at = coalesce(started_at, ?) WHERE daemon_id = ? AND id = ? AND status = 'queued'"
+                          " RETURNING *", (now_s, now_s, self.daemon_id, unit_id)).fetchone()
             if row is None:
                 raise ValueError(f"unit {unit_id} is not queued (another worker claimed it, or it was moved)")
             self._record_transition(unit_id, now_s, "queued", "running", None)
