@@ -372,10 +372,11 @@ def stop_reason_error(response: LLMResponse) -> LLMError | None:
     )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def output_schema(output_model: type[BaseModel]) -> dict[str, Any]:
     """``output_model.model_json_schema()``, built once per model class (pydantic rebuilds it on every
-    call, and every structured call needs it). Shared: read it, never change it."""
+    call, and every structured call needs it). Shared: read it, never change it. Bounded: the planner
+    makes a reply model per candidate set, and a daemon that runs for months must not keep them all."""
     return output_model.model_json_schema()
 
 
