@@ -485,12 +485,13 @@ class Runtime:
             if unit.status == "cancelled" and unit.started_at is None:
                 continue  # removed or cancelled before it ran: it used none of the day's allowance
             counts[unit.template_id] = counts.get(unit.template_id, 0) + 1
+        last_starts, _done = self.store.template_activity(plan.day)  # every template's latest start, one query
         for phase, items in plan.phases.items():
             kept = []
             begins = to_utc(self.phases.instance(plan.day, phase).start)
             for item in items:
                 template = self.catalogue.template(item.template).template
-                last = self.store.last_started(template.id)
+                last = last_starts.get(template.id)
                 if counts.get(template.id, 0) >= template.max_per_day:
                     plan.dropped.append(f"{template.id}: already {template.max_per_day} unit(s) on {plan.day} (max_per_day)")
                     continue

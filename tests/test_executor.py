@@ -36,9 +36,9 @@ def fake(monkeypatch):
         yield server
 
 
-def make_runtime(tmp_path: Path, fake: FakeAnthropic, **action: Any) -> Runtime:
+def make_runtime(tmp_path: Path, fake: FakeAnthropic, handler: Any = think, **action: Any) -> Runtime:
     pack = HandPack([action_def("r.think", category="reflection", estimated_cost_usd=0.001, max_cost_usd=0.05, **action)],
-                    [template_def("think", ["r.think"])], handlers={"r.think": think})
+                    [template_def("think", ["r.think"])], handlers={"r.think": handler})
     cfg = Config.from_dict({"timezone": "UTC", "planner": {"enabled": False},
                                  "llm": {"provider": "anthropic", "base_url": fake.url, "max_retries": 0, "timeout_seconds": 5}})
     runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=VirtualClock(UTC, START), plugins=[("r", pack)], entry_points=False)
@@ -51,6 +51,17 @@ def simulate(runtime: Runtime, until: datetime) -> None:
     async def go() -> None:
         await runtime.simulate_until(until)
     asyncio.run(go())
+
+
+def traced_simulate(runtime: Runtime, until: datetime) -> list[str]:
+    """:func:`simulate`, returning every SQL statement the store sent meanwhile."""
+    statements: list[str] = []
+    runtime.store._conn.set_trace_callback(statements.append)
+    try:
+        simulate(runtime, until)
+    finally:
+        runtime.store._conn.set_trace_callback(None)
+    return statements
 
 
 def test_backoff_doubles_from_a_minute_and_honours_retry_after_with_a_cap():
@@ -154,10 +165,7 @@ def test_the_hold_before_a_call_is_synced_to_the_disk_only_when_the_provider_bil
                           entry_points=False)
         runtime.store_plan(START.date(), DayPlan(START.date(), {"morning": [PlanItem("think")]}, source="file", reason="t"))
         runtime.acquire_lease()
-    statements: list[str] = []
-    runtime.store._conn.set_trace_callback(statements.append)
-    simulate(runtime, START + timedelta(hours=1))
-    runtime.store._conn.set_trace_callback(None)
+    statements = traced_simulate(runtime, START + timedelta(hours=1))
     (unit,) = runtime.store.list_units(statuses=["completed"])
     holds = [i for i, s in enumerate(statements) if s.startswith("INSERT") and " INTO state " in s and "spend:" in s]
     assert len(holds) >= 1  # the hold was written in every case
@@ -180,18 +188,8 @@ async def think_twice(ctx: Any) -> dict[str, Any]:
 
 def test_each_call_commits_its_bookkeeping_once_before_and_once_after_and_a_refusal_keeps_its_transcript(tmp_path, fake):
     fake.reply_text("a thought")
-    pack = HandPack([action_def("r.think2", category="reflection", estimated_cost_usd=0.001, max_cost_usd=0.05,
-                                max_llm_calls=1)],
-                    [template_def("think2", ["r.think2"])], handlers={"r.think2": think_twice})
-    cfg = Config.from_dict({"timezone": "UTC", "planner": {"enabled": False},
-                            "llm": {"provider": "anthropic", "base_url": fake.url, "max_retries": 0, "timeout_seconds": 5}})
-    runtime = Runtime(cfg, data_dir=tmp_path / "d", clock=VirtualClock(UTC, START), plugins=[("r", pack)], entry_points=False)
-    runtime.store_plan(START.date(), DayPlan(START.date(), {"morning": [PlanItem("think2")]}, source="file", reason="t"))
-    runtime.acquire_lease()
-    statements: list[str] = []
-    runtime.store._conn.set_trace_callback(statements.append)
-    simulate(runtime, START + timedelta(hours=1))
-    runtime.store._conn.set_trace_callback(None)
+    runtime = make_runtime(tmp_path, fake, handler=think_twice, max_llm_calls=1)
+    statements = traced_simulate(runtime, START + timedelta(hours=1))
     (unit,) = runtime.store.list_units(statuses=["completed"])
     (run,) = runtime.store.action_runs_for_unit(unit.id)
     assert run.result["summary"].endswith("then call_cap")

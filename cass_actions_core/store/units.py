@@ -181,13 +181,6 @@ class UnitsMixin(StoreBase):
         sql += f" ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position, {self._d.ts('created_at')}, {self._d.tiebreak}"
         return [self._map(_unit, row) for row in self._all(sql, params)]
 
-    def last_started(self, template_id: str) -> datetime | None:
-        """When a unit of ``template_id`` last started (None: never): one column read, not every unit's row."""
-        rows = self._all("SELECT started_at FROM units WHERE daemon_id = ? AND template_id = ? AND started_at IS NOT NULL",
-                         (self.daemon_id, template_id))
-        # Compared as datetimes, not as text: rows may carry different UTC offsets.
-        return max((_dt(row[0]) for row in rows), key=lambda t: t.timestamp(), default=None)
-
     def queued_briefs(self) -> list[QueuedBrief]:
         """Queued units in run order, as the few columns the scheduler looks at on every tick.
 
