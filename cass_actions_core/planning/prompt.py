@@ -22,7 +22,6 @@ with its reason rather than throwing the whole reply away (:func:`parse_reply`).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -138,14 +137,8 @@ class LooseReply(BaseModel):
 def reply_model(template_ids: Sequence[str], phases: Sequence[str]) -> type[BaseModel]:
     """The reply schema for one call: ids limited to ``template_ids``, phases to ``phases``.
 
-    The same ids and phases give the same class (most days have the same candidates), so its JSON
-    schema is built once (:func:`~cass_actions_core.llm.base.output_schema`) and classes do not pile up
-    in a daemon that runs for months."""
-    return _reply_model(tuple(template_ids), tuple(phases))
-
-
-@functools.lru_cache(maxsize=32)
-def _reply_model(template_ids: tuple[str, ...], phases: tuple[str, ...]) -> type[BaseModel]:
+    Its JSON schema is built once per class (:func:`~cass_actions_core.llm.base.output_schema`) and shared by
+    the prompt's size, its hash and the call itself."""
     TemplateId = Literal[tuple(template_ids)]  # type: ignore[valid-type]
     Phase = Literal[tuple(phases)]  # type: ignore[valid-type]
     item = create_model("PlannedUnit", __config__=ConfigDict(extra="forbid"),
