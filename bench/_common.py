@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -64,6 +65,15 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, check: bool = T
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall_ms": wall * 1000, "cpu_ms": cpu * 1000, "returncode": proc.returncode, "stdout": proc.stdout,
             "stderr": proc.stderr}
+
+
+def python_pass_ms(runs: int = 10) -> float:
+    """Median wall time of ``python -c pass`` (this interpreter), in ms: the machine's pace that minute.
+
+    Shared machines swing by a fifth from minute to minute; a figure printed beside this one
+    can be compared with a run taken at another pace.
+    """
+    return round(statistics.median(run_timed([sys.executable, "-c", "pass"])["wall_ms"] for _ in range(runs)), 2)
 
 
 def machine() -> dict[str, Any]:

@@ -9,7 +9,8 @@ figure is its wall time, the median over RUNS runs. From two lengths the script 
 derives the marginal cost of one more simulated day ((t_last - t_first) / (days_last -
 days_first)), which says whether the cost is linear in days. There is no units-per-second
 figure here: a rate over the whole process divides by start-up time and is not a
-dispatch rate (bench/dispatch.py measures that). Figures, not assertions.
+dispatch rate (bench/dispatch.py measures that). The median time of ``python -c pass``, taken
+before and after the runs, says how fast the machine was that minute. Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clean_env, report, run_timed, table  # noqa: E402
+from _common import clean_env, python_pass_ms, report, run_timed, table  # noqa: E402
 
 
 def run_once(days: int) -> dict[str, Any]:
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json-only", action="store_true")
     args = parser.parse_args()
+    pace_before = python_pass_ms()
     rows = []
     for days in [int(d) for d in args.days.split(",")]:
         runs = [run_once(days) for _ in range(args.runs)]
@@ -60,8 +62,10 @@ def main() -> None:
                          ("units", "units"), ("s_per_day", "s/day")], rows)
     if marginal is not None:
         text += f"\nmarginal wall time of one more simulated day: {marginal} s"
+    pace = [pace_before, python_pass_ms()]
+    text += f"\nmachine pace: `python -c pass` took {pace[0]} ms before the runs and {pace[1]} ms after (median of 10)"
     report("simulate", text, {"timed": "whole simulate process wall time, start-up included", "runs": args.runs,
-                              "rows": rows, "marginal_s_per_day": marginal}, args.json_only)
+                              "rows": rows, "marginal_s_per_day": marginal, "python_pass_ms": pace}, args.json_only)
 
 
 if __name__ == "__main__":

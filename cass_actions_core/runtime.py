@@ -64,7 +64,7 @@ from cass_actions_core.planning.plans import window_opens
 from cass_actions_core.planning.costs import CostBook
 from cass_actions_core.planning.engine import DecisionEngine
 from cass_actions_core.problems import UnknownItem, UserError, WrongState
-from cass_actions_core.store import LeaseLostError, QueuedBrief, Store, StoreUnavailable, UnitRow, open_store, store_location
+from cass_actions_core.store import LeaseLostError, UnitBrief, Store, StoreUnavailable, UnitRow, open_store, store_location
 from cass_actions_core.supervisor import STALL_KEY, stall_elsewhere, stall_note
 
 log = logging.getLogger("cass_actions.runtime")
@@ -362,7 +362,7 @@ class Runtime:
             candidates.append(to_utc(now) + timedelta(seconds=self.config.scheduler.tick_seconds * speed))
         for approval in self.store.list_approvals(status="pending"):
             candidates.append(approval.expires_at)
-        for brief in self.store.queued_briefs():
+        for brief in self.store.unit_briefs():
             if brief.not_before is not None and to_utc(brief.not_before) > to_utc(now):
                 candidates.append(brief.not_before)
         return min(candidates, key=to_utc)
@@ -661,22 +661,22 @@ class Runtime:
                               "the scheduler was not running" + (
                                   " (catch-up policy: expire)" if self.config.scheduler.catch_up == "expire"
                                   else f" and the {self.config.scheduler.catch_up_window_minutes}-minute catch-up window is over"))
-                    self._expire(unit, reason)
+                    self._expire(unit.id, reason)
                     continue
                 reason = "phase began" if not missed else f"running late: its {instance.phase.value} phase passed while the scheduler was down"
                 self.store.set_unit_status(unit.id, "queued", reason=reason, now=now)
                 self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "phase": unit.phase, "late": missed},
                               unit_id=unit.id)
 
-    def _expire(self, unit: UnitRow, reason: str) -> None:
-        unit = self.store.set_unit_status(unit.id, "expired", reason=reason, now=self.clock.now())
+    def _expire(self, unit_id: str, reason: str) -> None:
+        unit = self.store.set_unit_status(unit_id, "expired", reason=reason, now=self.clock.now())
         self.executor.write_summary(unit)
         self.bus.emit("work_unit.expired", {"template_id": unit.template_id, "reason": reason}, unit_id=unit.id)
 
-    def _deadline(self, unit: UnitRow | QueuedBrief) -> datetime:
+    def _deadline(self, unit: UnitRow | UnitBrief) -> datetime:
         """When a queued unit must have started: its ``data.deadline`` (re-queued work), else its phase's end
         plus the catch-up window."""
-        deadline = unit.deadline if isinstance(unit, QueuedBrief) else unit.data.get("deadline")
+        deadline = unit.deadline if isinstance(unit, UnitBrief) else unit.data.get("deadline")
         if deadline:
             return deadline if isinstance(deadline, datetime) else datetime.fromisoformat(deadline)
         instance = self.phases.instance(unit.local_date, unit.phase)
@@ -685,17 +685,17 @@ class Runtime:
 
     def _queue_due_planned(self, now: datetime) -> None:
         """Queue planned units whose phase is under way (a plan replaced mid-phase, say)."""
-        for unit in self.store.list_units(statuses=["planned"]):
-            if to_utc(self.phases.instance(unit.local_date, unit.phase).start) <= to_utc(now):
-                self.store.set_unit_status(unit.id, "queued", reason="its phase is under way", now=now)
+        for brief in self.store.unit_briefs("planned"):  # the day's later phases: briefs, not whole rows, each tick
+            if to_utc(self.phases.instance(brief.local_date, brief.phase).start) <= to_utc(now):
+                unit = self.store.set_unit_status(brief.id, "queued", reason="its phase is under way", now=now)
                 self.bus.emit("work_unit.queued", {"template_id": unit.template_id, "phase": unit.phase}, unit_id=unit.id)
 
     def _expire_stale(self, now: datetime) -> None:
-        for unit in self.store.list_units(statuses=["planned"]):
+        for brief in self.store.unit_briefs("planned"):
             # Planned for a phase that ended before it was ever queued (e.g. a plan replaced late).
-            if to_utc(self._deadline(unit)) <= to_utc(now):
-                self._expire(unit, f"its {unit.phase} phase ended before the unit was queued")
-        for brief in self.store.queued_briefs():
+            if to_utc(self._deadline(brief)) <= to_utc(now):
+                self._expire(brief.id, f"its {brief.phase} phase ended before the unit was queued")
+        for brief in self.store.unit_briefs():
             if to_utc(self._deadline(brief)) <= to_utc(now):
                 unit = self.store.get_unit(brief.id)
                 if unit is None or unit.status != "queued":
@@ -707,12 +707,12 @@ class Runtime:
                     waiting = f"category {unit.category!r} was paused"
                 elif self.daemon_paused() is not None:
                     waiting = f"the daemon was paused by {self.daemon_paused().get('by', 'someone')}"
-                self._expire(unit, f"its {unit.phase} phase ended before it could run ({waiting})")
+                self._expire(unit.id, f"its {unit.phase} phase ended before it could run ({waiting})")
         # Budget-blocked work waits for money until its plan day is over, then expires.
         for unit in self.store.list_units(statuses=["budget_blocked"]):
             day_end = to_utc(self.phases.instance(unit.local_date, "night").end) + self._catch_up_window()
             if to_utc(day_end) <= to_utc(now):
-                self._expire(unit, f"still blocked by budget when its plan day ended ({unit.reason})")
+                self._expire(unit.id, f"still blocked by budget when its plan day ended ({unit.reason})")
 
     def _requeue(self, unit: UnitRow, reason: str, now: datetime, data: dict[str, Any] | None = None,
                  **event: Any) -> UnitRow | None:
@@ -767,7 +767,7 @@ class Runtime:
         now = to_utc(self.clock.now())
         starts: dict[tuple[date, str], datetime] = {}
         candidates: list[str] = []
-        for brief in self.store.queued_briefs():
+        for brief in self.store.unit_briefs():
             if brief.category in paused:
                 continue
             start = starts.get((brief.local_date, brief.phase))

@@ -727,6 +727,22 @@ def test_a_claim_moves_only_a_queued_unit_and_returns_it_as_stored(store: Store)
     assert [r.to_status for r in store.transitions(unit.id)] == ["queued", "running", "queued", "running"]
 
 
+def test_unit_briefs_give_the_units_of_one_status_in_run_order_with_their_deadline(store: Store) -> None:
+    deadline = NOW + timedelta(hours=2)
+    evening = make_unit(store, phase="evening", status="planned")
+    morning = make_unit(store, phase="morning", status="planned", data={"deadline": deadline.isoformat()})
+    queued = make_unit(store, status="queued", not_before=NOW + timedelta(minutes=30), requires_idle=True)
+    assert [b.id for b in store.unit_briefs("planned")] == [morning.id, evening.id]
+    first = store.unit_briefs("planned")[0]
+    assert (first.local_date, first.phase, first.category, first.deadline) == (DAY, "morning", "reflection", deadline)
+    assert store.unit_briefs("planned")[1].deadline is None
+    (brief,) = store.unit_briefs()  # queued by default
+    assert (brief.id, brief.not_before, brief.requires_idle) == (queued.id, NOW + timedelta(minutes=30), True)
+    assert store.unit_briefs("running") == []
+    with pytest.raises(ValueError, match="unknown unit status 'planed'"):
+        store.unit_briefs("planed")
+
+
 def test_next_step_is_bounded_by_the_steps(store: Store) -> None:
     unit = make_unit(store, steps=[{"action": "a.one"}, {"action": "a.two"}])
     assert store.set_next_step(unit.id, 2, NOW).next_step == 2
@@ -953,6 +969,20 @@ def test_transcripts_are_kept_out_of_line(store: Store) -> None:
     assert row is not None
     assert (row.data, row.run_key, row.created_at) == (record, "2026-11-26/morning/u1/0", NOW)
     assert store.get_transcript("missing") is None
+
+
+def test_a_transcript_keeps_content_json_cannot_hold_as_its_text_and_refuses_nan(store: Store) -> None:
+    class Block:
+        def __str__(self) -> str:
+            return "ToolUseBlock(name='search')"
+
+    record = {"messages": [{"role": "assistant", "content": [Block(), {"type": "text", "text": "ok"}]}]}
+    row = store.get_transcript(store.save_transcript(record, None, NOW))
+    assert row is not None
+    assert row.data == {"messages": [{"role": "assistant", "content": ["ToolUseBlock(name='search')",
+                                                                          {"type": "text", "text": "ok"}]}]}
+    with pytest.raises(ValueError):
+        store.save_transcript({"cost_usd": float("nan")}, None, NOW)
 
 
 def test_kv_and_state_round_trip_and_survive_reopening(store_location: Path | str) -> None:

@@ -67,7 +67,7 @@ def test_two_daemons_in_one_database_never_see_each_others_rows(two: tuple[Store
     for store, mine, other, tag in ((a, unit_a, unit_b, "a"), (b, unit_b, unit_a, "b")):
         assert [u.id for u in store.list_units()] == [mine]
         assert store.get_unit(other) is None and store.find_units(other[:6]) == []
-        assert [q.id for q in store.queued_briefs()] == []
+        assert [q.id for q in store.unit_briefs()] == []
         assert store.get_action_run(f"run-{'b' if tag == 'a' else 'a'}") is None
         assert list(store.recent_action_runs(5)) == ["session.reflection"]
         assert set(store.template_activity(DAY)[0]) == {f"t-{tag}"}

@@ -226,7 +226,11 @@ class TranscriptSink(Protocol):
     """The transcript seam: the scheduler implements it with its SQLite store."""
 
     def save(self, record: dict[str, Any]) -> str:
-        """Store one call's transcript (a JSON-ready mapping) and return its id."""
+        """Store one call's transcript and return its id.
+
+        The record is JSON but for message content a handler passed in, which may hold objects
+        JSON cannot (an SDK content block): a sink stores those as their ``str()``.
+        """
         ...
 
 

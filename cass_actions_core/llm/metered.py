@@ -93,16 +93,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _json_ready(record: dict[str, Any]) -> dict[str, Any]:
-    # Message content may hold objects a store cannot serialise; str() them once here. Nearly every
-    # record is plain JSON already: one encoding proves it, without decoding a copy.
-    try:
-        json.dumps(record, allow_nan=False)
-        return record
-    except (TypeError, ValueError):
-        return json.loads(json.dumps(record, default=str))
-
-
 def _asks_cache(value: Any) -> bool:
     """Whether a ``cache_control`` key appears anywhere in system blocks or messages (a walk, not an encoding)."""
     if isinstance(value, dict):
@@ -449,7 +439,7 @@ class MeteredLLM:
             "error": error_info,
         }
         try:
-            self._transcript_ids.append(self.transcripts.save(_json_ready(record)))
+            self._transcript_ids.append(self.transcripts.save(record))
         except Exception:
             log.exception("action %s: could not store an LLM transcript", self.action_id)
 

@@ -209,8 +209,8 @@ class MemorySpendGate:
 class MemoryTranscriptSink:
     """A :class:`~cass_actions_core.llm.base.TranscriptSink` keeping records in a dict.
 
-    Records are round-tripped through JSON on save, so a record that a real store
-    could not serialise fails here too.
+    Records are round-tripped through JSON on save, as the store keeps them: a value JSON
+    cannot hold becomes its ``str()``, and a NaN fails here too.
     """
 
     def __init__(self) -> None:
@@ -220,5 +220,5 @@ class MemoryTranscriptSink:
     def save(self, record: dict[str, Any]) -> str:
         """Store ``record`` and return its id (``t1``, ``t2``, ...)."""
         transcript_id = f"t{len(self.records) + 1}"
-        self.records[transcript_id] = json.loads(json.dumps(record))
+        self.records[transcript_id] = json.loads(json.dumps(record, allow_nan=False, default=str))
         return transcript_id

@@ -81,8 +81,8 @@ class UnitRow:
 
 
 @dataclass(frozen=True, slots=True)
-class QueuedBrief:
-    """The columns of a queued unit the scheduler reads on every tick (see :meth:`Store.queued_briefs`)."""
+class UnitBrief:
+    """The columns of a unit the scheduler reads on every tick (see :meth:`Store.unit_briefs`)."""
 
     id: str
     local_date: date
@@ -263,8 +263,8 @@ def _transcript(row: sqlite3.Row) -> TranscriptRow:
     return TranscriptRow(id=row["id"], run_key=row["run_key"], created_at=_dt(row["created_at"]), data=_unjson(row["data"]))
 
 
-def _queued_brief(row: sqlite3.Row) -> QueuedBrief:
-    return QueuedBrief(id=row["id"], local_date=date.fromisoformat(row["local_date"]), phase=row["phase"],
+def _unit_brief(row: sqlite3.Row) -> UnitBrief:
+    return UnitBrief(id=row["id"], local_date=date.fromisoformat(row["local_date"]), phase=row["phase"],
                        category=row["category"], not_before=_dt_opt(row["not_before"]),
                        requires_idle=bool(row["requires_idle"]), deadline=_dt_opt(row["deadline"]))
 

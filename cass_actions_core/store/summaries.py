@@ -117,12 +117,15 @@ class SummariesMixin(StoreBase):
     # ---------------------------------------------------------------- transcripts
 
     def save_transcript(self, record: dict[str, Any], run_key: str | None, now: datetime) -> str:
-        """Keep an LLM transcript out of line; returns the id to reference it by."""
+        """Keep an LLM transcript out of line; returns the id to reference it by.
+
+        A value JSON cannot hold (an SDK object in a message's content) is stored as its ``str()``.
+        """
         transcript_id = _new_id()
         with self.transaction(immediate=True):
             self._x(
                 "INSERT INTO transcripts (id, daemon_id, run_key, created_at, data) VALUES (?, ?, ?, ?, ?)",
-                (transcript_id, self.daemon_id, run_key, _ts(now, "now"), _json(record)),
+                (transcript_id, self.daemon_id, run_key, _ts(now, "now"), _json(record, default=str)),
             )
         return transcript_id
 

@@ -12,11 +12,11 @@ from cass_actions_core.store.connection import StoreBase
 from cass_actions_core.store.errors import NotFoundError, StoreError
 from cass_actions_core.store.rows import (
     PlanRow,
-    QueuedBrief,
+    UnitBrief,
     TransitionRow,
     UnitRow,
     _plan,
-    _queued_brief,
+    _unit_brief,
     _transition,
     _unit,
 )
@@ -181,19 +181,22 @@ class UnitsMixin(StoreBase):
         sql += f" ORDER BY local_date, {_PHASE_ORDER_SQL}, priority, position, {self._d.ts('created_at')}, {self._d.tiebreak}"
         return [self._map(_unit, row) for row in self._all(sql, params)]
 
-    def queued_briefs(self) -> list[QueuedBrief]:
-        """Queued units in run order, as the few columns the scheduler looks at on every tick.
+    def unit_briefs(self, status: str = "queued") -> list[UnitBrief]:
+        """The units in ``status``, in run order, as the few columns the scheduler looks at on every tick.
 
-        Cheaper than :meth:`list_units` for a long queue: no JSON, no row objects; the
-        scheduler reads the whole row only of a unit it is about to run or expire.
+        Cheaper than :meth:`list_units` for a long queue or a day's planned units: no JSON
+        document, no whole rows; the scheduler reads the whole row only of a unit it is
+        about to run, queue or expire.
         """
+        if status not in UNIT_STATUSES:
+            raise ValueError(f"unknown unit status {status!r}")
         d = self._d
         rows = self._all(
             f"SELECT id, local_date, phase, category, not_before, requires_idle, {d.json_text('data', 'deadline')}"
-            f" AS deadline FROM units WHERE daemon_id = ? AND status = 'queued' ORDER BY local_date, {_PHASE_ORDER_SQL},"
-            f" priority, position, {d.ts('created_at')}, {d.tiebreak}", (self.daemon_id,)
+            f" AS deadline FROM units WHERE daemon_id = ? AND status = ? ORDER BY local_date, {_PHASE_ORDER_SQL},"
+            f" priority, position, {d.ts('created_at')}, {d.tiebreak}", (self.daemon_id, status)
         )
-        return [self._map(_queued_brief, row) for row in rows]
+        return [self._map(_unit_brief, row) for row in rows]
 
     def delete_units_for_plan(
         self, local_date: date, statuses: Iterable[str] = ("planned", "queued"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -42,9 +43,9 @@ def _day(value: date, what: str = "date") -> str:
     return value.isoformat()
 
 
-def _json(value: Any) -> str:
+def _json(value: Any, default: Callable[[Any], Any] | None = None) -> str:
     # allow_nan=False: the columns must stay valid JSON for any other reader.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=default)
 
 
 def _unjson(text: str | None) -> Any:

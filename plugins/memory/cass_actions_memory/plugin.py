@@ -45,14 +45,13 @@ def gather_context(context: Any) -> None:
     The scheduler's idle check then holds idle-only work while a conversation is fresh.
     A later time already set by another pack is kept. Reads only; never creates the store.
     """
-    from cass_actions_memory.store import DB_NAME, ConversationStore, StoreError
+    from cass_actions_memory.store import DB_NAME, StoreError, last_user_message_at
 
     path = Path(context.workspace) / PACK_FOLDER / DB_NAME
     if not path.exists():
         return
     try:
-        with ConversationStore(path) as store:
-            last = store.last_user_message_at()
+        last = last_user_message_at(path)
     except StoreError:
         return
     if last is None:

@@ -323,6 +323,37 @@ class SummaryPass:
     consolidated_on: date | None
 
 
+def _check_version(path: Path, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has schema version {version}, written by a newer cass-actions-memory "
+                         f"(this one knows version {SCHEMA_VERSION}); upgrade the pack")
+
+
+def last_user_message_at(path: Path) -> datetime | None:
+    """When the user last wrote, over every conversation in the store file ``path`` (UTC), or ``None``.
+
+    Opens the file read-only and never creates or migrates it: the scheduler asks on every
+    tick, and a full :class:`ConversationStore` open (pragmas, schema check, migration) cost
+    three times as much. Raises :class:`StoreError` for a file that is not a readable store.
+    """
+    path = Path(path)
+    try:
+        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the conversations store: {exc}") from None
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        _check_version(path, version)
+        if version == 0:
+            return None  # created by another process a moment ago, its tables not yet
+        row = db.execute("SELECT MAX(at_utc) FROM messages WHERE role = 'user'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot read the conversations store: {exc}") from None
+    finally:
+        db.close()
+    return from_utc_key(row[0]) if row and row[0] else None
+
+
 class ConversationStore:
     """The SQLite conversations store (see the module docstring). Use as a context manager."""
 
@@ -346,9 +377,7 @@ class ConversationStore:
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {version}, written by a newer cass-actions-memory "
-                             f"(this one knows version {SCHEMA_VERSION}); upgrade the pack")
+        _check_version(self.path, version)
         if version == 0:
             # Statement by statement inside one transaction (executescript would commit early).
             with self.transaction() as db:
@@ -564,11 +593,6 @@ class ConversationStore:
         row = self._db.execute("SELECT COUNT(*) AS n, MIN(at_utc) AS a, MAX(at_utc) AS b FROM messages "
                                "WHERE conversation_id = ? AND summary_id IS NOT NULL", (conversation_id,)).fetchone()
         return row["n"], from_utc_key(row["a"]) if row["a"] else None, from_utc_key(row["b"]) if row["b"] else None
-
-    def last_user_message_at(self) -> datetime | None:
-        """When the user last wrote, over every conversation (UTC), or ``None``."""
-        row = self._db.execute("SELECT MAX(at_utc) FROM messages WHERE role = 'user'").fetchone()
-        return from_utc_key(row[0]) if row and row[0] else None
 
     # -- writes ----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cass_actions_memory.store import ConversationStore, StoreError, parse_message_line
+from cass_actions_memory.store import ConversationStore, StoreError, last_user_message_at, parse_message_line
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -87,6 +87,26 @@ def test_a_store_from_a_newer_pack_version_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="schema version 99, written by a newer cass-actions-memory"):
         ConversationStore(path)
+    with pytest.raises(StoreError, match="schema version 99"):
+        last_user_message_at(path)
+
+
+def test_the_last_user_message_is_read_without_writing_to_the_store(tmp_path, mem):
+    source = mem.write_jsonl(tmp_path / "c.jsonl", [mem.message("c", "user", "hi", T0),
+                                                    mem.message("c", "assistant", "hello", T0 + timedelta(minutes=1))])
+    with ConversationStore.in_folder(tmp_path) as store:
+        store.import_file(source, now=T0)
+    path = tmp_path / "conversations.sqlite"
+    before = path.read_bytes()
+    assert last_user_message_at(path) == T0.astimezone(UTC)
+    assert path.read_bytes() == before
+    with pytest.raises(StoreError, match="missing.sqlite: cannot open"):
+        last_user_message_at(tmp_path / "missing.sqlite")  # read-only: never created
+    assert not (tmp_path / "missing.sqlite").exists()
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="garbage.sqlite: cannot read the conversations store"):
+        last_user_message_at(garbage)
 
 
 def test_a_message_is_never_covered_by_two_summary_passes(tmp_path, mem):
