@@ -24,9 +24,9 @@ from cass_actions_core.config import Config
 from cass_actions_core.models import ActionDefinition, Template
 from cass_actions_core.plugins import (FoundEntryPoint, PluginRecord, call_per_plugin, load_plugins, new_plugin_manager,
                                        one_line, pack_load_problems)
-from cass_actions_core.problems import CatalogueError, Problem
+from cass_actions_core.problems import CatalogueError, Problem, UserError
 from cass_actions_core.registrars import (ActionRegistrar, Handler, LazyHandler, Registered, TemplateRegistrar,
-                                           check_handler_signature)
+                                          check_handler_signature, handler_location)
 from cass_actions_core import schema_files
 
 
@@ -123,6 +123,15 @@ class Catalogue:
         except KeyError:
             hint = closest(action_id, self.actions)
             raise KeyError(f"unknown action {action_id!r}" + (f" (did you mean {hint!r}?)" if hint else "")) from None
+
+    def action_for(self, action_id: str, params: dict[str, Any]) -> CatalogueAction:
+        """The action ``action_id`` once ``params`` are found valid for it: :class:`KeyError` (with the closest
+        id) for an unknown action, :class:`UserError` naming each parameter its params schema refuses."""
+        action = self.action(action_id)
+        errors = [] if action_id in self.invalid_params_schemas else schema_files.validate_instance(action.definition.params, params)
+        if errors:
+            raise UserError(f"action {action_id!r}: invalid params: " + "; ".join(f"{p}: {m}" for p, m in errors) + ".")
+        return action
 
     def template(self, template_id: str) -> CatalogueTemplate:
         """The template ``template_id``; :class:`KeyError` with the closest id if unknown."""
@@ -332,7 +341,8 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
         if resolve and isinstance(fn, LazyHandler):
             unusable = _resolve(fn)
             if unusable:
-                problems.append(Problem(*unusable, pack=action.pack, item_id=action_id))
+                code, why, where = unusable
+                problems.append(Problem(code, why, file=where, pack=action.pack, item_id=action_id))
                 continue
         catalogue.actions[action_id] = CatalogueAction(action.definition, fn, action.origin)
     # A handler that was registered but refused (its signature) is already a problem of its own.
@@ -346,15 +356,15 @@ def _collect_actions(catalogue: Catalogue, registrars: Iterable[ActionRegistrar]
             ))
 
 
-def _resolve(handler: LazyHandler) -> tuple[str, str] | None:
-    """Import a handler registered by reference and check its signature: ``(problem code, why)`` when it
-    is unusable, else None."""
+def _resolve(handler: LazyHandler) -> tuple[str, str, str | None] | None:
+    """Import a handler registered by reference and check its signature: ``(problem code, why, where it is
+    defined)`` when it is unusable, else None."""
     try:
         target = handler.resolve()
     except Exception as exc:  # a pack's module failing to import is the pack's problem, reported, not raised
-        return "handler-import", f"cannot import handler {handler.ref!r}: {one_line(exc)}"
+        return "handler-import", f"cannot import handler {handler.ref!r}: {one_line(exc)}", None
     why = check_handler_signature(target)
-    return ("handler-signature", why) if why else None
+    return ("handler-signature", why, handler_location(target)) if why else None
 
 
 def _check_definition(definition: ActionDefinition, origin: Registered, invalid_params: set[str]) -> list[Problem]:
@@ -364,9 +374,8 @@ def _check_definition(definition: ActionDefinition, origin: Registered, invalid_
     def add(code: str, message: str, field_name: str) -> None:
         out.append(Problem(code, message, file=origin.file, pack=origin.pack, item_id=definition.id, path=f"{base}.{field_name}"))
 
-    why = schema_files.check_schema(definition.params)
-    if why:
-        add("invalid-params-schema", f"params is not a valid JSON Schema: {why}", "params")
+    for where, why in schema_files.schema_problems(definition.params):
+        add("invalid-params-schema", f"params is not a valid JSON Schema: {why}", "params" + where[1:])
         invalid_params.add(definition.id)
     if not definition.uses_llm and definition.estimated_cost_usd > 0:
         add("cost-without-llm", "an action that makes no LLM call must estimate 0 USD", "estimated_cost_usd")
@@ -396,6 +405,10 @@ def _collect_templates(catalogue: Catalogue, registrars: Iterable[TemplateRegist
             catalogue.templates[item.id] = item
 
 
+#: Problems of a pack's metadata file that leave its actions unregistered (see registrars.py).
+_UNREAD_METADATA = frozenset({"unreadable-file", "invalid-json", "schema"})
+
+
 def _check_template(catalogue: Catalogue, item: CatalogueTemplate, checks: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
     origin = item.origin
@@ -409,10 +422,15 @@ def _check_template(catalogue: Catalogue, item: CatalogueTemplate, checks: dict[
         action = catalogue.actions.get(action_id)
         if action is None:
             hint = closest(action_id, catalogue.actions)
+            namespace = action_id.partition(".")[0]
+            unread = any(p.pack == namespace and p.code in _UNREAD_METADATA for p in catalogue.problems)
             out.append(Problem(
                 "unknown-action", f"step {j + 1} names unregistered action {action_id!r}",
                 file=origin.file, pack=origin.pack, item_id=item.id, path=f"{path}.action",
-                hint=f"closest registered action: {hint!r}" if hint else "no registered action is close; run 'cass-actions list'",
+                # A pack whose metadata file could not be read registers nothing: say so, not "no action is close".
+                hint=(f"pack {namespace!r} registered no actions from its metadata, which could not be read: "
+                      "see that problem first" if unread else
+                      f"closest registered action: {hint!r}" if hint else "no registered action is close; run 'cass-actions list'"),
             ))
             continue
         for sub, message in schema_files.validate_instance(action.definition.params, params):
@@ -505,6 +523,15 @@ def _check_pack_settings(catalogue: Catalogue, registrars: Iterable[ActionRegist
     """Each pack's ``[packs.<pack>]`` table must satisfy the settings schema the pack declared."""
     config = catalogue.config
     label = str(config.source) if config.source else "configuration (defaults)"
+    registrars = list(registrars)
+    known = {reg.pack for reg in registrars} | {record.name for record in catalogue.plugins}
+    for pack in sorted(set(config.packs) - known):
+        # A misspelt table would otherwise be ignored without a word (a pack not installed here is told the same).
+        hint = closest(pack, known)
+        catalogue.warnings.append(Problem(
+            "unknown-pack-settings", f"[packs.{pack}] names no installed pack, so nothing reads its settings",
+            file=label, path=f"$.packs.{pack}", hint=f"did you mean [packs.{hint}]?" if hint else "run 'cass-actions plugins'",
+        ))
     for reg in registrars:
         if reg.settings_schema is None:
             continue

@@ -780,6 +780,17 @@ async def _guarded(coro: Any) -> Any:
         raise _HandlerRaised(exc) from None
 
 
+def _where(exc: BaseException) -> str:
+    """`` (at file.py:12 in name)``: the innermost frame of ``exc``'s traceback, or nothing."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f" (at {Path(code.co_filename).name}:{tb.tb_lineno} in {code.co_name})"
+
+
 class Invocation(NamedTuple):
     """What one handler call gave: its result, the LLM error that ended it (if one did: a handler
     that catches it and raises ActionFailed decides for itself, no retry), and why it was abandoned
@@ -821,7 +832,10 @@ async def invoke(action: CatalogueAction, ctx: ActionContext) -> Invocation:
         llm_error = exc
         result = ActionResult(success=False, error=f"LLM call stopped ({exc.kind}): {exc}")
     except Exception as exc:  # a handler bug must not take the loop down
-        log.exception("action %s raised", definition.id)
+        # One line where it went wrong (the unit's reason says the rest); the whole traceback at DEBUG,
+        # for the pack's author: a daemon's log is not the place for other people's stack traces.
+        log.error("action %s raised %s: %s%s", definition.id, type(exc).__name__, exc, _where(exc))
+        log.debug("action %s raised", definition.id, exc_info=exc)
         result = ActionResult(success=False, error=f"{type(exc).__name__}: {exc}")
     if not result.success and not result.error:
         result.error = result.summary or "the handler reported failure"

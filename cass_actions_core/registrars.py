@@ -123,6 +123,17 @@ def _schema_problems(name: str, doc: Any, label: str, pack: str, key: str, diges
     return out
 
 
+def handler_location(fn: Any) -> str | None:
+    """Where ``fn`` is defined, ``path/to/module.py:12``, for problems about it; None if unknown."""
+    target = getattr(fn, "__func__", fn)
+    try:
+        source = inspect.getsourcefile(target)
+        line = target.__code__.co_firstlineno
+    except (TypeError, AttributeError):
+        return None
+    return f"{source}:{line}" if source else None
+
+
 def check_handler_signature(fn: Any) -> str | None:
     """Why ``fn`` cannot be an action handler, or ``None`` if it can.
 
@@ -183,9 +194,11 @@ class ActionRegistrar:
         if read is None:
             return
         schema, label, _digest = read
-        why = schema_files.check_schema(schema)
-        if why:
-            self.problems.append(Problem("invalid-settings-schema", f"not a valid JSON Schema: {why}", file=label, pack=self.pack))
+        found = schema_files.schema_problems(schema)
+        for where, why in found:
+            self.problems.append(Problem("invalid-settings-schema", f"not a valid JSON Schema: {why}", file=label,
+                                         pack=self.pack, path=where))
+        if found:
             return
         self.settings_schema = (schema, label)
 
@@ -224,7 +237,8 @@ class ActionRegistrar:
         else:
             why = check_handler_signature(fn)
             if why:
-                self.problems.append(Problem("handler-signature", why, pack=self.pack, item_id=action_id))
+                self.problems.append(Problem("handler-signature", why, file=handler_location(fn), pack=self.pack,
+                                             item_id=action_id))
                 return fn
             entry = (fn, getattr(fn, "__qualname__", repr(fn)))
         if action_id in self.handlers:

@@ -562,13 +562,8 @@ class Runtime:
         :class:`KeyError` (with the closest id) for an unknown action and
         :class:`UserError` naming the parameter for params that break the action's schema.
         """
-        from cass_actions_core import schema_files
-
-        action = self.catalogue.action(action_id)
         params = dict(params or {})
-        errors = schema_files.validate_instance(action.definition.params, params)
-        if errors:
-            raise UserError(f"action {action_id!r}: invalid params: " + "; ".join(f"{p}: {m}" for p, m in errors) + ".")
+        action = self.catalogue.action_for(action_id, params)
         now = self.clock.now()
         instance = self.phases.instance_at(now)
         # Inside a started runtime the lease is already ours; otherwise hold it (and keep

@@ -226,33 +226,76 @@ def instance_check(schema: dict[str, Any]) -> Any:
     return _fast_instance(schema).is_valid
 
 
-def check_schema(schema: Any) -> str | None:
-    """Return why ``schema`` is not a valid draft 2020-12 JSON Schema, or ``None``."""
+def schema_problems(schema: Any) -> list[tuple[str, str]]:
+    """Why ``schema`` cannot serve as a draft 2020-12 JSON Schema: ``(path inside the schema, message)``
+    pairs, sorted by path (``$.properties.folder.type``); empty when it can.
+
+    It must be valid against the metaschema (every error is reported, not only the first), and
+    every ``$ref`` in it must resolve within the schema itself: a params schema is the pack's
+    own, and nothing is fetched from the network to check or use it.
+    """
     text = _canonical(schema)
     if isinstance(schema, dict):
         _text_by_id[id(schema)] = (schema, text)  # for _fast_instance: one validator per distinct schema
-    key = _key("metaschema", text)
+    key = _key("metaschema", "refs resolved", text)
     if key in _valid:
-        return None
-    why = _check_schema_text(text)
-    if why is None:
+        return []
+    problems = list(_schema_text_problems(text))
+    if not problems:
         _valid.add(key)
-    return why
+    return problems
 
 
 @cache
-def _check_schema_text(text: str) -> str | None:
+def _schema_text_problems(text: str) -> tuple[tuple[str, str], ...]:
     schema = json.loads(text)
-    if _plainly_valid_schema(schema):
-        return None
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+    if not _plainly_valid_schema(schema):
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import best_match
 
+        meta = Draft202012Validator(Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        # Each error at its own place, said as jsonschema's check_schema would say it (its best match).
+        found = [best_match([error]) for error in meta.iter_errors(schema)]
+        if found:
+            found.sort(key=lambda e: list(map(str, e.absolute_path)))
+            return tuple((json_path(e.absolute_path), _short(e)) for e in found)
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        return exc.message
-    return None
+        if text not in _fast_by_text:
+            _fast_by_text[text] = _compile(schema)
+    except Exception as exc:  # jsonschema_rs.ValidationError: a $ref that does not resolve, a bad $id
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return ((_reference_path(schema, message), f"it does not compile: {message}"),)
+    return ()
+
+
+def _no_retrieval(uri: str) -> Any:
+    raise ValueError(f"{uri} is not part of the schema, and schemas are never fetched from the network")
+
+
+def _compile(schema: Any) -> Any:
+    import jsonschema_rs
+
+    # No formats, like the jsonschema validator below: params schemas are the pack's own.
+    return jsonschema_rs.validator_for(schema, retriever=_no_retrieval)
+
+
+def _reference_path(schema: Any, message: str) -> str:
+    """The path of the first ``$ref``, ``$dynamicRef`` or ``$id`` whose value (or fragment) the compiler's
+    ``message`` quotes, else ``$``."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(schema, ())]
+    while stack:
+        node, path = stack.pop(0)
+        if isinstance(node, dict):
+            for keyword in ("$ref", "$dynamicRef", "$id"):
+                value = node.get(keyword)
+                if isinstance(value, str) and value:
+                    fragment = value.partition("#")[2]
+                    if f"'{value}'" in message or (fragment and f"'{fragment}'" in message):
+                        return json_path((*path, keyword))
+            stack.extend((value, (*path, key)) for key, value in node.items() if isinstance(value, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((value, (*path, i)) for i, value in enumerate(node) if isinstance(value, (dict, list)))
+    return "$"
 
 
 #: The only ``$schema`` a schema may name and still be vouched for by the compiled check: the draft
@@ -322,7 +365,7 @@ def _fast(name: str) -> Any:
 #: alive beside its validator, so an id is never reused while the entry exists).
 _fast_by_id: dict[int, tuple[Any, Any]] = {}
 
-#: Canonical texts :func:`check_schema` computed, by the schema object's identity (taken by
+#: Canonical texts :func:`schema_problems` computed, by the schema object's identity (taken by
 #: :func:`_fast_instance`), and the validators compiled for them: equal schemas (a pack's actions
 #: often share one params schema) are compiled once.
 _text_by_id: dict[int, tuple[Any, str]] = {}
@@ -336,10 +379,7 @@ def _fast_instance(schema: dict[str, Any]) -> Any:
         text = known[1] if known is not None and known[0] is schema else None
         validator = _fast_by_text.get(text) if text is not None else None
         if validator is None:
-            import jsonschema_rs
-
-            # No formats, like the jsonschema validator below: params schemas are the pack's own.
-            validator = jsonschema_rs.validator_for(schema)
+            validator = _compile(schema)
             if text is not None:
                 _fast_by_text[text] = validator
         entry = _fast_by_id[id(schema)] = (schema, validator)

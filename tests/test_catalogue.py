@@ -123,6 +123,9 @@ def test_f7_handler_signature_is_checked_at_registration():
     assert {p.item_id for p in sig} == {"demo.one", "demo.two"}
     assert any("async def" in p.message for p in sig)
     assert any("exactly one argument" in p.message for p in sig)
+    # Where the handler is: a function registered directly has no metadata file to name.
+    assert {p.file for p in sig} == {f"{__file__}:{not_async.__code__.co_firstlineno}",
+                                     f"{__file__}:{spread.__code__.co_firstlineno}"}
     # One mistake, one problem: a refused handler is not also reported as missing.
     assert sorted(p.code for p in cat.problems) == ["handler-signature", "handler-signature"]
 
@@ -141,6 +144,23 @@ def test_step_params_violating_the_action_params_schema_are_rejected():
         ("weekly_two", "$.templates[1].steps[0].params"),
     ]
     assert "minimum" in bad[0].message
+
+
+def test_a_params_schema_that_cannot_be_used_is_one_problem_per_fault_and_its_steps_are_not_checked():
+    unresolved = {"type": "object", "properties": {"folder": {"$ref": "#/$defs/nowhere"}}}
+    mistyped = {"type": "object", "properties": {"folder": {"type": "strng", "minLength": "two"}}}
+    pack = HandPack([action_def("demo.count", params=unresolved), action_def("demo.tidy", params=mistyped)],
+                    [template_def("both", [{"action": "demo.count", "params": {"folder": "x"}},
+                                           {"action": "demo.tidy", "params": {"folder": "x"}}])])
+    cat = build(("demo", pack))  # compiling the unresolved $ref used to raise out of the build
+    bad = [(p.code, p.item_id, p.path) for p in cat.problems]
+    assert bad == [
+        ("invalid-params-schema", "demo.count", "$.actions[0].params.properties.folder.$ref"),
+        ("invalid-params-schema", "demo.tidy", "$.actions[1].params.properties.folder.minLength"),
+        ("invalid-params-schema", "demo.tidy", "$.actions[1].params.properties.folder.type"),
+    ]
+    assert "Pointer '/$defs/nowhere' does not exist" in cat.problems[0].message
+    assert cat.invalid_params_schemas == {"demo.count", "demo.tidy"}
 
 
 def test_invalid_metadata_names_the_file_and_json_path(tmp_path: Path):
@@ -175,6 +195,17 @@ def test_malformed_json_metadata_names_the_file_and_position(tmp_path: Path):
     (problem,) = cat.problems
     assert problem.code == "invalid-json" and problem.file == str(meta)
     assert "line 2" in problem.message
+
+    class FilePackWithTemplates(FilePack):
+        @hookimpl
+        def register_templates(self, register):
+            register.load({"templates": [template_def("demo_block", ["demo.x"])]})
+
+    cat = build(("demo", FilePackWithTemplates()))
+    assert [p.code for p in cat.problems] == ["invalid-json", "unknown-action"]
+    # The step's problem points at the unread file, not at a near miss among other packs' actions.
+    assert cat.problems[1].hint == ("pack 'demo' registered no actions from its metadata, which could not be read: "
+                                    "see that problem first")
 
 
 def test_f10_action_without_llm_must_not_carry_a_cost_estimate():
@@ -327,6 +358,16 @@ def test_pack_settings_are_checked_against_the_schema_the_pack_declares(tmp_path
     assert all(p.file == str(config_file.resolve()) for p in cat.problems)
     config_file.write_text("[packs.demo]\nmax_turns = 4\n")
     assert build(("demo", SettingsPack([action_def("demo.a")])), config=load_config(config_file)).problems == []
+
+
+def test_settings_for_a_pack_that_is_not_installed_are_a_warning_with_the_closest_name(tmp_path: Path):
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[packs.demo]\nmax_turns = 4\n\n[packs.dmeo]\nmax_turns = 5\n\n[packs.elsewhere]\nx = 1\n")
+    cat = build(("demo", HandPack([action_def("demo.a")])), config=load_config(config_file))
+    assert cat.problems == []  # a warning: the config may be shared with a machine that has the pack
+    found = [(w.code, w.path, w.hint) for w in cat.warnings if w.code == "unknown-pack-settings"]
+    assert found == [("unknown-pack-settings", "$.packs.dmeo", "did you mean [packs.demo]?"),
+                     ("unknown-pack-settings", "$.packs.elsewhere", "run 'cass-actions plugins'")]
 
 
 # -- issue 9, finding 8: a cooldown past any date, JSON nested past any need --------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -233,6 +234,30 @@ def test_a_handler_raising_a_base_exception_fails_its_unit_and_the_loop_goes_on(
     assert units["bad"].status == "failed" and f"the handler raised {name}" in units["bad"].reason
     assert units["fine"].status == "completed"
     assert runtime.store.get_summary(units["bad"].id).status == "failed"
+    runtime.close()
+
+
+async def divides_by_zero(ctx):
+    files = 0
+    return {"summary": f"{1 / files}"}
+
+
+def test_a_handler_bug_fails_its_unit_with_one_log_line_naming_where_and_the_traceback_only_at_debug(tmp_path: Path, caplog):
+    window = [{"start_hour": 6, "end_hour": 12}]
+    pack = pack_with({"t.buggy": divides_by_zero}, [template_def("buggy", ["t.buggy"], category="system", preferred_windows=window)])
+    runtime = make_runtime(tmp_path, pack=pack)
+    runtime.acquire_lease()
+    with caplog.at_level(logging.DEBUG, logger="cass_actions.executor"):
+        asyncio.run(runtime.tick())
+    unit = by_template(runtime)["buggy"]
+    assert unit.status == "failed" and "ZeroDivisionError: division by zero" in unit.reason
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    line = f"{divides_by_zero.__code__.co_firstlineno + 2}"
+    assert error.getMessage() == (f"action t.buggy raised ZeroDivisionError: division by zero "
+                                  f"(at test_runtime_robustness.py:{line} in divides_by_zero)")
+    assert error.exc_info is None  # no traceback at the default levels
+    (debug,) = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
+    assert debug.exc_info[0] is ZeroDivisionError
     runtime.close()
 
 

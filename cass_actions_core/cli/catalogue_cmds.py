@@ -41,6 +41,14 @@ def list_command(state: CLIState, as_json: bool, packs: tuple[str, ...], categor
     """List the registered actions (or, with --templates, the templates)."""
     catalogue = state.catalogue(full=show_templates)
     _warn_about(catalogue)
+    loaded = {record.name for record in catalogue.plugins if record.ok}
+    for pack in packs:
+        if pack not in loaded:  # a typo would otherwise list nothing, successfully
+            from cass_actions_core.catalogue import closest
+
+            hint = closest(pack, loaded)
+            raise click.ClickException(f"no loaded pack is named {pack!r}" + (f" (did you mean {hint!r}?)" if hint else
+                                       "; 'cass-actions plugins' lists the packs"))
     if show_templates:
         _list_templates(catalogue, as_json, packs, categories)
         return

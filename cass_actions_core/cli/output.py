@@ -49,8 +49,10 @@ def warn(message: str) -> None:
 
 
 def usd(value: float) -> str:
-    """A USD amount with up to 4 decimals, trailing zeros trimmed to 2."""
-    text = f"{value:.4f}".rstrip("0")
+    """A USD amount with up to 4 decimals, trailing zeros trimmed to 2; an amount that 4 decimals would
+    show as zero gets up to 6 (``$0.00002``, not ``$0.00``: the ledger counts micro-dollars)."""
+    decimals = 6 if 0 < abs(value) < 0.00005 else 4
+    text = f"{value:.{decimals}f}".rstrip("0")
     if len(text.split(".")[1]) < 2:
         text = f"{value:.2f}"
     return f"${text}"

@@ -1104,6 +1104,10 @@ def run_action_command(state: CLIState, as_json: bool, action_id: str, params: t
                        provider: str | None) -> None:
     """Run one action by hand, through the executor like any unit; exit 1 if it fails."""
     parsed = _parse_params(params)
+    try:  # refused before anything is created: a typo leaves no store behind in the data folder
+        state.catalogue().action_for(action_id, parsed)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
     require_llm_ready(state, provider, [action_id])
     with open_runtime(state, strict=True, create=True, provider=provider) as runtime:
         try:

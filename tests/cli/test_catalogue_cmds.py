@@ -30,6 +30,8 @@ def test_list_shows_pack_actions_with_filters_and_json(site: Path):
     tpl = json.loads(run_cli("list", "--templates", "--pack", "demo", "--json", site=site, env=env).stdout)
     assert tpl[0]["id"] == "demo_block" and tpl[0]["estimated_cost_usd"] == 0.02
     assert tpl[0]["estimated_duration_minutes"] == 10
+    typo = run_cli("list", "--pack", "dmeo", site=site, env=env)  # not an empty list, exit 0
+    assert typo.returncode == 1 and "no loaded pack is named 'dmeo' (did you mean 'demo'?)" in typo.stderr
 
 
 def test_unknown_action_in_template_file_exits_1_naming_template_step_and_closest(site: Path, tmp_path: Path):

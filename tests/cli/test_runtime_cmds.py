@@ -120,6 +120,13 @@ def test_query_and_control_commands(sim_site: Path, tmp_path: Path):
     bad_param = run_cli("run-action", "sim.tidy", "--param", "x=1", *common, site=sim_site, env=ENV)
     assert bad_param.returncode == 1 and "invalid params" in bad_param.stderr and "Traceback" not in bad_param.stderr
     assert run_cli("run-action", "sim.tidy", "--param", "novalue", *common, site=sim_site, env=ENV).returncode == 2
+    # Refused before anything is created: a typo leaves no store in a data folder (which `simulate --fresh`
+    # would then refuse to clear as not its own).
+    for mistake in (["sim.thinkk"], ["sim.tidy", "--param", "x=1"]):
+        fresh = tmp_path / "untouched"
+        refused = run_cli("run-action", *mistake, "--provider", "offline", "--data-dir", str(fresh), site=sim_site, env=ENV)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert not fresh.exists()
 
 
 def test_approvals_through_the_cli(sim_site: Path, tmp_path: Path):

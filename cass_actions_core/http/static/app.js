@@ -43,7 +43,9 @@
   // ---------------------------------------------------------------- formatting
   function usd(value) {
     var v = Number(value) || 0;
-    var text = v.toFixed(4).replace(/0+$/, "");
+    // As the CLI's usd(): up to 6 decimals for an amount 4 would show as zero (the ledger counts micro-dollars).
+    var decimals = (v !== 0 && Math.abs(v) < 0.00005) ? 6 : 4;
+    var text = v.toFixed(decimals).replace(/0+$/, "");
     if ((text.split(".")[1] || "").length < 2) text = v.toFixed(2);
     return "$" + text;
   }
