@@ -77,6 +77,11 @@ class Artifact:
                 raise InvalidResult(f"artifact {name} must be a string or null, not {type(getattr(self, name)).__name__}")
 
 
+#: The most a handler's result may hold, as UTF-8 JSON: a work summary is for a person to read, and
+#: the result is stored with the run, the unit's summary and an event.
+MAX_RESULT_BYTES = 1_000_000
+
+
 @dataclass
 class ActionResult:
     """The outcome of one action run.
@@ -137,6 +142,18 @@ class ActionResult:
             json.dumps(self.data, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidResult(f"data is not plain JSON ({exc})") from None
+        except RecursionError:
+            raise InvalidResult("data is nested too deeply to store") from None
+        try:
+            size = len(json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8"))
+        except UnicodeEncodeError as exc:  # a lone surrogate, say, from bytes decoded with surrogateescape
+            raise InvalidResult(f"the result holds text that is not valid Unicode ({exc.reason}: "
+                                f"{exc.object[max(0, exc.start - 20):exc.end + 20]!r})") from None
+        if size > MAX_RESULT_BYTES:
+            # It is kept in the run, the summary and its event: a few copies of a huge string would
+            # fill the disk and stall the loop. Big output belongs in a file the result points to.
+            raise InvalidResult(f"the result is {size:,} bytes of JSON, more than the {MAX_RESULT_BYTES:,} a result may "
+                                "hold; write large output to a file (ctx.write_text) and return an artifact naming it")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""

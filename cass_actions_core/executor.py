@@ -834,9 +834,23 @@ async def invoke(action: CatalogueAction, ctx: ActionContext) -> Invocation:
     except Exception as exc:  # a handler bug must not take the loop down
         # One line where it went wrong (the unit's reason says the rest); the whole traceback at DEBUG,
         # for the pack's author: a daemon's log is not the place for other people's stack traces.
-        log.error("action %s raised %s: %s%s", definition.id, type(exc).__name__, exc, _where(exc))
+        message = _storable(f"{type(exc).__name__}: {exc}")
+        log.error("action %s raised %s%s", definition.id, message, _where(exc))
         log.debug("action %s raised", definition.id, exc_info=exc)
-        result = ActionResult(success=False, error=f"{type(exc).__name__}: {exc}")
-    if not result.success and not result.error:
-        result.error = result.summary or "the handler reported failure"
+        result = ActionResult(success=False, error=message)
+    if not result.success:
+        # An exception's text is the handler's too: bounded, and storable whatever it holds.
+        result.error = _storable(result.error or result.summary or "the handler reported failure")
     return Invocation(result, llm_error, abandoned)
+
+
+#: The longest error text kept from a failed step (a unit's reason, its summary, an event).
+MAX_ERROR_CHARS = 2_000
+
+
+def _storable(text: str) -> str:
+    """``text`` cut to :data:`MAX_ERROR_CHARS`, with what UTF-8 cannot hold (lone surrogates) escaped."""
+    text = str(text)
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS - 1] + "\u2026"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

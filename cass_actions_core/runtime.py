@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import uuid
 from collections.abc import Sequence
-import math
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -388,9 +388,17 @@ class Runtime:
         if stalled is not None:
             self.store.delete_state(STALL_KEY)
         for reservation in self.ledger.open_reservations():
-            spent = float(self.store.get_state(spend_key(reservation.id), 0.0) or 0.0)
-            self.ledger.settle(reservation, spent, now, note="settled after a restart with the spend recorded before "
-                                                                 "the crash (calls in flight at their worst case)")
+            recorded = self.store.get_state(spend_key(reservation.id), 0.0)
+            note = "settled after a restart with the spend recorded before the crash (calls in flight at their worst case)"
+            try:
+                spent = float(recorded or 0.0)
+            except (TypeError, ValueError):
+                spent = -1.0
+            if not math.isfinite(spent) or spent < 0:
+                # Not a spend (a damaged row, a bug): charge what was reserved rather than stop every restart here.
+                spent = reservation.amount_usd
+                note = f"settled after a restart at its reservation: the recorded spend {recorded!r} is not an amount"
+            self.ledger.settle(reservation, spent, now, note=note)
             self.store.delete_state(spend_key(reservation.id))
             if reservation.unit_id:
                 crashed_cost[reservation.unit_id] = crashed_cost.get(reservation.unit_id, 0.0) + spent
@@ -833,6 +841,8 @@ class Runtime:
                 unit = self.store.set_unit_status(unit_id, "cancelled", reason=reason, now=self.clock.now())
             self.executor.write_summary(unit)
             self.bus.emit(f"work_unit.{unit.status}", {"template_id": unit.template_id, "reason": reason}, unit_id=unit_id)
+        except LeaseLostError as lost:  # another process runs this daemon now: its recovery decides
+            self._lost(lost)
         except Exception:
             log.exception("could not record the failure of unit %s", unit_id)
 

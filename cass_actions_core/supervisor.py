@@ -48,15 +48,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("cass_actions.supervisor")
 
 #: A worker's exit code asking to be replaced now (a handler could not be stopped).
 EXIT_RESTART = 75
+#: A worker's exit code when a KeyboardInterrupt or SystemExit came out of its event loop: raised by a
+#: task a handler started (see :func:`run_worker`), it is a crash, and the worker is replaced like one.
+EXIT_CRASHED = 70
 #: How often a worker's event loop sends its heartbeat.
 BEAT_SECONDS = 0.5
 #: Environment variables the supervisor hands its worker.
@@ -240,14 +244,17 @@ def supervise(worker_args: Sequence[str], *, stall_limit: float | Callable[[], f
             code = child.returncode
             if stopping:
                 # Asked to stop: a worker that ended by a signal (ours, or a stall kill just before) stopped.
-                return 0 if code <= 0 or code == EXIT_RESTART else code
+                return 0 if code <= 0 or code in (EXIT_RESTART, EXIT_CRASHED) else code
             if code == 0:
                 return 0
             if code == EXIT_RESTART or stalled is not None:
                 backoff = BACKOFF_START
                 continue
-            if code > 0:
-                return code  # a user error (catalogue, lease, plan file): a new worker would fail the same way
+            if code > 0 and code != EXIT_CRASHED and last_beat is None:
+                # It never started working: a user error (catalogue, lease, plan file) that a new worker would meet
+                # again. Once it had started, an exit nobody asked for (a handler's os._exit, a lost lease) is a
+                # death like a signal: it is replaced, and recovery counts it against the step it was running.
+                return code
             if time.monotonic() - began > BACKOFF_RESET_AFTER:
                 backoff = BACKOFF_START
             print(f"cass-actions: the worker died ({_describe(code)}); starting a new one in {backoff:g} s",
@@ -261,6 +268,26 @@ def supervise(worker_args: Sequence[str], *, stall_limit: float | Callable[[], f
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def run_worker(main: Coroutine[Any, Any, None]) -> None:
+    """Run a supervised worker's event loop until ``main`` returns.
+
+    A worker's signals are handled by its loop, so a KeyboardInterrupt or SystemExit that comes out of the
+    loop was raised by a task some handler started. It must not pass for a shutdown (which would put the
+    step back in the queue as cleanly stopped, to crash the next worker the same way, forever): the worker
+    ends at once, as a crash (:data:`EXIT_CRASHED`); its supervisor replaces it, and the next worker's
+    recovery counts the death against the step, which becomes poison after three.
+    """
+    runner = asyncio.Runner()
+    try:
+        runner.run(main)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        print(f"cass-actions: {type(exc).__name__} came out of the event loop (raised by a task a handler started); "
+              "this worker ends as crashed and is replaced", file=sys.stderr, flush=True)
+        os._exit(EXIT_CRASHED)
+    finally:
+        runner.close()
 
 
 def _describe(code: int) -> str:

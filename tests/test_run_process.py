@@ -220,6 +220,59 @@ def test_a_unit_that_kills_the_process_every_time_is_abandoned_as_poison(site: P
         assert s.get_summary(abandoned.id).status == "abandoned"
 
 
+ESCAPES = pack_source("escapes", """
+async def _raise(exc):
+    raise exc
+
+KEEP = []
+
+async def interrupts(ctx):
+    note(ctx, "escapes.log")
+    KEEP.append(asyncio.get_running_loop().create_task(_raise(KeyboardInterrupt())))  # comes out of the event loop
+    await asyncio.sleep(5)
+    return {"summary": "never"}
+
+async def exits_quietly(ctx):
+    note(ctx, "escapes.log")
+    KEEP.append(asyncio.get_running_loop().create_task(_raise(SystemExit(0))))  # looks like a clean stop
+    await asyncio.sleep(5)
+    return {"summary": "never"}
+
+async def exits_one(ctx):
+    note(ctx, "escapes.log")
+    os._exit(1)   # the exit code of a user error, from the middle of a step
+""", {"escapes.interrupts": "interrupts", "escapes.exits_quietly": "exits_quietly", "escapes.exits_one": "exits_one"})
+
+
+@pytest.mark.parametrize("action", ["interrupts", "exits_quietly", "exits_one"])
+def test_a_handler_ending_its_worker_from_inside_becomes_poison_and_the_daemon_lives_on(site: Path, tmp_path: Path,
+                                                                                        action: str):
+    # Each used to stop `run` for good (exit 130, 0 or 1) or to be put back as "stopped by a shutdown" and
+    # crash every later start the same way.
+    make_dist(site, "cass-actions-escapes", ep_name="escapes", module="escapes", module_source=ESCAPES,
+              actions=[no_llm(f"escapes.{a}", idempotent=True) for a in ("interrupts", "exits_quietly", "exits_one")],
+              templates=[template_def("escaping", [f"escapes.{action}"], category="system")])
+    data_dir = tmp_path / "daemon"
+    log = data_dir / "workspace" / "escapes" / "escapes.log"
+    plan = plan_only(data_dir, "escaping")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "escapes", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
+    daemon = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        abandoned = wait_for(lambda: (u := unit_of(data_dir, "escaping")) and u.status == "abandoned" and u,
+                             what="the unit to be abandoned as poison")
+    except AssertionError:
+        daemon.kill()
+        raise AssertionError(daemon.communicate()[1][-4000:] + repr(unit_of(data_dir, "escaping"))) from None
+    assert daemon.poll() is None  # the daemon lived on
+    code, err = stop(daemon)
+    assert code == 0, err
+    assert abandoned.reason.startswith(f"poison: the process died during step 1 (escapes.{action}) 3 times in a row")
+    assert log.read_text().count("started") == 3
+    assert err.count("the worker died") == 3, err
+
+
 THINKER = pack_source("thinker", """
 async def think(ctx):
     reply = await ctx.llm.complete("Think about the day, at length. " * 40)

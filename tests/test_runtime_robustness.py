@@ -64,6 +64,47 @@ def test_an_unstorable_handler_result_fails_the_step_not_the_loop(tmp_path: Path
     runtime.close()
 
 
+async def returns_huge(ctx):
+    return {"summary": "x" * 5_000_000}
+
+
+async def returns_surrogate(ctx):
+    return {"summary": "bad \udcff surrogate"}
+
+
+async def returns_deep(ctx):
+    deep: object = 1
+    for _ in range(5000):
+        deep = [deep]
+    return {"summary": "deep", "data": {"deep": deep}}
+
+
+async def raises_huge_surrogate(ctx):
+    raise RuntimeError("\udcff" + "y" * 5_000_000)
+
+
+def test_results_too_big_deep_or_not_unicode_fail_their_step_with_a_reason_and_store_nothing_of_them(tmp_path: Path):
+    window = [{"start_hour": 6, "end_hour": 12}]
+    handlers = {"t.huge": returns_huge, "t.surrogate": returns_surrogate, "t.deep": returns_deep,
+                "t.raises": raises_huge_surrogate, "t.ok": ok}
+    pack = pack_with(handlers, [template_def(a.split(".")[1], [a], category="system", preferred_windows=window)
+                                for a in handlers])
+    runtime = make_runtime(tmp_path, pack=pack)
+    runtime.acquire_lease()
+    asyncio.run(runtime.tick())
+    units = by_template(runtime)
+    assert units["ok"].status == "completed"
+    assert "the result is 5,000,1" in units["huge"].reason and "more than the 1,000,000" in units["huge"].reason
+    assert "not valid Unicode" in units["surrogate"].reason
+    assert "nested too deeply" in units["deep"].reason
+    assert units["raises"].status == "failed" and units["raises"].reason.startswith(
+        "step 1 (t.raises) failed: RuntimeError: \\udcffyyy") and len(units["raises"].reason) < 2_100
+    assert all(units[name].status == "failed" for name in ("huge", "surrogate", "deep", "raises"))
+    files = [Path(runtime.store.path), Path(f"{runtime.store.path}-wal")]
+    assert sum(f.stat().st_size for f in files if f.exists()) < 2_000_000  # no copy of the 5 MB texts was kept
+    runtime.close()
+
+
 def test_an_unknown_llm_provider_is_a_catalogue_problem(tmp_path: Path):
     cfg = Config.from_dict({"timezone": TZ, "llm": {"provider": "nosuch"}})
     with pytest.raises(CatalogueError) as info:
@@ -258,6 +299,23 @@ def test_a_handler_bug_fails_its_unit_with_one_log_line_naming_where_and_the_tra
     assert error.exc_info is None  # no traceback at the default levels
     (debug,) = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
     assert debug.exc_info[0] is ZeroDivisionError
+    runtime.close()
+
+
+@pytest.mark.parametrize("recorded", [-0.100002, "lots"])
+def test_a_recorded_spend_that_is_no_amount_is_settled_at_its_reservation_and_the_restart_goes_on(tmp_path: Path, recorded):
+    from cass_actions_core.executor import spend_key
+    from cass_actions_core.ledger import Reservation
+
+    runtime = make_runtime(tmp_path, pack=pack_with({"t.ok": ok}, []))
+    runtime.acquire_lease()
+    reservation = runtime.ledger.reserve("reflection", 0.01, budget_day=DAY, now=at(DAY, 9))
+    assert isinstance(reservation, Reservation)
+    runtime.store.set_state(spend_key(reservation.id), recorded)  # as a bad reply's negative cost once left it
+    runtime.recover()  # used to raise "actual_usd: -0.100002 is negative" at every start
+    assert not runtime.ledger.is_open(reservation)
+    assert runtime.ledger.spent("reflection", budget_day=DAY) == pytest.approx(0.01)
+    assert runtime.store.get_state(spend_key(reservation.id)) is None
     runtime.close()
 
 

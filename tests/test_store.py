@@ -474,6 +474,34 @@ def test_expired_lease_is_taken_over_and_the_old_holder_learns_it_lost(db_path: 
         assert a.acquire_lease("run-a", NOW + timedelta(minutes=4), timedelta(minutes=2)).holder == "run-a"
 
 
+def test_a_store_that_lost_its_lease_writes_nothing_more_until_it_takes_the_lease_again(db_path: Path) -> None:
+    # A process stuck past its lease (SIGSTOP) wakes up after another took over: its first refused write used
+    # to unfence it, so its next writes (a unit's failure, an event) landed over the new holder's work.
+    with open_store(db_path, daemon_id="cass") as a, open_store(db_path, daemon_id="cass") as b:
+        a.acquire_lease("run-a", NOW, timedelta(minutes=2))
+        b.acquire_lease("run-b", NOW + timedelta(minutes=3), timedelta(minutes=2))
+        with pytest.raises(LeaseLostError, match="run-b"):
+            a.set_state("k", 1)  # the fence check refuses it
+        for write in (lambda: a.set_state("k", 2), lambda: a.append_event("work_unit.failed", {}, NOW),
+                      lambda: a.kv_set("pack", "k", 3)):
+            with pytest.raises(LeaseLostError, match="run-a.*lost the lease"):
+                write()  # and every write after it: no second check could let one through
+        assert b.get_state("k") is None and b.list_events() == [] and b.kv_get("pack", "k") is None
+        assert a.get_state("k") is None  # reads still work
+        b.release_lease("run-b")
+        a.acquire_lease("run-a", NOW + timedelta(minutes=4), timedelta(minutes=2))
+        a.set_state("k", 4)  # holding the lease again, it writes again
+        assert b.get_state("k") == 4
+    with open_store(db_path, daemon_id="cass") as a, open_store(db_path, daemon_id="cass") as b:
+        a.acquire_lease("run-a", NOW + timedelta(minutes=10), timedelta(minutes=2))
+        b.acquire_lease("run-b", NOW + timedelta(minutes=13), timedelta(minutes=2))
+        with pytest.raises(LeaseLostError):
+            a.renew_lease("run-a", NOW + timedelta(minutes=13), timedelta(minutes=2))  # learnt at renewal instead
+        with pytest.raises(LeaseLostError, match="no longer holds the lease"):
+            a.set_state("k", 5)
+        assert b.get_state("k") == 4
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time
@@ -1061,6 +1089,24 @@ def test_a_damaged_row_is_an_error_naming_the_file_and_the_row(db_path: Path, co
             s.list_units()
     message = str(info.value)
     assert message.startswith(f"{db_path}: a damaged unit row (id {unit.id!r}): ") and "\n" not in message
+
+
+def test_a_damaged_running_total_is_an_error_naming_the_file_and_the_category(db_path: Path) -> None:
+    from cass_actions_core.ledger import BudgetLedger
+    from cass_actions_core.config import Config
+
+    with open_store(db_path, daemon_id="cass") as s:
+        BudgetLedger(s, Config().budget).reserve("reflection", 0.05, budget_day=DAY, now=NOW)
+    raw = sqlite3.connect(db_path)
+    raw.execute("UPDATE ledger_totals SET spent_micros = 'lots'")
+    raw.commit()
+    raw.close()
+    with open_store(db_path, daemon_id="cass") as s:
+        with pytest.raises(StoreError) as info:
+            s.ledger_totals(DAY)
+    message = str(info.value)
+    assert message.startswith(f"{db_path}: a damaged ledger totals row (category 'reflection'): TypeError: 'lots' is not")
+    assert "\n" not in message
 
 
 def test_a_full_disk_or_a_read_only_store_is_a_store_unavailable_error_and_nothing_is_half_written(db_path: Path) -> None:

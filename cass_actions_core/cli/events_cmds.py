@@ -259,7 +259,7 @@ def _echo(line: str) -> None:
 @click.option("--since", "since_text", metavar="TIME",
               help="Only events at or after TIME: an ISO timestamp (no offset: the daemon's time zone), a date "
                    "(its local midnight), or a duration back from now such as 30m, 2h or 3d.")
-@click.option("--limit", type=click.IntRange(0), default=50, metavar="N", show_default=True,
+@click.option("--limit", type=click.IntRange(0, 1_000_000), default=50, metavar="N", show_default=True,
               help="Print the last N matching events (oldest first); 0 prints all of them.")
 @click.option("--follow", "-f", is_flag=True,
               help="Then keep printing new matching events as they are stored (polls every 0.5 s), until Ctrl-C "

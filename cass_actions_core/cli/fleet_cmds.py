@@ -177,7 +177,7 @@ def worker_command(state: CLIState, daemon_list: str | None, run_all: bool, spee
     crashes is replaced after a backoff. SIGTERM stops the daemons and releases their leases.
     """
     from cass_actions_core.fleet import Worker, fleet_stall_limit, new_worker_id, record_worker_stall
-    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, supervise
+    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, run_worker, supervise
 
     if daemon_list and run_all:
         raise click.UsageError("--daemons and --all exclude each other")
@@ -231,7 +231,7 @@ def worker_command(state: CLIState, daemon_list: str | None, run_all: bool, spee
             sys.stderr.flush()
             os._exit(0 if stop.is_set() else EXIT_RESTART)
 
-    asyncio.run(serve())
+    run_worker(serve())
 
 
 def _shown(url: str) -> str:

@@ -352,7 +352,7 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
     from cass_actions_core.runtime import STOP_GRACE_SECONDS, Runtime
     from cass_actions_core.store import LeaseHeldError
     from cass_actions_core.store import store_location
-    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, record_stall, supervise
+    from cass_actions_core.supervisor import EXIT_RESTART, WorkerLink, record_stall, run_worker, supervise
 
     config = state.config()
     if start_text and speed is None:
@@ -441,7 +441,7 @@ def run_command(state: CLIState, plan_file: str | None, speed: float | None, sta
             if runtime.lease_lost:
                 raise click.ClickException(runtime.lease_lost)
 
-        asyncio.run(serve())
+        run_worker(serve())
     finally:
         runtime.close()
 
@@ -592,7 +592,7 @@ def queue_command(state: CLIState, as_json: bool, date_text: str | None, phase: 
 @click.option("--category")
 @click.option("--template", "template_id")
 @click.option("--text", help="Only summaries containing this text.")
-@click.option("--limit", type=click.IntRange(1), default=None)
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=None)
 @click.pass_obj
 def history_command(state: CLIState, as_json: bool, date_text: str | None, phase: str | None, category: str | None,
                     template_id: str | None, text: str | None, limit: int | None) -> None:
@@ -933,7 +933,7 @@ def _print_plan_change(unit: Any, what: str, as_json: bool) -> None:
 @click.option("--date", "date_text", metavar="YYYY-MM-DD", help="Plan date (default: the current phase's date).")
 @click.option("--focus", help="What the unit should focus on.")
 @click.option("--motivation", help="Why (default: added to the plan by WHO).")
-@click.option("--position", type=click.IntRange(min=0), help="Its place in the phase's order (0 = first; default: last).")
+@click.option("--position", type=click.IntRange(min=0, max=1_000_000), help="Its place in the phase's order (0 = first; default: last).")
 @click.option("--param", "params", multiple=True, metavar="STEP.KEY=VALUE",
               help="A parameter of step STEP (from 0), checked against its action (JSON values allowed; repeatable).")
 @click.option("--by", default="user", show_default=True, help="Who adds it.")
@@ -975,7 +975,7 @@ def plan_remove_command(state: CLIState, as_json: bool, unit_id: str, by: str) -
 @json_option
 @click.argument("unit_id")
 @click.option("--phase", type=PHASE_CHOICE, help="Move it to this phase of its date (under way or still to come).")
-@click.option("--position", type=click.IntRange(min=0), help="Its place in the phase's order (0 = first).")
+@click.option("--position", type=click.IntRange(min=0, max=1_000_000), help="Its place in the phase's order (0 = first).")
 @click.option("--by", default="user", show_default=True, help="Who moves it.")
 @click.pass_obj
 def plan_move_command(state: CLIState, as_json: bool, unit_id: str, phase: str | None, position: int | None,

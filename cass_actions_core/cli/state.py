@@ -53,9 +53,15 @@ class CLIState:
         from cass_actions_core.store.base import store_location
 
         data_dir = self.data_dir
-        path = store_location(self.config().store.url, data_dir)
+        url = self.config().store.url
+        path = store_location(url, data_dir)
         if isinstance(path, str):
             return path
+        if not path.exists() and url:
+            raise click.ClickException(
+                f"{path} does not exist: store.url ({url}) names no store yet, so there is nothing to read or change. "
+                "Check store.url (or $CASS_ACTIONS_STORE_URL); the store is created when the daemon first runs "
+                "(`cass-actions run` or `init`). Nothing was created.")
         if not path.exists():
             where = "does not exist" if not data_dir.exists() else f"has no store ({STORE_NAME})"
             raise click.ClickException(

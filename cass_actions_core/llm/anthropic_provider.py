@@ -77,8 +77,13 @@ _STATUS_KINDS: dict[int, str] = {
 
 
 def _int(value: Any) -> int:
-    """Token counts may be missing or ``None`` in older and fake responses: count 0."""
-    return int(value or 0)
+    """A token count: missing or ``None`` (older and fake responses) counts 0; anything but a whole,
+    non-negative number raises :class:`ValueError` (the reply is then unreadable, not a negative bill)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0 or value != int(value):
+        raise ValueError(f"a token count of {value!r}")
+    return int(value)
 
 
 def usage_from_sdk(usage: Any) -> Usage:
@@ -307,7 +312,15 @@ class AnthropicProvider:
                 describe_failure("bad_request", provider=PROVIDER_NAME, model=request.model, detail=str(exc)),
                 kind="bad_request", model=request.model, provider=PROVIDER_NAME,
             ) from exc
-        usage = usage_from_sdk(getattr(message, "usage", None))
+        try:
+            usage = usage_from_sdk(getattr(message, "usage", None))
+        except ValueError as exc:
+            # Sent and maybe billed, but its usage says nothing a bill can be made of: charged at its estimate.
+            raise LLMError(
+                describe_failure("malformed_response", provider=PROVIDER_NAME, model=request.model,
+                                 detail=f"its usage reports {exc}"),
+                kind="malformed_response", model=request.model, provider=PROVIDER_NAME,
+            ) from None
         billed_model = getattr(message, "model", None) or request.model
         text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
         return LLMResponse(

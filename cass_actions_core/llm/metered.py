@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
@@ -350,7 +351,17 @@ class MeteredLLM:
         cancelled = maybe_billed = False
         try:
             result = await invoke(request)
-            response = result if isinstance(result, LLMResponse) else result.response
+            reply = result if isinstance(result, LLMResponse) else result.response
+            cost = reply.cost_usd
+            if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0:
+                # A provider (or the API's usage figures) gave a cost that is no amount: never let it reach
+                # the ledger; the call went out, so it is charged at its estimate, as an unreadable reply is.
+                raise LLMError(
+                    f"action {self.action_id}: provider {self.provider.name!r} reported a cost of {cost!r} USD for a "
+                    f"call to {request.model}, which is not an amount; the call is charged at its estimate",
+                    kind="malformed_response", model=request.model, provider=self.provider.name,
+                )
+            response = reply
             return result
         except LLMError as exc:
             error, response = exc, exc.response  # a billed but unusable reply still costs

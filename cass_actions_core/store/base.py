@@ -78,8 +78,14 @@ def is_postgres_url(location: Any) -> bool:
 
 
 def store_location(url: str | None, data_dir: Path) -> Path | str:
-    """Where a daemon's store is: ``store.url`` when set, else the SQLite file in ``data_dir``."""
-    return url if url else data_dir / STORE_FILE
+    """Where a daemon's store is: the PostgreSQL URL ``store.url``, the file a ``sqlite:///`` URL names, else
+    the SQLite file in ``data_dir``. A file comes back as a :class:`~pathlib.Path`, so a command that only reads
+    can see it is missing (and refuse) rather than create it."""
+    if not url:
+        return data_dir / STORE_FILE
+    if url.startswith("sqlite:///"):
+        return Path("/" + url[len("sqlite:///"):].lstrip("/"))  # sqlite:////abs and sqlite:///abs: the same file
+    return url
 
 
 def open_store(location: Path | str, daemon_id: str) -> Store:

@@ -33,6 +33,9 @@ class StoreBase:
         self._fence: str | None = None
         #: The lease's fencing token when this store acquired it (see :class:`~cass_actions_core.store.Lease`).
         self._fence_token = 0
+        #: Why this store may write nothing more: it lost the lease it wrote under (a stuck process woke up
+        #: after another took over). Only acquiring the lease again lifts it.
+        self._lost: str | None = None
         self._lease_write = False
         #: Whether this store's writes from outside a scheduler wake the workers (PostgreSQL's NOTIFY).
         self._notify = True
@@ -153,7 +156,7 @@ class StoreBase:
             return read(row)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             keys = row.keys()
-            ident = next((f"{k} {row[k]!r}" for k in ("id", "key", "unit_id", "local_date") if k in keys), "?")
+            ident = next((f"{k} {row[k]!r}" for k in ("id", "key", "unit_id", "local_date", "category") if k in keys), "?")
             raise StoreError(f"{self.path}: a damaged {read.__name__.strip('_').replace('_', ' ')} row ({ident}): "
                              f"{type(exc).__name__}: {exc}. Nothing was changed; restore the file from a backup, "
                              "or fix or delete that row.") from None
@@ -186,6 +189,8 @@ class _Transaction:
                 self.changes = db.changes
                 store._depth = depth + 1
                 return
+        if depth == 0 and self.immediate and store._lost is not None and not store._lease_write:
+            raise LeaseLostError(store._lost)  # not even a write that would pass the fence check: it has none
         try:
             if full:
                 db.durable_begin()  # applies to the commit of this transaction
@@ -210,8 +215,9 @@ class _Transaction:
                     db.durable_end()
                 fence, store._fence = store._fence, None
                 who = "nobody" if row is None or not row[0] else repr(row[0])  # '': released
-                raise LeaseLostError(f"{store.path}: {fence!r} lost the lease of daemon {store.daemon_id!r} (now held by "
-                                     f"{who}); its write was refused. This process must stop running the scheduler.")
+                store._lost = (f"{store.path}: {fence!r} lost the lease of daemon {store.daemon_id!r} (now held by "
+                               f"{who}); its write was refused. This process must stop running the scheduler.")
+                raise LeaseLostError(store._lost)
         store._depth = depth + 1
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:

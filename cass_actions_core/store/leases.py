@@ -68,7 +68,7 @@ class LeaseMixin(StoreBase):
             lease = self.get_lease()
         assert lease is not None
         # From now on every write of this store checks it still holds the lease, with this token.
-        self._fence, self._fence_token = holder, lease.token
+        self._fence, self._fence_token, self._lost = holder, lease.token, None
         return lease
 
     @contextmanager
@@ -94,13 +94,13 @@ class LeaseMixin(StoreBase):
         now_s, expires_s = _lease_times(now, ttl)
         with self._lease_transaction():
             current = self.get_lease()
-            if current is None or current.holder != holder:
-                self._fence = None
+            if current is None or current.holder != holder or (self._fence == holder and current.token != self._fence_token):
                 who = "nobody" if current is None else f"{current.holder!r} (pid {current.pid} on host {current.hostname})"
-                raise LeaseLostError(
-                    f"{self.path}: {holder!r} no longer holds the lease of daemon {self.daemon_id!r}; "
-                    f"it is now held by {who}. This process must stop running the scheduler."
-                )
+                lost = (f"{self.path}: {holder!r} no longer holds the lease of daemon {self.daemon_id!r}; "
+                        f"it is now held by {who}. This process must stop running the scheduler.")
+                if self._fence == holder:  # it wrote under this lease: from now on it writes nothing
+                    self._fence, self._lost = None, lost
+                raise LeaseLostError(lost)
             # An expired lease nobody took over is still ours to renew.
             self._x(
                 "UPDATE lease SET renewed_at = ?, expires_at = ?, pid = ?, hostname = ? WHERE daemon_id = ?",

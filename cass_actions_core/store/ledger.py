@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from cass_actions_core.store.connection import StoreBase
-from cass_actions_core.store.rows import BudgetOverride, LedgerEntry, LedgerTotals, _budget_override, _ledger_entry
+from cass_actions_core.store.rows import BudgetOverride, LedgerEntry, LedgerTotals, _budget_override, _ledger_entry, _ledger_totals
 from cass_actions_core.store.values import _day, _dt, _micros, _money, _ts
 from cass_actions_core.store.vocabulary import LEDGER_KINDS
 
@@ -106,7 +106,7 @@ class LedgerMixin(StoreBase):
             " ORDER BY category",
             (self.daemon_id, _day(budget_day, "budget_day")),
         )
-        return {row[0]: LedgerTotals(row[0], row[1] / 1_000_000, row[2] / 1_000_000) for row in rows}
+        return {row[0]: self._map(_ledger_totals, row) for row in rows}
 
     def open_reservation_ids(self, budget_day: date | None = None) -> list[str]:
         """Reservation ids with no settle or release row, oldest first."""

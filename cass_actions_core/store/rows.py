@@ -263,6 +263,14 @@ def _transcript(row: sqlite3.Row) -> TranscriptRow:
     return TranscriptRow(id=row["id"], run_key=row["run_key"], created_at=_dt(row["created_at"]), data=_unjson(row["data"]))
 
 
+def _ledger_totals(row: sqlite3.Row) -> LedgerTotals:
+    spent, reserved = row["spent_micros"], row["reserved_micros"]
+    for value in (spent, reserved):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{value!r} is not a whole number of micro-dollars")
+    return LedgerTotals(row["category"], spent / 1_000_000, reserved / 1_000_000)
+
+
 def _unit_brief(row: sqlite3.Row) -> UnitBrief:
     return UnitBrief(id=row["id"], local_date=date.fromisoformat(row["local_date"]), phase=row["phase"],
                        category=row["category"], not_before=_dt_opt(row["not_before"]),

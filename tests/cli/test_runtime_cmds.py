@@ -517,3 +517,17 @@ def test_simulate_without_a_terminal_neither_draws_nor_imports_a_progress_bar(tm
     assert "unit(s):" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "PROGRESS False"
     assert "\r" not in done.stderr  # no bar redrawn over itself
+
+
+def test_a_query_on_a_sqlite_store_url_naming_no_file_refuses_and_creates_nothing(sim_site: Path, tmp_path: Path):
+    missing = tmp_path / "nowhere" / "x.db"
+    env = {**ENV, "CASS_ACTIONS_STORE_URL": f"sqlite:///{missing}"}
+    for command in (["status"], ["queue"], ["history"]):
+        out = run_cli(*command, "--data-dir", str(tmp_path / "d"), site=sim_site, env=env)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert f"{missing} does not exist: store.url" in out.stderr
+    assert not missing.parent.exists()
+    # The daemon's own first start creates it; then the same query reads it.
+    assert run_cli("init", "--data-dir", str(tmp_path / "d"), site=sim_site, env=env).returncode == 0
+    assert missing.exists()
+    assert run_cli("status", "--data-dir", str(tmp_path / "d"), site=sim_site, env=env).returncode == 0

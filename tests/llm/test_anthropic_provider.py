@@ -155,6 +155,18 @@ def test_null_cache_fields_count_as_zero(sdk: Any, fake: Any) -> None:
     assert response.cost_usd == pytest.approx((100 * 2.00 + 10 * 10.00) / 1_000_000, abs=1e-12)
 
 
+@pytest.mark.parametrize("tokens", [-1_000_000, 12.5, "lots"])
+def test_usage_that_is_no_token_count_makes_the_reply_unreadable_not_a_negative_bill(sdk: Any, fake: Any, tokens: Any) -> None:
+    fake.reply_text("ok", usage={"input_tokens": tokens, "output_tokens": 5})
+    provider = sdk.provider()
+
+    with pytest.raises(LLMError) as caught:
+        sdk.run(provider, lambda: provider.complete(request()))
+
+    assert caught.value.kind == "malformed_response"  # sent and maybe billed: the meter charges its estimate
+    assert f"a token count of {tokens!r}" in str(caught.value)
+
+
 def test_config_price_override_is_used(sdk: Any, fake: Any) -> None:
     fake.reply_text("ok", usage=usage(1_000_000, 1_000_000))
     provider = sdk.provider(prices={"claude-haiku-5-5": ModelPrice(input=3.0, output=7.0)})

@@ -167,6 +167,25 @@ def test_failed_calls_count_and_billed_failures_cost(run: Any) -> None:
     assert errors == ["rate_limit", "cut_off", None]
 
 
+def test_a_reply_whose_cost_is_no_amount_is_charged_at_its_estimate_never_as_a_refund(run: Any) -> None:
+    # Negative usage from a provider (or a bug in one) priced to a negative cost used to reach the ledger,
+    # where settling it failed the unit and every later restart.
+    provider = ScriptedProvider([ScriptedReply("ok", usage=Usage(-1_000_000, 5)), "fine"], usage=Usage(100, 100))
+    gate = MemorySpendGate()
+    sink = MemoryTranscriptSink()
+    meter = MeteredLLM(provider, settings(), action_id="a.b", max_cost_usd=1.0, max_calls=2, gate=gate, transcripts=sink)
+
+    with pytest.raises(LLMError) as caught:
+        run(meter.complete("go"))
+
+    assert caught.value.kind == "malformed_response" and "is not an amount" in str(caught.value)
+    assert meter.spent_usd > 0 and all(total >= 0 for total in gate.recorded)  # its estimate, charged
+    first = meter.spent_usd
+    assert run(meter.complete("again")).text == "fine"
+    assert meter.spent_usd == pytest.approx(first + 0.0012)
+    assert [r["error"]["kind"] if r["error"] else None for r in sink.records.values()] == ["malformed_response", None]
+
+
 def test_transcripts_are_saved_with_everything_needed(run: Any) -> None:
     sink = MemoryTranscriptSink()
     fixed = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
