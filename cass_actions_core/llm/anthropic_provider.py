@@ -20,7 +20,10 @@ How calls are made:
 Retries happen in exactly one place: the SDK client (``max_retries`` from the
 settings; it honours ``retry-after``/``retry-after-ms`` and retries 408, 409, 429,
 5xx/529, connection errors and timeouts). This provider never retries on top of
-that, so a 429 costs at most ``1 + max_retries`` requests. The resulting
+that, so a 429 costs at most ``1 + max_retries`` requests. A reply asking to wait
+longer than :data:`IN_CALL_WAIT_CAP` seconds is not waited out inside the call (the
+SDK would sleep for as long as it asks, past the step's timeout): it fails the call
+at once, and the scheduler re-queues the unit for that time. The resulting
 :class:`~cass_actions_core.llm.errors.LLMError` says whether trying again later is
 worthwhile (``retryable``), which is the scheduler's decision, not this module's.
 
@@ -135,6 +138,19 @@ def _root_cause(exc: BaseException) -> str:
         if str(cause):
             return " ".join(str(cause).split())
     return "connection error"
+
+
+#: The longest ``retry-after`` the SDK may wait out inside one call, in seconds (a step's own timeout is
+#: usually a minute or two); a longer wait becomes the scheduler's, which re-queues the unit for it.
+IN_CALL_WAIT_CAP = 30.0
+
+
+async def _no_long_waits(response: Any) -> None:
+    """An httpx response hook: a reply asking for a wait past :data:`IN_CALL_WAIT_CAP` is not retried in the call
+    (``x-should-retry: false``, which the SDK obeys); its ``retry-after`` still reaches the error."""
+    wait = retry_after_seconds(response.headers)
+    if wait is not None and wait > IN_CALL_WAIT_CAP:
+        response.headers["x-should-retry"] = "false"
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -253,13 +269,15 @@ class AnthropicProvider:
         client = self._clients.get(loop)
         if client is None:
             credentials = self._credentials()  # raise no_api_key before importing anything
-            from anthropic import AsyncAnthropic
+            from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 
             client = AsyncAnthropic(
                 **credentials,
                 base_url=self.base_url(),
                 max_retries=self.settings.max_retries,
                 timeout=self.settings.timeout_seconds,
+                http_client=DefaultAsyncHttpxClient(timeout=self.settings.timeout_seconds,
+                                                    event_hooks={"response": [_no_long_waits]}),
             )
             self._clients[loop] = client
         return client

@@ -189,6 +189,19 @@ def test_429_is_retried_once_by_the_sdk(sdk: Any, fake: Any) -> None:
     assert response.request_id == "req_fake_000002"
 
 
+def test_a_429_asking_for_a_long_wait_fails_at_once_with_its_wait_for_the_scheduler(sdk: Any, fake: Any) -> None:
+    # The SDK would sleep for the hour asked inside the call, until the step's timeout ended it as a failure.
+    fake.reply_rate_limit(retry_after_ms=3_600_000, times=3)
+    provider = sdk.provider(max_retries=2)
+
+    with pytest.raises(LLMError) as caught:
+        sdk.run(provider, lambda: provider.complete(request()))
+
+    assert len(fake.message_requests) == 1  # not retried in the call
+    error = caught.value
+    assert (error.kind, error.retryable, error.retry_after_seconds) == ("rate_limit", True, 3600.0)
+
+
 def test_overloaded_after_all_retries_is_retryable_and_says_so(sdk: Any, fake: Any) -> None:
     fake.reply_overloaded(retry_after_ms=10, times=3)
     provider = sdk.provider(max_retries=2)
