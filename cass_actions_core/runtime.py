@@ -422,7 +422,7 @@ class Runtime:
             why = stall_note(stalled, self.config.daemon_id, step)
             if count >= POISON_CRASHES:
                 reason = (f"poison: the process died during step {index + 1} ({run.action_id}) {count} times in a "
-                          "row; not resumed again")
+                          "row; not resumed again" + (f" (the last time: {why})" if why else ""))
             elif not idempotent:
                 reason = (f"interrupted by a crash during step {index + 1} ({run.action_id}), which is not idempotent: "
                           "not safe to run again" + (f" ({why})" if why else ""))

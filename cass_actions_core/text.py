@@ -41,9 +41,16 @@ def is_offline(text: str) -> bool:
 
 
 def clip(text: str, limit: int) -> str:
-    """``text`` with whitespace collapsed, cut to ``limit`` characters (with an ellipsis)."""
+    """``text`` with whitespace collapsed, cut to ``limit`` characters (with an ellipsis), at a word's end
+    when one falls in the second half of the limit (no "in the quiet of th…")."""
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "\u2026"
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - 1)]
+    space = cut.rfind(" ")
+    if space >= limit // 2 and not text[limit - 1].isspace():
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "\u2026"
 
 
 def sentences(text: str) -> list[str]:

@@ -194,6 +194,7 @@ def test_a_handler_blocking_a_workers_event_loop_ends_its_unit_and_the_other_dae
         assert "not idempotent" in risky.reason and "stalled" in risky.reason, risky.reason
         assert [r.step_index for r in store.action_runs_for_unit(risky.id)] == [0]  # its next step never ran
         assert stuck.reason.startswith("poison: the process died during step 1 (pace.stuck) 3 times"), stuck.reason
+        assert "(the last time: the worker's event loop stalled for" in stuck.reason, stuck.reason  # why, not only how often
     assert fleet.effects("blocky").count(f"{risky.local_date}/{risky.phase}/{risky.id}/0") == 1
     with open_store(fleet.url, "calm1") as store:
         (long_unit,) = store.list_units(template_id="long")

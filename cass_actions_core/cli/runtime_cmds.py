@@ -25,6 +25,7 @@ import click
 from cass_actions_core.cli.output import print_json, print_table, usd
 from cass_actions_core.cli.state import STORE_NAME, CLIState, global_options, json_option
 from cass_actions_core.problems import UserError
+from cass_actions_core.text import clip
 
 if TYPE_CHECKING:
     from cass_actions_core.runtime import Runtime
@@ -172,7 +173,7 @@ def _event_line(runtime: Runtime, event: Any, names: dict[str, str]) -> str | No
         unit = runtime.store.get_unit(event.unit_id) if event.unit_id else None
         if unit is None or not (unit.focus or unit.motivation) or d.get("step"):
             return None
-        return f"{at}  start      {who} — focus: {(unit.focus or '')[:80]}; why: {(unit.motivation or '')[:80]}"
+        return f"{at}  start      {who} — focus: {clip(unit.focus or '', 80)}; why: {clip(unit.motivation or '', 80)}"
     if t in ("work_unit.completed", "work_unit.failed", "work_unit.expired", "work_unit.abandoned", "work_unit.cancelled"):
         reason = f" — {d['reason']}" if d.get("reason") else ""
         return f"{at}  {t.split('.')[1]:<10} {who}{reason}"
@@ -312,7 +313,7 @@ def simulate_command(state: CLIState, as_json: bool, days: int, start_text: str 
             return
         click.echo("")
         print_table("Work units", ["unit", "status", "cost", "reason"],
-                    [(s["slug"].split("/", 2)[2], s["status"], usd(s["cost_usd"]), (s["reason"] or "")[:70])
+                    [(s["slug"].split("/", 2)[2], s["status"], usd(s["cost_usd"]), clip(s["reason"] or "", 70))
                      for s in result["summaries"]], justify_right=["cost"])
         print_table("Spend by category", ["category", "spent"],
                     [(k, usd(v)) for k, v in result["cost_by_category"].items()], justify_right=["spent"])
@@ -525,8 +526,8 @@ def status_command(state: CLIState, as_json: bool) -> None:
     if plan and plan.get("intention"):
         click.echo(f"intention: {plan['intention']}")
     for item in info.get("today", []):
-        click.echo(f"  {item['phase']:<9} {item['template_id']:<24} {item['status']:<17} {(item['focus'] or '')[:60]}"
-                   + (f" — {item['motivation'][:60]}" if item.get("motivation") else ""))
+        click.echo(f"  {item['phase']:<9} {item['template_id']:<24} {item['status']:<17} {clip(item['focus'] or '', 60)}"
+                   + (f" — {clip(item['motivation'], 60)}" if item.get("motivation") else ""))
     click.echo("units: " + (", ".join(f"{v} {k}" for k, v in sorted(info["units"].items())) or "none"))
     for p in info["parked"]:
         click.echo(f"  parked {p['id'][:8]} {p['template_id']}: {p['status']} — {p['reason']}")
@@ -1048,8 +1049,11 @@ def approvals_command(state: CLIState, as_json: bool, show_all: bool) -> None:
     if as_json:
         print_json(data)
         return
+    if not data:
+        click.echo("no approvals" if show_all else "no approvals are waiting (--all lists the answered ones too)")
+        return
     print_table(None, ["id", "unit", "action", "status", "expires", "reason"],
-                [(a["id"], a["unit_id"][:8], a["action_id"], a["status"], a["expires_at"], (a["reason"] or "")[:70])
+                [(a["id"], a["unit_id"][:8], a["action_id"], a["status"], a["expires_at"], clip(a["reason"] or "", 70))
                  for a in data])
 
 

@@ -145,6 +145,10 @@ def test_approvals_through_the_cli(sim_site: Path, tmp_path: Path):
     assert missing.returncode == 1 and "no-such-id" in missing.stderr and "Traceback" not in missing.stderr
     everything = json.loads(run_cli("approvals", "--all", "--json", *common, site=sim_site, env=ENV).stdout)
     assert [(a["status"], a["resolved_by"], a["note"]) for a in everything] == [("approved", "user", "fine")]
+    none_waiting = run_cli("approvals", *common, site=sim_site, env=ENV)  # a sentence, not a bare table header
+    assert none_waiting.returncode == 0 and none_waiting.stdout.strip() == (
+        "no approvals are waiting (--all lists the answered ones too)")
+    assert "sim.build" in run_cli("approvals", "--all", *common, site=sim_site, env=ENV).stdout
 
 
 def test_plan_command_shows_and_replaces_a_plan(sim_site: Path, tmp_path: Path):
