@@ -181,7 +181,7 @@ def classify_error(exc: BaseException, *, model: str) -> LLMError:
         message = describe_failure(kind, provider=PROVIDER_NAME, model=model, status_code=status,
                                    request_id=request_id, attempts=attempts, detail=detail)
         return LLMError(message, kind=kind, status_code=status, request_id=request_id, model=model, provider=PROVIDER_NAME,
-                        retry_after_seconds=retry_after)
+                        retry_after_seconds=retry_after, attempts=attempts)
 
     if isinstance(exc, anthropic.APITimeoutError):
         return error("timeout", f"no reply from {exc.request.url.copy_with(path='/')}")

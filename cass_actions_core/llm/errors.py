@@ -77,6 +77,8 @@ class LLMError(Exception):
             ``refusal``, ``invalid_output``): its tokens were billed, so the meter
             counts its ``cost_usd``. ``None`` when nothing came back.
         retry_after_seconds: how long the provider asked to wait (``retry-after``), when it did.
+        attempts: how many HTTP requests the call made, retries included, when the provider knows;
+            the meter charges a ``timeout`` once per attempt (each may have been billed).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class LLMError(Exception):
         provider: str | None = None,
         response: LLMResponse | None = None,
         retry_after_seconds: float | None = None,
+        attempts: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -103,6 +106,8 @@ class LLMError(Exception):
         self.provider = provider
         self.response = response
         self.retry_after_seconds = retry_after_seconds
+        #: HTTP requests the call made, retries included, when the provider knows (a timeout retried twice: 3).
+        self.attempts = attempts
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready summary (stored with transcripts and events)."""
@@ -115,6 +120,7 @@ class LLMError(Exception):
             "model": self.model,
             "provider": self.provider,
             "retry_after_seconds": self.retry_after_seconds,
+            "attempts": self.attempts,
         }
 
     def __repr__(self) -> str:

@@ -348,7 +348,8 @@ class MeteredLLM:
         started, t0 = self._clock(), time.perf_counter()
         response: LLMResponse | None = None
         error: BaseException | None = None
-        cancelled = maybe_billed = False
+        cancelled = False
+        charged: Decimal | None = None  # what a call that went out with no usage back is charged
         try:
             result = await invoke(request)
             reply = result if isinstance(result, LLMResponse) else result.response
@@ -365,13 +366,15 @@ class MeteredLLM:
             return result
         except LLMError as exc:
             error, response = exc, exc.response  # a billed but unusable reply still costs
-            # Sent, no usage back, maybe billed (a timeout, an unreadable 200): charge the estimate.
-            maybe_billed = response is None and exc.kind in MAYBE_BILLED_KINDS
+            # Sent, no usage back, maybe billed (a timeout, an unreadable 200): charge the estimate, once per
+            # request that timed out (the SDK retries timeouts; each attempt may have been billed).
+            if response is None and exc.kind in MAYBE_BILLED_KINDS:
+                charged = _charge(estimate) * (exc.attempts if exc.kind == "timeout" and exc.attempts else 1)
             raise
         except (asyncio.CancelledError, TimeoutError) as exc:
             # Cancelled or timed out after the request went out: no usage came back, but
             # the provider may bill the call anyway, so charge its estimate.
-            error, cancelled = exc, True
+            error, cancelled, charged = exc, True, _charge(estimate)
             raise
         except BaseException as exc:  # the call still counts
             error = exc
@@ -382,13 +385,13 @@ class MeteredLLM:
                 self._spent += Decimal(str(response.cost_usd))
                 self._usage = self._usage + response.usage
                 self._last = response
-            elif cancelled or maybe_billed:
-                self._spent += _charge(estimate)
+            elif charged is not None:
+                self._spent += charged
             elapsed_ms = (time.perf_counter() - t0) * 1000
             try:
                 with self._atomic():  # the transcript and the running spend: one store transaction
                     self._save(request, response, error, estimate, started, self._clock(), elapsed_ms,
-                               output_model=output_model, cancelled=cancelled, charged_estimate=maybe_billed)
+                               output_model=output_model, cancelled=cancelled, charged=charged)
                     if self.gate is not None:
                         self.gate.record(self.spent_usd)
                         if callable(hold) and self._reserved > 0:  # other calls of this action are still out
@@ -416,7 +419,7 @@ class MeteredLLM:
         output_model: type[BaseModel] | None,
         refused: bool = False,
         cancelled: bool = False,
-        charged_estimate: bool = False,
+        charged: Decimal | None = None,
     ) -> None:
         if self.transcripts is None:
             return
@@ -441,7 +444,7 @@ class MeteredLLM:
             "request": {**request.to_dict(), "output_model": output_model.__name__ if output_model else None},
             "response": response.to_dict() if response else None,
             "usage": (response.usage if response else Usage()).to_dict(),
-            "cost_usd": response.cost_usd if response else (_usd(_charge(estimate)) if cancelled or charged_estimate else 0.0),
+            "cost_usd": response.cost_usd if response else (_usd(charged) if charged is not None else 0.0),
             "estimate_usd": _usd(estimate),
             "spent_usd": self.spent_usd,
             "started_at": started.isoformat(),

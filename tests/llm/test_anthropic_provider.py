@@ -334,6 +334,29 @@ def test_slow_reply_times_out(sdk: Any, fake: Any) -> None:
     assert caught.value.retryable is True
 
 
+def test_a_call_whose_every_attempt_timed_out_is_charged_once_per_attempt(sdk: Any, fake: Any) -> None:
+    # The SDK retries a timeout: each request went out and may have been billed, not only the last one.
+    from cass_actions_core.llm.base import EffectiveLLMSettings
+    from cass_actions_core.llm.metered import MeteredLLM
+    from cass_actions_core.llm.scripted import MemorySpendGate, MemoryTranscriptSink
+
+    fake.reply_text("too late", delay=1.0, times=3)
+    provider = sdk.provider(timeout_seconds=0.2, max_retries=2)
+    settings = EffectiveLLMSettings.from_llm_settings(LLMSettings(model="claude-haiku-5-5", max_tokens=100))
+    gate, sink = MemorySpendGate(), MemoryTranscriptSink()
+    meter = MeteredLLM(provider, settings, action_id="a.b", max_cost_usd=1.0, max_calls=1, gate=gate, transcripts=sink)
+    one_attempt = meter.estimate_usd("hello")
+
+    with pytest.raises(LLMError) as caught:
+        sdk.run(provider, lambda: meter.complete("hello"))
+
+    assert caught.value.kind == "timeout" and caught.value.attempts == 3
+    assert len(fake.message_requests) == 3
+    assert meter.spent_usd == pytest.approx(3 * one_attempt) and gate.recorded[-1] == meter.spent_usd
+    (record,) = sink.records.values()
+    assert record["cost_usd"] == pytest.approx(3 * one_attempt) and record["error"]["attempts"] == 3
+
+
 def test_missing_key_is_a_clear_error_and_sends_nothing(fake: Any, run: Any) -> None:
     provider = AnthropicProvider(LLMSettings(base_url=fake.url))
 
