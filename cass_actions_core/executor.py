@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -782,13 +783,8 @@ async def _guarded(coro: Any) -> Any:
 
 def _where(exc: BaseException) -> str:
     """`` (at file.py:12 in name)``: the innermost frame of ``exc``'s traceback, or nothing."""
-    tb = exc.__traceback__
-    if tb is None:
-        return ""
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    code = tb.tb_frame.f_code
-    return f" (at {Path(code.co_filename).name}:{tb.tb_lineno} in {code.co_name})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
 
 
 class Invocation(NamedTuple):

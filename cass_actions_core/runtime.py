@@ -56,7 +56,7 @@ from cass_actions_core.executor import (
     spend_key,
     step_key,
 )
-from cass_actions_core.ledger import BudgetLedger
+from cass_actions_core.ledger import BudgetLedger, _amount
 from cass_actions_core.models import Priority
 from cass_actions_core.phases import DayPhases, DayPhaseTracker, PhaseInstance
 from cass_actions_core.planning import PHASE_ORDER, DayPlan
@@ -391,10 +391,8 @@ class Runtime:
             recorded = self.store.get_state(spend_key(reservation.id), 0.0)
             note = "settled after a restart with the spend recorded before the crash (calls in flight at their worst case)"
             try:
-                spent = float(recorded or 0.0)
+                spent = _amount(float(recorded or 0.0), "spent")
             except (TypeError, ValueError):
-                spent = -1.0
-            if not math.isfinite(spent) or spent < 0:
                 # Not a spend (a damaged row, a bug): charge what was reserved rather than stop every restart here.
                 spent = reservation.amount_usd
                 note = f"settled after a restart at its reservation: the recorded spend {recorded!r} is not an amount"

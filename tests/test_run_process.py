@@ -105,19 +105,20 @@ def plan_only(data_dir: Path, template: str) -> Path:
     return plan
 
 
-def run_with_plan(site: Path, data_dir: Path, template: str) -> subprocess.Popen[str]:
-    plan = plan_only(data_dir, template)
+def start_run(site: Path, data_dir: Path, pack: str, *args: str) -> subprocess.Popen[str]:
+    """``cass-actions run *args`` as a real process on ``data_dir``, loading only the hand-made ``pack`` from ``site``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
-    return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)],
+    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": pack, "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
+    return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def run_with_plan(site: Path, data_dir: Path, template: str) -> subprocess.Popen[str]:
+    return start_run(site, data_dir, "crashy", "--plan", str(plan_only(data_dir, template)))
 
 
 def restart(site: Path, data_dir: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "crashy", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
-    return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    return start_run(site, data_dir, "crashy")
 
 
 def test_sigkill_mid_unit_then_restart_resumes_at_the_unfinished_step(crashy_site: Path, tmp_path: Path):
@@ -202,12 +203,8 @@ def test_a_unit_that_kills_the_process_every_time_is_abandoned_as_poison(site: P
               templates=[template_def("poison_course", ["poison.die"], category="system")])
     data_dir = tmp_path / "daemon"
     log = data_dir / "workspace" / "poison" / "die.log"
-    plan = plan_only(data_dir, "poison_course")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "poison", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
     # One `run`: its supervisor replaces the worker each time the step kills it; the third death abandons the unit.
-    daemon = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    daemon = start_run(site, data_dir, "poison", "--plan", str(plan_only(data_dir, "poison_course")))
     abandoned = wait_for(lambda: (u := unit_of(data_dir, "poison_course")) and u.status == "abandoned" and u,
                          what="the poison unit to be abandoned")
     assert daemon.poll() is None  # the daemon lived on
@@ -254,11 +251,7 @@ def test_a_handler_ending_its_worker_from_inside_becomes_poison_and_the_daemon_l
               templates=[template_def("escaping", [f"escapes.{action}"], category="system")])
     data_dir = tmp_path / "daemon"
     log = data_dir / "workspace" / "escapes" / "escapes.log"
-    plan = plan_only(data_dir, "escaping")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "escapes", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
-    daemon = subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    daemon = start_run(site, data_dir, "escapes", "--plan", str(plan_only(data_dir, "escaping")))
     try:
         abandoned = wait_for(lambda: (u := unit_of(data_dir, "escaping")) and u.status == "abandoned" and u,
                              what="the unit to be abandoned as poison")
@@ -388,10 +381,7 @@ def hostile_daemon(site: Path, data_dir: Path, templates: list[str], **config: s
     plan = data_dir.parent / "plan.json"
     plan.write_text(json.dumps({"date": instance.day.isoformat(),
                                 "phases": {instance.phase.value: [{"template": t} for t in templates]}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASS_ACTIONS_")}
-    env.update({"PYTHONPATH": str(site), "CASS_ACTIONS_LOAD_PLUGINS": "hostile", "CASS_ACTIONS_DATA_DIR": str(data_dir), **OFFLINE})
-    return subprocess.Popen([sys.executable, "-m", "cass_actions_core.cli.main", "run", "--plan", str(plan)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    return start_run(site, data_dir, "hostile", "--plan", str(plan))
 
 
 def test_a_handler_blocking_the_event_loop_gets_its_worker_replaced_and_the_daemon_goes_on(hostile_site: Path,

@@ -366,8 +366,8 @@ class MeteredLLM:
             return result
         except LLMError as exc:
             error, response = exc, exc.response  # a billed but unusable reply still costs
-            # Sent, no usage back, maybe billed (a timeout, an unreadable 200): charge the estimate, once per
-            # request that timed out (the SDK retries timeouts; each attempt may have been billed).
+            # Sent, no usage back, maybe billed (a timeout, an unreadable 200): charge the estimate; a timeout
+            # once per request the call made (the SDK retries timeouts, and any attempt may have been billed).
             if response is None and exc.kind in MAYBE_BILLED_KINDS:
                 charged = _charge(estimate) * (exc.attempts if exc.kind == "timeout" and exc.attempts else 1)
             raise
