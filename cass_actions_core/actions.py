@@ -138,17 +138,20 @@ class ActionResult:
             raise InvalidResult("artifacts must be Artifact objects or mappings of kind, title, path, ref")
         for a in self.artifacts:
             a.check()
-        try:
-            json.dumps(self.data, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidResult(f"data is not plain JSON ({exc})") from None
-        except RecursionError:
-            raise InvalidResult("data is nested too deeply to store") from None
-        try:
-            size = len(json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8"))
+        try:  # one encoding of the whole result proves it storable and gives its size
+            size = len(json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False).encode("utf-8"))
         except UnicodeEncodeError as exc:  # a lone surrogate, say, from bytes decoded with surrogateescape
             raise InvalidResult(f"the result holds text that is not valid Unicode ({exc.reason}: "
                                 f"{exc.object[max(0, exc.start - 20):exc.end + 20]!r})") from None
+        except (TypeError, ValueError, RecursionError) as whole:
+            # The other fields' types are checked above, so the fault is nearly always in data: say what it is.
+            try:
+                json.dumps(self.data, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidResult(f"data is not plain JSON ({exc})") from None
+            except RecursionError:
+                raise InvalidResult("data is nested too deeply to store") from None
+            raise InvalidResult(f"the result is not plain JSON ({whole})") from None
         if size > MAX_RESULT_BYTES:
             # It is kept in the run, the summary and its event: a few copies of a huge string would
             # fill the disk and stall the loop. Big output belongs in a file the result points to.
